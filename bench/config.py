@@ -1,0 +1,131 @@
+"""Run configuration: one dataclass of hyperparameters shared by the three loops, and the cell
+(loop x device x precision) that a sweep runs.
+
+Nothing here imports torch, so ``python -m bench --help`` stays fast.  The defaults are the
+tutorial's: AdamW at lr 5e-5, batch 8, 3 epochs, linear decay with no warm-up, no weight decay,
+seed 42, and no gradient clipping (the Trainer's own default of 1.0 is *not* the tutorial's).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+
+LOOP_NAMES = ("manual", "accelerate", "trainer")
+DEVICES = ("cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+# How AdamW runs its update: what torch picks when nothing is said (for-loop on CPU, foreach on
+# CUDA), or one implementation forced.  The Trainer's own default is "fused".
+ADAMW_IMPLS = ("torch-default", "for-loop", "foreach", "fused")
+SCHEDULERS = ("linear", "constant", "cosine")
+
+MRPC_TRAIN_PAIRS = 3668
+MRPC_VALIDATION_PAIRS = 408
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # What is trained, on what.
+    model: str = "bert-base-uncased"
+    no_weights: bool = False
+    glue_dir: str | None = None
+    train_samples: int | None = None  # first N training pairs; None = all 3668
+    eval_samples: int | None = None  # first N validation pairs; None = all 408
+    # The tutorial's hyperparameters.
+    lr: float = 5e-5
+    batch_size: int = 8
+    epochs: int = 3
+    max_steps: int | None = None  # optimizer steps; overrides epochs, and the schedule ends there
+    scheduler: str = "linear"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    max_grad_norm: float | None = None  # None: no clipping, as in the tutorial
+    adamw: str = "torch-default"
+    grad_accum: int = 1
+    seed: int = 42
+    eval_batch_size: int = 32
+    # Measurement and control.
+    timing_warmup: int = 5  # first optimizer steps left out of the timing (not the LR warm-up)
+    parity: bool = False  # deterministic kernels, for step-wise loss parity between the loops
+
+    def validate(self) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        for name in ("batch_size", "epochs", "grad_accum", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"--max-steps must be >= 1, got {self.max_steps}")
+        for name in ("warmup_steps", "timing_warmup", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        for name in ("train_samples", "eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ConfigError(f"--max-grad-norm must be > 0 (leave it out for no clipping), got {self.max_grad_norm}")
+        if self.adamw not in ADAMW_IMPLS:
+            raise ConfigError(f"--adamw must be one of {', '.join(ADAMW_IMPLS)}, got {self.adamw!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        total = self.total_steps()
+        if self.timing_warmup >= total:
+            raise ConfigError(
+                f"--timing-warmup {self.timing_warmup} leaves no timed step out of {total} optimizer steps; "
+                f"lower it or train longer"
+            )
+
+    def n_train(self) -> int:
+        return min(self.train_samples or MRPC_TRAIN_PAIRS, MRPC_TRAIN_PAIRS)
+
+    def steps_per_epoch(self) -> int:
+        batches = math.ceil(self.n_train() / self.batch_size)
+        return math.ceil(batches / self.grad_accum)
+
+    def total_steps(self) -> int:
+        """Optimizer steps the run will take; the LR schedule decays over exactly these."""
+        return self.max_steps if self.max_steps else self.epochs * self.steps_per_epoch()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the matrix: a loop on a device at a precision, with the shared run config."""
+
+    loop: str
+    device: str
+    precision: str
+    run: RunConfig = field(default_factory=RunConfig)
+    repeat: int = 0
+
+    def to_dict(self) -> dict:
+        return {"loop": self.loop, "device": self.device, "precision": self.precision,
+                "repeat": self.repeat, "run": self.run.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Cell":
+        return cls(loop=d["loop"], device=d["device"], precision=d["precision"],
+                   repeat=d.get("repeat", 0), run=RunConfig(**d["run"]))
+
+    @property
+    def cell_id(self) -> str:
+        """Stable key of the cell's full configuration (used to resume a sweep)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        return f"{self.loop}/{self.device}/{self.precision}" + (f"#{self.repeat}" if self.repeat else "")

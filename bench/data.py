@@ -1,0 +1,127 @@
+"""MRPC data: loading (Hub or a local copy of the Hub repository), pair tokenization, dynamic
+padding, and the one sample order that all three loops share."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.config import ConfigError, RunConfig
+
+HUB_REPO = "nyu-mll/glue"
+GLUE_DIR_ENV = "BENCH_GLUE_DIR"
+OFFLINE_HINT = "hf download nyu-mll/glue --repo-type dataset --local-dir DIR"
+
+
+class DataUnavailable(ConfigError):
+    """Neither the local copy nor the Hub could give MRPC."""
+
+
+def resolve_glue_dir(glue_dir: str | None) -> str | None:
+    """--glue-dir wins over $BENCH_GLUE_DIR; the result is absolute so records are unambiguous."""
+    chosen = glue_dir or os.environ.get(GLUE_DIR_ENV) or None
+    return str(Path(chosen).expanduser().resolve()) if chosen else None
+
+
+def load_mrpc(glue_dir: str | None):
+    """The MRPC DatasetDict (train 3668 / validation 408 / test 1725) and where it came from."""
+    from datasets import load_dataset
+
+    if glue_dir:
+        path = Path(glue_dir)
+        if not (path / "mrpc").is_dir():
+            raise DataUnavailable(
+                f"no MRPC in {path} (expected {path / 'mrpc'}/*.parquet, the layout of the Hub repo {HUB_REPO}); "
+                f"get it with: {OFFLINE_HINT}"
+            )
+        try:
+            return load_dataset(str(path), "mrpc"), f"local:{path}"
+        except Exception as exc:  # a broken copy: say which and why, in one line
+            raise DataUnavailable(f"could not read MRPC from {path}: {type(exc).__name__}: {_first_line(exc)}") from exc
+    try:
+        return load_dataset(HUB_REPO, "mrpc"), f"hub:{HUB_REPO}"
+    except Exception as exc:
+        raise DataUnavailable(
+            f"could not load MRPC: tried the Hub ({HUB_REPO}: {type(exc).__name__}) and no --glue-dir or "
+            f"${GLUE_DIR_ENV} was given; download a local copy with `{OFFLINE_HINT}` and pass --glue-dir DIR"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+class EpochShuffleSampler:
+    """A shuffled order of the training set, fixed by (seed, epoch).
+
+    All three loops draw batches through this one object, so with the same seed they see the same
+    batches in the same order.  It owns its generator, so it consumes nothing from torch's global
+    RNG (which dropout uses).  It is deliberately not a ``RandomSampler``: Accelerate would swap
+    a RandomSampler for its own seedable one.  ``set_epoch`` follows the ``DistributedSampler``
+    convention; Accelerate and the Trainer call it, the manual loop calls it itself.
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        import torch
+
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def describe(self) -> str:
+        return f"EpochShuffleSampler(n={self.n}, seed={self.seed} + epoch)"
+
+
+@dataclass
+class PreparedData:
+    """What the harness hands every loop: tokenized splits, the collator, the sample order."""
+
+    train: object  # datasets.Dataset, torch format: input_ids, token_type_ids, attention_mask, labels
+    validation: object
+    collator: object  # DataCollatorWithPadding: pads each batch to its longest pair
+    sampler: EpochShuffleSampler
+    tokenizer: object
+    source: str
+    n_train: int
+    n_validation: int
+
+
+def prepare(run: RunConfig, tokenizer) -> PreparedData:
+    """The tutorial's preprocessing: pair tokenization with truncation, drop the text columns,
+    ``label`` -> ``labels``, torch format, and padding per batch rather than to a fixed length."""
+    from transformers import DataCollatorWithPadding
+
+    raw, source = load_mrpc(run.glue_dir)
+    if run.train_samples:
+        raw["train"] = raw["train"].select(range(min(run.train_samples, len(raw["train"]))))
+    if run.eval_samples:
+        raw["validation"] = raw["validation"].select(range(min(run.eval_samples, len(raw["validation"]))))
+    del raw["test"]  # GLUE's test labels are not for model selection; nothing here uses them
+
+    def tokenize_function(example):
+        return tokenizer(example["sentence1"], example["sentence2"], truncation=True)
+
+    tokenized = raw.map(tokenize_function, batched=True)
+    tokenized = tokenized.remove_columns(["sentence1", "sentence2", "idx"])
+    tokenized = tokenized.rename_column("label", "labels")
+    tokenized.set_format("torch")
+    return PreparedData(
+        train=tokenized["train"],
+        validation=tokenized["validation"],
+        collator=DataCollatorWithPadding(tokenizer=tokenizer),
+        sampler=EpochShuffleSampler(len(tokenized["train"]), run.seed),
+        tokenizer=tokenizer,
+        source=source,
+        n_train=len(tokenized["train"]),
+        n_validation=len(tokenized["validation"]),
+    )

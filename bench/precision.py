@@ -1,0 +1,124 @@
+"""What each precision means on each device, whether this machine can run it, and what was
+actually in force during a run (read back from torch, not assumed).
+
+fp32  plain float32; on CUDA with TF32 matmuls explicitly *off*, so fp32 means fp32.
+tf32  float32 storage, TF32 tensor-core matmuls and convolutions (CUDA, compute capability >= 8.0).
+fp16  float16 autocast with a dynamic loss scaler (GradScaler).
+bf16  bfloat16 autocast, no loss scaler (bf16 has fp32's exponent range).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    precision: str
+    autocast_dtype: str | None  # "bfloat16" / "float16" / None
+    grad_scaler: bool
+    tf32: bool
+
+    @property
+    def accelerate_mixed_precision(self) -> str:
+        return {"bfloat16": "bf16", "float16": "fp16"}.get(self.autocast_dtype, "no")
+
+    def torch_dtype(self):
+        import torch
+
+        return getattr(torch, self.autocast_dtype) if self.autocast_dtype else None
+
+
+def plan(precision: str) -> PrecisionPlan:
+    return {
+        "fp32": PrecisionPlan("fp32", None, False, False),
+        "tf32": PrecisionPlan("tf32", None, False, True),
+        "fp16": PrecisionPlan("fp16", "float16", True, False),
+        "bf16": PrecisionPlan("bf16", "bfloat16", False, False),
+    }[precision]
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 is a process-wide switch; set it both ways so no earlier default leaks into a cell."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+def tf32_state() -> dict:
+    import torch
+
+    return {
+        "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+    }
+
+
+def device_unavailable(device: str) -> str | None:
+    """Why this device cannot be used here, or None."""
+    import torch
+
+    if device == "cpu":
+        return None
+    if device == "cuda":
+        return None if torch.cuda.is_available() else "no CUDA device is available (torch.cuda.is_available() is False)"
+    if device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        return None if mps is not None and mps.is_available() else "no MPS device is available"
+    return f"unknown device {device!r}"
+
+
+def precision_unsupported(device: str, precision: str) -> str | None:
+    """Why this precision cannot run on this (available) device, or None.  Decided by what torch
+    reports for this machine, not by a table of hopes."""
+    import torch
+
+    if precision == "fp32":
+        return None
+    if precision == "tf32":
+        if device != "cuda":
+            return "tf32 is cuda-only (a tensor-core matmul mode of NVIDIA GPUs)"
+        major, minor = torch.cuda.get_device_capability()
+        return None if major >= 8 else f"tf32 needs compute capability >= 8.0, this GPU has {major}.{minor}"
+    if precision == "bf16":
+        if device == "cuda":
+            major, minor = torch.cuda.get_device_capability()
+            return None if major >= 8 else f"bf16 needs compute capability >= 8.0, this GPU has {major}.{minor}"
+        if device == "mps":
+            return None if torch.backends.mps.is_macos_or_newer(14, 0) else "bf16 on MPS needs macOS 14 or newer"
+        return None if torch.amp.autocast_mode.is_autocast_available("cpu") else "this torch build has no CPU autocast"
+    if precision == "fp16":
+        if device in ("cuda", "mps"):
+            return None
+        # CPU: torch itself has float16 autocast and a CPU GradScaler, but Accelerate accepts
+        # mixed_precision="fp16" on the CPU and then trains in fp32 (no autocast, no scaler), and
+        # the Trainer goes through Accelerate: two of the three loops would be fp32 under an fp16
+        # label.  Skipped, with that reason, rather than compared under a false name.
+        if not torch.amp.autocast_mode.is_autocast_available("cpu"):
+            return "fp16 on cpu: this torch build has no CPU autocast"
+        return ("fp16 on cpu: torch can autocast to float16 here, but Accelerate (and the Trainer "
+                "through it) accepts fp16 on the CPU and silently trains fp32, so the loops cannot be compared")
+    return f"unknown precision {precision!r}"
+
+
+def cpu_features() -> dict:
+    """Matrix-unit features of this CPU that decide bf16 speed (AMX, AVX512-BF16)."""
+    flags: set[str] = set()
+    name = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+                elif line.startswith("model name") and not name:
+                    name = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {
+        "cpu_name": name,
+        "amx_bf16": "amx_bf16" in flags,
+        "avx512_bf16": "avx512_bf16" in flags,
+        "avx512f": "avx512f" in flags,
+    }
