@@ -1,0 +1,180 @@
+"""The one meter that times all three loops.
+
+A loop calls ``start()`` just before its first batch, ``observe(loss, batch)`` after each
+forward/backward, and ``step()`` after each optimizer step (``step(loss, batch)`` does both).
+The Trainer does the same through a callback.  A step's time is wall time from the end of the
+previous optimizer step to the end of this one, so data loading, forward, backward, clipping,
+optimizer and scheduler are all inside it, whatever the loop does in what order.
+
+CPU: ``time.perf_counter``.  CUDA: an event recorded at every step end on the current stream and
+read once at ``stop()`` after a synchronize, so the meter adds no sync of its own per step.
+Losses are kept as detached tensors and read at ``stop()`` for the same reason.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+
+
+def _rss_peak_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 2**20  # KiB on Linux, bytes on macOS
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (q in [0, 100]), as numpy's default."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = (len(s) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+class StepMeter:
+    def __init__(self, device: str, timing_warmup: int, total_steps: int, progress: bool = True,
+                 description: str = ""):
+        self.device = device
+        self.timing_warmup = timing_warmup
+        self.total_steps = total_steps
+        self._cuda = device == "cuda"
+        self._bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total_steps, desc=description, unit="step", leave=False, file=sys.stderr)
+        self._optimizer = None
+        self._t_start = None
+        self._t_stop = None
+        self._marks: list = []  # per step end: perf_counter value or CUDA event
+        self._start_event = None
+        self._pending_loss: list = []
+        self._pending_samples = self._pending_real = self._pending_padded = 0
+        self.losses: list = []
+        self.samples: list[int] = []
+        self.real_tokens: list[int] = []
+        self.padded_tokens: list[int] = []
+        self.lrs: list[float] = []  # learning rate in force during each step
+        self._lr_next = None
+        self._checksum = 0  # of every batch's token ids and positions, in order (see observe)
+
+    # -- called by the loops -------------------------------------------------------------------
+    def watch(self, optimizer) -> None:
+        """Read the learning rate each step actually used from the live optimizer."""
+        self._optimizer = optimizer
+
+    def start(self) -> None:
+        if self._cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+            self._start_event = torch.cuda.Event(enable_timing=True)
+            self._start_event.record()
+        self._t_start = time.perf_counter()
+        self._lr_next = self._current_lr()
+
+    def observe(self, loss, batch) -> None:
+        """One forward/backward: its loss (a tensor, not synchronised here) and its batch."""
+        self._pending_loss.append(loss.detach())
+        mask = batch["attention_mask"]
+        # A running checksum of which pairs came in which order, kept on the device (no sync):
+        # equal checksums in two records mean the two loops saw the same batches in the same order.
+        ids = batch["input_ids"]
+        positions = __import__("torch").arange(1, ids.shape[1] + 1, device=ids.device)
+        self._checksum = (self._checksum * 1000003 + (ids.long() * positions).sum()) % 2147483647
+        self._pending_samples += int(mask.shape[0])
+        self._pending_real += mask.sum()  # a tensor: summed lazily, no sync here
+        self._pending_padded += int(mask.numel())
+
+    def step(self, loss=None, batch=None) -> None:
+        """End of one optimizer step."""
+        if loss is not None:
+            self.observe(loss, batch)
+        if self._t_start is None:
+            raise RuntimeError("StepMeter.step() before start()")
+        if not self._pending_loss:
+            raise RuntimeError("StepMeter.step() with no observed batch")
+        if self._cuda:
+            import torch
+
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            self._marks.append(ev)
+        else:
+            self._marks.append(time.perf_counter())
+        n = len(self._pending_loss)
+        self.losses.append(sum(self._pending_loss) / n if n > 1 else self._pending_loss[0])
+        self.samples.append(self._pending_samples)
+        self.real_tokens.append(self._pending_real)
+        self.padded_tokens.append(self._pending_padded)
+        self._pending_loss, self._pending_samples, self._pending_real, self._pending_padded = [], 0, 0, 0
+        self.lrs.append(self._lr_next)
+        self._lr_next = self._current_lr()
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def stop(self) -> None:
+        if self._cuda:
+            import torch
+
+            torch.cuda.synchronize()
+        self._t_stop = time.perf_counter()
+        if self._bar is not None:
+            self._bar.close()
+
+    # -- read by the harness -------------------------------------------------------------------
+    def _current_lr(self):
+        if self._optimizer is None:
+            return None
+        return float(self._optimizer.param_groups[0]["lr"])
+
+    def step_seconds(self) -> list[float]:
+        if self._cuda:
+            out, prev = [], self._start_event
+            for ev in self._marks:
+                out.append(prev.elapsed_time(ev) / 1000.0)
+                prev = ev
+            return out
+        edges = [self._t_start] + self._marks
+        return [b - a for a, b in zip(edges, edges[1:])]
+
+    def summary(self) -> dict:
+        """Throughput and memory over the timed steps (the first ``timing_warmup`` left out)."""
+        if self._t_stop is None:
+            raise RuntimeError("StepMeter.summary() before stop()")
+        steps = self.step_seconds()
+        w = self.timing_warmup
+        timed = steps[w:]
+        timed_s = sum(timed)
+        n_samples = sum(self.samples[w:])
+        real = [int(t) for t in self.real_tokens]
+        out = {
+            "steps": len(steps),
+            "timed_steps": len(timed),
+            "timing_warmup_steps": min(w, len(steps)),
+            "timed_s": timed_s,
+            "train_wall_s": self._t_stop - self._t_start,
+            "samples_per_s": n_samples / timed_s if timed and timed_s > 0 else None,
+            "real_tokens_per_s": sum(real[w:]) / timed_s if timed and timed_s > 0 else None,
+            "padded_tokens_per_s": sum(self.padded_tokens[w:]) / timed_s if timed and timed_s > 0 else None,
+            "padding_fraction": 1 - sum(real) / sum(self.padded_tokens) if self.padded_tokens else None,
+            "step_s_p50": percentile(timed, 50) if timed else None,
+            "step_s_p90": percentile(timed, 90) if timed else None,
+            "step_s_mean": statistics.fmean(timed) if timed else None,
+            "step_s": steps,
+            "step_losses": [float(x) for x in self.losses],
+            "step_lrs": self.lrs,
+            "samples_seen": sum(self.samples),
+            "batch_order_checksum": int(self._checksum),
+            "peak_rss_mib": _rss_peak_mib(),
+        }
+        out["train_loss_final"] = out["step_losses"][-1] if out["step_losses"] else None
+        if self._cuda:
+            import torch
+
+            out["peak_alloc_mib"] = torch.cuda.max_memory_allocated() / 2**20
+            out["peak_reserved_mib"] = torch.cuda.max_memory_reserved() / 2**20
+        return out

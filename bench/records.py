@@ -1,0 +1,110 @@
+"""Records: one JSON line per cell in OUT/results.jsonl, appended and flushed as each cell ends.
+
+Plain dataclass, units in the field names.  Loadable with ``pandas.read_json(path, lines=True)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.config import ConfigError
+
+RESULTS_FILE = "results.jsonl"
+SCHEMA = 1
+
+
+class ResultsFileError(ConfigError):
+    """results.jsonl cannot be trusted as it is; the message names the file and line."""
+
+
+@dataclass
+class Record:
+    loop: str
+    device: str
+    precision: str
+    status: str  # "ok" | "skipped" | "failed"
+    reason: str = ""
+    cell_id: str = ""
+    repeat: int = 0
+    schema: int = SCHEMA
+    started_at: str = ""
+    finished_at: str = ""
+    # Throughput over the timed steps (first --timing-warmup steps excluded).
+    samples_per_s: float | None = None
+    real_tokens_per_s: float | None = None
+    padded_tokens_per_s: float | None = None
+    padding_fraction: float | None = None
+    step_s_p50: float | None = None
+    step_s_p90: float | None = None
+    step_s_mean: float | None = None
+    steps: int | None = None
+    timed_steps: int | None = None
+    timing_warmup_steps: int | None = None
+    timed_s: float | None = None
+    train_wall_s: float | None = None
+    samples_seen: int | None = None
+    batch_order_checksum: int | None = None  # equal across loops = same batches, same order
+    # Memory.
+    peak_alloc_mib: float | None = None
+    peak_reserved_mib: float | None = None
+    peak_rss_mib: float | None = None
+    # Quality, from the one shared evaluation after training.
+    eval_accuracy: float | None = None
+    eval_f1: float | None = None
+    eval_examples: int | None = None
+    eval_s: float | None = None
+    train_loss_final: float | None = None
+    step_losses: list = field(default_factory=list)
+    step_s: list = field(default_factory=list)
+    step_lrs: list = field(default_factory=list)
+    # What ran: the settings read back from the live objects, the config asked for, the model and
+    # data actually used, the machine and the library versions.
+    settings: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    data_source: str = ""
+    env: dict = field(default_factory=dict)
+    command: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), allow_nan=True, default=str)
+
+
+def append_record(out_dir: str | Path, record: Record) -> None:
+    """Append one line and make it durable before the next cell starts."""
+    path = Path(out_dir) / RESULTS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = record.to_json() + "\n"
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """All records of a results file (or of OUT/results.jsonl), refusing anything untrustworthy:
+    a line that is not JSON (a truncated last write, a foreign file) is an error naming the line."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_FILE
+    if not path.exists():
+        raise ResultsFileError(f"{path}: no such results file")
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                last = not line.endswith("\n")
+                what = "truncated last line (a cell was killed while writing?)" if last else "not a JSON record"
+                raise ResultsFileError(f"{path}:{number}: {what}: {exc.msg}") from exc
+            if not isinstance(rec, dict) or "status" not in rec or "loop" not in rec:
+                raise ResultsFileError(f"{path}:{number}: not a bench record (no 'loop'/'status' field)")
+            records.append(rec)
+    return records

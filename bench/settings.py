@@ -1,0 +1,123 @@
+"""The settings actually in force, read from the live objects each loop trained with (optimizer,
+scheduler, dataloader, scaler, model) and from a probe inside the model, never from the config.
+
+This is what makes a hidden default visible: if the Trainer clipped gradients, used a fused
+optimizer or ran without autocast, it shows here whatever the config said.
+"""
+
+from __future__ import annotations
+
+
+class PrecisionProbe:
+    """A forward hook on the model's last layer that records, during the first training forward,
+    whether autocast was on and which dtype the layer computed in."""
+
+    def __init__(self, model, device_type: str):
+        import torch
+
+        self.device_type = device_type
+        self.seen: dict | None = None
+        layer = getattr(model, "classifier", None)
+        if not isinstance(layer, torch.nn.Module):
+            layer = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        self._handle = layer.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):
+        import torch
+
+        if self.seen is None and module.training:
+            self.seen = {
+                "autocast_enabled": bool(torch.is_autocast_enabled(self.device_type)),
+                "autocast_dtype": str(torch.get_autocast_dtype(self.device_type)).replace("torch.", "")
+                if torch.is_autocast_enabled(self.device_type) else None,
+                "compute_dtype": str(output.dtype).replace("torch.", ""),
+                "param_dtype": str(module.weight.dtype).replace("torch.", ""),
+                "train_mode": module.training,
+            }
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+def _sampler_of(dataloader):
+    """The sampler a (possibly Accelerate-prepared) DataLoader draws indices from."""
+    for path in (("batch_sampler", "sampler"), ("batch_sampler", "batch_sampler", "sampler"), ("sampler",)):
+        obj = dataloader
+        for attr in path:
+            obj = getattr(obj, attr, None)
+        if obj is not None and not type(obj).__name__.startswith(("SequentialSampler", "BatchSampler")):
+            return obj
+    return None
+
+
+def _schedule(scheduler) -> dict:
+    out = {"class": type(scheduler).__name__}
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    if lambdas:
+        fn = lambdas[0]
+        keywords = getattr(fn, "keywords", {}) or {}
+        out["lambda"] = getattr(getattr(fn, "func", fn), "__name__", str(fn))
+        for key in ("num_warmup_steps", "num_training_steps", "num_cycles"):
+            if key in keywords:
+                out[key] = keywords[key]
+    return out
+
+
+def read_settings(result, meter, probe: PrecisionProbe, collator, model_info) -> dict:
+    import torch
+
+    from bench.precision import tf32_state
+
+    opt = result.optimizer
+    group0 = opt.param_groups[0]
+    lrs = [x for x in meter.lrs if x is not None]
+    sampler = _sampler_of(result.train_dataloader) if result.train_dataloader is not None else None
+    scaler = result.grad_scaler
+    scaler_on = bool(scaler is not None and scaler.is_enabled())
+    settings = {
+        "optimizer": type(opt).__name__,
+        "optimizer_impl": "fused" if group0.get("fused") else "foreach" if group0.get("foreach") else
+        "torch-default" if group0.get("foreach") is None else "for-loop",
+        "lr": group0.get("initial_lr", group0["lr"]),
+        "betas": list(group0.get("betas", ())),
+        "eps": group0.get("eps"),
+        "weight_decay_groups": [
+            {"weight_decay": g.get("weight_decay", 0.0), "n_tensors": len(g["params"]),
+             "n_params": sum(p.numel() for p in g["params"])} for g in opt.param_groups],
+        "scheduler": _schedule(result.scheduler),
+        "lr_first_step": lrs[0] if lrs else None,
+        "lr_middle_step": lrs[len(lrs) // 2] if lrs else None,
+        "lr_last_step": lrs[-1] if lrs else None,
+        "grad_clip_max_norm": result.clip_max_norm,
+        "grad_accum_steps": result.grad_accum,
+        "sampler": sampler.describe() if hasattr(sampler, "describe") else type(sampler).__name__ if sampler else None,
+        "collator": type(collator).__name__,
+        "padding": str(getattr(collator, "padding", "")),
+        "pad_to_multiple_of": getattr(collator, "pad_to_multiple_of", None),
+        "dropout": model_info.dropout,
+        "model_train_mode": probe.seen["train_mode"] if probe.seen else None,
+        "autocast_dtype": probe.seen["autocast_dtype"] if probe.seen else None,
+        "compute_dtype": probe.seen["compute_dtype"] if probe.seen else None,
+        "param_dtype": probe.seen["param_dtype"] if probe.seen else None,
+        "grad_scaler": scaler_on,
+        "grad_scaler_final_scale": float(scaler.get_scale()) if scaler_on else None,
+        "attn_implementation": model_info.attn_implementation,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        **tf32_state(),
+    }
+    settings.update(result.extra)
+    return settings
+
+
+def precision_mismatch(precision_plan, settings: dict) -> str | None:
+    """Why the precision in force is not the one asked for, or None.  Checked after every run."""
+    want = precision_plan.autocast_dtype
+    got = settings.get("autocast_dtype")
+    if want != got:
+        return (f"asked {precision_plan.precision} but the model ran with autocast "
+                f"{got or 'off'} (compute dtype {settings.get('compute_dtype')})")
+    if precision_plan.grad_scaler != settings.get("grad_scaler"):
+        return f"asked {precision_plan.precision} but the grad scaler was {'on' if settings.get('grad_scaler') else 'off'}"
+    if settings.get("device") == "cuda" and precision_plan.tf32 != settings.get("cuda_matmul_allow_tf32"):
+        return f"asked {precision_plan.precision} but TF32 matmuls were {'on' if settings.get('cuda_matmul_allow_tf32') else 'off'}"
+    return None
