@@ -1,0 +1,89 @@
+"""The tutorial's hand-written PyTorch loop: DataLoader, AdamW, a linear schedule, and
+forward / backward / step / zero_grad in plain sight.
+
+Changes from the tutorial, each needed to compare it fairly with the other two loops:
+- ``torch.optim.AdamW`` (``transformers.AdamW`` is gone in transformers 5);
+- batches come in the harness's shared order (``sampler=``) instead of ``shuffle=True``;
+- mixed precision through ``torch.autocast`` and, for fp16, a ``GradScaler``;
+- optional clipping / accumulation, off by default as in the tutorial, there so that a config that
+  asks for them trains the same thing in all three loops;
+- the harness's meter is called once per optimizer step.
+"""
+
+import math
+
+import torch
+from torch.optim import AdamW
+from torch.utils.data import DataLoader
+from transformers import get_scheduler
+
+from bench.loop_api import LoopResult
+from bench.precision import plan, set_tf32
+from loops.common import adamw_impl_kwargs, adamw_param_groups
+
+
+def train(cell, data, model, meter):
+    run = cell.run
+    precision = plan(cell.precision)
+    device = torch.device(cell.device)
+
+    # Padding happens per batch in the collator (to the longest pair in the batch), which is why
+    # the DataLoader gets the collator and not a fixed-length dataset.
+    train_dataloader = DataLoader(data.train, sampler=data.sampler, batch_size=run.batch_size,
+                                  collate_fn=data.collator)
+
+    model.to(device)
+    optimizer = AdamW(adamw_param_groups(model, run.weight_decay), lr=run.lr,
+                      betas=(run.adam_beta1, run.adam_beta2), eps=run.adam_eps,
+                      weight_decay=run.weight_decay, **adamw_impl_kwargs(run.adamw))
+
+    # The schedule decays over the optimizer steps actually taken (--max-steps cuts it short).
+    steps_per_epoch = math.ceil(len(train_dataloader) / run.grad_accum)
+    num_training_steps = run.max_steps or run.epochs * steps_per_epoch
+    num_epochs = math.ceil(num_training_steps / steps_per_epoch)
+    lr_scheduler = get_scheduler(run.scheduler, optimizer=optimizer, num_warmup_steps=run.warmup_steps,
+                                 num_training_steps=num_training_steps)
+
+    # fp16 needs loss scaling to keep small gradients from flushing to zero; bf16 and fp32 do not,
+    # and a disabled scaler is a pass-through.
+    set_tf32(precision.tf32)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.grad_scaler)
+    autocast_dtype = precision.torch_dtype()
+
+    meter.watch(optimizer)
+    model.train()
+    meter.start()
+    step = 0
+    for epoch in range(num_epochs):
+        data.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same one in every loop
+        n_batches = len(train_dataloader)
+        for i, batch in enumerate(train_dataloader):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                outputs = model(**batch)
+            # Average over the micro-batches of this step (the last group of an epoch may be short).
+            group_start = (i // run.grad_accum) * run.grad_accum
+            group_size = min(run.grad_accum, n_batches - group_start)
+            scaler.scale(outputs.loss / group_size).backward()
+            meter.observe(outputs.loss, batch)
+            if i + 1 < group_start + group_size:
+                continue
+            if run.max_grad_norm:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                torch.nn.utils.clip_grad_norm_(model.parameters(), run.max_grad_norm)
+            scale_before = scaler.get_scale()
+            scaler.step(optimizer)
+            scaler.update()
+            # An fp16 step skipped for inf/nan gradients must not advance the schedule either.
+            if not precision.grad_scaler or scaler.get_scale() >= scale_before:
+                lr_scheduler.step()
+            optimizer.zero_grad()
+            meter.step()
+            step += 1
+            if step == num_training_steps:
+                break
+    meter.stop()
+
+    return LoopResult(model=model, optimizer=optimizer, scheduler=lr_scheduler,
+                      train_dataloader=train_dataloader, grad_scaler=scaler,
+                      clip_max_norm=run.max_grad_norm, grad_accum=run.grad_accum)

@@ -1,0 +1,128 @@
+"""The tutorial's third way: ``TrainingArguments`` + ``Trainer``.
+
+Every ``TrainingArguments`` default that the tutorial's manual loop does not share is set here,
+explicitly, from the run config, so that the three loops train the same thing:
+
+- ``max_grad_norm`` (default 1.0: the Trainer clips, the tutorial does not);
+- ``optim`` (default ``adamw_torch_fused``: the tutorial uses plain ``AdamW``);
+- ``dataloader_pin_memory`` (default True: the tutorial's DataLoader does not pin);
+- reporting, in-loop evaluation, checkpoints and logging off: the harness measures and evaluates.
+
+Two additions to the stock Trainer, in a small subclass: batches come from the harness's shared
+sampler, and each batch's loss goes to the meter; a callback times the steps.
+"""
+
+import tempfile
+
+import torch
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+
+from bench.loop_api import LoopResult
+from bench.precision import plan
+
+_OPTIM = {"torch-default": "adamw_torch", "fused": "adamw_torch_fused"}
+
+
+class MeterCallback(TrainerCallback):
+    """Times the Trainer's optimizer steps with the harness's meter, as the other loops do."""
+
+    def __init__(self, meter):
+        self.meter = meter
+
+    def on_train_begin(self, args, state, control, optimizer=None, train_dataloader=None, **kwargs):
+        self.train_dataloader = train_dataloader  # kept so the harness can read its sampler
+        self.meter.watch(optimizer)
+        self.meter.start()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.meter.step()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.meter.stop()
+
+
+class SharedOrderTrainer(Trainer):
+    def __init__(self, *args, sampler, meter, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._shared_sampler, self._meter = sampler, meter
+
+    def _get_train_sampler(self, train_dataset=None):
+        return self._shared_sampler  # the same batches, in the same order, as the other loops
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training:
+            self._meter.observe(outputs.loss, inputs)
+        return (loss, outputs) if return_outputs else loss
+
+
+def training_arguments(cell, output_dir):
+    run = cell.run
+    precision = plan(cell.precision)
+    return TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=run.batch_size,
+        learning_rate=run.lr,
+        num_train_epochs=run.epochs,
+        max_steps=run.max_steps or -1,
+        lr_scheduler_type=run.scheduler,
+        warmup_steps=run.warmup_steps,
+        weight_decay=run.weight_decay,
+        adam_beta1=run.adam_beta1,
+        adam_beta2=run.adam_beta2,
+        adam_epsilon=run.adam_eps,
+        max_grad_norm=run.max_grad_norm or 0.0,  # 0 turns the Trainer's default clipping (1.0) off
+        optim=_OPTIM.get(run.adamw, "adamw_torch"),
+        gradient_accumulation_steps=run.grad_accum,
+        seed=run.seed,
+        bf16=precision.autocast_dtype == "bfloat16",
+        fp16=precision.autocast_dtype == "float16",
+        tf32=precision.tf32 if cell.device == "cuda" else None,
+        use_cpu=cell.device == "cpu",
+        dataloader_pin_memory=False,
+        dataloader_num_workers=0,
+        report_to="none",
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,  # the harness draws one progress bar for every loop
+    )
+
+
+def train(cell, data, model, meter):
+    run = cell.run
+    # "for-loop" and "foreach" have no `optim` name: pass the class and its arguments through the
+    # Trainer's own hook, which still builds the parameter groups as usual.
+    optimizer_cls_and_kwargs = None
+    if run.adamw in ("for-loop", "foreach"):
+        optimizer_cls_and_kwargs = (torch.optim.AdamW, {
+            "lr": run.lr, "betas": (run.adam_beta1, run.adam_beta2), "eps": run.adam_eps,
+            "foreach": run.adamw == "foreach"})
+    callback = MeterCallback(meter)
+    with tempfile.TemporaryDirectory(prefix="bench-trainer-") as output_dir:
+        trainer = SharedOrderTrainer(
+            model=model,
+            args=training_arguments(cell, output_dir),
+            train_dataset=data.train,
+            data_collator=data.collator,
+            processing_class=data.tokenizer,
+            callbacks=[callback],
+            optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
+            sampler=data.sampler,
+            meter=meter,
+        )
+        # With tqdm off the Trainer prints its own end-of-run speed figures, which include warm-up
+        # and are not the harness's measure; the record is the one place numbers come from.
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # unwrap AcceleratedOptimizer
+    scheduler = getattr(trainer.lr_scheduler, "scheduler", trainer.lr_scheduler)
+    args = trainer.args
+    return LoopResult(model=trainer.model, optimizer=optimizer, scheduler=scheduler,
+                      train_dataloader=callback.train_dataloader, grad_scaler=trainer.accelerator.scaler,
+                      clip_max_norm=args.max_grad_norm if args.max_grad_norm > 0 else None,
+                      grad_accum=args.gradient_accumulation_steps,
+                      extra={"trainer_optim": str(args.optim.value if hasattr(args.optim, "value") else args.optim),
+                             "trainer_logging_nan_inf_filter": args.logging_nan_inf_filter,
+                             "accelerate_mixed_precision": trainer.accelerator.mixed_precision})
