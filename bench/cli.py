@@ -1,0 +1,200 @@
+"""Command line: ``python -m bench run | report | inspect``.
+
+Parsing imports nothing heavy, so ``--help`` and bad input answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import shlex
+import sys
+from pathlib import Path
+
+from bench.config import ADAMW_IMPLS, DEVICES, LOOP_NAMES, PRECISIONS, SCHEDULERS, ConfigError, RunConfig
+
+
+def _choice_list(valid: tuple[str, ...], what: str):
+    """A comma list of choices or ``all``; remembers whether ``all`` was used."""
+
+    def parse(text: str) -> tuple[list[str], bool]:
+        if text == "all":
+            return list(valid), False
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in valid]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(map(repr, bad)) or repr(text)}; choose from: all, {', '.join(valid)}")
+        return list(dict.fromkeys(items)), True
+
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = RunConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Fine-tune BERT on GLUE MRPC with a manual PyTorch loop, an Accelerate loop and the "
+                    "HF Trainer, measured the same way; records to JSONL, reports to Markdown.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,inspect}")
+
+    run = sub.add_parser("run", help="train and measure a matrix of cells (loop x device x precision)",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    m = run.add_argument_group("matrix")
+    m.add_argument("--loops", type=_choice_list(LOOP_NAMES, "loop"), default="all",
+                   help=f"all, or a comma list of: {', '.join(LOOP_NAMES)}")
+    m.add_argument("--device", type=_choice_list(DEVICES, "device"), default="cpu",
+                   help=f"all, or a comma list of: {', '.join(DEVICES)}")
+    m.add_argument("--precision", type=_choice_list(PRECISIONS, "precision"), default="fp32",
+                   help=f"all, or a comma list of: {', '.join(PRECISIONS)}")
+    m.add_argument("--repeats", type=_positive_int, default=1, help="runs of each cell, each in a fresh process")
+    w = run.add_argument_group("model and data")
+    w.add_argument("--model", default=d.model,
+                   help="a Hub id, a local model folder, or an alias: minilm-l6 (packaged, offline), tiny (random, tests)")
+    w.add_argument("--no-weights", action="store_true", help="random weights from the model's config (throughput only)")
+    w.add_argument("--glue-dir", default=None,
+                   help="local copy of the Hub repo nyu-mll/glue (default: $BENCH_GLUE_DIR, else the Hub)")
+    w.add_argument("--train-samples", type=_positive_int, default=None, help="use the first N training pairs")
+    w.add_argument("--eval-samples", type=_positive_int, default=None, help="use the first N validation pairs")
+    h = run.add_argument_group("hyperparameters (defaults: the tutorial's)")
+    h.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
+    h.add_argument("--lr", type=_positive_float, default=d.lr)
+    h.add_argument("--epochs", type=_positive_int, default=d.epochs)
+    h.add_argument("--max-steps", type=_positive_int, default=None, help="stop after N optimizer steps (the schedule ends there)")
+    h.add_argument("--warmup-steps", type=_non_negative_int, default=d.warmup_steps, help="learning-rate warm-up steps")
+    h.add_argument("--scheduler", choices=SCHEDULERS, default=d.scheduler)
+    h.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    h.add_argument("--max-grad-norm", type=_positive_float, default=None,
+                   help="clip gradients to this norm (default: no clipping, as in the tutorial; the Trainer's own default is 1.0)")
+    h.add_argument("--adamw", choices=ADAMW_IMPLS, default=d.adamw,
+                   help="AdamW update implementation (the Trainer's own default is fused)")
+    h.add_argument("--grad-accum", type=_positive_int, default=d.grad_accum)
+    h.add_argument("--seed", type=int, default=d.seed)
+    h.add_argument("--eval-batch-size", type=_positive_int, default=d.eval_batch_size)
+    x = run.add_argument_group("measurement and control")
+    x.add_argument("--timing-warmup", type=_non_negative_int, default=d.timing_warmup,
+                   help="first optimizer steps left out of the timing (not the learning-rate warm-up)")
+    x.add_argument("--parity", action="store_true",
+                   help="deterministic kernels, so the loops' step losses can be compared step by step (dropout stays on: every loop starts from the same RNG state)")
+    x.add_argument("--out", default=None, help="output folder (default: runs/<timestamp>/)")
+    x.add_argument("--resume", metavar="OUT", default=None, help="continue the sweep in OUT, skipping cells already ok or skipped")
+    x.add_argument("--cell-timeout", type=_positive_float, default=None, help="seconds before a cell is killed and marked failed")
+    x.add_argument("--no-progress", action="store_true", help="no progress bars")
+    x.add_argument("--in-process", action="store_true",
+                   help="run cells in this process (faster start, no isolation: for debugging)")
+
+    rep = sub.add_parser("report", help="render a Markdown report (with plots) from a results folder or file")
+    rep.add_argument("results", help="OUT folder of a run, or its results.jsonl")
+    rep.add_argument("-o", "--output", default=None, help="Markdown file to write (default: OUT/report.md)")
+
+    ins = sub.add_parser("inspect", help="what the model and tokenizer look like: the tutorial's opening, made useful")
+    ins.add_argument("--model", default="minilm-l6", help="Hub id, local folder, or alias (default: minilm-l6)")
+    ins.add_argument("--sentence1", default="This is the first sentence.")
+    ins.add_argument("--sentence2", default="This is the second one.")
+    return parser
+
+
+def _run_config(args) -> RunConfig:
+    from bench.data import resolve_glue_dir
+
+    return RunConfig(
+        model=args.model, no_weights=args.no_weights, glue_dir=resolve_glue_dir(args.glue_dir),
+        train_samples=args.train_samples, eval_samples=args.eval_samples,
+        lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps,
+        scheduler=args.scheduler, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm, adamw=args.adamw, grad_accum=args.grad_accum, seed=args.seed,
+        eval_batch_size=args.eval_batch_size, timing_warmup=args.timing_warmup, parity=args.parity)
+
+
+def cmd_run(args) -> int:
+    from bench.records import read_records
+    from bench.summary import summary_table
+
+    run = _run_config(args)
+    run.validate()
+    if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+        raise ConfigError("give either --out or --resume OUT, not two different folders")
+    out = Path(args.resume or args.out or Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    if args.resume and not out.is_dir():
+        raise ConfigError(f"--resume {out}: no such folder")
+    loops, _ = args.loops
+    devices, devices_explicit = args.device
+    precisions, precisions_explicit = args.precision
+
+    from bench.cell import skip_reason
+    from bench.data import load_mrpc
+    from bench.models import check_model
+    from bench.sweep import completed_ids, expand, refuse_explicit, run_sweep
+
+    if args.resume:
+        completed_ids(out)  # a corrupt results file is an error before anything runs
+    refuse_explicit(devices, precisions, devices_explicit, precisions_explicit, skip_reason)
+    # Fail fast, in one line, on what no cell could get past: the data and the model.
+    load_mrpc(run.glue_dir)
+    check_model(run)
+    cells = expand(loops, devices, precisions, run, args.repeats)
+    command = shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]])
+    print(f"{len(cells)} cells -> {out}/", file=sys.stderr)
+    run_sweep(cells, out, cell_timeout=args.cell_timeout, resume=bool(args.resume),
+              progress=not args.no_progress, command=command, isolate=not args.in_process)
+    records = read_records(out)
+    print(summary_table(records))
+    wanted = {c.cell_id for c in cells}
+    latest = {r["cell_id"]: r for r in records if r.get("cell_id") in wanted}
+    bad = [r for r in latest.values() if r["status"] == "failed"]
+    missing = wanted - set(latest)
+    return 1 if bad or missing else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "report":
+            from bench.report import cmd_report
+
+            return cmd_report(args)
+        if args.command == "inspect":
+            from bench.inspect_model import cmd_inspect
+
+            return cmd_inspect(args)
+    except ConfigError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; what was recorded stays recorded (resume with --resume OUT)", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return 2

@@ -1,0 +1,157 @@
+"""The sweep: expand loops x devices x precisions (x repeats) into cells, run each cell in a fresh
+process with a timeout, append its record as it ends, and resume from what is already recorded."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from bench.config import Cell, ConfigError, RunConfig
+from bench.records import RESULTS_FILE, Record, append_record, read_records
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TAIL_LINES = 15
+
+
+def expand(loops, devices, precisions, run: RunConfig, repeats: int = 1) -> list[Cell]:
+    return [Cell(loop=lp, device=d, precision=p, run=run, repeat=r)
+            for d in devices for p in precisions for lp in loops for r in range(repeats)]
+
+
+def refuse_explicit(devices, precisions, devices_explicit: bool, precisions_explicit: bool, skip_reason) -> None:
+    """Asked for by name but impossible here: an error before anything runs.  (Impossible only
+    through ``all``: a skipped record, see ``run_sweep``.)"""
+    from bench.precision import device_unavailable
+
+    if devices_explicit:
+        for d in devices:
+            why = device_unavailable(d)
+            if why:
+                raise ConfigError(f"--device {d}: {why}")
+    if devices_explicit and precisions_explicit:
+        for d in devices:
+            for p in precisions:
+                why = skip_reason(Cell(loop="manual", device=d, precision=p))
+                if why:
+                    raise ConfigError(f"--device {d} --precision {p}: {why}")
+
+
+def completed_ids(out_dir: Path) -> set[str]:
+    """Cells already ``ok`` or ``skipped`` in OUT (a failed cell is run again on resume)."""
+    path = out_dir / RESULTS_FILE
+    if not path.exists():
+        return set()
+    return {r["cell_id"] for r in read_records(path) if r.get("status") in ("ok", "skipped")}
+
+
+def _die_with_parent() -> None:
+    """In the child: be killed if the sweep dies, even by SIGKILL (Linux), so an orphaned cell
+    never competes with the resumed sweep for the CPU."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _relay(stream, sink, tail: collections.deque) -> None:
+    """Copy the child's output through (its progress bar) and keep its last lines."""
+    buf = b""
+    for chunk in iter(lambda: stream.read1(4096) if hasattr(stream, "read1") else stream.read(4096), b""):
+        sink.write(chunk.decode("utf-8", "replace"))
+        sink.flush()
+        buf += chunk
+        *lines, buf = buf.replace(b"\r", b"\n").split(b"\n")
+        tail.extend(line.decode("utf-8", "replace") for line in lines if line.strip())
+    if buf.strip():
+        tail.append(buf.decode("utf-8", "replace"))
+
+
+def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: str,
+                 python: str = sys.executable, module: str = "bench.cell") -> Record:
+    """Run one cell in its own process.  A crash, an out-of-memory kill or a timeout becomes a
+    ``failed`` record carrying the child's last lines."""
+    from bench.cell import _now
+
+    base = dict(loop=cell.loop, device=cell.device, precision=cell.precision, cell_id=cell.cell_id,
+                repeat=cell.repeat, config=cell.to_dict(), command=command)
+    with tempfile.TemporaryDirectory(prefix="bench-cell-") as tmp:
+        cell_path, result_path = os.path.join(tmp, "cell.json"), os.path.join(tmp, "record.json")
+        with open(cell_path, "w", encoding="utf-8") as f:
+            json.dump(cell.to_dict(), f)
+        argv = [python, "-m", module, cell_path, result_path, "--command", command]
+        if not progress:
+            argv.append("--no-progress")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        started = _now()
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, preexec_fn=_die_with_parent)
+        tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
+        reader = threading.Thread(target=_relay, args=(proc.stdout, sys.stderr, tail), daemon=True)
+        reader.start()
+        try:
+            code = proc.wait(timeout=timeout_s)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            code = proc.wait()
+            timed_out = True
+        except BaseException:  # Ctrl-C: take the child with us, record nothing for this cell
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+        reader.join(timeout=5)
+        if not timed_out and code == 0 and os.path.exists(result_path):
+            with open(result_path, encoding="utf-8") as f:
+                return Record(**json.load(f))
+        if timed_out:
+            reason = f"timed out after {timeout_s:g} s (--cell-timeout)"
+        elif code < 0:
+            sig = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            reason = f"the cell's process was killed by {sig}" + (" (out of memory?)" if sig == "SIGKILL" else "")
+        else:
+            reason = f"the cell's process exited with code {code} without a record"
+        last = list(tail)
+        if last:
+            reason += f": {last[-1][:300]}"
+        return Record(status="failed", reason=reason, started_at=started, finished_at=_now(),
+                      env={"output_tail": last}, **base)
+
+
+def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = None, resume: bool = False,
+              progress: bool = True, command: str = "", isolate: bool = True) -> list[Record]:
+    """Run every cell not already recorded; append each record as it ends.  Returns the records
+    made by this call."""
+    from bench.cell import _now, run_cell, skip_reason
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = completed_ids(out_dir) if resume else set()
+    made = []
+    for i, cell in enumerate(cells, 1):
+        head = f"[{i}/{len(cells)}] {cell.label}"
+        if cell.cell_id in done:
+            print(f"{head}: already recorded in {out_dir / RESULTS_FILE}, not run again", file=sys.stderr)
+            continue
+        reason = skip_reason(cell)
+        if reason:
+            record = Record(loop=cell.loop, device=cell.device, precision=cell.precision, status="skipped",
+                            reason=reason, cell_id=cell.cell_id, repeat=cell.repeat, config=cell.to_dict(),
+                            command=command, started_at=_now(), finished_at=_now())
+        elif isolate:
+            print(f"{head}: running", file=sys.stderr)
+            record = run_isolated(cell, cell_timeout, progress, command)
+        else:
+            record = run_cell(cell, progress=progress, command=command)
+        append_record(out_dir, record)
+        made.append(record)
+        print(f"{head}: {record.status}" + (f" ({record.reason})" if record.reason else ""), file=sys.stderr)
+    return made
