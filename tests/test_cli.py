@@ -1,0 +1,114 @@
+"""The command line: bad input gets one clear line and a non-zero exit; --help stays light."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.cli import build_parser, main
+from tests.conftest import ROOT
+
+
+def run_cli(*args, env=None):
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=full_env, timeout=300)
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys\nfrom bench.cli import main\n"
+            "try:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported by --help'\n"
+            "assert 'transformers' not in sys.modules\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "--loops" in out.stdout and "manual" in out.stdout and "fp32" in out.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--loops", "manual,jax"], "unknown loop 'jax'; choose from: all, manual, accelerate, trainer"),
+    (["--device", "tpu"], "unknown device 'tpu'; choose from: all, cpu, cuda, mps"),
+    (["--precision", "fp8"], "unknown precision 'fp8'; choose from: all, fp32, tf32, fp16, bf16"),
+    (["--batch-size", "0"], "must be >= 1"),
+    (["--lr", "-1"], "must be > 0"),
+    (["--adamw", "sgd"], "invalid choice"),
+])
+def test_unknown_choices_exit_2_with_the_valid_list(args, needle, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", *args])
+    assert exc.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
+def _one_line_error(result):
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("bench: error: ")
+    return lines[0]
+
+
+def test_cuda_asked_without_a_gpu_is_one_line(glue_dir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    line = _one_line_error(run_cli("run", "--device", "cuda", "--model", "tiny", "--glue-dir", glue_dir))
+    assert "--device cuda" in line and "no CUDA device" in line
+
+
+def test_tf32_asked_on_cpu_is_one_line(glue_dir):
+    line = _one_line_error(run_cli("run", "--device", "cpu", "--precision", "tf32", "--model", "tiny",
+                                   "--glue-dir", glue_dir))
+    assert "tf32 is cuda-only" in line
+
+
+def test_missing_glue_dir_is_one_line(tmp_path):
+    line = _one_line_error(run_cli("run", "--model", "tiny", "--glue-dir", str(tmp_path / "nowhere")))
+    assert "no MRPC in" in line and "hf download nyu-mll/glue" in line
+
+
+def test_no_data_source_at_all_is_one_line():
+    """No --glue-dir, no $BENCH_GLUE_DIR and no Hub (offline): say what was tried and how to fix it."""
+    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "BENCH_GLUE_DIR": ""}
+    line = _one_line_error(run_cli("run", "--model", "tiny", env=env))
+    assert "tried the Hub (nyu-mll/glue" in line and "--glue-dir" in line and "hf download" in line
+
+
+def test_timing_warmup_longer_than_the_run_is_one_line(glue_dir):
+    line = _one_line_error(run_cli("run", "--model", "tiny", "--glue-dir", glue_dir, "--max-steps", "3",
+                                   "--timing-warmup", "3"))
+    assert "--timing-warmup 3 leaves no timed step out of 3" in line
+
+
+def test_unknown_model_offline_is_one_line(glue_dir):
+    line = _one_line_error(run_cli("run", "--model", "no-such-org/no-such-model", "--glue-dir", glue_dir,
+                                   env={"HF_HUB_OFFLINE": "1"}))
+    assert "could not load model 'no-such-org/no-such-model'" in line and "--model minilm-l6" in line
+
+
+def test_glue_dir_flag_wins_over_env(monkeypatch, glue_dir, tmp_path):
+    from bench.data import resolve_glue_dir
+
+    monkeypatch.setenv("BENCH_GLUE_DIR", str(tmp_path))
+    assert resolve_glue_dir(None) == str(tmp_path.resolve())
+    assert resolve_glue_dir(glue_dir) == glue_dir
+    monkeypatch.delenv("BENCH_GLUE_DIR")
+    assert resolve_glue_dir(None) is None
+
+
+def test_env_glue_dir_loads_the_real_splits(monkeypatch, glue_dir):
+    from bench.data import load_mrpc, resolve_glue_dir
+
+    monkeypatch.setenv("BENCH_GLUE_DIR", glue_dir)
+    raw, source = load_mrpc(resolve_glue_dir(None))
+    assert {k: len(v) for k, v in raw.items()} == {"train": 3668, "validation": 408, "test": 1725}
+    assert source == f"local:{glue_dir}"
+
+
+def test_parser_defaults_are_the_tutorials():
+    args = build_parser().parse_args(["run"])
+    assert (args.lr, args.batch_size, args.epochs, args.warmup_steps, args.weight_decay, args.seed) == \
+        (5e-5, 8, 3, 0, 0.0, 42)
+    assert args.max_grad_norm is None and args.scheduler == "linear"

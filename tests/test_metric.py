@@ -1,0 +1,50 @@
+"""The project's GLUE MRPC metric module against scikit-learn's definitions."""
+
+import evaluate
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+from bench.metrics import GLUE_MRPC_PATH
+
+
+@pytest.fixture(scope="module")
+def metric():
+    return evaluate.load(GLUE_MRPC_PATH)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_matches_sklearn_on_random_labels(metric, seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 500))
+    refs = rng.integers(0, 2, n)
+    preds = np.where(rng.random(n) < 0.7, refs, 1 - refs)
+    # The tutorial's shape: add_batch per batch, compute at the end.
+    for start in range(0, n, 8):
+        metric.add_batch(predictions=preds[start:start + 8], references=refs[start:start + 8])
+    got = metric.compute()
+    assert got["accuracy"] == pytest.approx(accuracy_score(refs, preds), abs=1e-12)
+    assert got["f1"] == pytest.approx(f1_score(refs, preds, pos_label=1, zero_division=0), abs=1e-12)
+
+
+@pytest.mark.parametrize("preds,refs", [
+    ([0, 0, 0], [0, 0, 0]),  # no positives at all: F1 0, accuracy 1
+    ([1, 1, 1], [0, 0, 0]),
+    ([0, 0, 0], [1, 1, 1]),
+    ([1, 1, 0, 0], [1, 1, 0, 0]),
+])
+def test_edge_cases_match_sklearn(metric, preds, refs):
+    got = metric.compute(predictions=preds, references=refs)
+    assert got["accuracy"] == pytest.approx(accuracy_score(refs, preds))
+    assert got["f1"] == pytest.approx(f1_score(refs, preds, pos_label=1, zero_division=0))
+
+
+def test_f1_is_of_the_positive_class(metric):
+    # 3 true positives, 1 false positive, 0 false negatives -> F1(pos) = 6/7; F1(neg) would differ.
+    got = metric.compute(predictions=[1, 1, 1, 1, 0], references=[1, 1, 1, 0, 0])
+    assert got["f1"] == pytest.approx(6 / 7)
+
+
+def test_rejects_labels_outside_mrpc(metric):
+    with pytest.raises(ValueError, match="0 or 1"):
+        metric.compute(predictions=[0, 2], references=[0, 1])

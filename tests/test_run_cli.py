@@ -1,0 +1,28 @@
+"""`python -m bench run` end to end: each cell in its own process, records appended, summary printed."""
+
+import json
+
+from bench.records import read_records
+from tests.test_cli import run_cli
+
+
+def test_run_all_loops_writes_three_ok_records(glue_dir, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("run", "--loops", "all", "--device", "cpu", "--model", "tiny", "--glue-dir", glue_dir,
+                     "--max-steps", "4", "--timing-warmup", "1", "--train-samples", "48", "--eval-samples", "16",
+                     "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = read_records(out)
+    assert [(r["loop"], r["status"]) for r in records] == [("manual", "ok"), ("accelerate", "ok"), ("trainer", "ok")]
+    assert len({r["cell_id"] for r in records}) == 3
+    assert all(r["command"].endswith("--no-progress") and " run " in r["command"] for r in records)
+    # The summary table at the end names every loop.
+    for loop in ("manual", "accelerate", "trainer"):
+        assert f"| {loop}" in result.stdout
+    # Every line is one JSON object, loadable by pandas.
+    import pandas as pd
+
+    df = pd.read_json(out / "results.jsonl", lines=True)
+    assert len(df) == 3 and set(df["status"]) == {"ok"}
+    with open(out / "results.jsonl") as f:
+        assert all(json.loads(line)["eval_examples"] == 16 for line in f)
