@@ -93,6 +93,10 @@ def _run(cell: Cell, base: dict, progress: bool):
     run.validate()
     train = resolve_loop(cell.loop)
     _reset_process_state(cell)
+    from bench.peak import device_peak
+
+    # MFU's denominator, measured (CPU, unknown GPU) before training, while the device is idle.
+    peak_tflops, peak_source = device_peak(cell.device, cell.precision)
     model, tokenizer, info = load_model(run)
     data = prepare(run, tokenizer)
     expected_steps = run.max_steps or run.epochs * run.steps_per_epoch()
@@ -120,6 +124,7 @@ def _run(cell: Cell, base: dict, progress: bool):
     fields = {k: v for k, v in summary.items() if k in {f.name for f in dataclasses.fields(Record)}}
     return Record(status="failed" if problems else "ok", reason="; ".join(problems),
                   settings=settings, model=dataclasses.asdict(info), data_source=data.source,
+                  device_peak_tflops=peak_tflops, device_peak_source=peak_source,
                   env=environment(cell.device), finished_at=_now(), **fields, **scores, **base)
 
 

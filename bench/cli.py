@@ -169,11 +169,39 @@ def cmd_run(args) -> int:
               progress=not args.no_progress, command=command, isolate=not args.in_process)
     records = read_records(out)
     print(summary_table(records))
+    from bench.report import render
+
+    render(records, out / "report.md")  # written whatever the cells' outcome
+    print(f"report: {out / 'report.md'}", file=sys.stderr)
     wanted = {c.cell_id for c in cells}
     latest = {r["cell_id"]: r for r in records if r.get("cell_id") in wanted}
     bad = [r for r in latest.values() if r["status"] == "failed"]
     missing = wanted - set(latest)
+    if run.parity and not parity_holds(list(latest.values())):
+        return 1
     return 1 if bad or missing else 0
+
+
+PARITY_TOLERANCE = 1e-5
+
+
+def parity_holds(records: list[dict]) -> bool:
+    """Print each loop's largest step-wise relative loss difference against the manual loop."""
+    from bench.report import cells_of, parity_rows
+
+    ok = True
+    groups: dict = {}
+    for cell in cells_of(records):
+        groups.setdefault((cell.device, cell.precision, cell.variant), []).append(cell)
+    for (device, precision, _), group in groups.items():
+        for row in parity_rows(group):
+            good = row["max_rel_diff"] is not None and row["max_rel_diff"] <= PARITY_TOLERANCE and row["same_batches"]
+            ok &= good
+            print(f"parity {device}/{precision}: {row['loop']} vs manual over {row['steps']} steps: largest relative "
+                  f"loss difference {row['max_rel_diff']:.2e} at step {row['at_step']}"
+                  f"{'' if row['same_batches'] else ', different batches'} -> "
+                  f"{'ok' if good else f'FAILS (tolerance {PARITY_TOLERANCE:g})'}")
+    return ok
 
 
 def main(argv: list[str] | None = None) -> int:

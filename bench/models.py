@@ -39,6 +39,7 @@ class ModelInfo:
     weights: str  # "pretrained:<source>" or "random-init:<config source>"
     tokenizer: str
     n_params: int = 0
+    n_params_non_embedding: int = 0  # what the 6 N flops-per-token rule counts
     num_layers: int = 0
     hidden_size: int = 0
     attn_implementation: str = ""
@@ -137,6 +138,7 @@ def load_model(run: RunConfig, num_labels: int = 2):
     info = ModelInfo(
         name=name, weights=weights, tokenizer=tok_source,
         n_params=sum(p.numel() for p in model.parameters()),
+        n_params_non_embedding=sum(p.numel() for n, p in model.named_parameters() if ".embeddings." not in f".{n}"),
         num_layers=cfg.num_hidden_layers, hidden_size=cfg.hidden_size,
         attn_implementation=str(getattr(cfg, "_attn_implementation", "")),
         dropout=f"hidden={cfg.hidden_dropout_prob} attention={cfg.attention_probs_dropout_prob} "

@@ -61,6 +61,12 @@ class Record:
     step_losses: list = field(default_factory=list)
     step_s: list = field(default_factory=list)
     step_lrs: list = field(default_factory=list)
+    step_samples: list = field(default_factory=list)
+    step_real_tokens: list = field(default_factory=list)
+    step_padded_tokens: list = field(default_factory=list)
+    # MFU's denominator: the device's peak for this precision, and where that figure comes from.
+    device_peak_tflops: float | None = None
+    device_peak_source: str = ""
     # What ran: the settings read back from the live objects, the config asked for, the model and
     # data actually used, the machine and the library versions.
     settings: dict = field(default_factory=dict)

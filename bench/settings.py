@@ -63,6 +63,14 @@ def _schedule(scheduler) -> dict:
     return out
 
 
+def _decay_summary(optimizer) -> dict:
+    out: dict = {}
+    for g in optimizer.param_groups:
+        key = str(float(g.get("weight_decay", 0.0)))
+        out[key] = out.get(key, 0) + sum(p.numel() for p in g["params"])
+    return dict(sorted(out.items()))
+
+
 def read_settings(result, meter, probe: PrecisionProbe, collator, model_info) -> dict:
     import torch
 
@@ -81,7 +89,10 @@ def read_settings(result, meter, probe: PrecisionProbe, collator, model_info) ->
         "lr": group0.get("initial_lr", group0["lr"]),
         "betas": list(group0.get("betas", ())),
         "eps": group0.get("eps"),
-        "weight_decay_groups": [
+        # What is trained: how many parameters get which weight decay.  How they are grouped is
+        # the loop's own machinery (the Trainer always makes a decay and a no-decay group).
+        "weight_decay_params": _decay_summary(opt),
+        "param_groups": [
             {"weight_decay": g.get("weight_decay", 0.0), "n_tensors": len(g["params"]),
              "n_params": sum(p.numel() for p in g["params"])} for g in opt.param_groups],
         "scheduler": _schedule(result.scheduler),

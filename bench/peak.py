@@ -1,0 +1,87 @@
+"""Peak FLOP/s of the device a cell runs on, the denominator of MFU, and the model FLOPs of a
+training step, its numerator.
+
+Known GPUs: the datasheet's dense peak for the precision.  CPUs and unknown GPUs: a GEMM measured on
+the spot, at the precision's matmul dtype, before training starts.  Each record says which.
+"""
+
+from __future__ import annotations
+
+import time
+
+# Dense (no sparsity) peak TFLOP/s from NVIDIA datasheets, by precision.
+DATASHEET_TFLOPS = {
+    "H100 SXM": {"fp32": 66.9, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4},
+    "H100 PCIe": {"fp32": 51.2, "tf32": 378.0, "fp16": 756.0, "bf16": 756.0},
+    "H100 NVL": {"fp32": 60.0, "tf32": 417.5, "fp16": 835.0, "bf16": 835.0},
+    "H200": {"fp32": 66.9, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4},
+    "A100": {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0},
+    "L4": {"fp32": 30.3, "tf32": 60.0, "fp16": 121.0, "bf16": 121.0},
+    "A10G": {"fp32": 31.2, "tf32": 62.5, "fp16": 125.0, "bf16": 125.0},
+}
+
+
+def datasheet_key(gpu_name: str) -> str | None:
+    name = gpu_name.upper()
+    if "H200" in name:
+        return "H200"
+    if "H100" in name:
+        if "PCIE" in name:
+            return "H100 PCIe"
+        if "NVL" in name:
+            return "H100 NVL"
+        return "H100 SXM"  # "NVIDIA H100 80GB HBM3" is the SXM part
+    for key in ("A100", "L4", "A10G"):
+        if key in name:
+            return key
+    return None
+
+
+def measure_gemm_tflops(device: str, precision: str, n: int = 2048, seconds: float = 1.0) -> float:
+    """Best-of-repeats square GEMM throughput at the precision's matmul dtype."""
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    dev = torch.device(device)
+    a = torch.randn(n, n, device=dev, dtype=dtype)
+    b = torch.randn(n, n, device=dev, dtype=dtype)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    a @ b  # warm up (kernel selection, oneDNN JIT)
+    sync()
+    best = float("inf")
+    deadline = time.perf_counter() + seconds
+    while True:
+        t0 = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - t0)
+        if time.perf_counter() > deadline:
+            break
+    return 2 * n**3 / best / 1e12
+
+
+def device_peak(device: str, precision: str) -> tuple[float, str]:
+    """(peak TFLOP/s, where it comes from) for MFU."""
+    import torch
+
+    from bench.precision import set_tf32
+
+    if device == "cuda":
+        name = torch.cuda.get_device_name(0)
+        key = datasheet_key(name)
+        if key:
+            return DATASHEET_TFLOPS[key][precision], f"datasheet dense peak, {key} ({name}), {precision}"
+        set_tf32(precision == "tf32")
+        return measure_gemm_tflops(device, precision), f"measured 2048^3 GEMM on {name}, {precision}"
+    # The CPU: no datasheet; what a large GEMM reaches here, now.
+    return measure_gemm_tflops(device, precision), f"measured 2048^3 GEMM on this CPU, {precision}"
+
+
+def train_flops_per_sequence(n_params_non_embedding: int, num_layers: int, hidden: int, length: int) -> float:
+    """Model FLOPs to train on one sequence of ``length`` tokens: 6 N L for the weight matmuls
+    (forward 2, backward 4) plus 12 layers h L^2 for attention scores and values."""
+    return 6.0 * n_params_non_embedding * length + 12.0 * num_layers * hidden * length**2

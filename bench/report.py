@@ -1,0 +1,366 @@
+"""The Markdown report: a pure function of records (never called from a loop).
+
+    python -m bench report OUT [-o reports/NAME.md]
+
+Writes the Markdown and its PNG plots side by side.  Every number in it is computed from the
+records in OUT/results.jsonl; nothing is measured here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import OrderedDict
+from pathlib import Path
+
+from bench.peak import train_flops_per_sequence
+from bench.records import read_records
+from bench.summary import latest_per_cell
+
+LOOP_ORDER = ("manual", "accelerate", "trainer")
+PRECISION_ORDER = ("fp32", "tf32", "bf16", "fp16")
+# Settings that name the loop's own machinery rather than what it trains; shown, never flagged.
+LOOP_SPECIFIC = {"param_groups", "trainer_optim", "trainer_logging_nan_inf_filter", "accelerate_mixed_precision",
+                 "accelerate_native_amp", "grad_scaler_final_scale", "device"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Grouping and numbers
+# ---------------------------------------------------------------------------------------------
+
+def _order(value, order):
+    return order.index(value) if value in order else len(order)
+
+
+def group_key(r: dict) -> tuple:
+    """The cell without its repeat index: repeats of one cell share a key."""
+    run = json.dumps(r.get("config", {}).get("run", {}), sort_keys=True)
+    return r["loop"], r["device"], r["precision"], run
+
+
+def _variant(r: dict) -> str:
+    """A short name for what distinguishes this cell's run config (used when one report holds
+    several, e.g. tutorial settings beside a fast preset)."""
+    return r.get("config", {}).get("run", {}).get("preset") or ""
+
+
+def mfu(r: dict) -> float | None:
+    """Model FLOPs per second over the timed steps, divided by the device's peak."""
+    m = r.get("model") or {}
+    peak = r.get("device_peak_tflops")
+    samples, padded = r.get("step_samples") or [], r.get("step_padded_tokens") or []
+    w = r.get("timing_warmup_steps") or 0
+    if not (peak and samples and padded and r.get("timed_s") and m.get("n_params_non_embedding")):
+        return None
+    flops = 0.0
+    for n, tokens in zip(samples[w:], padded[w:]):
+        length = tokens / n  # every sequence of a batch is padded to the same length
+        flops += n * train_flops_per_sequence(m["n_params_non_embedding"], m["num_layers"], m["hidden_size"], length)
+    return flops / r["timed_s"] / (peak * 1e12)
+
+
+class Cell:
+    """The repeats of one cell, summarised."""
+
+    def __init__(self, records: list[dict]):
+        self.records = records
+        self.ok = [r for r in records if r["status"] == "ok"]
+        first = records[0]
+        self.loop, self.device, self.precision = first["loop"], first["device"], first["precision"]
+        self.variant = _variant(first)
+
+    def values(self, field):
+        return [r[field] for r in self.ok if r.get(field) is not None]
+
+    def median(self, field):
+        v = self.values(field)
+        return statistics.median(v) if v else None
+
+    def spread(self, field):
+        v = self.values(field)
+        return (min(v), max(v)) if len(v) > 1 else None
+
+    def cv(self, field):
+        v = self.values(field)
+        return statistics.stdev(v) / statistics.fmean(v) if len(v) > 1 and statistics.fmean(v) else None
+
+    def mfu(self):
+        v = [x for x in (mfu(r) for r in self.ok) if x is not None]
+        return statistics.median(v) if v else None
+
+
+def cells_of(records: list[dict]) -> list[Cell]:
+    groups: OrderedDict = OrderedDict()
+    for r in latest_per_cell(records):
+        groups.setdefault(group_key(r), []).append(r)
+    cells = [Cell(rs) for rs in groups.values()]
+    cells.sort(key=lambda c: (c.device, c.variant, _order(c.precision, PRECISION_ORDER), _order(c.loop, LOOP_ORDER)))
+    return cells
+
+
+def _f(value, fmt="{:.1f}", missing="-"):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return missing
+    return fmt.format(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------------------------
+
+def _header(records: list[dict]) -> list[str]:
+    commands = list(dict.fromkeys(r.get("command") for r in records if r.get("command")))
+    ok = [r for r in records if r["status"] == "ok"]
+    env = (ok or records)[0].get("env") or {}
+    lines = ["# bench report: three ways to fine-tune BERT on GLUE MRPC", ""]
+    lines += [f"Made by `python -m bench report` from {len(records)} records "
+              f"({sum(r['status'] == 'ok' for r in records)} ok, "
+              f"{sum(r['status'] == 'skipped' for r in records)} skipped, "
+              f"{sum(r['status'] == 'failed' for r in records)} failed). Every figure below comes from those records.", ""]
+    lines += ["## Command", "", "```"] + (commands or ["(not recorded)"]) + ["```", ""]
+    lines += ["## Environment", ""]
+    rows = [("python", env.get("python")), ("torch", env.get("torch")), ("transformers", env.get("transformers")),
+            ("accelerate", env.get("accelerate")), ("datasets", env.get("datasets")),
+            ("CPU", f"{env.get('cpu_name', '?')} (torch capability {env.get('cpu_capability', '?')}, "
+                    f"AMX-BF16 {'yes' if env.get('amx_bf16') else 'no'}, AVX512-BF16 {'yes' if env.get('avx512_bf16') else 'no'}, "
+                    f"{env.get('torch_threads', '?')} threads)"),
+            ("GPU", f"{env['gpu_name']} x{env.get('gpu_count')} (compute capability {env.get('gpu_capability')}, CUDA {env.get('cuda')})"
+             if env.get("gpu_name") else "none used"),
+            ("platform", env.get("platform")), ("git", env.get("git_sha"))]
+    lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
+    if ok:
+        r0 = ok[0]
+        run = r0["config"]["run"]
+        m = r0.get("model") or {}
+        lines += ["## What was trained", "",
+                  f"- model: `{run['model']}` — weights {m.get('weights')}; tokenizer {m.get('tokenizer')}; "
+                  f"{m.get('n_params', 0) / 1e6:.1f} M parameters, {m.get('num_layers')} layers, hidden {m.get('hidden_size')}",
+                  f"- data: {r0.get('data_source')} — {run.get('train_samples') or 3668} training pairs, "
+                  f"{r0.get('eval_examples')} validation pairs",
+                  f"- schedule: lr {run['lr']}, batch {run['batch_size']}, "
+                  + (f"{run['max_steps']} optimizer steps" if run.get("max_steps") else f"{run['epochs']} epochs")
+                  + f", {run['scheduler']} decay, {run['warmup_steps']} warm-up steps, weight decay {run['weight_decay']}, "
+                  f"clipping {run['max_grad_norm'] or 'none'}, AdamW {run['adamw']}, seed {run['seed']}",
+                  f"- timing: the first {run['timing_warmup']} optimizer steps of each run are left out; "
+                  "a step is wall time from the end of one optimizer step to the end of the next", ""]
+    return lines
+
+
+def _device_tables(cells: list[Cell], plots: dict) -> list[str]:
+    lines = []
+    for device in dict.fromkeys(c.device for c in cells):
+        dev_cells = [c for c in cells if c.device == device and c.ok]
+        if not dev_cells:
+            continue
+        base = next((c for c in dev_cells if c.loop == "manual" and c.precision == "fp32" and not c.variant), None)
+        base_sps = base.median("samples_per_s") if base else None
+        repeats = max(len(c.ok) for c in dev_cells)
+        mem_field = "peak_alloc_mib" if device == "cuda" else "peak_rss_mib"
+        lines += [f"## {device}", ""]
+        peaks = {r.get("device_peak_source") for c in dev_cells for r in c.ok if r.get("device_peak_source")}
+        lines += [f"Samples/s is the median of {repeats} run(s) per cell, each in a fresh process; spread is min–max "
+                  "and CV the coefficient of variation across them. Speed-up is against manual-fp32 on this device"
+                  + ("" if base else " (no manual-fp32 cell here)") + ". "
+                  + ("Memory is CUDA peak allocated (peak reserved in brackets). " if device == "cuda" else
+                     "Memory is the cell process's peak RSS. ")
+                  + "MFU: model FLOPs over the padded batches per second, over the peak: "
+                  + ("; ".join(sorted(peaks)) if peaks else "no peak recorded") + ".", ""]
+        header = ["loop", "precision"] + (["variant"] if any(c.variant for c in dev_cells) else []) + [
+            "samples/s", "spread", "CV", "speed-up", "real tok/s", "step p50 ms", "step p90 ms", "peak MiB", "MFU",
+            "val acc", "val F1", "final loss"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for c in dev_cells:
+            sps = c.median("samples_per_s")
+            spread = c.spread("samples_per_s")
+            mem = _f(c.median(mem_field), "{:.0f}")
+            if device == "cuda" and c.median("peak_reserved_mib") is not None:
+                mem += f" ({c.median('peak_reserved_mib'):.0f})"
+            row = [c.loop, c.precision] + ([c.variant or "tutorial"] if "variant" in header else []) + [
+                _f(sps), f"{spread[0]:.1f}–{spread[1]:.1f}" if spread else "-", _f(c.cv("samples_per_s"), "{:.1%}"),
+                _f(sps / base_sps if sps and base_sps else None, "{:.2f}×"),
+                _f(c.median("real_tokens_per_s"), "{:.0f}"),
+                _f(c.median("step_s_p50") and c.median("step_s_p50") * 1000),
+                _f(c.median("step_s_p90") and c.median("step_s_p90") * 1000),
+                mem, _f(c.mfu(), "{:.2%}"),
+                _f(c.median("eval_accuracy"), "{:.4f}"), _f(c.median("eval_f1"), "{:.4f}"),
+                _f(c.median("train_loss_final"), "{:.4f}")]
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+        for name in ("throughput", "memory"):
+            if (device, name) in plots:
+                lines += [f"![{name} on {device}]({plots[(device, name)]})", ""]
+    return lines
+
+
+def _not_run(records: list[dict]) -> list[str]:
+    bad = [r for r in latest_per_cell(records) if r["status"] != "ok"]
+    lines = ["## Skipped and failed cells", ""]
+    if not bad:
+        return lines + ["None: every cell ran and is ok.", ""]
+    lines += ["| loop | device | precision | status | reason |", "|---|---|---|---|---|"]
+    for r in bad:
+        reason = (r.get("reason") or "").replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {r['loop']} | {r['device']} | {r['precision']} | {r['status']} | {reason} |")
+    return lines + [""]
+
+
+def _settings_diff(group: list[Cell]) -> list[str]:
+    """Side-by-side effective settings of the loops of one device/precision, differences marked."""
+    by_loop = OrderedDict((c.loop, c.ok[0].get("settings") or {}) for c in group if c.ok)
+    if len(by_loop) < 2:
+        return []
+    keys = list(dict.fromkeys(k for s in by_loop.values() for k in s))
+    lines = ["| setting | " + " | ".join(by_loop) + " | |", "|---|" + "---|" * len(by_loop) + "---|"]
+    diffs = []
+    for k in keys:
+        vals = [json.dumps(s.get(k), sort_keys=True, default=str) for s in by_loop.values()]
+        differs = len(set(vals)) > 1
+        mark = "" if not differs else ("loop-specific" if k in LOOP_SPECIFIC else "**differs**")
+        if differs and k not in LOOP_SPECIFIC:
+            diffs.append(k)
+        cells = [v if len(v) <= 60 else v[:57] + "..." for v in vals]
+        cells = [c.replace("|", "\\|") for c in cells]
+        name = f"**{k}**" if mark == "**differs**" else k
+        lines.append(f"| {name} | " + " | ".join(f"`{c}`" for c in cells) + f" | {mark} |")
+    summary = (f"Settings in force that differ between the loops: **{', '.join(diffs)}**." if diffs else
+               "The settings in force are the same in every loop (loop-specific machinery aside).")
+    return [summary, ""] + lines + [""]
+
+
+def parity_rows(group: list[Cell]) -> list[dict]:
+    """Largest step-wise relative loss difference of each loop against the manual loop."""
+    ref = next((c for c in group if c.loop == "manual" and c.ok), None)
+    out = []
+    if ref is None:
+        return out
+    ref_losses = ref.ok[0]["step_losses"]
+    for c in group:
+        if c is ref or not c.ok:
+            continue
+        losses = c.ok[0]["step_losses"]
+        n = min(len(ref_losses), len(losses))
+        rel = [abs(a - b) / max(abs(a), 1e-12) for a, b in zip(ref_losses[:n], losses[:n])]
+        worst = max(range(n), key=lambda i: rel[i]) if n else None
+        out.append({"loop": c.loop, "steps": n, "max_rel_diff": rel[worst] if n else None,
+                    "at_step": worst + 1 if n else None,
+                    "same_batches": c.ok[0].get("batch_order_checksum") == ref.ok[0].get("batch_order_checksum")})
+    return out
+
+
+def _parity_section(cells: list[Cell], plots: dict) -> list[str]:
+    lines = ["## Do the loops train the same thing?", "",
+             "Same data order, same initial weights, same RNG state at the first step: the step losses should "
+             "agree. The largest step-wise relative difference of each loop's loss against the manual loop's, the "
+             "final metrics, and the settings read back from each loop's live objects:", ""]
+    groups: OrderedDict = OrderedDict()
+    for c in cells:
+        groups.setdefault((c.device, c.precision, c.variant), []).append(c)
+    for (device, precision, variant), group in groups.items():
+        if sum(1 for c in group if c.ok) < 2:
+            continue
+        title = f"{device} / {precision}" + (f" / {variant}" if variant else "")
+        lines += [f"### {title}", ""]
+        rows = parity_rows(group)
+        if rows:
+            lines += ["| loop vs manual | steps compared | largest relative loss difference | at step | same batches, same order |",
+                      "|---|---|---|---|---|"]
+            for row in rows:
+                lines.append(f"| {row['loop']} | {row['steps']} | {_f(row['max_rel_diff'], '{:.2e}')} | "
+                             f"{row['at_step']} | {'yes' if row['same_batches'] else '**no**'} |")
+            lines.append("")
+        lines += ["| loop | val acc | val F1 | final loss |", "|---|---|---|---|"]
+        for c in group:
+            if c.ok:
+                lines.append(f"| {c.loop} | {_f(c.median('eval_accuracy'), '{:.4f}')} | "
+                             f"{_f(c.median('eval_f1'), '{:.4f}')} | {_f(c.median('train_loss_final'), '{:.4f}')} |")
+        lines.append("")
+        if (device, precision, variant, "loss") in plots:
+            lines += [f"![loss curves, {title}]({plots[(device, precision, variant, 'loss')]})", ""]
+        lines += _settings_diff(group)
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots
+# ---------------------------------------------------------------------------------------------
+
+def _plots(cells: list[Cell], out_md: Path) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stem = out_md.stem
+    made = {}
+    for device in dict.fromkeys(c.device for c in cells):
+        dev = [c for c in cells if c.device == device and c.ok]
+        if not dev:
+            continue
+        labels = [f"{c.loop}\n{c.precision}" + (f"\n{c.variant}" if c.variant else "") for c in dev]
+        for name, field, ylabel in (("throughput", "samples_per_s", "samples/s (median)"),
+                                    ("memory", "peak_alloc_mib" if device == "cuda" else "peak_rss_mib",
+                                     "peak MiB" + (" (CUDA allocated)" if device == "cuda" else " (process RSS)"))):
+            values = [c.median(field) or 0 for c in dev]
+            fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(dev) + 2), 4))
+            colors = [{"manual": "#4c72b0", "accelerate": "#dd8452", "trainer": "#55a868"}.get(c.loop, "gray") for c in dev]
+            ax.bar(range(len(dev)), values, color=colors)
+            if name == "throughput":
+                for i, c in enumerate(dev):
+                    s = c.spread(field)
+                    if s:
+                        ax.plot([i, i], s, color="black", linewidth=1)
+            ax.set_xticks(range(len(dev)))
+            ax.set_xticklabels(labels, fontsize=8)
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{name} on {device}")
+            fig.tight_layout()
+            path = out_md.parent / f"{stem}-{device}-{name}.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            made[(device, name)] = path.name
+    groups: OrderedDict = OrderedDict()
+    for c in cells:
+        if c.ok:
+            groups.setdefault((c.device, c.precision, c.variant), []).append(c)
+    for (device, precision, variant), group in groups.items():
+        fig, ax = plt.subplots(figsize=(7, 4))
+        styles = {"manual": ("-", 2.5), "accelerate": ("--", 1.5), "trainer": (":", 1.5)}
+        for c in group:
+            losses = c.ok[0]["step_losses"]
+            style, width = styles.get(c.loop, ("-", 1))
+            ax.plot(range(1, len(losses) + 1), losses, style, linewidth=width, label=c.loop)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss")
+        ax.set_title(f"loss per step, {device} / {precision}" + (f" / {variant}" if variant else ""))
+        ax.legend()
+        fig.tight_layout()
+        path = out_md.parent / f"{stem}-{device}-{precision}{'-' + variant if variant else ''}-loss.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made[(device, precision, variant, "loss")] = path.name
+    return made
+
+
+# ---------------------------------------------------------------------------------------------
+
+def render(records: list[dict], out_md: Path) -> str:
+    """Write the report (Markdown + PNGs beside it) and return the Markdown."""
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    cells = cells_of(records)
+    plots = _plots(cells, out_md)
+    lines = _header(records) + _device_tables(cells, plots) + _parity_section(cells, plots) + _not_run(records)
+    text = "\n".join(lines).rstrip() + "\n"
+    out_md.write_text(text, encoding="utf-8")
+    return text
+
+
+def cmd_report(args) -> int:
+    import sys
+
+    source = Path(args.results)
+    records = read_records(source)
+    out_md = Path(args.output) if args.output else (source if source.is_dir() else source.parent) / "report.md"
+    render(records, out_md)
+    print(f"report: {out_md}", file=sys.stderr)
+    return 0
