@@ -1,0 +1,36 @@
+"""A stand-in for ``bench.cell`` in the isolation tests: the cell's seed says how it misbehaves.
+
+    seed 1: raises      seed 2: exits 3 without a record      seed 3: hangs      seed 4: SIGKILLs itself
+    otherwise: behaves like bench.cell
+"""
+
+import os
+import signal
+import sys
+import time
+
+from bench.cell import main as real_main
+from bench.config import Cell
+
+
+def main(argv):
+    import json
+
+    with open(argv[0]) as f:
+        cell = Cell.from_dict(json.load(f))
+    seed = cell.run.seed
+    print(f"misbehaving cell, seed {seed}", flush=True)
+    if seed == 1:
+        raise RuntimeError("boom: the loop raised")
+    if seed == 2:
+        print("giving up", flush=True)
+        sys.exit(3)
+    if seed == 3:
+        time.sleep(600)
+    if seed == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,107 @@
+"""The report is a pure function of records: tables, speed-ups, spreads, skips, plots, parity."""
+
+import json
+
+import pytest
+
+from bench.report import mfu, render
+from bench.records import Record, append_record, read_records
+
+SETTINGS = {"optimizer": "AdamW", "optimizer_impl": "torch-default", "grad_clip_max_norm": None,
+            "autocast_dtype": None, "lr_first_step": 5e-5}
+MODEL = {"weights": "pretrained:/m", "tokenizer": "/m", "n_params": 22_713_986, "n_params_non_embedding": 10_000_000,
+         "num_layers": 6, "hidden_size": 384}
+
+
+def rec(loop, precision="fp32", sps=10.0, repeat=0, status="ok", reason="", losses=(0.7, 0.6, 0.5), device="cpu",
+        settings=None, f1=0.8, checksum=123):
+    run = {"model": "minilm-l6", "lr": 5e-5, "batch_size": 8, "epochs": 3, "max_steps": None, "scheduler": "linear",
+           "warmup_steps": 0, "weight_decay": 0.0, "max_grad_norm": None, "adamw": "torch-default", "seed": 42,
+           "timing_warmup": 1, "train_samples": None}
+    r = Record(loop=loop, device=device, precision=precision, status=status, reason=reason, repeat=repeat,
+               cell_id=f"{loop}-{device}-{precision}-{repeat}",
+               config={"loop": loop, "device": device, "precision": precision, "repeat": repeat, "run": run},
+               command="python -m bench run --loops all", env={"python": "3.11", "torch": "2.13", "cpu_name": "TestCPU"})
+    if status == "ok":
+        r.samples_per_s, r.real_tokens_per_s = sps, sps * 50
+        r.step_s_p50, r.step_s_p90 = 8 / sps, 9 / sps
+        r.peak_rss_mib, r.eval_accuracy, r.eval_f1 = 1000.0, 0.75, f1
+        r.step_losses, r.train_loss_final = list(losses), losses[-1]
+        r.timing_warmup_steps, r.timed_s = 1, 2 * 8 / sps
+        r.step_samples, r.step_padded_tokens = [8, 8, 8], [800, 800, 800]
+        r.device_peak_tflops, r.device_peak_source = 0.1, "measured 2048^3 GEMM on this CPU, fp32"
+        r.model, r.settings, r.batch_order_checksum = MODEL, dict(settings or SETTINGS), checksum
+        r.data_source = "local:/glue"
+    return r
+
+
+@pytest.fixture
+def report(tmp_path):
+    out = tmp_path / "run"
+    for r in [rec("manual", sps=10, repeat=0), rec("manual", sps=12, repeat=1), rec("manual", sps=11, repeat=2),
+              rec("accelerate", sps=9.5), rec("trainer", sps=9.0, losses=(0.7, 0.6, 0.52),
+                                                settings={**SETTINGS, "grad_clip_max_norm": 1.0}),
+              rec("manual", "bf16", sps=30), rec("manual", "tf32", status="skipped", reason="tf32 is cuda-only"),
+              rec("trainer", "bf16", status="failed", reason="timed out after 60 s (--cell-timeout)")]:
+        append_record(out, r)
+    md = tmp_path / "reports" / "demo.md"
+    text = render(read_records(out), md)
+    return text, md
+
+
+def test_header_has_command_and_environment(report):
+    text, _ = report
+    assert "python -m bench run --loops all" in text
+    assert "| torch | 2.13 |" in text and "TestCPU" in text
+
+
+def test_device_table_has_medians_spread_cv_and_speedup(report):
+    text, _ = report
+    row = next(line for line in text.splitlines() if line.startswith("| manual | fp32 |"))
+    cols = [c.strip() for c in row.strip("|").split("|")]
+    assert cols[2] == "11.0"  # median of 10, 12, 11
+    assert cols[3] == "10.0–12.0"
+    assert cols[4] == "9.1%"  # stdev 1 / mean 11
+    assert cols[5] == "1.00×"
+    bf16 = next(line for line in text.splitlines() if line.startswith("| manual | bf16 |"))
+    assert "2.73×" in bf16  # 30 / 11
+    acc = next(line for line in text.splitlines() if line.startswith("| accelerate | fp32 |"))
+    assert "0.86×" in acc  # 9.5 / 11
+
+
+def test_mfu_is_model_flops_over_the_peak():
+    r = json.loads(rec("manual", sps=10).to_json())
+    # 2 timed steps of 8 sequences of 100 tokens: 6 N L + 12 layers h L^2 each, over 1.6 s, peak 0.1 TFLOP/s.
+    per_seq = 6 * 10_000_000 * 100 + 12 * 6 * 384 * 100**2
+    assert mfu(r) == pytest.approx(2 * 8 * per_seq / 1.6 / 0.1e12)
+
+
+def test_skipped_and_failed_cells_are_listed_with_reasons(report):
+    text, _ = report
+    assert "| manual | cpu | tf32 | skipped | tf32 is cuda-only |" in text
+    assert "| trainer | cpu | bf16 | failed | timed out after 60 s (--cell-timeout) |" in text
+
+
+def test_plots_are_written_and_embedded(report):
+    text, md = report
+    for name in ("demo-cpu-throughput.png", "demo-cpu-memory.png", "demo-cpu-fp32-loss.png"):
+        assert (md.parent / name).stat().st_size > 1000
+        assert f"]({name})" in text
+
+
+def test_parity_section_names_the_differing_setting(report):
+    text, _ = report
+    section = text.split("## Do the loops train the same thing?")[1]
+    assert "| trainer | 3 | 4.00e-02 | 3 | yes |" in section  # |0.5 - 0.52| / 0.5 at step 3
+    assert "| accelerate | 3 | 0.00e+00 |" in section
+    assert "differ between the loops: **grad_clip_max_norm**" in section
+    assert "| **grad_clip_max_norm** | `null` | `null` | `1.0` | **differs** |" in section
+
+
+def test_report_cli_writes_next_to_the_results(tmp_path):
+    from tests.test_cli import run_cli
+
+    append_record(tmp_path, rec("manual"))
+    result = run_cli("report", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "report.md").read_text().startswith("# bench report")

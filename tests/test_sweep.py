@@ -1,0 +1,218 @@
+"""Matrix expansion and skip reasons, isolation of cells, resume after a kill, corrupt results."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.config import Cell, ConfigError, RunConfig
+from bench.records import ResultsFileError, read_records
+from bench.sweep import expand, refuse_explicit, run_isolated, run_sweep
+from tests.conftest import ROOT
+from tests.test_cli import run_cli
+
+# ---- matrix and skip reasons ---------------------------------------------------------------
+
+
+def test_expand_is_the_full_product_with_repeats():
+    cells = expand(["manual", "trainer"], ["cpu", "cuda"], ["fp32", "bf16"], RunConfig(), repeats=2)
+    assert len(cells) == 2 * 2 * 2 * 2
+    assert len({c.cell_id for c in cells}) == 16  # repeats are distinct cells
+    assert {(c.loop, c.device, c.precision) for c in cells} == {
+        (lp, d, p) for lp in ("manual", "trainer") for d in ("cpu", "cuda") for p in ("fp32", "bf16")}
+
+
+def test_cell_id_is_a_hash_of_the_full_config():
+    a = Cell("manual", "cpu", "fp32", RunConfig(lr=5e-5))
+    assert a.cell_id == Cell("manual", "cpu", "fp32", RunConfig(lr=5e-5)).cell_id
+    assert a.cell_id != Cell("manual", "cpu", "fp32", RunConfig(lr=4e-5)).cell_id
+    assert a.cell_id != Cell("manual", "cpu", "bf16", RunConfig(lr=5e-5)).cell_id
+
+
+def test_cpu_skip_reasons():
+    from bench.precision import precision_unsupported
+
+    assert precision_unsupported("cpu", "fp32") is None
+    assert precision_unsupported("cpu", "bf16") is None
+    assert precision_unsupported("cpu", "tf32") == "tf32 is cuda-only (a tensor-core matmul mode of NVIDIA GPUs)"
+    assert "silently trains fp32" in precision_unsupported("cpu", "fp16")
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """Fake the GPU at the boundary torch exposes, not through a hook in bench."""
+    import torch
+
+    def install(capability):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
+
+    return install
+
+
+def test_old_gpu_skips_bf16_and_tf32(fake_gpu):
+    from bench.precision import device_unavailable, precision_unsupported
+
+    fake_gpu((7, 5))
+    assert device_unavailable("cuda") is None
+    assert precision_unsupported("cuda", "bf16") == "bf16 needs compute capability >= 8.0, this GPU has 7.5"
+    assert precision_unsupported("cuda", "tf32") == "tf32 needs compute capability >= 8.0, this GPU has 7.5"
+    assert precision_unsupported("cuda", "fp16") is None
+
+
+def test_ampere_or_newer_runs_everything(fake_gpu):
+    from bench.precision import precision_unsupported
+
+    fake_gpu((9, 0))
+    assert all(precision_unsupported("cuda", p) is None for p in ("fp32", "tf32", "fp16", "bf16"))
+
+
+def test_explicit_impossible_device_is_an_error_but_all_is_a_skip(monkeypatch):
+    import torch
+
+    from bench.cell import skip_reason
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="--device cuda: no CUDA device"):
+        refuse_explicit(["cuda"], ["fp32"], True, False, skip_reason)
+    with pytest.raises(ConfigError, match="--device cpu --precision tf32: tf32 is cuda-only"):
+        refuse_explicit(["cpu"], ["tf32"], True, True, skip_reason)
+    refuse_explicit(["cpu", "cuda", "mps"], ["fp32"], False, False, skip_reason)  # via `all`: no error
+    refuse_explicit(["cpu"], ["fp32", "tf32"], True, False, skip_reason)  # precision via `all`: no error
+    assert "no CUDA device" in skip_reason(Cell("manual", "cuda", "fp32"))
+
+
+def test_all_precisions_on_cpu_records_skips_with_reasons(tmp_path, tiny_run):
+    run = tiny_run(max_steps=2, timing_warmup=1, train_samples=16, eval_samples=8)
+    cells = expand(["manual"], ["cpu"], ["tf32", "fp16"], run)
+    made = run_sweep(cells, tmp_path, isolate=False, progress=False)
+    assert [(r.precision, r.status) for r in made] == [("tf32", "skipped"), ("fp16", "skipped")]
+    assert all(r.reason for r in made)
+    assert [r["status"] for r in read_records(tmp_path)] == ["skipped", "skipped"]
+
+
+# ---- isolation ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed,expect", [
+    (1, "exited with code 1 without a record: RuntimeError: boom: the loop raised"),
+    (2, "exited with code 3 without a record: giving up"),
+    (4, "killed by SIGKILL (out of memory?)"),
+])
+def test_a_misbehaving_cell_becomes_a_failed_record(seed, expect):
+    cell = Cell("manual", "cpu", "fp32", RunConfig(model="tiny", seed=seed))
+    record = run_isolated(cell, timeout_s=120, progress=False, command="test", module="tests.helpers.misbehaving_cell")
+    assert record.status == "failed"
+    assert expect in record.reason
+    assert record.cell_id == cell.cell_id
+    assert any(f"seed {seed}" in line for line in record.env["output_tail"])
+
+
+def test_a_hanging_cell_is_killed_at_the_timeout():
+    cell = Cell("manual", "cpu", "fp32", RunConfig(model="tiny", seed=3))
+    t0 = time.monotonic()
+    record = run_isolated(cell, timeout_s=3, progress=False, command="test", module="tests.helpers.misbehaving_cell")
+    assert time.monotonic() - t0 < 30
+    assert record.status == "failed" and record.reason.startswith("timed out after 3 s (--cell-timeout)")
+
+
+def test_all_precisions_on_cpu_end_to_end(glue_dir, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("run", "--loops", "manual", "--device", "cpu", "--precision", "all", "--model", "tiny",
+                     "--glue-dir", glue_dir, "--max-steps", "2", "--timing-warmup", "1", "--train-samples", "16",
+                     "--eval-samples", "8", "--out", str(out), "--no-progress")
+    statuses = {r["precision"]: r["status"] for r in read_records(out)}
+    assert statuses == {"fp32": "ok", "bf16": "ok", "tf32": "skipped", "fp16": "skipped"}
+    assert result.returncode == 0  # every cell that was not skipped is ok
+
+
+def test_a_failing_cell_does_not_stop_the_sweep_but_fails_the_exit_code(glue_dir, tmp_path):
+    """A real failure inside the cell: a model folder whose weights file is garbage."""
+    from bench.models import TINY_BERT
+    from transformers import BertConfig
+
+    broken = tmp_path / "broken-model"
+    BertConfig(**TINY_BERT).save_pretrained(broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    out = tmp_path / "out"
+    result = run_cli("run", "--loops", "manual,trainer", "--device", "cpu", "--model", str(broken),
+                     "--glue-dir", glue_dir, "--max-steps", "2", "--timing-warmup", "1", "--train-samples", "16",
+                     "--eval-samples", "8", "--out", str(out), "--no-progress")
+    records = read_records(out)
+    assert [(r["loop"], r["status"]) for r in records] == [("manual", "failed"), ("trainer", "failed")]
+    assert all("could not load model" in r["reason"] for r in records)
+    assert result.returncode == 1
+    assert (out / "report.md").exists()  # the report is written either way
+
+
+# ---- resume ---------------------------------------------------------------------------------
+
+
+def _sweep_args(glue_dir, out):
+    return ["run", "--loops", "all", "--device", "cpu", "--model", "tiny", "--glue-dir", glue_dir,
+            "--max-steps", "3", "--timing-warmup", "1", "--train-samples", "24", "--eval-samples", "8",
+            "--no-progress", "--out", str(out)]
+
+
+def test_killed_sweep_resumes_with_every_cell_once(glue_dir, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *_sweep_args(glue_dir, out)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") >= 1):
+        time.sleep(0.2)
+    assert results.exists(), "the first cell never finished"
+    os.kill(proc.pid, signal.SIGKILL)  # mid-sweep: the second cell is running
+    proc.wait()
+    before = read_records(out)
+    assert 1 <= len(before) < 3
+    first_lines = results.read_text()
+    time.sleep(1)
+    resumed = run_cli(*_sweep_args(glue_dir, out)[:-2], "--resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    records = read_records(out)
+    assert sorted(r["loop"] for r in records) == ["accelerate", "manual", "trainer"]  # each cell exactly once
+    assert len({r["cell_id"] for r in records}) == 3
+    assert results.read_text().startswith(first_lines)  # nothing recorded was rewritten
+    assert "already recorded" in resumed.stderr
+
+
+def test_resume_reruns_a_failed_cell_and_keeps_the_failure(glue_dir, tmp_path):
+    from bench.records import Record, append_record
+
+    out = tmp_path / "out"
+    args = _sweep_args(glue_dir, out)
+    cell = Cell("manual", "cpu", "fp32", RunConfig(model="tiny", glue_dir=glue_dir, max_steps=3, timing_warmup=1,
+                                                    train_samples=24, eval_samples=8))
+    append_record(out, Record(loop="manual", device="cpu", precision="fp32", status="failed", reason="earlier crash",
+                              cell_id=cell.cell_id, config=cell.to_dict()))
+    result = run_cli(*[a for a in args if a != "all"][:2], "manual", *args[3:-2], "--resume", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = read_records(out)
+    assert [r["status"] for r in records] == ["failed", "ok"] and records[0]["cell_id"] == records[1]["cell_id"]
+
+
+# ---- corrupt results ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content,needle", [
+    ('{"loop": "manual", "status": "ok", "cell_id": "x"}\n{"loop": "trai', "results.jsonl:2: truncated last line"),
+    ("loop,status\nmanual,ok\n", "results.jsonl:1: not a JSON record"),
+    ('{"hello": 1}\n', "results.jsonl:1: not a bench record"),
+])
+def test_corrupt_results_are_an_error_naming_the_line(tmp_path, content, needle, glue_dir):
+    path = tmp_path / "results.jsonl"
+    path.write_text(content)
+    with pytest.raises(ResultsFileError, match=needle.replace(".", r"\.")):
+        read_records(tmp_path)
+    result = run_cli(*_sweep_args(glue_dir, tmp_path)[:-2], "--resume", str(tmp_path))
+    assert result.returncode == 2 and needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert path.read_text() == content  # nothing dropped or rewritten
+    report = run_cli("report", str(tmp_path))
+    assert report.returncode == 2 and needle in report.stderr
