@@ -197,10 +197,11 @@ def parity_holds(records: list[dict]) -> bool:
         for row in parity_rows(group):
             good = row["max_rel_diff"] is not None and row["max_rel_diff"] <= PARITY_TOLERANCE and row["same_batches"]
             ok &= good
+            where = f" at step {row['at_step']}" if row["at_step"] else ""
+            batches = "" if row["same_batches"] else ", different batches"
+            verdict = "ok" if good else f"FAILS (tolerance {PARITY_TOLERANCE:g})"
             print(f"parity {device}/{precision}: {row['loop']} vs manual over {row['steps']} steps: largest relative "
-                  f"loss difference {row['max_rel_diff']:.2e} at step {row['at_step']}"
-                  f"{'' if row['same_batches'] else ', different batches'} -> "
-                  f"{'ok' if good else f'FAILS (tolerance {PARITY_TOLERANCE:g})'}")
+                  f"loss difference {row['max_rel_diff']:.2e}{where}{batches} -> {verdict}")
     return ok
 
 

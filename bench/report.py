@@ -243,7 +243,7 @@ def parity_rows(group: list[Cell]) -> list[dict]:
         rel = [abs(a - b) / max(abs(a), 1e-12) for a, b in zip(ref_losses[:n], losses[:n])]
         worst = max(range(n), key=lambda i: rel[i]) if n else None
         out.append({"loop": c.loop, "steps": n, "max_rel_diff": rel[worst] if n else None,
-                    "at_step": worst + 1 if n else None,
+                    "at_step": worst + 1 if n and rel[worst] > 0 else None,
                     "same_batches": c.ok[0].get("batch_order_checksum") == ref.ok[0].get("batch_order_checksum")})
     return out
 
@@ -267,7 +267,7 @@ def _parity_section(cells: list[Cell], plots: dict) -> list[str]:
                       "|---|---|---|---|---|"]
             for row in rows:
                 lines.append(f"| {row['loop']} | {row['steps']} | {_f(row['max_rel_diff'], '{:.2e}')} | "
-                             f"{row['at_step']} | {'yes' if row['same_batches'] else '**no**'} |")
+                             f"{row['at_step'] or '-'} | {'yes' if row['same_batches'] else '**no**'} |")
             lines.append("")
         lines += ["| loop | val acc | val F1 | final loss |", "|---|---|---|---|"]
         for c in group:
