@@ -37,7 +37,12 @@ def datasheet_key(gpu_name: str) -> str | None:
     return None
 
 
-def measure_gemm_tflops(device: str, precision: str, n: int = 2048, seconds: float = 1.0) -> float:
+# Big enough to reach the device's matmul peak, small enough to take about a second where the
+# precision has no fast path (bf16 without AMX runs ~100x below fp32 on some CPUs).
+GEMM_SIZE = {"cpu": 1024, "cuda": 8192, "mps": 4096}
+
+
+def measure_gemm_tflops(device: str, precision: str, n: int, seconds: float = 1.0) -> float:
     """Best-of-repeats square GEMM throughput at the precision's matmul dtype."""
     import torch
 
@@ -76,9 +81,12 @@ def device_peak(device: str, precision: str) -> tuple[float, str]:
         if key:
             return DATASHEET_TFLOPS[key][precision], f"datasheet dense peak, {key} ({name}), {precision}"
         set_tf32(precision == "tf32")
-        return measure_gemm_tflops(device, precision), f"measured 2048^3 GEMM on {name}, {precision}"
-    # The CPU: no datasheet; what a large GEMM reaches here, now.
-    return measure_gemm_tflops(device, precision), f"measured 2048^3 GEMM on this CPU, {precision}"
+        n = GEMM_SIZE["cuda"]
+        return measure_gemm_tflops(device, precision, n), f"measured {n}^3 GEMM on {name}, {precision}"
+    # The CPU (and MPS): no datasheet; what a large GEMM reaches here, now.
+    n = GEMM_SIZE.get(device, 1024)
+    where = "this CPU" if device == "cpu" else device
+    return measure_gemm_tflops(device, precision, n), f"measured {n}^3 GEMM on {where}, {precision}"
 
 
 def train_flops_per_sequence(n_params_non_embedding: int, num_layers: int, hidden: int, length: int) -> float:
