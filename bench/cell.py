@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import json
+import math
 import sys
 import traceback
 
@@ -59,7 +60,9 @@ def _reset_process_state(cell: Cell) -> None:
         torch.use_deterministic_algorithms(False)
 
 
-def run_cell(cell: Cell, progress: bool = True, command: str = "") -> "Record":
+def run_cell(cell: Cell, progress: bool = True, command: str = "") -> "Record | None":
+    """The cell's record (None on ranks other than 0 of a distributed cell)."""
+    from bench import dist
     from bench.records import Record
 
     base = dict(loop=cell.loop, device=cell.device, precision=cell.precision, cell_id=cell.cell_id,
@@ -67,6 +70,10 @@ def run_cell(cell: Cell, progress: bool = True, command: str = "") -> "Record":
     reason = skip_reason(cell)
     if reason:
         return Record(status="skipped", reason=reason, finished_at=_now(), **base)
+    if dist.is_distributed():
+        # Under torchrun a rank that fails must exit non-zero, so that torchrun stops the others
+        # instead of leaving them waiting in a collective; the sweep records the failure.
+        return _run(cell, base, progress)
     try:
         return _run(cell, base, progress)
     except ConfigError as exc:
@@ -77,30 +84,42 @@ def run_cell(cell: Cell, progress: bool = True, command: str = "") -> "Record":
                       finished_at=_now(), env={"traceback_tail": tail}, **base)
 
 
+# What each rank sends rank 0 after training (the rest of the record is rank 0's own).
+_PER_RANK = ("samples_per_s", "real_tokens_per_s", "timed_s", "step_s_p50", "peak_rss_mib", "peak_alloc_mib",
+             "peak_reserved_mib", "steps")
+
+
 def _run(cell: Cell, base: dict, progress: bool):
     import dataclasses
 
+    from bench import dist
     from bench.data import prepare
     from bench.envinfo import environment
     from bench.evaluation import evaluate_model
     from bench.meter import StepMeter
     from bench.models import load_model
+    from bench.peak import device_peak
     from bench.precision import plan
     from bench.records import Record
     from bench.settings import PrecisionProbe, precision_mismatch, read_settings
 
     run = cell.run
     run.validate()
+    if dist.world_size() != cell.world_size:
+        raise ConfigError(f"cell wants {cell.world_size} processes, this one runs in a world of {dist.world_size()}")
     train = resolve_loop(cell.loop)
     _reset_process_state(cell)
-    from bench.peak import device_peak
+    device = dist.torch_device(cell.device)
+    if device.startswith("cuda:"):
+        import torch
 
+        torch.cuda.set_device(device)
     # MFU's denominator, measured (CPU, unknown GPU) before training, while the device is idle.
     peak_tflops, peak_source = device_peak(cell.device, cell.precision)
     model, tokenizer, info = load_model(run)
     data = prepare(run, tokenizer)
-    expected_steps = run.max_steps or run.epochs * run.steps_per_epoch()
-    meter = StepMeter(cell.device, run.timing_warmup, expected_steps, progress=progress, description=cell.label)
+    meter = StepMeter(cell.device, run.timing_warmup, expected_steps(cell),
+                      progress=progress and dist.rank() == 0, description=cell.label)
     probe = PrecisionProbe(model, cell.device)
     # Every loop starts from the same RNG state, so dropout draws the same masks in all three (the
     # Trainer reseeds in its constructor with the same seed; the others draw from here on).
@@ -114,18 +133,46 @@ def _run(cell: Cell, base: dict, progress: bool):
     settings["device"] = cell.device
     summary = meter.summary()
     precision = plan(cell.precision)
+    scores = evaluate_model(result.model, data, cell.device, precision.torch_dtype(), run.eval_batch_size)
+    ranks = dist.gather_to_rank0(
+        {"rank": dist.rank(), "samples": sum(summary["step_samples"][summary["timing_warmup_steps"]:]),
+         "real_tokens": sum(summary["step_real_tokens"][summary["timing_warmup_steps"]:]),
+         "peak_tflops": peak_tflops, **{k: summary.get(k) for k in _PER_RANK}}, cell.device)
+    if ranks is None:
+        return None  # only rank 0 writes
     problems = []
     mismatch = precision_mismatch(precision, settings)
     if mismatch:
         problems.append(mismatch)
-    if summary["steps"] != expected_steps:
-        problems.append(f"took {summary['steps']} optimizer steps, expected {expected_steps}")
-    scores = evaluate_model(result.model, data, cell.device, precision.torch_dtype(), run.eval_batch_size)
+    if summary["steps"] != expected_steps(cell):
+        problems.append(f"took {summary['steps']} optimizer steps, expected {expected_steps(cell)}")
     fields = {k: v for k, v in summary.items() if k in {f.name for f in dataclasses.fields(Record)}}
+    if len(ranks) > 1:
+        # Global throughput: every rank's timed samples over the slowest rank's timed time.
+        slowest = max(r["timed_s"] for r in ranks)
+        fields.update(samples_per_s=sum(r["samples"] for r in ranks) / slowest,
+                      real_tokens_per_s=sum(r["real_tokens"] for r in ranks) / slowest,
+                      padded_tokens_per_s=None, timed_s=slowest,
+                      peak_rss_mib=max(r["peak_rss_mib"] for r in ranks))
+        if cell.device == "cuda":
+            fields.update(peak_alloc_mib=max(r["peak_alloc_mib"] for r in ranks),
+                          peak_reserved_mib=max(r["peak_reserved_mib"] for r in ranks))
+        peak_tflops = sum(r["peak_tflops"] for r in ranks)
+        peak_source += f", summed over {len(ranks)} ranks"
     return Record(status="failed" if problems else "ok", reason="; ".join(problems),
                   settings=settings, model=dataclasses.asdict(info), data_source=data.source,
                   device_peak_tflops=peak_tflops, device_peak_source=peak_source,
+                  world_size=len(ranks), per_rank=ranks if len(ranks) > 1 else [],
                   env=environment(cell.device), finished_at=_now(), **fields, **scores, **base)
+
+
+def expected_steps(cell: Cell) -> int:
+    """Optimizer steps each process takes: batches are split across the world's processes."""
+    run = cell.run
+    if run.max_steps:
+        return run.max_steps
+    batches = math.ceil(run.n_train() / (run.batch_size * cell.world_size))
+    return run.epochs * math.ceil(batches / run.grad_accum)
 
 
 def main(argv: list[str]) -> int:
@@ -136,8 +183,9 @@ def main(argv: list[str]) -> int:
     with open(cell_path, encoding="utf-8") as f:
         cell = Cell.from_dict(json.load(f))
     record = run_cell(cell, progress=progress, command=command)
-    with open(result_path, "w", encoding="utf-8") as f:
-        f.write(record.to_json())
+    if record is not None:  # rank 0 (or a single process) writes the record
+        with open(result_path, "w", encoding="utf-8") as f:
+            f.write(record.to_json())
     return 0
 
 

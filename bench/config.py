@@ -110,15 +110,21 @@ class Cell:
     precision: str
     run: RunConfig = field(default_factory=RunConfig)
     repeat: int = 0
+    nproc: int = 1  # processes per node (torchrun); > 1 is DDP
+    nnodes: int = 1
 
     def to_dict(self) -> dict:
         return {"loop": self.loop, "device": self.device, "precision": self.precision,
-                "repeat": self.repeat, "run": self.run.to_dict()}
+                "repeat": self.repeat, "nproc": self.nproc, "nnodes": self.nnodes, "run": self.run.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Cell":
-        return cls(loop=d["loop"], device=d["device"], precision=d["precision"],
-                   repeat=d.get("repeat", 0), run=RunConfig(**d["run"]))
+        return cls(loop=d["loop"], device=d["device"], precision=d["precision"], repeat=d.get("repeat", 0),
+                   nproc=d.get("nproc", 1), nnodes=d.get("nnodes", 1), run=RunConfig(**d["run"]))
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc * self.nnodes
 
     @property
     def cell_id(self) -> str:
@@ -128,4 +134,5 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return f"{self.loop}/{self.device}/{self.precision}" + (f"#{self.repeat}" if self.repeat else "")
+        return (f"{self.loop}/{self.device}/{self.precision}" + (f"x{self.world_size}" if self.world_size > 1 else "")
+                + (f"#{self.repeat}" if self.repeat else ""))

@@ -48,7 +48,10 @@ class Record:
     train_wall_s: float | None = None
     samples_seen: int | None = None
     batch_order_checksum: int | None = None  # equal across loops = same batches, same order
-    # Memory.
+    # Processes: global throughput above is every rank's samples over the slowest rank's time.
+    world_size: int = 1
+    per_rank: list = field(default_factory=list)  # per rank: samples_per_s, timed_s, peak memory, ...
+    # Memory (the largest of the ranks under DDP).
     peak_alloc_mib: float | None = None
     peak_reserved_mib: float | None = None
     peak_rss_mib: float | None = None
