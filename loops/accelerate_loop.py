@@ -22,8 +22,10 @@ from loops.common import adamw_impl_kwargs, adamw_param_groups
 def train(cell, data, model, meter):
     run = cell.run
     precision = plan(cell.precision)
+    # The scheduler steps once per optimizer step, on every process: the schedule is counted in
+    # optimizer steps, as in the other loops (by default Accelerate would step it once per process).
     accelerator = Accelerator(cpu=cell.device == "cpu", mixed_precision=precision.accelerate_mixed_precision,
-                              gradient_accumulation_steps=run.grad_accum)
+                              gradient_accumulation_steps=run.grad_accum, step_scheduler_with_optimizer=False)
     # Accelerate has no TF32 switch of its own; it is torch's process-wide flag.
     set_tf32(precision.tf32)
 
@@ -32,16 +34,19 @@ def train(cell, data, model, meter):
     optimizer = AdamW(adamw_param_groups(model, run.weight_decay), lr=run.lr,
                       betas=(run.adam_beta1, run.adam_beta2), eps=run.adam_eps,
                       weight_decay=run.weight_decay, **adamw_impl_kwargs(run.adamw))
+
+    # prepare() moves the model and batches to the device, wraps forward in autocast, adds the
+    # fp16 grad scaler, shards the batches across processes, and wraps the model in DDP.
+    model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
+
+    # Steps are counted on the prepared (per-process) DataLoader.
     steps_per_epoch = math.ceil(len(train_dataloader) / run.grad_accum)
     num_training_steps = run.max_steps or run.epochs * steps_per_epoch
     num_epochs = math.ceil(num_training_steps / steps_per_epoch)
-    lr_scheduler = get_scheduler(run.scheduler, optimizer=optimizer, num_warmup_steps=run.warmup_steps,
+    lr_scheduler = get_scheduler(run.scheduler, optimizer=optimizer.optimizer, num_warmup_steps=run.warmup_steps,
                                  num_training_steps=num_training_steps)
-
-    # prepare() moves the model and batches to the device, wraps forward in autocast, adds the
-    # fp16 grad scaler, and makes the scheduler skip when an fp16 step is skipped.
-    model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
-        model, optimizer, train_dataloader, lr_scheduler)
+    # Prepared too, so that a step skipped by the fp16 scaler does not advance the schedule.
+    lr_scheduler = accelerator.prepare(lr_scheduler)
 
     meter.watch(optimizer)
     model.train()

@@ -7,14 +7,19 @@ Changes from the tutorial, each needed to compare it fairly with the other two l
 - mixed precision through ``torch.autocast`` and, for fp16, a ``GradScaler``;
 - optional clipping / accumulation, off by default as in the tutorial, there so that a config that
   asks for them trains the same thing in all three loops;
-- the harness's meter is called once per optimizer step.
+- the harness's meter is called once per optimizer step;
+- under torchrun (WORLD_SIZE > 1): the classic DDP recipe, ``init_process_group`` + ``DistributedDataParallel``
+  + ``DistributedSampler``.
 """
 
 import math
+import os
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim import AdamW
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from transformers import get_scheduler
 
 from bench.loop_api import LoopResult
@@ -26,13 +31,25 @@ def train(cell, data, model, meter):
     run = cell.run
     precision = plan(cell.precision)
     device = torch.device(cell.device)
+    sampler = data.sampler
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:  # launched by torchrun: one process per device, gradients all-reduced by DDP
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+            torch.cuda.set_device(device)
+        # Each rank takes its own shard of a shuffle seeded like the single-process one.
+        sampler = DistributedSampler(data.train, shuffle=True, seed=run.seed)
 
     # Padding happens per batch in the collator (to the longest pair in the batch), which is why
     # the DataLoader gets the collator and not a fixed-length dataset.
-    train_dataloader = DataLoader(data.train, sampler=data.sampler, batch_size=run.batch_size,
+    train_dataloader = DataLoader(data.train, sampler=sampler, batch_size=run.batch_size,
                                   collate_fn=data.collator)
 
     model.to(device)
+    if distributed:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = AdamW(adamw_param_groups(model, run.weight_decay), lr=run.lr,
                       betas=(run.adam_beta1, run.adam_beta2), eps=run.adam_eps,
                       weight_decay=run.weight_decay, **adamw_impl_kwargs(run.adamw))
@@ -55,7 +72,7 @@ def train(cell, data, model, meter):
     meter.start()
     step = 0
     for epoch in range(num_epochs):
-        data.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same one in every loop
+        sampler.set_epoch(epoch)  # a new shuffle each epoch, the same one in every loop
         n_batches = len(train_dataloader)
         for i, batch in enumerate(train_dataloader):
             batch = {k: v.to(device) for k, v in batch.items()}
@@ -84,6 +101,6 @@ def train(cell, data, model, meter):
                 break
     meter.stop()
 
-    return LoopResult(model=model, optimizer=optimizer, scheduler=lr_scheduler,
+    return LoopResult(model=model.module if distributed else model, optimizer=optimizer, scheduler=lr_scheduler,
                       train_dataloader=train_dataloader, grad_scaler=scaler,
                       clip_max_norm=run.max_grad_norm, grad_accum=run.grad_accum)

@@ -6,6 +6,9 @@ explicitly, from the run config, so that the three loops train the same thing:
 - ``max_grad_norm`` (default 1.0: the Trainer clips, the tutorial does not);
 - ``optim`` (default ``adamw_torch_fused``: the tutorial uses plain ``AdamW``);
 - ``dataloader_pin_memory`` (default True: the tutorial's DataLoader does not pin);
+- ``average_tokens_across_devices`` (default True: BERT's ``forward`` takes ``**kwargs``, so under DDP
+  the Trainer multiplies its mean loss by the number of processes, in place, doubling the gradient
+  that clipping sees on 2 processes; the other loops backpropagate the plain mean);
 - reporting, in-loop evaluation, checkpoints and logging off: the harness measures and evaluates.
 
 Two additions to the stock Trainer, in a small subclass: batches come from the harness's shared
@@ -80,6 +83,7 @@ def training_arguments(cell, output_dir):
         tf32=precision.tf32 if cell.device == "cuda" else None,
         use_cpu=cell.device == "cpu",
         dataloader_pin_memory=False,
+        average_tokens_across_devices=False,
         dataloader_num_workers=0,
         report_to="none",
         eval_strategy="no",
@@ -125,4 +129,6 @@ def train(cell, data, model, meter):
                       grad_accum=args.gradient_accumulation_steps,
                       extra={"trainer_optim": str(args.optim.value if hasattr(args.optim, "value") else args.optim),
                              "trainer_logging_nan_inf_filter": args.logging_nan_inf_filter,
+                             "trainer_average_tokens_across_devices": args.average_tokens_across_devices,
+                             "trainer_model_accepts_loss_kwargs": trainer.model_accepts_loss_kwargs,
                              "accelerate_mixed_precision": trainer.accelerator.mixed_precision})
