@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--precision", type=_choice_list(PRECISIONS, "precision"), default="fp32",
                    help=f"all, or a comma list of: {', '.join(PRECISIONS)}")
     m.add_argument("--repeats", type=_positive_int, default=1, help="runs of each cell, each in a fresh process")
+    m.add_argument("--nproc", type=_positive_int, default=1,
+                   help="processes per node: > 1 launches each cell with torchrun (DDP; nccl on GPUs, gloo on the CPU)")
+    m.add_argument("--nnodes", type=_positive_int, default=1, help="nodes (run the same command on each, with --node-rank)")
+    m.add_argument("--node-rank", type=_non_negative_int, default=0, help="this node's rank (multi-node)")
+    m.add_argument("--master-addr", default="127.0.0.1", help="address of node 0 (multi-node)")
+    m.add_argument("--master-port", type=_positive_int, default=29500, help="port on node 0 (multi-node)")
     w = run.add_argument_group("model and data")
     w.add_argument("--model", default=d.model,
                    help="a Hub id, a local model folder, or an alias: minilm-l6 (packaged, offline), tiny (random, tests)")
@@ -162,11 +168,17 @@ def cmd_run(args) -> int:
     # Fail fast, in one line, on what no cell could get past: the data and the model.
     load_mrpc(run.glue_dir)
     check_model(run)
-    cells = expand(loops, devices, precisions, run, args.repeats)
+    if args.node_rank >= args.nnodes:
+        raise ConfigError(f"--node-rank {args.node_rank} must be below --nnodes {args.nnodes}")
+    cells = expand(loops, devices, precisions, run, args.repeats, nproc=args.nproc, nnodes=args.nnodes)
+    rendezvous = None if args.nnodes == 1 else {"node_rank": args.node_rank, "master_addr": args.master_addr,
+                                                 "master_port": args.master_port}
     command = shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]])
     print(f"{len(cells)} cells -> {out}/", file=sys.stderr)
     run_sweep(cells, out, cell_timeout=args.cell_timeout, resume=bool(args.resume),
-              progress=not args.no_progress, command=command, isolate=not args.in_process)
+              progress=not args.no_progress, command=command, isolate=not args.in_process, rendezvous=rendezvous)
+    if args.node_rank > 0:
+        return 0  # node 0 holds the records and the report
     records = read_records(out)
     print(summary_table(records))
     from bench.report import render

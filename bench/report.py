@@ -21,7 +21,8 @@ from bench.summary import latest_per_cell
 LOOP_ORDER = ("manual", "accelerate", "trainer")
 PRECISION_ORDER = ("fp32", "tf32", "bf16", "fp16")
 # Settings that name the loop's own machinery rather than what it trains; shown, never flagged.
-LOOP_SPECIFIC = {"param_groups", "trainer_optim", "trainer_logging_nan_inf_filter", "accelerate_mixed_precision",
+LOOP_SPECIFIC = {"param_groups", "trainer_optim", "trainer_logging_nan_inf_filter",
+                 "trainer_average_tokens_across_devices", "trainer_model_accepts_loss_kwargs", "accelerate_mixed_precision",
                  "accelerate_native_amp", "grad_scaler_final_scale", "device"}
 
 

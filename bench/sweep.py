@@ -20,9 +20,26 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TAIL_LINES = 15
 
 
-def expand(loops, devices, precisions, run: RunConfig, repeats: int = 1) -> list[Cell]:
-    return [Cell(loop=lp, device=d, precision=p, run=run, repeat=r)
+def expand(loops, devices, precisions, run: RunConfig, repeats: int = 1, nproc: int = 1, nnodes: int = 1) -> list[Cell]:
+    return [Cell(loop=lp, device=d, precision=p, run=run, repeat=r, nproc=nproc, nnodes=nnodes)
             for d in devices for p in precisions for lp in loops for r in range(repeats)]
+
+
+def launch_argv(cell: Cell, python: str, module: str, rendezvous: dict | None = None) -> list[str]:
+    """How a cell's process(es) start: ``python -m bench.cell`` alone, or under torchrun for DDP.
+    torchrun is the launcher for all three loops: Accelerate and the Trainer read the same
+    RANK / WORLD_SIZE / MASTER_ADDR environment that ``accelerate launch`` would set."""
+    if cell.world_size == 1:
+        return [python, "-m", module]
+    argv = [python, "-m", "torch.distributed.run", "--nproc-per-node", str(cell.nproc)]
+    if cell.nnodes == 1 and not rendezvous:
+        argv.append("--standalone")  # a free port on localhost
+    else:
+        rdzv = rendezvous or {}
+        argv += ["--nnodes", str(cell.nnodes), "--node-rank", str(rdzv.get("node_rank", 0)),
+                 "--master-addr", str(rdzv.get("master_addr", "127.0.0.1")),
+                 "--master-port", str(rdzv.get("master_port", 29500))]
+    return argv + ["-m", module]
 
 
 def refuse_explicit(devices, precisions, devices_explicit: bool, precisions_explicit: bool, skip_reason) -> None:
@@ -76,7 +93,7 @@ def _relay(stream, sink, tail: collections.deque) -> None:
 
 
 def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: str,
-                 python: str = sys.executable, module: str = "bench.cell") -> Record:
+                 python: str = sys.executable, module: str = "bench.cell", rendezvous: dict | None = None) -> Record | None:
     """Run one cell in its own process.  A crash, an out-of-memory kill or a timeout becomes a
     ``failed`` record carrying the child's last lines."""
     from bench.cell import _now
@@ -87,7 +104,7 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
         cell_path, result_path = os.path.join(tmp, "cell.json"), os.path.join(tmp, "record.json")
         with open(cell_path, "w", encoding="utf-8") as f:
             json.dump(cell.to_dict(), f)
-        argv = [python, "-m", module, cell_path, result_path, "--command", command]
+        argv = launch_argv(cell, python, module, rendezvous) + [cell_path, result_path, "--command", command]
         if not progress:
             argv.append("--no-progress")
         env = dict(os.environ)
@@ -113,6 +130,8 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
         if not timed_out and code == 0 and os.path.exists(result_path):
             with open(result_path, encoding="utf-8") as f:
                 return Record(**json.load(f))
+        if not timed_out and code == 0 and rendezvous and rendezvous.get("node_rank", 0) > 0:
+            return None  # another node: global rank 0, on node 0, writes the record
         if timed_out:
             reason = f"timed out after {timeout_s:g} s (--cell-timeout)"
         elif code < 0:
@@ -128,7 +147,8 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
 
 
 def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = None, resume: bool = False,
-              progress: bool = True, command: str = "", isolate: bool = True) -> list[Record]:
+              progress: bool = True, command: str = "", isolate: bool = True,
+              rendezvous: dict | None = None) -> list[Record]:
     """Run every cell not already recorded; append each record as it ends.  Returns the records
     made by this call."""
     from bench.cell import _now, run_cell, skip_reason
@@ -146,9 +166,12 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
             record = Record(loop=cell.loop, device=cell.device, precision=cell.precision, status="skipped",
                             reason=reason, cell_id=cell.cell_id, repeat=cell.repeat, config=cell.to_dict(),
                             command=command, started_at=_now(), finished_at=_now())
-        elif isolate:
+        elif isolate or cell.world_size > 1:
             print(f"{head}: running", file=sys.stderr)
-            record = run_isolated(cell, cell_timeout, progress, command)
+            record = run_isolated(cell, cell_timeout, progress, command, rendezvous=rendezvous)
+            if record is None:
+                print(f"{head}: done on this node; node 0 records it", file=sys.stderr)
+                continue
         else:
             record = run_cell(cell, progress=progress, command=command)
         append_record(out_dir, record)

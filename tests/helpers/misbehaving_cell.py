@@ -1,6 +1,7 @@
 """A stand-in for ``bench.cell`` in the isolation tests: the cell's seed says how it misbehaves.
 
     seed 1: raises      seed 2: exits 3 without a record      seed 3: hangs      seed 4: SIGKILLs itself
+    seed 5: under torchrun, rank 1 raises while rank 0 runs the real cell (and would wait for rank 1)
     otherwise: behaves like bench.cell
 """
 
@@ -29,6 +30,8 @@ def main(argv):
         time.sleep(600)
     if seed == 4:
         os.kill(os.getpid(), signal.SIGKILL)
+    if seed == 5 and os.environ.get("RANK") == "1":
+        raise RuntimeError("rank 1 gives up")
     return real_main(argv)
 
 

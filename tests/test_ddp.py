@@ -1,0 +1,73 @@
+"""Two processes on the CPU (torchrun, gloo): every loop completes, global samples are the sum over
+ranks, evaluation covers exactly the validation pairs, a failing rank fails the cell in time."""
+
+import time
+
+import pytest
+
+from bench.config import LOOP_NAMES, Cell, RunConfig
+from bench.sweep import launch_argv, run_isolated
+
+N_EVAL = 408
+
+
+@pytest.fixture(scope="module")
+def ddp_records(glue_dir):
+    run = RunConfig(model="tiny", glue_dir=glue_dir, train_samples=96, max_steps=4, timing_warmup=1)
+    return {loop: run_isolated(Cell(loop, "cpu", "fp32", run, nproc=2), timeout_s=300, progress=False,
+                               command="test") for loop in LOOP_NAMES}
+
+
+@pytest.mark.parametrize("loop", LOOP_NAMES)
+def test_every_loop_completes_with_world_size_2(ddp_records, loop):
+    r = ddp_records[loop]
+    assert r.status == "ok", (r.reason, r.env.get("output_tail"))
+    assert r.world_size == 2 and len(r.per_rank) == 2
+    assert [p["rank"] for p in r.per_rank] == [0, 1]
+    assert all(p["steps"] == 4 for p in r.per_rank)
+
+
+@pytest.mark.parametrize("loop", LOOP_NAMES)
+def test_global_throughput_is_all_samples_over_the_slowest_rank(ddp_records, loop):
+    r = ddp_records[loop]
+    slowest = max(p["timed_s"] for p in r.per_rank)
+    # 3 timed steps x batch 8 on each of the two ranks.
+    assert sum(p["samples"] for p in r.per_rank) == 2 * 3 * 8
+    assert r.samples_per_s == pytest.approx(48 / slowest)
+    assert r.samples_per_s <= sum(p["samples_per_s"] for p in r.per_rank) + 1e-9
+
+
+@pytest.mark.parametrize("loop", LOOP_NAMES)
+def test_evaluation_covers_each_validation_pair_once(ddp_records, loop):
+    r = ddp_records[loop]
+    assert r.eval_examples == N_EVAL
+    assert 0 <= r.eval_f1 <= 1
+
+
+def test_only_rank_0_wrote_and_settings_name_ddp(ddp_records):
+    assert ddp_records["manual"].settings["sampler"] == "DistributedSampler"
+
+
+def test_torchrun_is_the_launcher_for_several_processes():
+    one = launch_argv(Cell("manual", "cpu", "fp32"), "python", "bench.cell")
+    two = launch_argv(Cell("trainer", "cpu", "fp32", nproc=2), "python", "bench.cell")
+    assert one == ["python", "-m", "bench.cell"]
+    assert two[:3] == ["python", "-m", "torch.distributed.run"] and "--standalone" in two
+    assert two[-2:] == ["-m", "bench.cell"] and two[two.index("--nproc-per-node") + 1] == "2"
+    multi = launch_argv(Cell("manual", "cuda", "bf16", nproc=8, nnodes=2), "python", "bench.cell",
+                        {"node_rank": 1, "master_addr": "10.0.0.1", "master_port": 29501})
+    assert multi[multi.index("--nnodes") + 1] == "2" and multi[multi.index("--node-rank") + 1] == "1"
+    assert multi[multi.index("--master-addr") + 1] == "10.0.0.1" and "--standalone" not in multi
+
+
+def test_a_failing_rank_fails_the_cell_without_hanging(glue_dir):
+    """Rank 1 raises (seed 5 in the stand-in cell) while rank 0 would wait in a collective."""
+    run = RunConfig(model="tiny", glue_dir=glue_dir, train_samples=48, eval_samples=16, max_steps=3,
+                    timing_warmup=1, seed=5)
+    t0 = time.monotonic()
+    r = run_isolated(Cell("manual", "cpu", "fp32", run, nproc=2), timeout_s=240, progress=False, command="test",
+                     module="tests.helpers.misbehaving_cell")
+    assert r.status == "failed"
+    assert "rank 1 gives up" in " ".join(r.env["output_tail"]) or "exited with code" in r.reason
+    assert not r.reason.startswith("timed out"), r.reason
+    assert time.monotonic() - t0 < 200
