@@ -118,8 +118,17 @@ def _run(cell: Cell, base: dict, progress: bool):
     peak_tflops, peak_source = device_peak(cell.device, cell.precision)
     model, tokenizer, info = load_model(run)
     data = prepare(run, tokenizer)
+    precision = plan(cell.precision)
+
+    def evaluator():  # the same shared evaluation, on the model as it is at that step
+        scores = evaluate_model(model, data, cell.device, precision.torch_dtype(), run.eval_batch_size)
+        model.train()
+        return scores
+
     meter = StepMeter(cell.device, run.timing_warmup, expected_steps(cell),
-                      progress=progress and dist.rank() == 0, description=cell.label)
+                      progress=progress and dist.rank() == 0, description=cell.label,
+                      evaluator=evaluator if run.eval_every else None, eval_every=run.eval_every,
+                      target_f1=run.target_f1)
     probe = PrecisionProbe(model, cell.device)
     # Every loop starts from the same RNG state, so dropout draws the same masks in all three (the
     # Trainer reseeds in its constructor with the same seed; the others draw from here on).
@@ -132,7 +141,6 @@ def _run(cell: Cell, base: dict, progress: bool):
     settings = read_settings(result, meter, probe, data.collator, info)
     settings["device"] = cell.device
     summary = meter.summary()
-    precision = plan(cell.precision)
     scores = evaluate_model(result.model, data, cell.device, precision.torch_dtype(), run.eval_batch_size)
     ranks = dist.gather_to_rank0(
         {"rank": dist.rank(), "samples": sum(summary["step_samples"][summary["timing_warmup_steps"]:]),

@@ -11,7 +11,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench.config import ADAMW_IMPLS, DEVICES, LOOP_NAMES, PRECISIONS, SCHEDULERS, ConfigError, RunConfig
+from bench.config import (ADAMW_IMPLS, ATTN_IMPLS, DEVICES, LOOP_NAMES, PRECISIONS, PRESETS, SCHEDULERS,
+                          ConfigError, RunConfig)
 
 
 def _choice_list(valid: tuple[str, ...], what: str):
@@ -47,6 +48,20 @@ def _non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_int_list(text: str) -> list[int]:
+    values = [_positive_int(t) for t in text.split(",") if t.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}")
+    return list(dict.fromkeys(values))
+
+
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
     return value
 
 
@@ -93,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--train-samples", type=_positive_int, default=None, help="use the first N training pairs")
     w.add_argument("--eval-samples", type=_positive_int, default=None, help="use the first N validation pairs")
     h = run.add_argument_group("hyperparameters (defaults: the tutorial's)")
-    h.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
+    h.add_argument("--batch-size", type=_positive_int_list, default=None,
+                   help=f"per-process batch size, or a comma list to sweep (default {d.batch_size})")
     h.add_argument("--lr", type=_positive_float, default=d.lr)
     h.add_argument("--epochs", type=_positive_int, default=d.epochs)
     h.add_argument("--max-steps", type=_positive_int, default=None, help="stop after N optimizer steps (the schedule ends there)")
@@ -102,11 +118,24 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--weight-decay", type=float, default=d.weight_decay)
     h.add_argument("--max-grad-norm", type=_positive_float, default=None,
                    help="clip gradients to this norm (default: no clipping, as in the tutorial; the Trainer's own default is 1.0)")
-    h.add_argument("--adamw", choices=ADAMW_IMPLS, default=d.adamw,
-                   help="AdamW update implementation (the Trainer's own default is fused)")
+    h.add_argument("--adamw", choices=ADAMW_IMPLS, default=None,
+                   help=f"AdamW update implementation (default {d.adamw}; the Trainer's own default is fused)")
     h.add_argument("--grad-accum", type=_positive_int, default=d.grad_accum)
     h.add_argument("--seed", type=int, default=d.seed)
     h.add_argument("--eval-batch-size", type=_positive_int, default=d.eval_batch_size)
+    f = run.add_argument_group("fast path (each recorded in the cell config; default: the tutorial's settings)")
+    f.add_argument("--preset", choices=PRESETS, default=None,
+                   help="the fastest measured combination of the options below for each device; flags given win")
+    f.add_argument("--group-by-length", action="store_true", default=None, help="batches of pairs of similar length")
+    f.add_argument("--pad-to-multiple-of", type=_positive_int, default=None, help="round each batch's length up")
+    f.add_argument("--compile", action="store_true", default=None, help="torch.compile, through each loop's own switch")
+    f.add_argument("--attn", choices=ATTN_IMPLS, default=None, help=f"attention kernel (default {d.attn})")
+    f.add_argument("--num-workers", type=_non_negative_int, default=None, help="DataLoader workers (default 0)")
+    f.add_argument("--pin-memory", action="store_true", default=None, help="pinned host memory for batches")
+    t = run.add_argument_group("time to accuracy")
+    t.add_argument("--eval-every", type=_positive_int, default=None,
+                   help="evaluate every K optimizer steps (excluded from throughput, included in time-to-accuracy)")
+    t.add_argument("--target-f1", type=_fraction, default=None, help="record the wall time until validation F1 first reaches this")
     x = run.add_argument_group("measurement and control")
     x.add_argument("--timing-warmup", type=_non_negative_int, default=d.timing_warmup,
                    help="first optimizer steps left out of the timing (not the learning-rate warm-up)")
@@ -130,24 +159,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_config(args) -> RunConfig:
+FAST_PATH_FLAGS = ("group_by_length", "pad_to_multiple_of", "compile", "attn", "num_workers", "pin_memory", "adamw")
+
+
+def _run_configs(args) -> tuple[list[RunConfig], set[str]]:
+    """One run config per batch size; the fast-path fields the user set explicitly."""
     from bench.data import resolve_glue_dir
 
-    return RunConfig(
-        model=args.model, no_weights=args.no_weights, glue_dir=resolve_glue_dir(args.glue_dir),
-        train_samples=args.train_samples, eval_samples=args.eval_samples,
-        lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, max_steps=args.max_steps,
-        scheduler=args.scheduler, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
-        max_grad_norm=args.max_grad_norm, adamw=args.adamw, grad_accum=args.grad_accum, seed=args.seed,
-        eval_batch_size=args.eval_batch_size, timing_warmup=args.timing_warmup, parity=args.parity)
+    explicit = {k for k in FAST_PATH_FLAGS if getattr(args, k) is not None}
+    if args.batch_size is not None:
+        explicit.add("batch_size")
+    fast = {k: getattr(args, k) for k in explicit if k != "batch_size"}
+    runs = []
+    for batch_size in args.batch_size or [RunConfig.batch_size]:
+        run = RunConfig(
+            model=args.model, no_weights=args.no_weights, glue_dir=resolve_glue_dir(args.glue_dir),
+            train_samples=args.train_samples, eval_samples=args.eval_samples,
+            lr=args.lr, batch_size=batch_size, epochs=args.epochs, max_steps=args.max_steps,
+            scheduler=args.scheduler, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
+            max_grad_norm=args.max_grad_norm, grad_accum=args.grad_accum, seed=args.seed,
+            eval_batch_size=args.eval_batch_size, timing_warmup=args.timing_warmup, parity=args.parity,
+            eval_every=args.eval_every, target_f1=args.target_f1, **fast)
+        run.validate()
+        runs.append(run)
+    return runs, explicit
 
 
 def cmd_run(args) -> int:
     from bench.records import read_records
     from bench.summary import summary_table
 
-    run = _run_config(args)
-    run.validate()
+    runs, explicit = _run_configs(args)
+    run = runs[0]
     if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
         raise ConfigError("give either --out or --resume OUT, not two different folders")
     out = Path(args.resume or args.out or Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
@@ -170,7 +213,14 @@ def cmd_run(args) -> int:
     check_model(run)
     if args.node_rank >= args.nnodes:
         raise ConfigError(f"--node-rank {args.node_rank} must be below --nnodes {args.nnodes}")
-    cells = expand(loops, devices, precisions, run, args.repeats, nproc=args.nproc, nnodes=args.nnodes)
+    from bench.presets import apply_preset
+
+    cells = []
+    for device in devices:
+        for base in runs:
+            device_run = apply_preset(base, device, args.preset, explicit)
+            device_run.validate()
+            cells += expand(loops, [device], precisions, device_run, args.repeats, nproc=args.nproc, nnodes=args.nnodes)
     rendezvous = None if args.nnodes == 1 else {"node_rank": args.node_rank, "master_addr": args.master_addr,
                                                  "master_port": args.master_port}
     command = shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]])

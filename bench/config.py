@@ -21,6 +21,8 @@ PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 # CUDA), or one implementation forced.  The Trainer's own default is "fused".
 ADAMW_IMPLS = ("torch-default", "for-loop", "foreach", "fused")
 SCHEDULERS = ("linear", "constant", "cosine")
+ATTN_IMPLS = ("sdpa", "eager")
+PRESETS = ("fast",)
 
 MRPC_TRAIN_PAIRS = 3668
 MRPC_VALIDATION_PAIRS = 408
@@ -54,6 +56,17 @@ class RunConfig:
     grad_accum: int = 1
     seed: int = 42
     eval_batch_size: int = 32
+    # Fast-path options (all off: the tutorial's settings).
+    group_by_length: bool = False  # batches of similar length from the shared sampler: less padding
+    pad_to_multiple_of: int | None = None  # pad each batch's length up to a multiple (tensor-core shapes)
+    compile: bool = False  # torch.compile, through each loop's own mechanism
+    attn: str = "sdpa"  # attention kernel: PyTorch SDPA (transformers' default) or the eager matmuls
+    num_workers: int = 0  # DataLoader worker processes
+    pin_memory: bool = False  # page-locked host batches (CUDA)
+    preset: str | None = None  # name of the preset that set the options above, if any
+    # Time-to-accuracy: evaluate every K steps (time excluded from throughput), stop the clock at F1 >= target.
+    eval_every: int | None = None
+    target_f1: float | None = None
     # Measurement and control.
     timing_warmup: int = 5  # first optimizer steps left out of the timing (not the LR warm-up)
     parity: bool = False  # deterministic kernels, for step-wise loss parity between the loops
@@ -77,6 +90,18 @@ class RunConfig:
             raise ConfigError(f"--max-grad-norm must be > 0 (leave it out for no clipping), got {self.max_grad_norm}")
         if self.adamw not in ADAMW_IMPLS:
             raise ConfigError(f"--adamw must be one of {', '.join(ADAMW_IMPLS)}, got {self.adamw!r}")
+        if self.attn not in ATTN_IMPLS:
+            raise ConfigError(f"--attn must be one of {', '.join(ATTN_IMPLS)}, got {self.attn!r}")
+        if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
+            raise ConfigError(f"--pad-to-multiple-of must be >= 1, got {self.pad_to_multiple_of}")
+        if self.num_workers < 0:
+            raise ConfigError(f"--num-workers must be >= 0, got {self.num_workers}")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise ConfigError(f"--eval-every must be >= 1, got {self.eval_every}")
+        if self.target_f1 is not None and not 0 < self.target_f1 <= 1:
+            raise ConfigError(f"--target-f1 must be in (0, 1], got {self.target_f1}")
+        if self.target_f1 is not None and self.eval_every is None:
+            raise ConfigError("--target-f1 needs --eval-every K (how often to evaluate)")
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
         total = self.total_steps()

@@ -61,10 +61,17 @@ class EpochShuffleSampler:
     RNG (which dropout uses).  It is deliberately not a ``RandomSampler``: Accelerate would swap
     a RandomSampler for its own seedable one.  ``set_epoch`` follows the ``DistributedSampler``
     convention; Accelerate and the Trainer call it, the manual loop calls it itself.
+
+    With ``lengths`` (group by length), the shuffled order is cut into mega-batches of 50 batches,
+    each sorted by length, so that a batch holds pairs of similar length and carries little
+    padding; the mega-batches stay in random order (as transformers' LengthGroupedSampler does).
     """
 
-    def __init__(self, n: int, seed: int):
+    MEGABATCH_BATCHES = 50
+
+    def __init__(self, n: int, seed: int, lengths: list[int] | None = None, batch_size: int = 1):
         self.n, self.seed, self.epoch = n, seed, 0
+        self.lengths, self.batch_size = lengths, batch_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -76,10 +83,18 @@ class EpochShuffleSampler:
         import torch
 
         g = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        order = torch.randperm(self.n, generator=g).tolist()
+        if self.lengths is None:
+            return iter(order)
+        size = self.MEGABATCH_BATCHES * self.batch_size
+        grouped = []
+        for start in range(0, self.n, size):
+            grouped += sorted(order[start:start + size], key=lambda i: -self.lengths[i])
+        return iter(grouped)
 
     def describe(self) -> str:
-        return f"EpochShuffleSampler(n={self.n}, seed={self.seed} + epoch)"
+        grouping = f", grouped by length in mega-batches of {self.MEGABATCH_BATCHES} batches" if self.lengths else ""
+        return f"EpochShuffleSampler(n={self.n}, seed={self.seed} + epoch{grouping})"
 
 
 @dataclass
@@ -115,11 +130,14 @@ def prepare(run: RunConfig, tokenizer) -> PreparedData:
     tokenized = tokenized.remove_columns(["sentence1", "sentence2", "idx"])
     tokenized = tokenized.rename_column("label", "labels")
     tokenized.set_format("torch")
+    lengths = [len(ids) for ids in tokenized["train"].with_format(None)["input_ids"]] if run.group_by_length else None
     return PreparedData(
         train=tokenized["train"],
         validation=tokenized["validation"],
-        collator=DataCollatorWithPadding(tokenizer=tokenizer),
-        sampler=EpochShuffleSampler(len(tokenized["train"]), run.seed),
+        # pad_to_multiple_of rounds each batch's length up (e.g. to 8) so GPU matmuls hit
+        # tensor-core-friendly shapes under mixed precision; it only adds padding on the CPU.
+        collator=DataCollatorWithPadding(tokenizer=tokenizer, pad_to_multiple_of=run.pad_to_multiple_of),
+        sampler=EpochShuffleSampler(len(tokenized["train"]), run.seed, lengths, run.batch_size),
         tokenizer=tokenizer,
         source=source,
         n_train=len(tokenized["train"]),

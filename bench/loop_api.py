@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bench.config import ConfigError
 
-class UnsupportedSetting(ValueError):
+
+class UnsupportedSetting(ConfigError):
     """A setting this loop cannot express; refused rather than silently run differently."""
 
 

@@ -9,6 +9,10 @@ optimizer and scheduler are all inside it, whatever the loop does in what order.
 CPU: ``time.perf_counter``.  CUDA: an event recorded at every step end on the current stream and
 read once at ``stop()`` after a synchronize, so the meter adds no sync of its own per step.
 Losses are kept as detached tensors and read at ``stop()`` for the same reason.
+
+Time-to-accuracy: given an ``evaluator`` and ``eval_every`` K, the meter evaluates after every K-th
+step.  That time is cut out of the step times (so throughput is training only) but stays in the
+wall clock, which is what time-to-accuracy is measured on.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ def percentile(values: list[float], q: float) -> float:
 
 class StepMeter:
     def __init__(self, device: str, timing_warmup: int, total_steps: int, progress: bool = True,
-                 description: str = ""):
+                 description: str = "", evaluator=None, eval_every: int | None = None,
+                 target_f1: float | None = None):
         self.device = device
         self.timing_warmup = timing_warmup
         self.total_steps = total_steps
@@ -50,7 +55,10 @@ class StepMeter:
         self._t_start = None
         self._t_stop = None
         self._marks: list = []  # per step end: perf_counter value or CUDA event
-        self._start_event = None
+        self._starts: list = []  # per step start: the previous end, or the end of an evaluation
+        self.evaluator, self.eval_every, self.target_f1 = evaluator, eval_every, target_f1
+        self.eval_curve: list[dict] = []  # step, wall_s since start (evaluations included), scores
+        self.eval_total_s = 0.0
         self._pending_loss: list = []
         self._pending_samples = self._pending_real = self._pending_padded = 0
         self.losses: list = []
@@ -71,9 +79,12 @@ class StepMeter:
             import torch
 
             torch.cuda.reset_peak_memory_stats()
-            self._start_event = torch.cuda.Event(enable_timing=True)
-            self._start_event.record()
+            start = torch.cuda.Event(enable_timing=True)
+            start.record()
+            self._starts.append(start)
         self._t_start = time.perf_counter()
+        if not self._cuda:
+            self._starts.append(self._t_start)
         self._lr_next = self._current_lr()
 
     def observe(self, loss, batch) -> None:
@@ -97,14 +108,8 @@ class StepMeter:
             raise RuntimeError("StepMeter.step() before start()")
         if not self._pending_loss:
             raise RuntimeError("StepMeter.step() with no observed batch")
-        if self._cuda:
-            import torch
-
-            ev = torch.cuda.Event(enable_timing=True)
-            ev.record()
-            self._marks.append(ev)
-        else:
-            self._marks.append(time.perf_counter())
+        mark = self._now_mark()
+        self._marks.append(mark)
         n = len(self._pending_loss)
         self.losses.append(sum(self._pending_loss) / n if n > 1 else self._pending_loss[0])
         self.samples.append(self._pending_samples)
@@ -115,6 +120,35 @@ class StepMeter:
         self._lr_next = self._current_lr()
         if self._bar is not None:
             self._bar.update(1)
+        if self.evaluator is not None and self.eval_every and len(self.losses) % self.eval_every == 0:
+            mark = self._evaluate()
+        self._starts.append(mark)
+
+    def _now_mark(self):
+        if self._cuda:
+            import torch
+
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            return ev
+        return time.perf_counter()
+
+    def _evaluate(self):
+        """Evaluate now; the next step's clock starts after it."""
+        if self._cuda:
+            import torch
+
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        scores = self.evaluator()
+        if self._cuda:
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        self.eval_total_s += t1 - t0
+        if scores is not None:  # rank 0
+            self.eval_curve.append({"step": len(self.losses), "wall_s": t1 - self._t_start,
+                                    "eval_f1": scores["eval_f1"], "eval_accuracy": scores["eval_accuracy"]})
+        return self._now_mark()
 
     def stop(self) -> None:
         if self._cuda:
@@ -133,13 +167,8 @@ class StepMeter:
 
     def step_seconds(self) -> list[float]:
         if self._cuda:
-            out, prev = [], self._start_event
-            for ev in self._marks:
-                out.append(prev.elapsed_time(ev) / 1000.0)
-                prev = ev
-            return out
-        edges = [self._t_start] + self._marks
-        return [b - a for a, b in zip(edges, edges[1:])]
+            return [a.elapsed_time(b) / 1000.0 for a, b in zip(self._starts, self._marks)]
+        return [b - a for a, b in zip(self._starts, self._marks)]
 
     def summary(self) -> dict:
         """Throughput and memory over the timed steps (the first ``timing_warmup`` left out)."""
@@ -175,6 +204,11 @@ class StepMeter:
             "peak_rss_mib": _rss_peak_mib(),
         }
         out["train_loss_final"] = out["step_losses"][-1] if out["step_losses"] else None
+        out["eval_curve"] = self.eval_curve
+        out["eval_during_training_s"] = self.eval_total_s
+        hit = next((e for e in self.eval_curve if self.target_f1 is not None and e["eval_f1"] >= self.target_f1), None)
+        out["time_to_target_s"] = hit["wall_s"] if hit else None
+        out["time_to_target_step"] = hit["step"] if hit else None
         if self._cuda:
             import torch
 

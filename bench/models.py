@@ -99,7 +99,7 @@ def load_model(run: RunConfig, num_labels: int = 2):
 
     name = run.model
     set_seed(run.seed)
-    overrides = {"num_labels": num_labels}
+    overrides = {"num_labels": num_labels, "attn_implementation": run.attn}
     try:
         if name == "tiny":
             config = BertConfig(**TINY_BERT, **overrides)

@@ -61,6 +61,12 @@ class Record:
     eval_examples: int | None = None
     eval_s: float | None = None
     train_loss_final: float | None = None
+    # Time to accuracy (--eval-every K --target-f1 F): wall seconds from the first step, evaluations
+    # included, until validation F1 first reached F; the curve of every evaluation on the way.
+    time_to_target_s: float | None = None
+    time_to_target_step: int | None = None
+    eval_curve: list = field(default_factory=list)
+    eval_during_training_s: float | None = None
     step_losses: list = field(default_factory=list)
     step_s: list = field(default_factory=list)
     step_lrs: list = field(default_factory=list)

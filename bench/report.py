@@ -40,10 +40,24 @@ def group_key(r: dict) -> tuple:
     return r["loop"], r["device"], r["precision"], run
 
 
-def _variant(r: dict) -> str:
-    """A short name for what distinguishes this cell's run config (used when one report holds
-    several, e.g. tutorial settings beside a fast preset)."""
-    return r.get("config", {}).get("run", {}).get("preset") or ""
+def _variant(r: dict, varying: set[str]) -> str:
+    """A short name for what distinguishes this cell's run config when one report holds several
+    (tutorial settings beside a preset, a batch-size sweep); empty when there is one."""
+    run = r.get("config", {}).get("run", {})
+    parts = []
+    if "preset" in varying:
+        parts.append(run.get("preset") or "tutorial")
+    if "batch_size" in varying:
+        parts.append(f"bs {run.get('batch_size')}")
+    return " ".join(parts)
+
+
+def _varying(records: list[dict]) -> set[str]:
+    keys = set()
+    for key in ("preset", "batch_size"):
+        if len({json.dumps(r.get("config", {}).get("run", {}).get(key)) for r in records}) > 1:
+            keys.add(key)
+    return keys
 
 
 def mfu(r: dict) -> float | None:
@@ -64,12 +78,13 @@ def mfu(r: dict) -> float | None:
 class Cell:
     """The repeats of one cell, summarised."""
 
-    def __init__(self, records: list[dict]):
+    def __init__(self, records: list[dict], varying: set[str]):
         self.records = records
         self.ok = [r for r in records if r["status"] == "ok"]
         first = records[0]
         self.loop, self.device, self.precision = first["loop"], first["device"], first["precision"]
-        self.variant = _variant(first)
+        self.run = first.get("config", {}).get("run", {})
+        self.variant = _variant(first, varying)
 
     def values(self, field):
         return [r[field] for r in self.ok if r.get(field) is not None]
@@ -93,9 +108,11 @@ class Cell:
 
 def cells_of(records: list[dict]) -> list[Cell]:
     groups: OrderedDict = OrderedDict()
-    for r in latest_per_cell(records):
+    latest = latest_per_cell(records)
+    varying = _varying(latest)
+    for r in latest:
         groups.setdefault(group_key(r), []).append(r)
-    cells = [Cell(rs) for rs in groups.values()]
+    cells = [Cell(rs, varying) for rs in groups.values()]
     cells.sort(key=lambda c: (c.device, c.variant, _order(c.precision, PRECISION_ORDER), _order(c.loop, LOOP_ORDER)))
     return cells
 
@@ -154,7 +171,7 @@ def _device_tables(cells: list[Cell], plots: dict) -> list[str]:
         dev_cells = [c for c in cells if c.device == device and c.ok]
         if not dev_cells:
             continue
-        base = next((c for c in dev_cells if c.loop == "manual" and c.precision == "fp32" and not c.variant), None)
+        base = tutorial_baseline(dev_cells)
         base_sps = base.median("samples_per_s") if base else None
         repeats = max(len(c.ok) for c in dev_cells)
         mem_field = "peak_alloc_mib" if device == "cuda" else "peak_rss_mib"
@@ -192,6 +209,59 @@ def _device_tables(cells: list[Cell], plots: dict) -> list[str]:
             if (device, name) in plots:
                 lines += [f"![{name} on {device}]({plots[(device, name)]})", ""]
     return lines
+
+
+def tutorial_baseline(cells: list[Cell]) -> Cell | None:
+    """The manual loop in fp32 at the tutorial's settings (no preset, batch 8), else manual fp32."""
+    manual = [c for c in cells if c.loop == "manual" and c.precision == "fp32" and c.ok]
+    return next((c for c in manual if not c.run.get("preset") and c.run.get("batch_size") == 8),
+                manual[0] if manual else None)
+
+
+def _fast_section(cells: list[Cell]) -> list[str]:
+    """Each loop's tutorial-settings fp32 cell beside its preset cells, with the ratio."""
+    fast = [c for c in cells if c.ok and c.run.get("preset")]
+    if not fast:
+        return []
+    lines = ["## How fast can each loop go?", "",
+             "Each loop at the tutorial's settings in fp32 beside the same loop under a preset (in every precision "
+             "run); the ratio is samples/s over that loop's tutorial-fp32 cell, and `vs manual` over the manual "
+             "loop's tutorial-fp32 cell on the same device.", ""]
+    lines += ["| device | loop | preset | precision | fast-path settings | samples/s | × own tutorial fp32 | × manual tutorial fp32 | val F1 |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for c in fast:
+        own = next((b for b in cells if b.ok and b.device == c.device and b.loop == c.loop and b.precision == "fp32"
+                    and not b.run.get("preset")), None)
+        manual = tutorial_baseline([b for b in cells if b.device == c.device])
+        sps = c.median("samples_per_s")
+        own_sps = own.median("samples_per_s") if own else None
+        man_sps = manual.median("samples_per_s") if manual else None
+        knobs = ", ".join(f"{k}={c.run.get(k)}" for k in ("batch_size", "group_by_length", "pad_to_multiple_of",
+                                                          "adamw", "compile", "attn", "num_workers", "pin_memory")
+                          if c.run.get(k) not in (None, False, 0, "sdpa", "torch-default") or k == "batch_size")
+        lines.append(f"| {c.device} | {c.loop} | {c.run.get('preset')} | {c.precision} | {knobs} | {_f(sps)} | "
+                     f"{_f(sps / own_sps if sps and own_sps else None, '{:.2f}×')} | "
+                     f"{_f(sps / man_sps if sps and man_sps else None, '{:.2f}×')} | {_f(c.median('eval_f1'), '{:.4f}')} |")
+    return lines + [""]
+
+
+def _time_to_accuracy(cells: list[Cell]) -> list[str]:
+    timed = [c for c in cells if c.ok and c.ok[0].get("eval_curve")]
+    if not timed:
+        return []
+    target = timed[0].run.get("target_f1")
+    lines = ["## Time to accuracy", "",
+             f"Validation F1 every {timed[0].run.get('eval_every')} optimizer steps; time to target is wall time from "
+             f"the first step until F1 first reached {target}, evaluations included (they are excluded from samples/s).", "",
+             "| device | loop | precision | variant | time to target s | at step | best F1 | evaluations | evaluation s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c in timed:
+        r = c.ok[0]
+        best = max(e["eval_f1"] for e in r["eval_curve"])
+        lines.append(f"| {c.device} | {c.loop} | {c.precision} | {c.variant or '-'} | "
+                     f"{_f(c.median('time_to_target_s'))} | {r.get('time_to_target_step') or 'not reached'} | "
+                     f"{best:.4f} | {len(r['eval_curve'])} | {_f(r.get('eval_during_training_s'))} |")
+    return lines + [""]
 
 
 def _not_run(records: list[dict]) -> list[str]:
@@ -350,7 +420,8 @@ def render(records: list[dict], out_md: Path) -> str:
     out_md.parent.mkdir(parents=True, exist_ok=True)
     cells = cells_of(records)
     plots = _plots(cells, out_md)
-    lines = _header(records) + _device_tables(cells, plots) + _parity_section(cells, plots) + _not_run(records)
+    lines = (_header(records) + _device_tables(cells, plots) + _fast_section(cells) + _time_to_accuracy(cells)
+             + _parity_section(cells, plots) + _not_run(records))
     text = "\n".join(lines).rstrip() + "\n"
     out_md.write_text(text, encoding="utf-8")
     return text

@@ -102,6 +102,8 @@ def read_settings(result, meter, probe: PrecisionProbe, collator, model_info) ->
         "grad_clip_max_norm": result.clip_max_norm,
         "grad_accum_steps": result.grad_accum,
         "sampler": sampler.describe() if hasattr(sampler, "describe") else type(sampler).__name__ if sampler else None,
+        "dataloader_num_workers": getattr(result.train_dataloader, "num_workers", None),
+        "dataloader_pin_memory": getattr(result.train_dataloader, "pin_memory", None),
         "collator": type(collator).__name__,
         "padding": str(getattr(collator, "padding", "")),
         "pad_to_multiple_of": getattr(collator, "pad_to_multiple_of", None),

@@ -25,12 +25,13 @@ def train(cell, data, model, meter):
     # The scheduler steps once per optimizer step, on every process: the schedule is counted in
     # optimizer steps, as in the other loops (by default Accelerate would step it once per process).
     accelerator = Accelerator(cpu=cell.device == "cpu", mixed_precision=precision.accelerate_mixed_precision,
-                              gradient_accumulation_steps=run.grad_accum, step_scheduler_with_optimizer=False)
+                              gradient_accumulation_steps=run.grad_accum, step_scheduler_with_optimizer=False,
+                              dynamo_backend="inductor" if run.compile else "no")
     # Accelerate has no TF32 switch of its own; it is torch's process-wide flag.
     set_tf32(precision.tf32)
 
     train_dataloader = DataLoader(data.train, sampler=data.sampler, batch_size=run.batch_size,
-                                  collate_fn=data.collator)
+                                  collate_fn=data.collator, num_workers=run.num_workers, pin_memory=run.pin_memory)
     optimizer = AdamW(adamw_param_groups(model, run.weight_decay), lr=run.lr,
                       betas=(run.adam_beta1, run.adam_beta2), eps=run.adam_eps,
                       weight_decay=run.weight_decay, **adamw_impl_kwargs(run.adamw))
@@ -76,4 +77,5 @@ def train(cell, data, model, meter):
                       grad_scaler=accelerator.scaler, clip_max_norm=run.max_grad_norm,
                       grad_accum=run.grad_accum,
                       extra={"accelerate_mixed_precision": accelerator.mixed_precision,
-                             "accelerate_native_amp": bool(accelerator.native_amp)})
+                             "accelerate_native_amp": bool(accelerator.native_amp),
+                             "compiled": accelerator.state.dynamo_plugin.backend.value.lower() != "no"})

@@ -22,7 +22,7 @@ from torch.optim import AdamW
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import get_scheduler
 
-from bench.loop_api import LoopResult
+from bench.loop_api import LoopResult, UnsupportedSetting
 from bench.precision import plan, set_tf32
 from loops.common import adamw_impl_kwargs, adamw_param_groups
 
@@ -40,17 +40,22 @@ def train(cell, data, model, meter):
             device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
             torch.cuda.set_device(device)
         # Each rank takes its own shard of a shuffle seeded like the single-process one.
+        if run.group_by_length:
+            raise UnsupportedSetting("--group-by-length: the manual loop's DistributedSampler has no length grouping")
         sampler = DistributedSampler(data.train, shuffle=True, seed=run.seed)
 
     # Padding happens per batch in the collator (to the longest pair in the batch), which is why
     # the DataLoader gets the collator and not a fixed-length dataset.
-    train_dataloader = DataLoader(data.train, sampler=sampler, batch_size=run.batch_size,
-                                  collate_fn=data.collator)
+    train_dataloader = DataLoader(data.train, sampler=sampler, batch_size=run.batch_size, collate_fn=data.collator,
+                                  num_workers=run.num_workers, pin_memory=run.pin_memory)
 
     model.to(device)
     if distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = AdamW(adamw_param_groups(model, run.weight_decay), lr=run.lr,
+    trained = model.module if distributed else model
+    if run.compile:
+        model = torch.compile(model)  # the compiled wrapper shares the parameters it trains
+    optimizer = AdamW(adamw_param_groups(trained, run.weight_decay), lr=run.lr,
                       betas=(run.adam_beta1, run.adam_beta2), eps=run.adam_eps,
                       weight_decay=run.weight_decay, **adamw_impl_kwargs(run.adamw))
 
@@ -87,7 +92,7 @@ def train(cell, data, model, meter):
                 continue
             if run.max_grad_norm:
                 scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-                torch.nn.utils.clip_grad_norm_(model.parameters(), run.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(trained.parameters(), run.max_grad_norm)
             scale_before = scaler.get_scale()
             scaler.step(optimizer)
             scaler.update()
@@ -101,6 +106,7 @@ def train(cell, data, model, meter):
                 break
     meter.stop()
 
-    return LoopResult(model=model.module if distributed else model, optimizer=optimizer, scheduler=lr_scheduler,
+    return LoopResult(model=trained, optimizer=optimizer, scheduler=lr_scheduler,
                       train_dataloader=train_dataloader, grad_scaler=scaler,
-                      clip_max_norm=run.max_grad_norm, grad_accum=run.grad_accum)
+                      clip_max_norm=run.max_grad_norm, grad_accum=run.grad_accum,
+                      extra={"compiled": type(model).__name__ == "OptimizedModule"})

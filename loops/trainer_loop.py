@@ -82,9 +82,10 @@ def training_arguments(cell, output_dir):
         fp16=precision.autocast_dtype == "float16",
         tf32=precision.tf32 if cell.device == "cuda" else None,
         use_cpu=cell.device == "cpu",
-        dataloader_pin_memory=False,
+        dataloader_pin_memory=run.pin_memory,
         average_tokens_across_devices=False,
-        dataloader_num_workers=0,
+        dataloader_num_workers=run.num_workers,
+        torch_compile=run.compile,
         report_to="none",
         eval_strategy="no",
         save_strategy="no",
@@ -131,4 +132,5 @@ def train(cell, data, model, meter):
                              "trainer_logging_nan_inf_filter": args.logging_nan_inf_filter,
                              "trainer_average_tokens_across_devices": args.average_tokens_across_devices,
                              "trainer_model_accepts_loss_kwargs": trainer.model_accepts_loss_kwargs,
+                             "compiled": bool(args.torch_compile),
                              "accelerate_mixed_precision": trainer.accelerator.mixed_precision})

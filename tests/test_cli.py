@@ -108,7 +108,30 @@ def test_env_glue_dir_loads_the_real_splits(monkeypatch, glue_dir):
 
 
 def test_parser_defaults_are_the_tutorials():
-    args = build_parser().parse_args(["run"])
-    assert (args.lr, args.batch_size, args.epochs, args.warmup_steps, args.weight_decay, args.seed) == \
-        (5e-5, 8, 3, 0, 0.0, 42)
-    assert args.max_grad_norm is None and args.scheduler == "linear"
+    from bench.cli import _run_configs
+
+    (run,), explicit = _run_configs(build_parser().parse_args(["run"]))
+    assert (run.lr, run.batch_size, run.epochs, run.warmup_steps, run.weight_decay, run.seed) == (5e-5, 8, 3, 0, 0.0, 42)
+    assert run.max_grad_norm is None and run.scheduler == "linear" and run.adamw == "torch-default"
+    assert not run.group_by_length and run.pad_to_multiple_of is None and not run.compile and run.preset is None
+    assert explicit == set()
+
+
+def test_batch_size_is_a_sweep_axis():
+    from bench.cli import _run_configs
+
+    runs, explicit = _run_configs(build_parser().parse_args(["run", "--batch-size", "8,16,32"]))
+    assert [r.batch_size for r in runs] == [8, 16, 32] and "batch_size" in explicit
+
+
+def test_preset_fills_fast_path_per_device_and_explicit_flags_win():
+    from bench.cli import _run_configs
+    from bench.presets import PRESETS, apply_preset
+
+    (run,), explicit = _run_configs(build_parser().parse_args(["run", "--preset", "fast", "--adamw", "for-loop"]))
+    cpu = apply_preset(run, "cpu", "fast", explicit)
+    assert cpu.preset == "fast" and cpu.group_by_length and cpu.batch_size == PRESETS["fast"]["cpu"]["batch_size"]
+    assert cpu.adamw == "for-loop"  # given on the command line: the preset does not override it
+    cuda = apply_preset(run, "cuda", "fast", explicit)
+    assert cuda.pad_to_multiple_of == 8 and cuda.pin_memory
+    assert apply_preset(run, "cpu", None, explicit) == run

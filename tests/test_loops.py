@@ -58,6 +58,7 @@ def test_settings_in_force_are_the_tutorials(fp32_records, loop):
     assert s["lr_last_step"] == pytest.approx(5e-5 / 7)  # linear decay over exactly 7 steps
     assert s["sampler"].startswith("EpochShuffleSampler")
     assert s["autocast_dtype"] is None and s["compute_dtype"] == "float32" and s["grad_scaler"] is False
+    assert s["compiled"] is False and s["dataloader_num_workers"] == 0 and s["dataloader_pin_memory"] is False
 
 
 def test_same_batches_in_same_order(fp32_records):

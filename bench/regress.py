@@ -1,0 +1,120 @@
+"""Gate a pytest-benchmark run against the committed baseline of this machine class.
+
+    python -m bench.regress CURRENT.json [--baseline-dir benchmarks/baselines] [--save]
+
+Checks, each with a threshold that holds on a noisy shared 2-core machine:
+- every benchmark's median is within ``--max-slowdown`` (default 1.5x) of the baseline's;
+- each loop's median over the manual loop's (measured in the same run) has not grown by more than
+  ``--max-ratio-growth`` (default 20%) over the baseline's ratio;
+- the meter costs at most ``--max-meter-overhead`` (default 5%) of the manual loop's time.
+A missing baseline is reported and not gated (exit 0); ``--save`` makes CURRENT the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "baselines"
+
+
+def machine_class() -> str:
+    """Baselines are per machine class: CPU vector capability and core count."""
+    import torch
+
+    return f"cpu-{torch.backends.cpu.get_cpu_capability().lower()}-{os.cpu_count()}core"
+
+
+def medians(path: Path) -> dict[str, float]:
+    data = json.loads(path.read_text())
+    return {b["name"]: b["stats"]["median"] for b in data["benchmarks"]}
+
+
+def _loop_name(name: str) -> str | None:
+    if name.startswith("test_loop_steps[") and name.endswith("]"):
+        return name[len("test_loop_steps["):-1]
+    return None
+
+
+def ratios(m: dict[str, float]) -> dict[str, float]:
+    manual = m.get("test_loop_steps[manual]")
+    out = {}
+    if manual:
+        for name, value in m.items():
+            loop = _loop_name(name)
+            if loop and loop != "manual":
+                out[f"{loop}/manual"] = value / manual
+        if "test_manual_without_meter" in m:
+            out["meter overhead"] = manual / m["test_manual_without_meter"] - 1
+    return out
+
+
+def check(current: dict[str, float], baseline: dict[str, float], max_slowdown: float, max_ratio_growth: float,
+          max_meter_overhead: float) -> list[str]:
+    failures = []
+    for name, base in sorted(baseline.items()):
+        if name not in current:
+            failures.append(f"{name}: in the baseline but not in this run")
+            continue
+        factor = current[name] / base
+        line = f"{name}: median {current[name] * 1000:.1f} ms vs baseline {base * 1000:.1f} ms ({factor:.2f}x)"
+        print(("FAIL " if factor > max_slowdown else "ok   ") + line)
+        if factor > max_slowdown:
+            failures.append(f"{line} > {max_slowdown:.2f}x")
+    cur_r, base_r = ratios(current), ratios(baseline)
+    for key, value in sorted(cur_r.items()):
+        if key == "meter overhead":
+            bad = value > max_meter_overhead
+            line = f"meter overhead: {value:+.1%} of the manual loop's time (limit {max_meter_overhead:.0%})"
+        else:
+            base = base_r.get(key)
+            growth = value / base - 1 if base else 0.0
+            bad = growth > max_ratio_growth
+            line = f"{key}: {value:.3f} vs baseline {base:.3f} ({growth:+.1%}, limit +{max_ratio_growth:.0%})" if base \
+                else f"{key}: {value:.3f} (no baseline ratio)"
+        print(("FAIL " if bad else "ok   ") + line)
+        if bad:
+            failures.append(line)
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.regress", description=__doc__.splitlines()[0])
+    p.add_argument("current", type=Path, help="pytest-benchmark JSON of this run")
+    p.add_argument("--baseline-dir", type=Path, default=DEFAULT_DIR)
+    p.add_argument("--machine-class", default=None, help="default: detected (e.g. cpu-avx2-2core)")
+    p.add_argument("--save", action="store_true", help="make CURRENT the baseline of this machine class")
+    p.add_argument("--max-slowdown", type=float, default=1.5)
+    p.add_argument("--max-ratio-growth", type=float, default=0.20)
+    p.add_argument("--max-meter-overhead", type=float, default=0.05)
+    args = p.parse_args(argv)
+    if not args.current.exists():
+        print(f"bench.regress: error: {args.current}: no such benchmark JSON", file=sys.stderr)
+        return 2
+    cls = args.machine_class or machine_class()
+    baseline_path = args.baseline_dir / f"{cls}.json"
+    if args.save:
+        args.baseline_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(args.current, baseline_path)
+        print(f"baseline for {cls} saved: {baseline_path}")
+        return 0
+    if not baseline_path.exists():
+        print(f"no baseline for machine class {cls} ({baseline_path}): not gated. "
+              f"Record one with: python -m bench.regress {args.current} --save")
+        return 0
+    print(f"gating against {baseline_path}")
+    failures = check(medians(args.current), medians(baseline_path), args.max_slowdown, args.max_ratio_growth,
+                     args.max_meter_overhead)
+    if failures:
+        print(f"\n{len(failures)} regression(s):", *failures, sep="\n  ")
+        return 1
+    print("no regression")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Fast-path options: length grouping, padding multiples, loader options and compile switches in
+force in every loop; time-to-accuracy; the regression gate's arithmetic."""
+
+import json
+
+import pytest
+
+from bench.cell import run_cell
+from bench.config import LOOP_NAMES, Cell
+from bench.data import EpochShuffleSampler
+
+
+def test_length_grouping_keeps_a_permutation_and_cuts_padding():
+    import random
+
+    rng = random.Random(0)
+    lengths = [rng.randint(10, 120) for _ in range(1000)]
+    plain = list(EpochShuffleSampler(1000, 42))
+    grouped = list(EpochShuffleSampler(1000, 42, lengths, batch_size=8))
+    assert sorted(grouped) == list(range(1000))
+
+    def padded(order):
+        return sum(max(lengths[i] for i in order[k:k + 8]) * len(order[k:k + 8]) for k in range(0, 1000, 8))
+
+    assert padded(grouped) < 0.8 * padded(plain)
+    s = EpochShuffleSampler(1000, 42, lengths, batch_size=8)
+    s.set_epoch(1)
+    assert list(s) != grouped  # a new grouping each epoch
+
+
+@pytest.mark.parametrize("loop", LOOP_NAMES)
+def test_fast_path_settings_are_in_force(tiny_run, loop):
+    run = tiny_run(max_steps=3, timing_warmup=1, group_by_length=True, pad_to_multiple_of=16, batch_size=16,
+                   adamw="fused", attn="eager", train_samples=96)
+    r = run_cell(Cell(loop, "cpu", "fp32", run), progress=False)
+    assert r.status == "ok", r.reason
+    s = r.settings
+    assert s["pad_to_multiple_of"] == 16 and "grouped by length" in s["sampler"]
+    assert s["optimizer_impl"] == "fused" and s["attn_implementation"] == "eager"
+    assert all(t % 16 == 0 for t in [p // n for p, n in zip(r.step_padded_tokens, r.step_samples)])
+    assert r.padding_fraction < 0.5
+
+
+def test_time_to_accuracy_excludes_evaluation_from_throughput(tiny_run):
+    run = tiny_run(max_steps=6, timing_warmup=1, eval_every=2, target_f1=0.01, eval_samples=64)
+    r = run_cell(Cell("manual", "cpu", "fp32", run), progress=False)
+    assert r.status == "ok", r.reason
+    assert [e["step"] for e in r.eval_curve] == [2, 4, 6]
+    assert r.eval_during_training_s > 0
+    # The step clock restarts after each evaluation: no step carries an evaluation's time.
+    assert sum(r.step_s) + r.eval_during_training_s <= r.train_wall_s + 1e-6
+    walls = [e["wall_s"] for e in r.eval_curve]
+    assert walls == sorted(walls)
+    reached = [e for e in r.eval_curve if e["eval_f1"] >= 0.01]
+    if reached:
+        assert r.time_to_target_step == reached[0]["step"] and r.time_to_target_s == reached[0]["wall_s"]
+    else:
+        assert r.time_to_target_s is None
+
+
+def test_regression_gate_fails_on_a_slower_loop_and_passes_otherwise(tmp_path, capsys):
+    from bench.regress import main
+
+    def bench_json(path, manual, trainer, no_meter):
+        path.write_text(json.dumps({"benchmarks": [
+            {"name": "test_loop_steps[manual]", "stats": {"median": manual}},
+            {"name": "test_loop_steps[trainer]", "stats": {"median": trainer}},
+            {"name": "test_manual_without_meter", "stats": {"median": no_meter}}]}))
+        return path
+
+    base_dir = tmp_path / "baselines"
+    base = bench_json(tmp_path / "base.json", 1.0, 1.1, 0.99)
+    assert main([str(base), "--baseline-dir", str(base_dir), "--machine-class", "test", "--save"]) == 0
+    same = bench_json(tmp_path / "same.json", 1.2, 1.3, 1.19)  # the whole machine 20% slower: ratios hold
+    assert main([str(same), "--baseline-dir", str(base_dir), "--machine-class", "test"]) == 0
+    slow = bench_json(tmp_path / "slow.json", 1.0, 1.5, 0.99)  # the Trainer alone 36% slower
+    assert main([str(slow), "--baseline-dir", str(base_dir), "--machine-class", "test"]) == 1
+    assert "FAIL trainer/manual" in capsys.readouterr().out
+    heavy = bench_json(tmp_path / "heavy.json", 1.0, 1.1, 0.9)  # the meter costs 11%
+    assert main([str(heavy), "--baseline-dir", str(base_dir), "--machine-class", "test"]) == 1
+    assert main([str(same), "--baseline-dir", str(base_dir), "--machine-class", "other"]) == 0
+    assert "no baseline for machine class other" in capsys.readouterr().out
