@@ -124,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--seed", type=int, default=d.seed)
     h.add_argument("--eval-batch-size", type=_positive_int, default=d.eval_batch_size)
     f = run.add_argument_group("fast path (each recorded in the cell config; default: the tutorial's settings)")
-    f.add_argument("--preset", choices=PRESETS, default=None,
-                   help="the fastest measured combination of the options below for each device; flags given win")
+    f.add_argument("--preset", type=_choice_list(("tutorial",) + PRESETS, "preset"), default=None,
+                   help="fast: the fastest measured combination of the options below for each device (flags given "
+                        "win); tutorial: none of them; a comma list runs both side by side")
     f.add_argument("--group-by-length", action="store_true", default=None, help="batches of pairs of similar length")
     f.add_argument("--pad-to-multiple-of", type=_positive_int, default=None, help="round each batch's length up")
     f.add_argument("--compile", action="store_true", default=None, help="torch.compile, through each loop's own switch")
@@ -215,12 +216,15 @@ def cmd_run(args) -> int:
         raise ConfigError(f"--node-rank {args.node_rank} must be below --nnodes {args.nnodes}")
     from bench.presets import apply_preset
 
+    presets = [None if name == "tutorial" else name for name in args.preset[0]] if args.preset else [None]
     cells = []
     for device in devices:
-        for base in runs:
-            device_run = apply_preset(base, device, args.preset, explicit)
-            device_run.validate()
-            cells += expand(loops, [device], precisions, device_run, args.repeats, nproc=args.nproc, nnodes=args.nnodes)
+        for preset in presets:
+            for base in runs:
+                device_run = apply_preset(base, device, preset, explicit)
+                device_run.validate()
+                cells += expand(loops, [device], precisions, device_run, args.repeats, nproc=args.nproc,
+                                nnodes=args.nnodes)
     rendezvous = None if args.nnodes == 1 else {"node_rank": args.node_rank, "master_addr": args.master_addr,
                                                  "master_port": args.master_port}
     command = shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]])

@@ -128,7 +128,9 @@ def test_preset_fills_fast_path_per_device_and_explicit_flags_win():
     from bench.cli import _run_configs
     from bench.presets import PRESETS, apply_preset
 
-    (run,), explicit = _run_configs(build_parser().parse_args(["run", "--preset", "fast", "--adamw", "for-loop"]))
+    args = build_parser().parse_args(["run", "--preset", "tutorial,fast", "--adamw", "for-loop"])
+    assert args.preset[0] == ["tutorial", "fast"]
+    (run,), explicit = _run_configs(args)
     cpu = apply_preset(run, "cpu", "fast", explicit)
     assert cpu.preset == "fast" and cpu.group_by_length and cpu.batch_size == PRESETS["fast"]["cpu"]["batch_size"]
     assert cpu.adamw == "for-loop"  # given on the command line: the preset does not override it
