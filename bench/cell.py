@@ -145,6 +145,7 @@ def _run(cell: Cell, base: dict, progress: bool):
     ranks = dist.gather_to_rank0(
         {"rank": dist.rank(), "samples": sum(summary["step_samples"][summary["timing_warmup_steps"]:]),
          "real_tokens": sum(summary["step_real_tokens"][summary["timing_warmup_steps"]:]),
+         "padded_tokens": sum(summary["step_padded_tokens"][summary["timing_warmup_steps"]:]),
          "peak_tflops": peak_tflops, **{k: summary.get(k) for k in _PER_RANK}}, cell.device)
     if ranks is None:
         return None  # only rank 0 writes
@@ -160,7 +161,7 @@ def _run(cell: Cell, base: dict, progress: bool):
         slowest = max(r["timed_s"] for r in ranks)
         fields.update(samples_per_s=sum(r["samples"] for r in ranks) / slowest,
                       real_tokens_per_s=sum(r["real_tokens"] for r in ranks) / slowest,
-                      padded_tokens_per_s=None, timed_s=slowest,
+                      padded_tokens_per_s=sum(r["padded_tokens"] for r in ranks) / slowest, timed_s=slowest,
                       peak_rss_mib=max(r["peak_rss_mib"] for r in ranks))
         if cell.device == "cuda":
             fields.update(peak_alloc_mib=max(r["peak_alloc_mib"] for r in ranks),

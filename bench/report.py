@@ -61,7 +61,9 @@ def _varying(records: list[dict]) -> set[str]:
 
 
 def mfu(r: dict) -> float | None:
-    """Model FLOPs per second over the timed steps, divided by the device's peak."""
+    """Model FLOPs per second over the timed steps, divided by the device's peak.  Under DDP the
+    step lists are rank 0's and the peak is summed over the ranks: the FLOPs are rank 0's times the
+    world size (the ranks' batches differ, their number and size do not)."""
     m = r.get("model") or {}
     peak = r.get("device_peak_tflops")
     samples, padded = r.get("step_samples") or [], r.get("step_padded_tokens") or []
@@ -72,7 +74,7 @@ def mfu(r: dict) -> float | None:
     for n, tokens in zip(samples[w:], padded[w:]):
         length = tokens / n  # every sequence of a batch is padded to the same length
         flops += n * train_flops_per_sequence(m["n_params_non_embedding"], m["num_layers"], m["hidden_size"], length)
-    return flops / r["timed_s"] / (peak * 1e12)
+    return flops * (r.get("world_size") or 1) / r["timed_s"] / (peak * 1e12)
 
 
 class Cell:

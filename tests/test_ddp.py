@@ -35,6 +35,8 @@ def test_global_throughput_is_all_samples_over_the_slowest_rank(ddp_records, loo
     assert sum(p["samples"] for p in r.per_rank) == 2 * 3 * 8
     assert r.samples_per_s == pytest.approx(48 / slowest)
     assert r.samples_per_s <= sum(p["samples_per_s"] for p in r.per_rank) + 1e-9
+    assert r.padded_tokens_per_s >= r.real_tokens_per_s > 0
+    assert "summed over 2 ranks" in r.device_peak_source
 
 
 @pytest.mark.parametrize("loop", LOOP_NAMES)
