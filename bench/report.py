@@ -60,12 +60,12 @@ def _varying(records: list[dict]) -> set[str]:
     return keys
 
 
-def mfu(r: dict) -> float | None:
+def mfu(r: dict, peak_tflops: float | None = None) -> float | None:
     """Model FLOPs per second over the timed steps, divided by the device's peak.  Under DDP the
     step lists are rank 0's and the peak is summed over the ranks: the FLOPs are rank 0's times the
     world size (the ranks' batches differ, their number and size do not)."""
     m = r.get("model") or {}
-    peak = r.get("device_peak_tflops")
+    peak = peak_tflops or r.get("device_peak_tflops")
     samples, padded = r.get("step_samples") or [], r.get("step_padded_tokens") or []
     w = r.get("timing_warmup_steps") or 0
     if not (peak and samples and padded and r.get("timed_s") and m.get("n_params_non_embedding")):
@@ -103,8 +103,8 @@ class Cell:
         v = self.values(field)
         return statistics.stdev(v) / statistics.fmean(v) if len(v) > 1 and statistics.fmean(v) else None
 
-    def mfu(self):
-        v = [x for x in (mfu(r) for r in self.ok) if x is not None]
+    def mfu(self, peak_tflops: float | None = None):
+        v = [x for x in (mfu(r, peak_tflops) for r in self.ok) if x is not None]
         return statistics.median(v) if v else None
 
 
@@ -178,14 +178,15 @@ def _device_tables(cells: list[Cell], plots: dict) -> list[str]:
         repeats = max(len(c.ok) for c in dev_cells)
         mem_field = "peak_alloc_mib" if device == "cuda" else "peak_rss_mib"
         lines += [f"## {device}", ""]
-        peaks = {r.get("device_peak_source") for c in dev_cells for r in c.ok if r.get("device_peak_source")}
+        peaks = shared_peaks(dev_cells)
         lines += [f"Samples/s is the median of {repeats} run(s) per cell, each in a fresh process; spread is min–max "
                   "and CV the coefficient of variation across them. Speed-up is against manual-fp32 on this device"
                   + ("" if base else " (no manual-fp32 cell here)") + ". "
                   + ("Memory is CUDA peak allocated (peak reserved in brackets). " if device == "cuda" else
                      "Memory is the cell process's peak RSS. ")
-                  + "MFU: model FLOPs over the padded batches per second, over the peak: "
-                  + ("; ".join(sorted(peaks)) if peaks else "no peak recorded") + ".", ""]
+                  + "MFU: model FLOPs over the padded batches per second, over the peak of the cell's precision: "
+                  + ("; ".join(f"{p}: {t * 1000:.1f} GFLOP/s ({src})" for p, (t, src) in peaks.items())
+                     if peaks else "no peak recorded") + ".", ""]
         header = ["loop", "precision"] + (["variant"] if any(c.variant for c in dev_cells) else []) + [
             "samples/s", "spread", "CV", "speed-up", "real tok/s", "step p50 ms", "step p90 ms", "peak MiB", "MFU",
             "val acc", "val F1", "final loss"]
@@ -202,7 +203,7 @@ def _device_tables(cells: list[Cell], plots: dict) -> list[str]:
                 _f(c.median("real_tokens_per_s"), "{:.0f}"),
                 _f(c.median("step_s_p50") and c.median("step_s_p50") * 1000),
                 _f(c.median("step_s_p90") and c.median("step_s_p90") * 1000),
-                mem, _f(c.mfu(), "{:.2%}"),
+                mem, _f(c.mfu(peaks.get(c.precision, (None,))[0]), "{:.2%}"),
                 _f(c.median("eval_accuracy"), "{:.4f}"), _f(c.median("eval_f1"), "{:.4f}"),
                 _f(c.median("train_loss_final"), "{:.4f}")]
             lines.append("| " + " | ".join(row) + " |")
@@ -264,6 +265,23 @@ def _time_to_accuracy(cells: list[Cell]) -> list[str]:
                      f"{_f(c.median('time_to_target_s'))} | {r.get('time_to_target_step') or 'not reached'} | "
                      f"{best:.4f} | {len(r['eval_curve'])} | {_f(r.get('eval_during_training_s'))} |")
     return lines + [""]
+
+
+def shared_peaks(cells: list[Cell]) -> dict[str, tuple[float, str]]:
+    """One peak per precision for all cells of a device: a datasheet figure as recorded, or the
+    best of the GEMM measurements the cells made on the spot (one measurement swings with the
+    load of a shared machine; the best is the closest to what the device can do)."""
+    out: dict[str, tuple[float, str]] = {}
+    for precision in dict.fromkeys(c.precision for c in cells):
+        recs = [r for c in cells if c.precision == precision for r in c.ok if r.get("device_peak_tflops")]
+        if not recs:
+            continue
+        best = max(recs, key=lambda r: r["device_peak_tflops"])
+        source = best.get("device_peak_source", "")
+        if source.startswith("measured"):
+            source = f"best of {len(recs)} on-the-spot measurements, {source}"
+        out[precision] = (best["device_peak_tflops"], source)
+    return out
 
 
 def _not_run(records: list[dict]) -> list[str]:
