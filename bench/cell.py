@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import json
-import math
 import sys
 import traceback
 
@@ -125,7 +124,7 @@ def _run(cell: Cell, base: dict, progress: bool):
         model.train()
         return scores
 
-    meter = StepMeter(cell.device, run.timing_warmup, expected_steps(cell),
+    meter = StepMeter(cell.device, run.timing_warmup, cell.run.total_steps(cell.world_size),
                       progress=progress and dist.rank() == 0, description=cell.label,
                       evaluator=evaluator if run.eval_every else None, eval_every=run.eval_every,
                       target_f1=run.target_f1)
@@ -153,8 +152,8 @@ def _run(cell: Cell, base: dict, progress: bool):
     mismatch = precision_mismatch(precision, settings)
     if mismatch:
         problems.append(mismatch)
-    if summary["steps"] != expected_steps(cell):
-        problems.append(f"took {summary['steps']} optimizer steps, expected {expected_steps(cell)}")
+    if summary["steps"] != cell.run.total_steps(cell.world_size):
+        problems.append(f"took {summary['steps']} optimizer steps, expected {cell.run.total_steps(cell.world_size)}")
     fields = {k: v for k, v in summary.items() if k in {f.name for f in dataclasses.fields(Record)}}
     if len(ranks) > 1:
         # Global throughput: every rank's timed samples over the slowest rank's timed time.
@@ -173,15 +172,6 @@ def _run(cell: Cell, base: dict, progress: bool):
                   device_peak_tflops=peak_tflops, device_peak_source=peak_source,
                   world_size=len(ranks), per_rank=ranks if len(ranks) > 1 else [],
                   env=environment(cell.device), finished_at=_now(), **fields, **scores, **base)
-
-
-def expected_steps(cell: Cell) -> int:
-    """Optimizer steps each process takes: batches are split across the world's processes."""
-    run = cell.run
-    if run.max_steps:
-        return run.max_steps
-    batches = math.ceil(run.n_train() / (run.batch_size * cell.world_size))
-    return run.epochs * math.ceil(batches / run.grad_accum)
 
 
 def main(argv: list[str]) -> int:

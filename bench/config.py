@@ -114,13 +114,14 @@ class RunConfig:
     def n_train(self) -> int:
         return min(self.train_samples or MRPC_TRAIN_PAIRS, MRPC_TRAIN_PAIRS)
 
-    def steps_per_epoch(self) -> int:
-        batches = math.ceil(self.n_train() / self.batch_size)
+    def steps_per_epoch(self, world_size: int = 1) -> int:
+        """Optimizer steps per epoch in each process: the batches are split across the world."""
+        batches = math.ceil(self.n_train() / (self.batch_size * world_size))
         return math.ceil(batches / self.grad_accum)
 
-    def total_steps(self) -> int:
+    def total_steps(self, world_size: int = 1) -> int:
         """Optimizer steps the run will take; the LR schedule decays over exactly these."""
-        return self.max_steps if self.max_steps else self.epochs * self.steps_per_epoch()
+        return self.max_steps if self.max_steps else self.epochs * self.steps_per_epoch(world_size)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
