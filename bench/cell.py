@@ -59,16 +59,29 @@ def _reset_process_state(cell: Cell) -> None:
         torch.use_deterministic_algorithms(False)
 
 
+def record_base(cell: Cell, command: str) -> dict:
+    """The fields every record of this cell starts with, whatever becomes of it."""
+    return dict(loop=cell.loop, device=cell.device, precision=cell.precision, cell_id=cell.cell_id,
+                repeat=cell.repeat, config=cell.to_dict(), command=command, started_at=_now())
+
+
+def skipped_record(cell: Cell, command: str) -> "Record | None":
+    """A ``skipped`` record if this machine cannot run the cell, else None."""
+    from bench.records import Record
+
+    reason = skip_reason(cell)
+    return Record(status="skipped", reason=reason, finished_at=_now(), **record_base(cell, command)) if reason else None
+
+
 def run_cell(cell: Cell, progress: bool = True, command: str = "") -> "Record | None":
     """The cell's record (None on ranks other than 0 of a distributed cell)."""
     from bench import dist
     from bench.records import Record
 
-    base = dict(loop=cell.loop, device=cell.device, precision=cell.precision, cell_id=cell.cell_id,
-                repeat=cell.repeat, config=cell.to_dict(), command=command, started_at=_now())
-    reason = skip_reason(cell)
-    if reason:
-        return Record(status="skipped", reason=reason, finished_at=_now(), **base)
+    skipped = skipped_record(cell, command)
+    if skipped:
+        return skipped
+    base = record_base(cell, command)
     if dist.is_distributed():
         # Under torchrun a rank that fails must exit non-zero, so that torchrun stops the others
         # instead of leaving them waiting in a collective; the sweep records the failure.

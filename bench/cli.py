@@ -185,7 +185,7 @@ def _run_configs(args) -> tuple[list[RunConfig], set[str]]:
 
 def cmd_run(args) -> int:
     from bench.records import read_records
-    from bench.summary import summary_table
+    from bench.summary import latest_per_cell, summary_table
 
     runs, explicit = _run_configs(args)
     run = runs[0]
@@ -194,6 +194,8 @@ def cmd_run(args) -> int:
     out = Path(args.resume or args.out or Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     if args.resume and not out.is_dir():
         raise ConfigError(f"--resume {out}: no such folder")
+    if args.node_rank >= args.nnodes:
+        raise ConfigError(f"--node-rank {args.node_rank} must be below --nnodes {args.nnodes}")
     loops, _ = args.loops
     devices, devices_explicit = args.device
     precisions, precisions_explicit = args.precision
@@ -209,8 +211,6 @@ def cmd_run(args) -> int:
     # Fail fast, in one line, on what no cell could get past: the data and the model.
     load_mrpc(run.glue_dir)
     check_model(run)
-    if args.node_rank >= args.nnodes:
-        raise ConfigError(f"--node-rank {args.node_rank} must be below --nnodes {args.nnodes}")
     from bench.presets import apply_preset
 
     presets = [None if name == "tutorial" else name for name in args.preset[0]] if args.preset else [None]
@@ -237,10 +237,10 @@ def cmd_run(args) -> int:
     render(records, out / "report.md")  # written whatever the cells' outcome
     print(f"report: {out / 'report.md'}", file=sys.stderr)
     wanted = {c.cell_id for c in cells}
-    latest = {r["cell_id"]: r for r in records if r.get("cell_id") in wanted}
-    bad = [r for r in latest.values() if r["status"] == "failed"]
-    missing = wanted - set(latest)
-    if run.parity and not parity_holds(list(latest.values())):
+    latest = [r for r in latest_per_cell(records) if r.get("cell_id") in wanted]
+    bad = [r for r in latest if r["status"] == "failed"]
+    missing = wanted - {r["cell_id"] for r in latest}
+    if run.parity and not parity_holds(latest):
         return 1
     return 1 if bad or missing else 0
 
@@ -250,13 +250,10 @@ PARITY_TOLERANCE = 1e-5
 
 def parity_holds(records: list[dict]) -> bool:
     """Print each loop's largest step-wise relative loss difference against the manual loop."""
-    from bench.report import cells_of, parity_rows
+    from bench.report import cells_of, comparison_groups, parity_rows
 
     ok = True
-    groups: dict = {}
-    for cell in cells_of(records):
-        groups.setdefault((cell.device, cell.precision, cell.variant), []).append(cell)
-    for (device, precision, _), group in groups.items():
+    for (device, precision, _), group in comparison_groups(cells_of(records)).items():
         for row in parity_rows(group):
             good = row["max_rel_diff"] is not None and row["max_rel_diff"] <= PARITY_TOLERANCE and row["same_batches"]
             ok &= good

@@ -96,10 +96,9 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
                  python: str = sys.executable, module: str = "bench.cell", rendezvous: dict | None = None) -> Record | None:
     """Run one cell in its own process.  A crash, an out-of-memory kill or a timeout becomes a
     ``failed`` record carrying the child's last lines."""
-    from bench.cell import _now
+    from bench.cell import _now, record_base
 
-    base = dict(loop=cell.loop, device=cell.device, precision=cell.precision, cell_id=cell.cell_id,
-                repeat=cell.repeat, config=cell.to_dict(), command=command)
+    base = record_base(cell, command)
     with tempfile.TemporaryDirectory(prefix="bench-cell-") as tmp:
         cell_path, result_path = os.path.join(tmp, "cell.json"), os.path.join(tmp, "record.json")
         with open(cell_path, "w", encoding="utf-8") as f:
@@ -109,7 +108,6 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
             argv.append("--no-progress")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-        started = _now()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, preexec_fn=_die_with_parent)
         tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
@@ -142,8 +140,7 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
         last = list(tail)
         if last:
             reason += f": {last[-1][:300]}"
-        return Record(status="failed", reason=reason, started_at=started, finished_at=_now(),
-                      env={"output_tail": last}, **base)
+        return Record(status="failed", reason=reason, finished_at=_now(), env={"output_tail": last}, **base)
 
 
 def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = None, resume: bool = False,
@@ -151,7 +148,7 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
               rendezvous: dict | None = None) -> list[Record]:
     """Run every cell not already recorded; append each record as it ends.  Returns the records
     made by this call."""
-    from bench.cell import _now, run_cell, skip_reason
+    from bench.cell import run_cell, skipped_record
 
     out_dir.mkdir(parents=True, exist_ok=True)
     done = completed_ids(out_dir) if resume else set()
@@ -161,18 +158,14 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
         if cell.cell_id in done:
             print(f"{head}: already recorded in {out_dir / RESULTS_FILE}, not run again", file=sys.stderr)
             continue
-        reason = skip_reason(cell)
-        if reason:
-            record = Record(loop=cell.loop, device=cell.device, precision=cell.precision, status="skipped",
-                            reason=reason, cell_id=cell.cell_id, repeat=cell.repeat, config=cell.to_dict(),
-                            command=command, started_at=_now(), finished_at=_now())
-        elif isolate or cell.world_size > 1:
+        record = skipped_record(cell, command)  # decided here, without starting a process
+        if record is None and (isolate or cell.world_size > 1):
             print(f"{head}: running", file=sys.stderr)
             record = run_isolated(cell, cell_timeout, progress, command, rendezvous=rendezvous)
             if record is None:
                 print(f"{head}: done on this node; node 0 records it", file=sys.stderr)
                 continue
-        else:
+        elif record is None:
             record = run_cell(cell, progress=progress, command=command)
         append_record(out_dir, record)
         made.append(record)
