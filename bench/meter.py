@@ -79,22 +79,21 @@ class StepMeter:
             import torch
 
             torch.cuda.reset_peak_memory_stats()
-            start = torch.cuda.Event(enable_timing=True)
-            start.record()
-            self._starts.append(start)
-        self._t_start = time.perf_counter()
-        if not self._cuda:
-            self._starts.append(self._t_start)
+        mark = self._now_mark()
+        self._starts.append(mark)
+        self._t_start = time.perf_counter() if self._cuda else mark
         self._lr_next = self._current_lr()
 
     def observe(self, loss, batch) -> None:
         """One forward/backward: its loss (a tensor, not synchronised here) and its batch."""
+        import torch
+
         self._pending_loss.append(loss.detach())
         mask = batch["attention_mask"]
         # A running checksum of which pairs came in which order, kept on the device (no sync):
         # equal checksums in two records mean the two loops saw the same batches in the same order.
         ids = batch["input_ids"]
-        positions = __import__("torch").arange(1, ids.shape[1] + 1, device=ids.device)
+        positions = torch.arange(1, ids.shape[1] + 1, device=ids.device)
         self._checksum = (self._checksum * 1000003 + (ids.long() * positions).sum()) % 2147483647
         self._pending_samples += int(mask.shape[0])
         self._pending_real += mask.sum()  # a tensor: summed lazily, no sync here
