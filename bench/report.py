@@ -151,18 +151,24 @@ def _header(records: list[dict]) -> list[str]:
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
     if ok:
         r0 = ok[0]
-        run = r0["config"]["run"]
         m = r0.get("model") or {}
+        runs = [r["config"]["run"] for r in ok]
+
+        def common(key, fmt=str):
+            """The setting if every ok cell shares it; the variant columns say what differs."""
+            values = {json.dumps(run.get(key), sort_keys=True) for run in runs}
+            return fmt(runs[0].get(key)) if len(values) == 1 else "varies by cell"
+
+        steps = (f"{common('max_steps')} optimizer steps" if runs[0].get("max_steps") else f"{common('epochs')} epochs")
         lines += ["## What was trained", "",
-                  f"- model: `{run['model']}` — weights {m.get('weights')}; tokenizer {m.get('tokenizer')}; "
+                  f"- model: `{common('model')}` — weights {m.get('weights')}; tokenizer {m.get('tokenizer')}; "
                   f"{m.get('n_params', 0) / 1e6:.1f} M parameters, {m.get('num_layers')} layers, hidden {m.get('hidden_size')}",
-                  f"- data: {r0.get('data_source')} — {run.get('train_samples') or 3668} training pairs, "
+                  f"- data: {r0.get('data_source')} — {common('train_samples', lambda v: v or 3668)} training pairs, "
                   f"{r0.get('eval_examples')} validation pairs",
-                  f"- schedule: lr {run['lr']}, batch {run['batch_size']}, "
-                  + (f"{run['max_steps']} optimizer steps" if run.get("max_steps") else f"{run['epochs']} epochs")
-                  + f", {run['scheduler']} decay, {run['warmup_steps']} warm-up steps, weight decay {run['weight_decay']}, "
-                  f"clipping {run['max_grad_norm'] or 'none'}, AdamW {run['adamw']}, seed {run['seed']}",
-                  f"- timing: the first {run['timing_warmup']} optimizer steps of each run are left out; "
+                  f"- schedule: lr {common('lr')}, batch {common('batch_size')}, {steps}, {common('scheduler')} decay, "
+                  f"{common('warmup_steps')} warm-up steps, weight decay {common('weight_decay')}, "
+                  f"clipping {common('max_grad_norm', lambda v: v or 'none')}, AdamW {common('adamw')}, seed {common('seed')}",
+                  f"- timing: the first {common('timing_warmup')} optimizer steps of each run are left out; "
                   "a step is wall time from the end of one optimizer step to the end of the next", ""]
     return lines
 
@@ -212,6 +218,14 @@ def _device_tables(cells: list[Cell], plots: dict) -> list[str]:
             if (device, name) in plots:
                 lines += [f"![{name} on {device}]({plots[(device, name)]})", ""]
     return lines
+
+
+def comparison_groups(cells: list[Cell]) -> OrderedDict:
+    """Cells that should train the same thing: same device, precision and variant, one per loop."""
+    groups: OrderedDict = OrderedDict()
+    for c in cells:
+        groups.setdefault((c.device, c.precision, c.variant), []).append(c)
+    return groups
 
 
 def tutorial_baseline(cells: list[Cell]) -> Cell | None:
@@ -344,10 +358,7 @@ def _parity_section(cells: list[Cell], plots: dict) -> list[str]:
              "Same data order, same initial weights, same RNG state at the first step: the step losses should "
              "agree. The largest step-wise relative difference of each loop's loss against the manual loop's, the "
              "final metrics, and the settings read back from each loop's live objects:", ""]
-    groups: OrderedDict = OrderedDict()
-    for c in cells:
-        groups.setdefault((c.device, c.precision, c.variant), []).append(c)
-    for (device, precision, variant), group in groups.items():
+    for (device, precision, variant), group in comparison_groups(cells).items():
         if sum(1 for c in group if c.ok) < 2:
             continue
         title = f"{device} / {precision}" + (f" / {variant}" if variant else "")
@@ -410,11 +421,7 @@ def _plots(cells: list[Cell], out_md: Path) -> dict:
             fig.savefig(path, dpi=110)
             plt.close(fig)
             made[(device, name)] = path.name
-    groups: OrderedDict = OrderedDict()
-    for c in cells:
-        if c.ok:
-            groups.setdefault((c.device, c.precision, c.variant), []).append(c)
-    for (device, precision, variant), group in groups.items():
+    for (device, precision, variant), group in comparison_groups([c for c in cells if c.ok]).items():
         fig, ax = plt.subplots(figsize=(7, 4))
         styles = {"manual": ("-", 2.5), "accelerate": ("--", 1.5), "trainer": (":", 1.5)}
         for c in group:
