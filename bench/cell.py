@@ -73,8 +73,10 @@ def skipped_record(cell: Cell, command: str) -> "Record | None":
     return Record(status="skipped", reason=reason, finished_at=_now(), **record_base(cell, command)) if reason else None
 
 
-def run_cell(cell: Cell, progress: bool = True, command: str = "") -> "Record | None":
-    """The cell's record (None on ranks other than 0 of a distributed cell)."""
+def run_cell(cell: Cell, progress: bool = True, command: str = "",
+             budget: tuple[float, float] | None = None) -> "Record | None":
+    """The cell's record (None on ranks other than 0 of a distributed cell).  ``budget``: the
+    (perf_counter start, seconds) the cell has; see ``StepMeter``."""
     from bench import dist
     from bench.records import Record
 
@@ -85,9 +87,9 @@ def run_cell(cell: Cell, progress: bool = True, command: str = "") -> "Record | 
     if dist.is_distributed():
         # Under torchrun a rank that fails must exit non-zero, so that torchrun stops the others
         # instead of leaving them waiting in a collective; the sweep records the failure.
-        return _run(cell, base, progress)
+        return _run(cell, base, progress, budget)
     try:
-        return _run(cell, base, progress)
+        return _run(cell, base, progress, budget)
     except ConfigError as exc:
         return Record(status="failed", reason=str(exc), finished_at=_now(), **base)
     except Exception as exc:  # the cell failed, the sweep goes on
@@ -101,7 +103,7 @@ _PER_RANK = ("samples_per_s", "real_tokens_per_s", "timed_s", "step_s_p50", "pea
              "peak_reserved_mib", "steps")
 
 
-def _run(cell: Cell, base: dict, progress: bool):
+def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | None):
     import dataclasses
 
     from bench import dist
@@ -140,7 +142,7 @@ def _run(cell: Cell, base: dict, progress: bool):
     meter = StepMeter(cell.device, run.timing_warmup, cell.run.total_steps(cell.world_size),
                       progress=progress and dist.rank() == 0, description=cell.label,
                       evaluator=evaluator if run.eval_every else None, eval_every=run.eval_every,
-                      target_f1=run.target_f1)
+                      target_f1=run.target_f1, budget=budget)
     probe = PrecisionProbe(model, cell.device)
     # Every loop starts from the same RNG state, so dropout draws the same masks in all three (the
     # Trainer reseeds in its constructor with the same seed; the others draw from here on).
@@ -188,13 +190,17 @@ def _run(cell: Cell, base: dict, progress: bool):
 
 
 def main(argv: list[str]) -> int:
-    """``python -m bench.cell CELL.json RESULT.json [--no-progress] [--command CMD]``"""
+    """``python -m bench.cell CELL.json RESULT.json [--no-progress] [--command CMD] [--time-budget S]``"""
+    import time
+
+    started = time.perf_counter()
     cell_path, result_path = argv[0], argv[1]
     progress = "--no-progress" not in argv
     command = argv[argv.index("--command") + 1] if "--command" in argv else ""
     with open(cell_path, encoding="utf-8") as f:
         cell = Cell.from_dict(json.load(f))
-    record = run_cell(cell, progress=progress, command=command)
+    budget = (started, float(argv[argv.index("--time-budget") + 1])) if "--time-budget" in argv else None
+    record = run_cell(cell, progress=progress, command=command, budget=budget)
     if record is not None:  # rank 0 (or a single process) writes the record
         with open(result_path, "w", encoding="utf-8") as f:
             f.write(record.to_json())

@@ -222,6 +222,9 @@ def cmd_run(args) -> int:
                 device_run.validate()
                 cells += expand(loops, [device], precisions, device_run, args.repeats, nproc=args.nproc,
                                 nnodes=args.nnodes)
+    # One round of every cell, then the next round: cells compared side by side run close together
+    # in time, so a slow spell on a shared machine lands on one repeat of each, not on one loop.
+    cells.sort(key=lambda c: c.repeat)
     rendezvous = None if args.nnodes == 1 else {"node_rank": args.node_rank, "master_addr": args.master_addr,
                                                  "master_port": args.master_port}
     command = shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]])

@@ -13,6 +13,10 @@ Losses are kept as detached tensors and read at ``stop()`` for the same reason.
 Time-to-accuracy: given an ``evaluator`` and ``eval_every`` K, the meter evaluates after every K-th
 step.  That time is cut out of the step times (so throughput is training only) but stays in the
 wall clock, which is what time-to-accuracy is measured on.
+
+A time budget (the sweep's ``--cell-timeout``): once a few steps past the timing warm-up have been
+timed, a cell whose projected training time already overshoots its budget stops with
+``WouldTimeOut``, saying how fast it ran, instead of spending the whole budget to learn the same.
 """
 
 from __future__ import annotations
@@ -38,11 +42,25 @@ def percentile(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
+class WouldTimeOut(RuntimeError):
+    """The cell cannot finish training within its time budget at the speed measured so far."""
+
+
+# Steps timed after the warm-up before a projection is trusted, and how far past the budget the
+# projection must land: a cell that might just make it is left to run (the timeout still holds).
+PROJECTION_MIN_STEPS = 3
+PROJECTION_SLACK = 1.25
+
+
 class StepMeter:
     def __init__(self, device: str, timing_warmup: int, total_steps: int, progress: bool = True,
                  description: str = "", evaluator=None, eval_every: int | None = None,
-                 target_f1: float | None = None):
+                 target_f1: float | None = None, budget: tuple[float, float] | None = None):
+        """``budget``: (perf_counter value at which the cell's clock started, seconds it has)."""
         self.device = device
+        self.budget = budget
+        self._t_warm = None  # wall clock at the end of the timing warm-up
+        self._eval_at_warm = 0.0
         self.timing_warmup = timing_warmup
         self.total_steps = total_steps
         self._cuda = device == "cuda"
@@ -82,6 +100,8 @@ class StepMeter:
         mark = self._now_mark()
         self._starts.append(mark)
         self._t_start = time.perf_counter() if self._cuda else mark
+        if self.timing_warmup == 0:
+            self._t_warm = self._t_start
         self._lr_next = self._current_lr()
 
     def observe(self, loss, batch) -> None:
@@ -122,6 +142,28 @@ class StepMeter:
         if self.evaluator is not None and self.eval_every and len(self.losses) % self.eval_every == 0:
             mark = self._evaluate()
         self._starts.append(mark)
+        if self.budget is not None:
+            self._check_budget()
+
+    def _check_budget(self) -> None:
+        done = len(self.losses)
+        now = time.perf_counter()
+        if done == self.timing_warmup:
+            self._t_warm, self._eval_at_warm = now, self.eval_total_s
+        if self._t_warm is None or done - self.timing_warmup < PROJECTION_MIN_STEPS:
+            return
+        timed = done - self.timing_warmup
+        per_step = (now - self._t_warm - (self.eval_total_s - self._eval_at_warm)) / timed
+        t0, budget_s = self.budget
+        projected = now - t0 + (self.total_steps - done) * per_step
+        if projected > PROJECTION_SLACK * budget_s:
+            samples = sum(self.samples[self.timing_warmup:]) / (per_step * timed)
+            if self._bar is not None:
+                self._bar.close()
+            raise WouldTimeOut(
+                f"would not finish within --cell-timeout {budget_s:g} s: {per_step:.2f} s/step "
+                f"({samples:.2f} samples/s) over steps {self.timing_warmup + 1}-{done} projects "
+                f"{projected:.0f} s for {self.total_steps} steps; stopped after step {done}")
 
     def _now_mark(self):
         if self._cuda:

@@ -21,8 +21,9 @@ TAIL_LINES = 15
 
 
 def expand(loops, devices, precisions, run: RunConfig, repeats: int = 1, nproc: int = 1, nnodes: int = 1) -> list[Cell]:
+    """Every cell, a round at a time: all of repeat 0, then all of repeat 1, ..."""
     return [Cell(loop=lp, device=d, precision=p, run=run, repeat=r, nproc=nproc, nnodes=nnodes)
-            for d in devices for p in precisions for lp in loops for r in range(repeats)]
+            for r in range(repeats) for d in devices for p in precisions for lp in loops]
 
 
 def launch_argv(cell: Cell, python: str, module: str, rendezvous: dict | None = None) -> list[str]:
@@ -106,6 +107,8 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
         argv = launch_argv(cell, python, module, rendezvous) + [cell_path, result_path, "--command", command]
         if not progress:
             argv.append("--no-progress")
+        if timeout_s:  # the cell stops early, and says why, once it cannot finish in time
+            argv += ["--time-budget", f"{timeout_s:g}"]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,

@@ -6,15 +6,17 @@ from bench.records import read_records
 from tests.test_cli import run_cli
 
 
-def test_run_all_loops_writes_three_ok_records(glue_dir, tmp_path):
+def test_run_all_loops_writes_ok_records_a_round_at_a_time(glue_dir, tmp_path):
     out = tmp_path / "out"
     result = run_cli("run", "--loops", "all", "--device", "cpu", "--model", "tiny", "--glue-dir", glue_dir,
                      "--max-steps", "4", "--timing-warmup", "1", "--train-samples", "48", "--eval-samples", "16",
-                     "--out", str(out), "--no-progress")
+                     "--repeats", "2", "--out", str(out), "--no-progress")
     assert result.returncode == 0, result.stderr[-2000:]
     records = read_records(out)
-    assert [(r["loop"], r["status"]) for r in records] == [("manual", "ok"), ("accelerate", "ok"), ("trainer", "ok")]
-    assert len({r["cell_id"] for r in records}) == 3
+    # Every loop once, then every loop again: the loops compared run close together in time.
+    assert [(r["loop"], r["repeat"], r["status"]) for r in records] == [
+        (loop, rep, "ok") for rep in (0, 1) for loop in ("manual", "accelerate", "trainer")]
+    assert len({r["cell_id"] for r in records}) == 6
     assert all(r["command"].endswith("--no-progress") and " run " in r["command"] for r in records)
     # The summary table at the end names every loop.
     for loop in ("manual", "accelerate", "trainer"):
@@ -23,6 +25,6 @@ def test_run_all_loops_writes_three_ok_records(glue_dir, tmp_path):
     import pandas as pd
 
     df = pd.read_json(out / "results.jsonl", lines=True)
-    assert len(df) == 3 and set(df["status"]) == {"ok"}
+    assert len(df) == 6 and set(df["status"]) == {"ok"}
     with open(out / "results.jsonl") as f:
         assert all(json.loads(line)["eval_examples"] == 16 for line in f)

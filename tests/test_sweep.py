@@ -24,6 +24,8 @@ def test_expand_is_the_full_product_with_repeats():
     assert len({c.cell_id for c in cells}) == 16  # repeats are distinct cells
     assert {(c.loop, c.device, c.precision) for c in cells} == {
         (lp, d, p) for lp in ("manual", "trainer") for d in ("cpu", "cuda") for p in ("fp32", "bf16")}
+    # a round of every cell before the next repeat, so the loops compared run close together in time
+    assert [c.repeat for c in cells] == [0] * 8 + [1] * 8
 
 
 def test_cell_id_is_a_hash_of_the_full_config():
@@ -216,3 +218,46 @@ def test_corrupt_results_are_an_error_naming_the_line(tmp_path, content, needle,
     assert path.read_text() == content  # nothing dropped or rewritten
     report = run_cli("report", str(tmp_path))
     assert report.returncode == 2 and needle in report.stderr
+
+
+# ---- a cell that cannot finish in time says so early ----------------------------------------
+
+
+def _meter_steps(meter, n, seconds):
+    import torch
+
+    batch = {"input_ids": torch.ones(2, 4, dtype=torch.long), "attention_mask": torch.ones(2, 4, dtype=torch.long)}
+    for _ in range(n):
+        time.sleep(seconds)
+        meter.step(torch.tensor(0.5), batch)
+
+
+def test_meter_stops_a_cell_projected_past_its_budget():
+    from bench.meter import WouldTimeOut, StepMeter
+
+    meter = StepMeter("cpu", timing_warmup=1, total_steps=200, progress=False, budget=(time.perf_counter(), 1.0))
+    meter.start()
+    with pytest.raises(WouldTimeOut, match=r"would not finish within --cell-timeout 1 s: .* stopped after step 4"):
+        _meter_steps(meter, 10, 0.02)  # 200 steps x 20 ms = 4 s, far past 1 s
+    assert len(meter.losses) == 4  # warm-up step + 3 timed steps, then the verdict
+
+
+def test_meter_lets_a_cell_that_fits_run():
+    from bench.meter import StepMeter
+
+    meter = StepMeter("cpu", timing_warmup=1, total_steps=10, progress=False, budget=(time.perf_counter(), 5.0))
+    meter.start()
+    _meter_steps(meter, 10, 0.01)
+    meter.stop()
+    assert meter.summary()["steps"] == 10
+
+
+@pytest.mark.parametrize("loop", ["manual", "accelerate", "trainer"])
+def test_a_cell_over_budget_is_a_failed_record_with_its_speed(loop, tiny_run):
+    from bench.cell import run_cell
+
+    cell = Cell(loop, "cpu", "fp32", tiny_run(max_steps=40))
+    record = run_cell(cell, progress=False, command="test", budget=(time.perf_counter(), 0.01))
+    assert record.status == "failed"
+    assert record.reason.startswith("WouldTimeOut: would not finish within --cell-timeout 0.01 s")
+    assert "samples/s) over steps 3-5" in record.reason and "stopped after step 5" in record.reason
