@@ -21,7 +21,7 @@ from bench.summary import latest_per_cell
 LOOP_ORDER = ("manual", "accelerate", "trainer")
 PRECISION_ORDER = ("fp32", "tf32", "bf16", "fp16")
 # Settings that name the loop's own machinery rather than what it trains; shown, never flagged.
-LOOP_SPECIFIC = {"param_groups", "trainer_optim", "trainer_logging_nan_inf_filter",
+LOOP_SPECIFIC = {"param_groups", "trainer_optim", "trainer_logging_nan_inf_filter", "trainer_grad_norm_each_step",
                  "trainer_average_tokens_across_devices", "trainer_model_accepts_loss_kwargs", "accelerate_mixed_precision",
                  "accelerate_native_amp", "grad_scaler_final_scale", "device"}
 
@@ -160,9 +160,13 @@ def _header(records: list[dict]) -> list[str]:
             return fmt(runs[0].get(key)) if len(values) == 1 else "varies by cell"
 
         steps = (f"{common('max_steps')} optimizer steps" if runs[0].get("max_steps") else f"{common('epochs')} epochs")
-        lines += ["## What was trained", "",
-                  f"- model: `{common('model')}` — weights {m.get('weights')}; tokenizer {m.get('tokenizer')}; "
-                  f"{m.get('n_params', 0) / 1e6:.1f} M parameters, {m.get('num_layers')} layers, hidden {m.get('hidden_size')}",
+        model = common("model")
+        if model == "varies by cell" or len({json.dumps(r.get("model"), sort_keys=True) for r in ok}) > 1:
+            model_line = "- model: varies by cell (each record names its model, weights and size)"
+        else:
+            model_line = (f"- model: `{model}` — weights {m.get('weights')}; tokenizer {m.get('tokenizer')}; "
+                          f"{m.get('n_params', 0) / 1e6:.1f} M parameters, {m.get('num_layers')} layers, hidden {m.get('hidden_size')}")
+        lines += ["## What was trained", "", model_line,
                   f"- data: {r0.get('data_source')} — {common('train_samples', lambda v: v or 3668)} training pairs, "
                   f"{r0.get('eval_examples')} validation pairs",
                   f"- schedule: lr {common('lr')}, batch {common('batch_size')}, {steps}, {common('scheduler')} decay, "
@@ -259,6 +263,86 @@ def _fast_section(cells: list[Cell]) -> list[str]:
         lines.append(f"| {c.device} | {c.loop} | {c.run.get('preset')} | {c.precision} | {knobs} | {_f(sps)} | "
                      f"{_f(sps / own_sps if sps and own_sps else None, '{:.2f}×')} | "
                      f"{_f(sps / man_sps if sps and man_sps else None, '{:.2f}×')} | {_f(c.median('eval_f1'), '{:.4f}')} |")
+    return lines + [""]
+
+
+# Per-step work a loop does beyond the manual loop, as its record's settings say.
+EXTRA_WORK = {
+    "trainer_grad_norm_each_step": "the Trainer computes the total gradient norm every step, clipping on or off",
+    "trainer_logging_nan_inf_filter": "the Trainer checks every loss for nan/inf (`logging_nan_inf_filter`; a device sync per step on GPUs)",
+}
+GAP_TOLERANCE = 0.05
+
+
+def gap_rows(group: list[Cell]) -> list[dict]:
+    """Each loop's speed against the manual loop's at identical settings.
+
+    The step ratio pairs the loops step by step: they saw the same batches in the same order (the
+    checksum says so), so step i of one and step i of the other did the same work, and the median
+    of their ratio is free of batch-length variation.  Repeats are paired by repeat index (a sweep
+    runs them a round at a time, so repeat r of each loop ran close together in time)."""
+    ref = next((c for c in group if c.loop == "manual" and c.ok), None)
+    out = []
+    if ref is None:
+        return out
+    for c in group:
+        if c is ref or not c.ok:
+            continue
+        per_run = []
+        for r in c.ok:
+            m = next((x for x in ref.ok if x.get("repeat") == r.get("repeat")), None)
+            if m is None or m.get("batch_order_checksum") != r.get("batch_order_checksum"):
+                continue
+            w = max(r.get("timing_warmup_steps") or 0, m.get("timing_warmup_steps") or 0)
+            ratios = [a / b for a, b in zip(r["step_s"][w:], m["step_s"][w:]) if b > 0]
+            if ratios:
+                per_run.append(statistics.median(ratios))
+        sps, ref_sps = c.median("samples_per_s"), ref.median("samples_per_s")
+        settings = c.ok[0].get("settings") or {}
+        out.append({"loop": c.loop, "runs": len(per_run), "sps_ratio": sps / ref_sps if sps and ref_sps else None,
+                    "step_ratio": statistics.median(per_run) if per_run else None,
+                    "step_ratio_range": (min(per_run), max(per_run)) if per_run else None,
+                    "manual_cv": ref.cv("samples_per_s"),
+                    "extra_work": [text for key, text in EXTRA_WORK.items() if settings.get(key)]})
+    return out
+
+
+def gap_verdict(row: dict) -> str:
+    ratio, runs = row["step_ratio"], row["runs"]
+    if ratio is None:
+        return "not comparable: no run saw the manual loop's batches in the same order"
+    gap = ratio - 1
+    if abs(gap) <= GAP_TOLERANCE:
+        return f"within {GAP_TOLERANCE:.0%} of manual"
+    slower = "slower" if gap > 0 else "faster"
+    lo, hi = row["step_ratio_range"]
+    if runs < 2:
+        return (f"{abs(gap):.0%} {slower} in a single run; one run cannot tell a gap from the machine's "
+                "run-to-run noise: rerun with `--repeats 3` or more")
+    if (lo > 1 + GAP_TOLERANCE) or (hi < 1 - GAP_TOLERANCE):
+        why = "; ".join(row["extra_work"]) or "no per-step extra work is recorded for this loop"
+        return f"{abs(gap):.0%} {slower} in every one of {runs} runs: a real gap. Per-step work beyond the manual loop: {why}"
+    return (f"{abs(gap):.0%} {slower} at the median, but the runs disagree (step ratio {lo:.2f}–{hi:.2f}): "
+            "run-to-run noise of this machine, not a property of the loop")
+
+
+def _gap_section(cells: list[Cell]) -> list[str]:
+    rows = [(key, row) for key, group in comparison_groups(cells).items() for row in gap_rows(group)]
+    if not rows:
+        return []
+    lines = ["## Is each loop as fast as the manual loop?", "",
+             "At identical settings (each group's settings are shown side by side under *Do the loops train the same "
+             "thing?*) the loops do the same "
+             "arithmetic on the same batches. `step ratio` is the median over steps of this loop's step time over the "
+             "manual loop's for the same batch (repeats paired by index; its range across repeats beside it); "
+             f"a gap beyond {GAP_TOLERANCE:.0%} is explained or called noise by whether every repeat shows it.", "",
+             "| device | precision | variant | loop | samples/s ÷ manual | step ratio | range over runs | manual CV | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (device, precision, variant), row in rows:
+        rng = row["step_ratio_range"]
+        lines.append(f"| {device} | {precision} | {variant or '-'} | {row['loop']} | {_f(row['sps_ratio'], '{:.3f}')} | "
+                     f"{_f(row['step_ratio'], '{:.3f}')} | {f'{rng[0]:.3f}–{rng[1]:.3f}' if rng and row['runs'] > 1 else '-'} | "
+                     f"{_f(row['manual_cv'], '{:.1%}')} | {gap_verdict(row)} |")
     return lines + [""]
 
 
@@ -447,7 +531,8 @@ def render(records: list[dict], out_md: Path) -> str:
     out_md.parent.mkdir(parents=True, exist_ok=True)
     cells = cells_of(records)
     plots = _plots(cells, out_md)
-    lines = (_header(records) + _device_tables(cells, plots) + _fast_section(cells) + _time_to_accuracy(cells)
+    lines = (_header(records) + _device_tables(cells, plots) + _fast_section(cells) + _gap_section(cells)
+             + _time_to_accuracy(cells)
              + _parity_section(cells, plots) + _not_run(records))
     text = "\n".join(lines).rstrip() + "\n"
     out_md.write_text(text, encoding="utf-8")

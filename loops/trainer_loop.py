@@ -11,6 +11,10 @@ explicitly, from the run config, so that the three loops train the same thing:
   that clipping sees on 2 processes; the other loops backpropagate the plain mean);
 - reporting, in-loop evaluation, checkpoints and logging off: the harness measures and evaluates.
 
+Per-step work the Trainer still does, recorded and shown in the report: the total gradient norm
+(even with clipping off) and a nan/inf check of each loss (``logging_nan_inf_filter``, a device sync
+per step on GPUs).
+
 Two additions to the stock Trainer, in a small subclass: batches come from the harness's shared
 sampler, and each batch's loss goes to the meter; a callback times the steps.
 """
@@ -130,6 +134,9 @@ def train(cell, data, model, meter):
                       grad_accum=args.gradient_accumulation_steps,
                       extra={"trainer_optim": str(args.optim.value if hasattr(args.optim, "value") else args.optim),
                              "trainer_logging_nan_inf_filter": args.logging_nan_inf_filter,
+                             # transformers 5 computes the total gradient norm every step, for its
+                             # logs, even with clipping off: per-step work the other loops do not do.
+                             "trainer_grad_norm_each_step": callable(getattr(trainer, "_get_grad_norm", None)),
                              "trainer_average_tokens_across_devices": args.average_tokens_across_devices,
                              "trainer_model_accepts_loss_kwargs": trainer.model_accepts_loss_kwargs,
                              "compiled": bool(args.torch_compile),

@@ -14,7 +14,7 @@ MODEL = {"weights": "pretrained:/m", "tokenizer": "/m", "n_params": 22_713_986, 
 
 
 def rec(loop, precision="fp32", sps=10.0, repeat=0, status="ok", reason="", losses=(0.7, 0.6, 0.5), device="cpu",
-        settings=None, f1=0.8, checksum=123):
+        settings=None, f1=0.8, checksum=123, step_s=None):
     run = {"model": "minilm-l6", "lr": 5e-5, "batch_size": 8, "epochs": 3, "max_steps": None, "scheduler": "linear",
            "warmup_steps": 0, "weight_decay": 0.0, "max_grad_norm": None, "adamw": "torch-default", "seed": 42,
            "timing_warmup": 1, "train_samples": None}
@@ -29,6 +29,7 @@ def rec(loop, precision="fp32", sps=10.0, repeat=0, status="ok", reason="", loss
         r.step_losses, r.train_loss_final = list(losses), losses[-1]
         r.timing_warmup_steps, r.timed_s = 1, 2 * 8 / sps
         r.step_samples, r.step_padded_tokens = [8, 8, 8], [800, 800, 800]
+        r.step_s = list(step_s) if step_s else [8 / sps] * 3
         r.device_peak_tflops, r.device_peak_source = 0.1, "measured 2048^3 GEMM on this CPU, fp32"
         r.model, r.settings, r.batch_order_checksum = MODEL, dict(settings or SETTINGS), checksum
         r.data_source = "local:/glue"
@@ -105,3 +106,53 @@ def test_report_cli_writes_next_to_the_results(tmp_path):
     result = run_cli("report", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "report.md").read_text().startswith("# bench report")
+
+
+# ---- is each loop as fast as the manual loop? ------------------------------------------------
+
+MANUAL_STEPS = [[0.9, 0.5, 1.0], [1.1, 0.6, 1.2], [0.8, 0.45, 0.9]]  # three repeats, batches of varied length
+TRAINER_SETTINGS = dict(SETTINGS, trainer_grad_norm_each_step=True, trainer_logging_nan_inf_filter=True)
+
+
+def _gap_records(factors, checksum=123):
+    records = [rec("manual", repeat=i, step_s=steps) for i, steps in enumerate(MANUAL_STEPS[:len(factors)])]
+    records += [rec("trainer", repeat=i, checksum=checksum, settings=TRAINER_SETTINGS,
+                    step_s=[t * f for t in MANUAL_STEPS[i]]) for i, f in enumerate(factors)]
+    return records
+
+
+@pytest.mark.parametrize("factors,verdict", [
+    ([1.02, 0.99, 1.03], "within 5% of manual"),
+    ([1.20, 1.15, 1.25], "20% slower in every one of 3 runs: a real gap. Per-step work beyond the manual loop: "
+                         "the Trainer computes the total gradient norm every step"),
+    ([1.30, 0.97, 1.20], "20% slower at the median, but the runs disagree (step ratio 0.97–1.30): run-to-run noise"),
+    ([1.30], "30% slower in a single run; one run cannot tell a gap from the machine's run-to-run noise"),
+])
+def test_loop_gap_is_paired_step_by_step_and_judged_against_the_repeats(factors, verdict):
+    from bench.report import cells_of, comparison_groups, gap_rows, gap_verdict
+
+    (group,) = comparison_groups(cells_of([json.loads(r.to_json()) for r in _gap_records(factors)])).values()
+    (row,) = gap_rows(group)
+    assert row["loop"] == "trainer" and row["runs"] == len(factors)
+    # the median of per-step ratios: batch-length variation within a run does not enter
+    assert row["step_ratio"] == pytest.approx(sorted(factors)[len(factors) // 2])
+    assert verdict in gap_verdict(row)
+
+
+def test_loop_gap_needs_the_same_batches(tmp_path):
+    records = _gap_records([1.2, 1.2, 1.2], checksum=999)
+    for r in records:
+        append_record(tmp_path, r)
+    text = render(read_records(tmp_path), tmp_path / "report.md")
+    assert "## Is each loop as fast as the manual loop?" in text
+    assert "not comparable: no run saw the manual loop's batches in the same order" in text
+
+
+def test_header_says_model_varies_when_cells_trained_different_models(tmp_path):
+    a, b = rec("manual"), rec("trainer")
+    b.config["run"] = dict(b.config["run"], model="tiny")
+    b.model = dict(MODEL, num_layers=2)
+    for r in (a, b):
+        append_record(tmp_path, r)
+    text = render(read_records(tmp_path), tmp_path / "report.md")
+    assert "- model: varies by cell" in text and "- model: `minilm-l6`" not in text
