@@ -1,6 +1,7 @@
 """Gate a pytest-benchmark run against the committed baseline of this machine class.
 
-    python -m bench.regress CURRENT.json [--baseline-dir benchmarks/baselines] [--save]
+    python -m bench.regress CURRENT.json [--baseline-dir benchmarks/baselines]
+    python -m bench.regress RUN1.json RUN2.json RUN3.json --save
 
 Checks, each with a threshold that holds on a noisy shared 2-core machine:
 - every benchmark's median is within ``--max-slowdown`` (default 2x: absolute seconds on a shared
@@ -9,7 +10,8 @@ Checks, each with a threshold that holds on a noisy shared 2-core machine:
   of the per-round ratios), has not grown by more than ``--max-ratio-growth`` (default 25%; clean runs here move the paired ratios by up to a fifth) over
   the baseline's ratio: the sensitive check, since a slow spell of the machine cancels out;
 - the meter's own work costs at most ``--max-meter-overhead`` (default 1%) of the manual loop's time.
-A missing baseline is reported and not gated (exit 0); ``--save`` makes CURRENT the baseline.
+A missing baseline is reported and not gated (exit 0).  ``--save`` writes the baseline from one or
+more runs: each figure's median over the runs, so one noisy run does not set the bar.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
+import statistics
 import sys
 from pathlib import Path
 
@@ -31,8 +33,15 @@ def machine_class() -> str:
     return f"cpu-{torch.backends.cpu.get_cpu_capability().lower()}-{os.cpu_count()}core"
 
 
+BASELINE_FORMAT = "bench-baseline/1"
+
+
 def medians(path: Path) -> dict[str, float]:
+    """A run's figures: benchmark medians and paired ratios (a pytest-benchmark JSON), or a saved
+    baseline's."""
     data = json.loads(path.read_text())
+    if data.get("format") == BASELINE_FORMAT:
+        return dict(data["medians"])
     out = {b["name"]: b["stats"]["median"] for b in data["benchmarks"]}
     for b in data["benchmarks"]:  # paired ratios measured inside one benchmark
         for key, value in (b.get("extra_info") or {}).items():
@@ -95,7 +104,7 @@ def check(current: dict[str, float], baseline: dict[str, float], max_slowdown: f
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.regress", description=__doc__.splitlines()[0])
-    p.add_argument("current", type=Path, help="pytest-benchmark JSON of this run")
+    p.add_argument("current", type=Path, nargs="+", help="pytest-benchmark JSON of this run (with --save: of one or more runs)")
     p.add_argument("--baseline-dir", type=Path, default=DEFAULT_DIR)
     p.add_argument("--machine-class", default=None, help="default: detected (e.g. cpu-avx2-2core)")
     p.add_argument("--save", action="store_true", help="make CURRENT the baseline of this machine class")
@@ -103,16 +112,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-ratio-growth", type=float, default=0.25)
     p.add_argument("--max-meter-overhead", type=float, default=0.01)
     args = p.parse_args(argv)
-    if not args.current.exists():
-        print(f"bench.regress: error: {args.current}: no such benchmark JSON", file=sys.stderr)
+    missing = [str(c) for c in args.current if not c.exists()]
+    if missing:
+        print(f"bench.regress: error: {missing[0]}: no such benchmark JSON", file=sys.stderr)
+        return 2
+    if len(args.current) > 1 and not args.save:
+        print("bench.regress: error: gate one run at a time (several runs only with --save)", file=sys.stderr)
         return 2
     cls = args.machine_class or machine_class()
     baseline_path = args.baseline_dir / f"{cls}.json"
     if args.save:
+        runs = [medians(c) for c in args.current]
+        common = [k for k in runs[0] if all(k in r for r in runs)]
+        baseline = {"format": BASELINE_FORMAT, "machine_class": cls, "runs": len(runs),
+                    "sources": [c.name for c in args.current],
+                    "medians": {k: statistics.median(r[k] for r in runs) for k in common}}
         args.baseline_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(args.current, baseline_path)
-        print(f"baseline for {cls} saved: {baseline_path}")
+        baseline_path.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n")
+        print(f"baseline for {cls} saved from {len(runs)} run(s), figure by figure medians: {baseline_path}")
         return 0
+    args.current = args.current[0]
     if not baseline_path.exists():
         print(f"no baseline for machine class {cls} ({baseline_path}): not gated. "
               f"Record one with: python -m bench.regress {args.current} --save")

@@ -80,3 +80,25 @@ def test_regression_gate_fails_on_a_slower_loop_and_passes_otherwise(tmp_path, c
     assert main([str(heavy), "--baseline-dir", str(base_dir), "--machine-class", "test"]) == 1
     assert main([str(same), "--baseline-dir", str(base_dir), "--machine-class", "other"]) == 0
     assert "no baseline for machine class other" in capsys.readouterr().out
+
+
+def test_baseline_is_the_median_of_several_runs(tmp_path, capsys):
+    from bench.regress import main, medians
+
+    def bench_json(name, manual, trainer):
+        path = tmp_path / name
+        path.write_text(json.dumps({"benchmarks": [
+            {"name": "test_loop_steps[manual]", "stats": {"median": manual}},
+            {"name": "test_loop_steps[trainer]", "stats": {"median": trainer},
+             "extra_info": {"trainer/manual": trainer / manual}}]}))
+        return str(path)
+
+    runs = [bench_json("a.json", 1.0, 1.1), bench_json("b.json", 3.0, 3.6), bench_json("c.json", 1.2, 1.2)]
+    base_dir = tmp_path / "baselines"
+    assert main([*runs, "--baseline-dir", str(base_dir), "--machine-class", "test", "--save"]) == 0
+    saved = medians(base_dir / "test.json")
+    assert saved["test_loop_steps[manual]"] == 1.2 and saved["test_loop_steps[trainer]"] == 1.2
+    assert saved["paired trainer/manual"] == pytest.approx(1.1)  # median of 1.1, 1.2, 1.0
+    assert main([runs[0], "--baseline-dir", str(base_dir), "--machine-class", "test"]) == 0
+    assert main([*runs, "--baseline-dir", str(base_dir), "--machine-class", "test"]) == 2
+    assert "gate one run at a time" in capsys.readouterr().err
