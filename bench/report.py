@@ -508,16 +508,27 @@ def _plots(cells: list[Cell], out_md: Path) -> dict:
     for (device, precision, variant), group in comparison_groups([c for c in cells if c.ok]).items():
         fig, ax = plt.subplots(figsize=(7, 4))
         styles = {"manual": ("-", 2.5), "accelerate": ("--", 1.5), "trainer": (":", 1.5)}
+        n = max(len(c.ok[0]["step_losses"]) for c in group)
+        # Over hundreds of steps the per-batch losses are a band; a running mean shows the trend (the
+        # raw losses stay faintly behind it, and the parity table compares them step by step).
+        window = n // 50 if n > 200 else 1
         for c in group:
             losses = c.ok[0]["step_losses"]
             style, width = styles.get(c.loop, ("-", 1))
-            ax.plot(range(1, len(losses) + 1), losses, style, linewidth=width, label=c.loop)
+            steps = range(1, len(losses) + 1)
+            if window > 1:
+                if c.loop == "manual":
+                    ax.plot(steps, losses, "-", color="0.85", linewidth=0.5, label="manual, per step")
+                losses = [sum(losses[max(0, i - window + 1):i + 1]) / (i + 1 - max(0, i - window + 1))
+                          for i in range(len(losses))]
+            ax.plot(steps, losses, style, linewidth=width, label=c.loop)
         ax.set_xlabel("optimizer step")
-        ax.set_ylabel("training loss")
+        ax.set_ylabel("training loss" + (f" (running mean over {window} steps)" if window > 1 else ""))
         ax.set_title(f"loss per step, {device} / {precision}" + (f" / {variant}" if variant else ""))
         ax.legend()
         fig.tight_layout()
-        path = out_md.parent / f"{stem}-{device}-{precision}{'-' + variant if variant else ''}-loss.png"
+        tag = f"{device}-{precision}{'-' + variant if variant else ''}".replace(" ", "-")  # no spaces in links
+        path = out_md.parent / f"{stem}-{tag}-loss.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         made[(device, precision, variant, "loss")] = path.name

@@ -156,3 +156,18 @@ def test_header_says_model_varies_when_cells_trained_different_models(tmp_path):
         append_record(tmp_path, r)
     text = render(read_records(tmp_path), tmp_path / "report.md")
     assert "- model: varies by cell" in text and "- model: `minilm-l6`" not in text
+
+
+def test_plot_links_have_no_spaces_when_variants_do(tmp_path):
+    import re
+
+    for bs in (8, 32):
+        for loop in ("manual", "trainer"):
+            r = rec(loop, losses=[0.7 - i / 1000 for i in range(300)])  # long enough for a running mean
+            r.config["run"] = dict(r.config["run"], batch_size=bs)
+            r.cell_id = f"{loop}-{bs}"
+            append_record(tmp_path, r)
+    text = render(read_records(tmp_path), tmp_path / "report.md")
+    links = re.findall(r"!\[[^\]]*\]\(([^)]*)\)", text)
+    assert "report-cpu-fp32-bs-32-loss.png" in links and all(" " not in link for link in links)
+    assert all((tmp_path / link).exists() for link in links)
