@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("current", type=Path, nargs="+", help="pytest-benchmark JSON of this run (with --save: of one or more runs)")
     p.add_argument("--baseline-dir", type=Path, default=DEFAULT_DIR)
     p.add_argument("--machine-class", default=None, help="default: detected (e.g. cpu-avx2-2core)")
-    p.add_argument("--save", action="store_true", help="make CURRENT the baseline of this machine class")
+    p.add_argument("--save", action="store_true",
+                   help="write the baseline of this machine class: each figure's median over the runs given")
     p.add_argument("--max-slowdown", type=float, default=2.0)
     p.add_argument("--max-ratio-growth", type=float, default=0.25)
     p.add_argument("--max-meter-overhead", type=float, default=0.01)
@@ -131,13 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         baseline_path.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n")
         print(f"baseline for {cls} saved from {len(runs)} run(s), figure by figure medians: {baseline_path}")
         return 0
-    args.current = args.current[0]
+    (current,) = args.current
     if not baseline_path.exists():
         print(f"no baseline for machine class {cls} ({baseline_path}): not gated. "
-              f"Record one with: python -m bench.regress {args.current} --save")
+              f"Record one with: python -m bench.regress {current} --save")
         return 0
     print(f"gating against {baseline_path}")
-    failures = check(medians(args.current), medians(baseline_path), args.max_slowdown, args.max_ratio_growth,
+    failures = check(medians(current), medians(baseline_path), args.max_slowdown, args.max_ratio_growth,
                      args.max_meter_overhead)
     if failures:
         print(f"\n{len(failures)} regression(s):", *failures, sep="\n  ")

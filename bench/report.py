@@ -232,6 +232,11 @@ def comparison_groups(cells: list[Cell]) -> OrderedDict:
     return groups
 
 
+def manual_cell(group: list[Cell]) -> Cell | None:
+    """The reference of a comparison group: its manual loop, if it ran."""
+    return next((c for c in group if c.loop == "manual" and c.ok), None)
+
+
 def tutorial_baseline(cells: list[Cell]) -> Cell | None:
     """The manual loop in fp32 at the tutorial's settings (no preset, batch 8), else manual fp32."""
     manual = [c for c in cells if c.loop == "manual" and c.precision == "fp32" and c.ok]
@@ -281,7 +286,7 @@ def gap_rows(group: list[Cell]) -> list[dict]:
     checksum says so), so step i of one and step i of the other did the same work, and the median
     of their ratio is free of batch-length variation.  Repeats are paired by repeat index (a sweep
     runs them a round at a time, so repeat r of each loop ran close together in time)."""
-    ref = next((c for c in group if c.loop == "manual" and c.ok), None)
+    ref = manual_cell(group)
     out = []
     if ref is None:
         return out
@@ -421,7 +426,7 @@ def _settings_diff(group: list[Cell]) -> list[str]:
 
 def parity_rows(group: list[Cell]) -> list[dict]:
     """Largest step-wise relative loss difference of each loop against the manual loop."""
-    ref = next((c for c in group if c.loop == "manual" and c.ok), None)
+    ref = manual_cell(group)
     out = []
     if ref is None:
         return out
