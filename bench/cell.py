@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import json
+import os
 import sys
 import traceback
 
@@ -53,8 +54,13 @@ def _reset_process_state(cell: Cell) -> None:
         pass
     set_tf32(False)
     if cell.run.parity:
-        # Same kernels, same reduction order, every run: what step-wise parity needs.
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        # Same kernels, same reduction order, every run: what step-wise parity needs.  cuBLAS is
+        # deterministic only with a fixed workspace, set before its first handle is made (the cell's
+        # process has run no matmul yet); on CUDA a kernel without a deterministic form is an error,
+        # not a warning, since parity cannot hold with it.
+        if cell.device == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=cell.device != "cuda")
     else:
         torch.use_deterministic_algorithms(False)
 
@@ -80,6 +86,13 @@ def run_cell(cell: Cell, progress: bool = True, command: str = "",
     from bench import dist
     from bench.records import Record
 
+    if cell.device == "cuda" and dist.is_distributed():
+        import torch
+
+        # This rank's GPU first: anything asked of CUDA before (the capability check below) would
+        # otherwise make a stray context on GPU 0 in every rank.
+        if dist.local_rank() < torch.cuda.device_count():
+            torch.cuda.set_device(dist.local_rank())
     skipped = skipped_record(cell, command)
     if skipped:
         return skipped
@@ -110,7 +123,8 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
     from bench.data import prepare
     from bench.envinfo import environment
     from bench.evaluation import evaluate_model
-    from bench.meter import StepMeter
+    from bench.machine import LoadWatch, busy_verdict
+    from bench.meter import StepMeter, StopTraining
     from bench.models import load_model
     from bench.peak import device_peak
     from bench.precision import plan
@@ -128,6 +142,7 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         import torch
 
         torch.cuda.set_device(device)
+    watch = LoadWatch(cell.device)
     # MFU's denominator, measured (CPU, unknown GPU) before training, while the device is idle.
     peak_tflops, peak_source = device_peak(cell.device, cell.precision)
     model, tokenizer, info = load_model(run)
@@ -139,37 +154,70 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         model.train()
         return scores
 
+    compiles_at = {}
+
+    def timed_start():  # the machine's load, and compilations counted from here on, cover the timed steps
+        watch.timed_start()
+        compiles_at.update(_dynamo_counts())
+
     meter = StepMeter(cell.device, run.timing_warmup, cell.run.total_steps(cell.world_size),
                       progress=progress and dist.rank() == 0, description=cell.label,
                       evaluator=evaluator if run.eval_every else None, eval_every=run.eval_every,
-                      target_f1=run.target_f1, budget=budget)
+                      target_f1=run.target_f1, budget=budget, on_timed_start=timed_start,
+                      grad_scaler=precision.grad_scaler)
     probe = PrecisionProbe(model, cell.device)
+    watch.probe("before")
     # Every loop starts from the same RNG state, so dropout draws the same masks in all three (the
     # Trainer reseeds in its constructor with the same seed; the others draw from here on).
     from transformers import set_seed
 
     set_seed(run.seed)
-    result = train(cell, data, model, meter)
+    stopped = None
+    try:
+        result = train(cell, data, model, meter)
+        meter.check_finite()  # the steps since the last check (on a GPU the meter checks every few)
+    except StopTraining as exc:
+        if dist.is_distributed():
+            raise  # the rank exits non-zero, torchrun stops the others, the sweep records why
+        stopped = exc
+        meter.stop()
+    window = watch.timed_end()
+    watch.probe("after")
     probe.remove()
+    summary = meter.summary()
+    fields = _record_fields(summary)
+    if stopped is not None:
+        # Diverged, or could not finish in time: the steps up to there are the record's evidence.
+        load = watch.finish([window])
+        busy, why = busy_verdict(load)
+        return Record(status="failed", reason=stopped.reason(), model=dataclasses.asdict(info),
+                      data_source=data.source, machine_load=load, machine_busy=busy, machine_busy_why=why,
+                      env=environment(cell.device), finished_at=_now(), **fields, **base)
 
     settings = read_settings(result, meter, probe, data.collator, info)
     settings["device"] = cell.device
-    summary = meter.summary()
+    if run.compile:  # graphs compiled in all, and compilations that happened inside the timed steps
+        counts = _dynamo_counts()
+        settings["compile_graphs"] = counts["graphs"]
+        settings["compile_frames_in_timed_steps"] = counts["frames"] - compiles_at.get("frames", counts["frames"])
+    if run.parity and cell.device == "cuda":
+        settings["cublas_workspace_config"] = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     scores = evaluate_model(result.model, data, cell.device, precision.torch_dtype(), run.eval_batch_size)
     ranks = dist.gather_to_rank0(
         {"rank": dist.rank(), "samples": sum(summary["step_samples"][summary["timing_warmup_steps"]:]),
          "real_tokens": sum(summary["step_real_tokens"][summary["timing_warmup_steps"]:]),
          "padded_tokens": sum(summary["step_padded_tokens"][summary["timing_warmup_steps"]:]),
-         "peak_tflops": peak_tflops, **{k: summary.get(k) for k in _PER_RANK}}, cell.device)
+         "peak_tflops": peak_tflops, "load_window": window, **{k: summary.get(k) for k in _PER_RANK}}, cell.device)
     if ranks is None:
         return None  # only rank 0 writes
+    load = watch.finish([r.pop("load_window") for r in ranks])
+    busy, why = busy_verdict(load)
     problems = []
     mismatch = precision_mismatch(precision, settings)
     if mismatch:
         problems.append(mismatch)
     if summary["steps"] != cell.run.total_steps(cell.world_size):
         problems.append(f"took {summary['steps']} optimizer steps, expected {cell.run.total_steps(cell.world_size)}")
-    fields = {k: v for k, v in summary.items() if k in {f.name for f in dataclasses.fields(Record)}}
     if len(ranks) > 1:
         # Global throughput: every rank's timed samples over the slowest rank's timed time.
         slowest = max(r["timed_s"] for r in ranks)
@@ -180,27 +228,66 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         if cell.device == "cuda":
             fields.update(peak_alloc_mib=max(r["peak_alloc_mib"] for r in ranks),
                           peak_reserved_mib=max(r["peak_reserved_mib"] for r in ranks))
-        peak_tflops = sum(r["peak_tflops"] for r in ranks)
-        peak_source += f", summed over {len(ranks)} ranks"
+        # One device's peak (the slowest rank's measurement, or the datasheet's): MFU multiplies
+        # it by the world size, so cells of any world size share one peak in a report.
+        peak_tflops = min(r["peak_tflops"] for r in ranks)
+        peak_source += f", per device ({len(ranks)} ranks)"
     return Record(status="failed" if problems else "ok", reason="; ".join(problems),
                   settings=settings, model=dataclasses.asdict(info), data_source=data.source,
                   device_peak_tflops=peak_tflops, device_peak_source=peak_source,
                   world_size=len(ranks), per_rank=ranks if len(ranks) > 1 else [],
+                  machine_load=load, machine_busy=busy, machine_busy_why=why,
                   env=environment(cell.device), finished_at=_now(), **fields, **scores, **base)
+
+
+def _dynamo_counts() -> dict:
+    """torch.compile's own counters (no TORCH_LOGS needed): frames compiled and graphs made so far."""
+    import sys
+
+    if "torch._dynamo" not in sys.modules:
+        return {"frames": 0, "graphs": 0}
+    from torch._dynamo.utils import counters
+
+    return {"frames": int(counters["frames"]["total"]), "graphs": int(counters["stats"]["unique_graphs"])}
+
+
+def _record_fields(summary: dict) -> dict:
+    """The meter's summary as Record fields; a summary key without a field is a bug, not a drop."""
+    import dataclasses
+
+    from bench.records import Record
+
+    names = {f.name for f in dataclasses.fields(Record)}
+    unknown = sorted(set(summary) - names)
+    if unknown:
+        raise RuntimeError(f"meter summary keys with no Record field: {', '.join(unknown)}")
+    return dict(summary)
 
 
 def main(argv: list[str]) -> int:
     """``python -m bench.cell CELL.json RESULT.json [--no-progress] [--command CMD] [--time-budget S]``"""
+    import os
     import time
 
+    from bench import dist
+
     started = time.perf_counter()
+    dist.die_with_parent()  # under torchrun too: a worker never outlives its launcher
     cell_path, result_path = argv[0], argv[1]
     progress = "--no-progress" not in argv
     command = argv[argv.index("--command") + 1] if "--command" in argv else ""
     with open(cell_path, encoding="utf-8") as f:
         cell = Cell.from_dict(json.load(f))
     budget = (started, float(argv[argv.index("--time-budget") + 1])) if "--time-budget" in argv else None
-    record = run_cell(cell, progress=progress, command=command, budget=budget)
+    try:
+        record = run_cell(cell, progress=progress, command=command, budget=budget)
+    except BaseException:
+        if dist.is_distributed():  # torchrun's summary shows banners; the sweep reads the rank's own words
+            lines = traceback.format_exc().strip().splitlines()[-8:]
+            error = os.path.join(os.path.dirname(os.path.abspath(result_path)), f"error-rank{dist.rank()}.txt")
+            with open(error, "w", encoding="utf-8") as f:
+                f.write("\n".join(lines) + "\n")
+        raise
     if record is not None:  # rank 0 (or a single process) writes the record
         with open(result_path, "w", encoding="utf-8") as f:
             f.write(record.to_json())

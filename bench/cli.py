@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import math
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -44,6 +46,18 @@ def _int_at_least(minimum: int):
     return parse
 
 
+def _int_in(lo: int, hi: int):
+    at_least = _int_at_least(lo)
+
+    def parse(text: str) -> int:
+        value = at_least(text)
+        if value > hi:
+            raise argparse.ArgumentTypeError(f"must be <= {hi}, got {value}")
+        return value
+
+    return parse
+
+
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
@@ -62,19 +76,40 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad input is one line: what was wrong, and where help is."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = RunConfig()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m bench",
         description="Fine-tune BERT on GLUE MRPC with a manual PyTorch loop, an Accelerate loop and the "
                     "HF Trainer, measured the same way; records to JSONL, reports to Markdown.")
@@ -112,13 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--max-steps", type=_positive_int, default=None, help="stop after N optimizer steps (the schedule ends there)")
     h.add_argument("--warmup-steps", type=_non_negative_int, default=d.warmup_steps, help="learning-rate warm-up steps")
     h.add_argument("--scheduler", choices=SCHEDULERS, default=d.scheduler)
-    h.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    h.add_argument("--weight-decay", type=_non_negative_float, default=d.weight_decay)
     h.add_argument("--max-grad-norm", type=_positive_float, default=None,
                    help="clip gradients to this norm (default: no clipping, as in the tutorial; the Trainer's own default is 1.0)")
     h.add_argument("--adamw", choices=ADAMW_IMPLS, default=None,
                    help=f"AdamW update implementation (default {d.adamw}; the Trainer's own default is fused)")
     h.add_argument("--grad-accum", type=_positive_int, default=d.grad_accum)
-    h.add_argument("--seed", type=int, default=d.seed)
+    h.add_argument("--seed", type=_int_in(0, 2**32 - 1), default=d.seed)
     h.add_argument("--eval-batch-size", type=_positive_int, default=d.eval_batch_size)
     f = run.add_argument_group("fast path (each recorded in the cell config; default: the tutorial's settings)")
     f.add_argument("--preset", type=_choice_list(("tutorial",) + PRESETS, "preset"), default=None,
@@ -184,11 +219,7 @@ def _run_configs(args) -> tuple[list[RunConfig], set[str]]:
 
 
 def cmd_run(args) -> int:
-    from bench.records import read_records
-    from bench.summary import latest_per_cell, summary_table
-
     runs, explicit = _run_configs(args)
-    run = runs[0]
     if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
         raise ConfigError("give either --out or --resume OUT, not two different folders")
     out = Path(args.resume or args.out or Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
@@ -196,23 +227,40 @@ def cmd_run(args) -> int:
         raise ConfigError(f"--resume {out}: no such folder")
     if args.node_rank >= args.nnodes:
         raise ConfigError(f"--node-rank {args.node_rank} must be below --nnodes {args.nnodes}")
+    if args.node_rank > 0:
+        # Another node: its ranks train, node 0 holds the lock and writes every record.
+        return _sweep(args, runs, explicit, out, records=None)
+    from bench.outdir import OutLock, check_writable, recorded
+
+    check_writable(out)
+    lock = OutLock(out).acquire()
+    try:
+        return _sweep(args, runs, explicit, out, records=recorded(out))
+    finally:
+        lock.release()
+
+
+def _sweep(args, runs: list[RunConfig], explicit: set[str], out: Path, records: list[dict] | None) -> int:
+    """Plan the cells, check them against OUT, run them, summarise.  ``records``: OUT's records
+    (None on a node other than 0, which writes nothing)."""
+    from bench.cell import skip_reason
+    from bench.data import load_mrpc
+    from bench.machine import busy_now
+    from bench.models import check_model
+    from bench.outdir import check_comparable
+    from bench.presets import apply_preset
+    from bench.records import read_records
+    from bench.summary import latest_per_cell, summary_table
+    from bench.sweep import expand, refuse_explicit, run_sweep
+
+    run = runs[0]
     loops, _ = args.loops
     devices, devices_explicit = args.device
     precisions, precisions_explicit = args.precision
-
-    from bench.cell import skip_reason
-    from bench.data import load_mrpc
-    from bench.models import check_model
-    from bench.sweep import completed_ids, expand, refuse_explicit, run_sweep
-
-    if args.resume:
-        completed_ids(out)  # a corrupt results file is an error before anything runs
-    refuse_explicit(devices, precisions, devices_explicit, precisions_explicit, skip_reason)
+    refuse_explicit(devices, precisions, devices_explicit, precisions_explicit, skip_reason, nproc=args.nproc)
     # Fail fast, in one line, on what no cell could get past: the data and the model.
     load_mrpc(run.glue_dir)
     check_model(run)
-    from bench.presets import apply_preset
-
     presets = [None if name == "tutorial" else name for name in args.preset[0]] if args.preset else [None]
     cells = []
     for device in devices:
@@ -225,13 +273,19 @@ def cmd_run(args) -> int:
     # One round of every cell, then the next round: cells compared side by side run close together
     # in time, so a slow spell on a shared machine lands on one repeat of each, not on one loop.
     cells.sort(key=lambda c: c.repeat)
+    if records is not None:
+        check_comparable(out, cells, records, resume=bool(args.resume))
     rendezvous = None if args.nnodes == 1 else {"node_rank": args.node_rank, "master_addr": args.master_addr,
                                                  "master_port": args.master_port}
     command = shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]])
+    busy = busy_now()
+    if busy:
+        print(f"bench: warning: {busy}", file=sys.stderr)
     print(f"{len(cells)} cells -> {out}/", file=sys.stderr)
     run_sweep(cells, out, cell_timeout=args.cell_timeout, resume=bool(args.resume),
-              progress=not args.no_progress, command=command, isolate=not args.in_process, rendezvous=rendezvous)
-    if args.node_rank > 0:
+              progress=not args.no_progress, command=command, isolate=not args.in_process, rendezvous=rendezvous,
+              write=records is not None)
+    if records is None:
         return 0  # node 0 holds the records and the report
     records = read_records(out)
     print(summary_table(records))
@@ -268,9 +322,18 @@ def parity_holds(records: list[dict]) -> bool:
     return ok
 
 
+class Terminated(BaseException):
+    """SIGTERM, handled like Ctrl-C: the running cell is stopped and its temporary folder removed."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if args.command == "run":
             return cmd_run(args)
@@ -288,5 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted; what was recorded stays recorded (resume with --resume OUT)", file=sys.stderr)
         return 130
+    except Terminated:
+        print("bench: terminated (SIGTERM); what was recorded stays recorded (resume with --resume OUT)",
+              file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     parser.error(f"unknown command {args.command}")
     return 2

@@ -25,7 +25,20 @@ def resolve_glue_dir(glue_dir: str | None) -> str | None:
 
 
 def load_mrpc(glue_dir: str | None):
-    """The MRPC DatasetDict (train 3668 / validation 408 / test 1725) and where it came from."""
+    """The MRPC DatasetDict (train 3668 / validation 408 / test 1725) and where it came from.
+
+    Quiet: the first load of a copy prints "Generating ... split" bars, which say nothing about the
+    run and break the one-line errors of the CLI."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        return _load_mrpc(glue_dir)
+    finally:
+        datasets.enable_progress_bars()
+
+
+def _load_mrpc(glue_dir: str | None):
     from datasets import load_dataset
 
     if glue_dir:

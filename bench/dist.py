@@ -62,3 +62,19 @@ def barrier(device: str) -> None:
 
         ensure_process_group(device)
         dist.barrier()
+
+
+def die_with_parent() -> None:
+    """Be killed (SIGKILL) when the parent process dies, however it dies (Linux): a cell's process
+    under the sweep, a DDP worker under torchrun.  No orphan keeps training after its sweep is gone."""
+    import signal
+
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)

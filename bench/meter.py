@@ -42,8 +42,31 @@ def percentile(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-class WouldTimeOut(RuntimeError):
+class StopTraining(RuntimeError):
+    """Training stopped early by the harness; the steps timed so far stay in the record."""
+
+    def reason(self) -> str:
+        return str(self)
+
+
+class WouldTimeOut(StopTraining):
     """The cell cannot finish training within its time budget at the speed measured so far."""
+
+    def reason(self) -> str:
+        return f"WouldTimeOut: {self}"
+
+
+class Diverged(StopTraining):
+    """A non-finite loss (or gradient norm, where the loop computes one): nothing after it means anything."""
+
+    def __init__(self, step: int, what: str, value: float):
+        super().__init__(f"diverged at step {step} ({what} {value})")
+        self.step = step
+
+
+# How often the losses are checked for nan/inf: every step on the CPU (reading a CPU tensor costs
+# nothing), every 25 steps on a GPU (one sync per check) and once more at the end.
+FINITE_CHECK_EVERY = {"cuda": 25}
 
 
 # Steps timed after the warm-up before a projection is trusted, and how far past the budget the
@@ -55,9 +78,18 @@ PROJECTION_SLACK = 1.25
 class StepMeter:
     def __init__(self, device: str, timing_warmup: int, total_steps: int, progress: bool = True,
                  description: str = "", evaluator=None, eval_every: int | None = None,
-                 target_f1: float | None = None, budget: tuple[float, float] | None = None):
-        """``budget``: (perf_counter value at which the cell's clock started, seconds it has)."""
+                 target_f1: float | None = None, budget: tuple[float, float] | None = None,
+                 on_timed_start=None, grad_scaler: bool = False):
+        """``budget``: (perf_counter value at which the cell's clock started, seconds it has);
+        ``on_timed_start``: called once, when the timing warm-up is over (the machine-load watch)."""
         self.device = device
+        self.on_timed_start = on_timed_start
+        # Under fp16 loss scaling an inf gradient norm is an overflow the scaler skips, not divergence.
+        self._check_grad_norms = not grad_scaler
+        self._check_every = FINITE_CHECK_EVERY.get(device, 1)
+        self._checked = 0  # steps whose loss and gradient norm are known to be finite
+        self.grad_norms: list = []  # per step: the total gradient norm the loop computed, or None
+        self._pending_grad_norm = None
         self.budget = budget
         self._t_warm = None  # wall clock at the end of the timing warm-up
         self._eval_at_warm = 0.0
@@ -102,7 +134,17 @@ class StepMeter:
         self._t_start = time.perf_counter() if self._cuda else mark
         if self.timing_warmup == 0:
             self._t_warm = self._t_start
+            self._timed_start()
         self._lr_next = self._current_lr()
+
+    def _timed_start(self) -> None:
+        if self.on_timed_start is not None:
+            self.on_timed_start()
+
+    def observe_grad_norm(self, norm) -> None:
+        """The total gradient norm of this optimizer step, where the loop computes one (clipping,
+        the Trainer's logging): checked for nan/inf like the loss."""
+        self._pending_grad_norm = norm.detach() if hasattr(norm, "detach") else norm
 
     def observe(self, loss, batch) -> None:
         """One forward/backward: its loss (a tensor, not synchronised here) and its batch."""
@@ -135,6 +177,8 @@ class StepMeter:
         self.real_tokens.append(self._pending_real)
         self.padded_tokens.append(self._pending_padded)
         self._pending_loss, self._pending_samples, self._pending_real, self._pending_padded = [], 0, 0, 0
+        self.grad_norms.append(self._pending_grad_norm)
+        self._pending_grad_norm = None
         self.lrs.append(self._lr_next)
         self._lr_next = self._current_lr()
         if self._bar is not None:
@@ -142,8 +186,34 @@ class StepMeter:
         if self.evaluator is not None and self.eval_every and len(self.losses) % self.eval_every == 0:
             mark = self._evaluate()
         self._starts.append(mark)
+        if len(self.losses) == self.timing_warmup:
+            self._timed_start()
+        if len(self.losses) - self._checked >= self._check_every:
+            self.check_finite()
         if self.budget is not None:
             self._check_budget()
+
+    def check_finite(self) -> None:
+        """Raise ``Diverged`` at the first step since the last check whose loss or gradient norm is
+        nan or inf."""
+        import math
+
+        import torch
+
+        start, end = self._checked, len(self.losses)
+        if start == end:
+            return
+        losses = torch.stack([torch.as_tensor(x, dtype=torch.float32).reshape(()).cpu() for x in self.losses[start:]])
+        norms = [None if g is None else float(g) for g in self.grad_norms[start:]]
+        finite = torch.isfinite(losses).tolist()
+        for i in range(end - start):
+            if not finite[i]:
+                self._checked = end
+                raise Diverged(start + i + 1, "loss", float(losses[i]))
+            if self._check_grad_norms and norms[i] is not None and not math.isfinite(norms[i]):
+                self._checked = end
+                raise Diverged(start + i + 1, "gradient norm", norms[i])
+        self._checked = end
 
     def _check_budget(self) -> None:
         done = len(self.losses)
@@ -236,6 +306,8 @@ class StepMeter:
             "step_s_mean": statistics.fmean(timed) if timed else None,
             "step_s": steps,
             "step_losses": [float(x) for x in self.losses],
+            "step_grad_norms": [None if g is None else float(g) for g in self.grad_norms]
+            if any(g is not None for g in self.grad_norms) else [],
             "step_lrs": self.lrs,
             "step_samples": self.samples,
             "step_real_tokens": real,

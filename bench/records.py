@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from bench.config import ConfigError
 
 RESULTS_FILE = "results.jsonl"
-SCHEMA = 1
+SCHEMA = 2  # 2: device_peak_tflops is one device's (1: summed over DDP ranks); strict JSON; machine_load
 
 
 class ResultsFileError(ConfigError):
@@ -70,9 +71,15 @@ class Record:
     step_losses: list = field(default_factory=list)
     step_s: list = field(default_factory=list)
     step_lrs: list = field(default_factory=list)
+    step_grad_norms: list = field(default_factory=list)  # where the loop computes one (clipping, the Trainer)
     step_samples: list = field(default_factory=list)
     step_real_tokens: list = field(default_factory=list)
     step_padded_tokens: list = field(default_factory=list)
+    # Was the machine quiet?  Other processes' CPU time during the timed steps, load averages, a GEMM
+    # probe before and after training; busy by bench.machine.BUSY_RULE.
+    machine_load: dict = field(default_factory=dict)
+    machine_busy: bool | None = None
+    machine_busy_why: list = field(default_factory=list)
     # MFU's denominator: the device's peak for this precision, and where that figure comes from.
     device_peak_tflops: float | None = None
     device_peak_source: str = ""
@@ -86,7 +93,22 @@ class Record:
     command: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), allow_nan=True, default=str)
+        """One line of strict JSON (RFC 8259): a nan or inf anywhere is written as null."""
+        return json.dumps(finite_or_null(dataclasses.asdict(self)), allow_nan=False, default=str)
+
+
+def finite_or_null(obj):
+    """The same structure with every non-finite float replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    return obj
+
+
+REQUIRED_FIELDS = ("loop", "device", "precision", "status")
 
 
 def append_record(out_dir: str | Path, record: Record) -> None:
@@ -100,7 +122,7 @@ def append_record(out_dir: str | Path, record: Record) -> None:
         os.fsync(f.fileno())
 
 
-def read_records(path: str | Path) -> list[dict]:
+def read_records(path: str | Path, allow_empty: bool = False) -> list[dict]:
     """All records of a results file (or of OUT/results.jsonl), refusing anything untrustworthy:
     a line that is not JSON (a truncated last write, a foreign file) is an error naming the line."""
     path = Path(path)
@@ -119,7 +141,10 @@ def read_records(path: str | Path) -> list[dict]:
                 last = not line.endswith("\n")
                 what = "truncated last line (a cell was killed while writing?)" if last else "not a JSON record"
                 raise ResultsFileError(f"{path}:{number}: {what}: {exc.msg}") from exc
-            if not isinstance(rec, dict) or "status" not in rec or "loop" not in rec:
-                raise ResultsFileError(f"{path}:{number}: not a bench record (no 'loop'/'status' field)")
+            missing = [k for k in REQUIRED_FIELDS if not isinstance(rec, dict) or k not in rec]
+            if missing:
+                raise ResultsFileError(f"{path}:{number}: not a bench record (no {'/'.join(map(repr, missing))} field)")
             records.append(rec)
+    if not records and not allow_empty:
+        raise ResultsFileError(f"{path}: holds no records (an empty file); nothing to report")
     return records

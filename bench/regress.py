@@ -10,8 +10,11 @@ Checks, each with a threshold that holds on a noisy shared 2-core machine:
   of the per-round ratios), has not grown by more than ``--max-ratio-growth`` (default 25%; clean runs here move the paired ratios by up to a fifth) over
   the baseline's ratio: the sensitive check, since a slow spell of the machine cancels out;
 - the meter's own work costs at most ``--max-meter-overhead`` (default 1%) of the manual loop's time.
-A missing baseline is reported and not gated (exit 0).  ``--save`` writes the baseline from one or
-more runs: each figure's median over the runs, so one noisy run does not set the bar.
+The ratios and the meter's cost are close to machine-independent (a slow machine slows every loop),
+so they are gated on every machine against one committed baseline, ``ratios.json``; absolute medians
+only against the baseline of this machine class, and a class without one skips that check alone.
+``--save`` writes this class's baseline from one or more runs (each figure's median over the runs,
+so one noisy run does not set the bar); ``--save-ratios`` rewrites the shared ratio baseline.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ def machine_class() -> str:
 
 
 BASELINE_FORMAT = "bench-baseline/1"
+RATIO_BASELINE = "ratios.json"
+
+
+def load_ratio_baseline(baseline_dir: Path = DEFAULT_DIR) -> dict[str, float]:
+    """The machine-independent figures every run is gated on: loop/manual ratios."""
+    data = json.loads((baseline_dir / RATIO_BASELINE).read_text())
+    return dict(data["ratios"])
 
 
 def medians(path: Path) -> dict[str, float]:
@@ -71,10 +81,12 @@ def ratios(m: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def check(current: dict[str, float], baseline: dict[str, float], max_slowdown: float, max_ratio_growth: float,
-          max_meter_overhead: float) -> list[str]:
+def check(current: dict[str, float], baseline: dict[str, float] | None, base_r: dict[str, float],
+          max_slowdown: float, max_ratio_growth: float, max_meter_overhead: float) -> list[str]:
+    """Absolute medians against ``baseline`` (this class's; None: not checked), ratios against
+    ``base_r`` (shared by every machine)."""
     failures = []
-    for name, base in sorted(baseline.items()):
+    for name, base in sorted((baseline or {}).items()):
         if name.startswith("paired "):
             continue  # ratios, gated below
         if name not in current:
@@ -85,7 +97,7 @@ def check(current: dict[str, float], baseline: dict[str, float], max_slowdown: f
         print(("FAIL " if factor > max_slowdown else "ok   ") + line)
         if factor > max_slowdown:
             failures.append(f"{line} > {max_slowdown:.2f}x")
-    cur_r, base_r = ratios(current), ratios(baseline)
+    cur_r = ratios(current)
     for key, value in sorted(cur_r.items()):
         if key == "meter overhead":
             bad = value > max_meter_overhead
@@ -109,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--machine-class", default=None, help="default: detected (e.g. cpu-avx2-2core)")
     p.add_argument("--save", action="store_true",
                    help="write the baseline of this machine class: each figure's median over the runs given")
+    p.add_argument("--save-ratios", action="store_true",
+                   help="write the shared ratio baseline (ratios.json) from the runs given")
     p.add_argument("--max-slowdown", type=float, default=2.0)
     p.add_argument("--max-ratio-growth", type=float, default=0.25)
     p.add_argument("--max-meter-overhead", type=float, default=0.01)
@@ -117,28 +131,43 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"bench.regress: error: {missing[0]}: no such benchmark JSON", file=sys.stderr)
         return 2
-    if len(args.current) > 1 and not args.save:
+    if len(args.current) > 1 and not (args.save or args.save_ratios):
         print("bench.regress: error: gate one run at a time (several runs only with --save)", file=sys.stderr)
         return 2
     cls = args.machine_class or machine_class()
     baseline_path = args.baseline_dir / f"{cls}.json"
-    if args.save:
+    ratio_path = args.baseline_dir / RATIO_BASELINE
+    if args.save or args.save_ratios:
         runs = [medians(c) for c in args.current]
         common = [k for k in runs[0] if all(k in r for r in runs)]
-        baseline = {"format": BASELINE_FORMAT, "machine_class": cls, "runs": len(runs),
-                    "sources": [c.name for c in args.current],
-                    "medians": {k: statistics.median(r[k] for r in runs) for k in common}}
+        meds = {k: statistics.median(r[k] for r in runs) for k in common}
         args.baseline_dir.mkdir(parents=True, exist_ok=True)
-        baseline_path.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n")
-        print(f"baseline for {cls} saved from {len(runs)} run(s), figure by figure medians: {baseline_path}")
+        sources = [c.name for c in args.current]
+        if args.save:
+            baseline = {"format": BASELINE_FORMAT, "machine_class": cls, "runs": len(runs), "sources": sources,
+                        "medians": meds}
+            baseline_path.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n")
+            print(f"baseline for {cls} saved from {len(runs)} run(s), figure by figure medians: {baseline_path}")
+        if args.save_ratios:
+            data = {"format": BASELINE_FORMAT, "measured_on": cls, "runs": len(runs), "sources": sources,
+                    "ratios": {k: v for k, v in ratios(meds).items() if k != "meter overhead"}}
+            ratio_path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+            print(f"ratio baseline saved from {len(runs)} run(s) on {cls}: {ratio_path}")
         return 0
     (current,) = args.current
-    if not baseline_path.exists():
-        print(f"no baseline for machine class {cls} ({baseline_path}): not gated. "
-              f"Record one with: python -m bench.regress {current} --save")
-        return 0
-    print(f"gating against {baseline_path}")
-    failures = check(medians(current), medians(baseline_path), args.max_slowdown, args.max_ratio_growth,
+    if not ratio_path.exists():
+        print(f"bench.regress: error: no ratio baseline {ratio_path}; record one with --save-ratios", file=sys.stderr)
+        return 2
+    base_r = load_ratio_baseline(args.baseline_dir)
+    baseline = None
+    if baseline_path.exists():
+        print(f"gating medians against {baseline_path}")
+        baseline = medians(baseline_path)
+    else:
+        print(f"no absolute baseline for machine class {cls} ({baseline_path}): medians not gated "
+              f"(record one with: python -m bench.regress RUN.json [RUN2.json ...] --save); ratios still gated")
+    print(f"gating ratios against {ratio_path}")
+    failures = check(medians(current), baseline, base_r, args.max_slowdown, args.max_ratio_growth,
                      args.max_meter_overhead)
     if failures:
         print(f"\n{len(failures)} regression(s):", *failures, sep="\n  ")

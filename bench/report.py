@@ -14,10 +14,12 @@ import statistics
 from collections import OrderedDict
 from pathlib import Path
 
+from bench import markdown as md
 from bench.peak import train_flops_per_sequence
 from bench.records import read_records
 from bench.summary import latest_per_cell
 
+REPORT_TITLE = "# bench report"  # a file that starts otherwise was not written here, and is never overwritten
 LOOP_ORDER = ("manual", "accelerate", "trainer")
 PRECISION_ORDER = ("fp32", "tf32", "bf16", "fp16")
 # Settings that name the loop's own machinery rather than what it trains; shown, never flagged.
@@ -60,12 +62,21 @@ def _varying(records: list[dict]) -> set[str]:
     return keys
 
 
+def device_peak_of(r: dict) -> float | None:
+    """One device's peak (TFLOP/s) from a record; records before schema 2 stored DDP cells' peak
+    summed over the ranks."""
+    peak = r.get("device_peak_tflops")
+    if peak and "summed over" in (r.get("device_peak_source") or ""):
+        peak /= r.get("world_size") or 1
+    return peak
+
+
 def mfu(r: dict, peak_tflops: float | None = None) -> float | None:
-    """Model FLOPs per second over the timed steps, divided by the device's peak.  Under DDP the
-    step lists are rank 0's and the peak is summed over the ranks: the FLOPs are rank 0's times the
-    world size (the ranks' batches differ, their number and size do not)."""
+    """Model FLOPs per second over the timed steps, divided by the peak of every device that ran
+    them (one device's peak times the world size).  Under DDP the step lists are rank 0's: the FLOPs
+    are rank 0's times the world size (the ranks' batches differ, their number and size do not)."""
     m = r.get("model") or {}
-    peak = peak_tflops or r.get("device_peak_tflops")
+    peak = (peak_tflops or device_peak_of(r) or 0) * (r.get("world_size") or 1)
     samples, padded = r.get("step_samples") or [], r.get("step_padded_tokens") or []
     w = r.get("timing_warmup_steps") or 0
     if not (peak and samples and padded and r.get("timed_s") and m.get("n_params_non_embedding")):
@@ -103,6 +114,11 @@ class Cell:
         v = self.values(field)
         return statistics.stdev(v) / statistics.fmean(v) if len(v) > 1 and statistics.fmean(v) else None
 
+    @property
+    def busy(self) -> bool:
+        """Some run of this cell was measured while the machine was busy (bench.machine.BUSY_RULE)."""
+        return any(r.get("machine_busy") for r in self.ok)
+
     def mfu(self, peak_tflops: float | None = None):
         v = [x for x in (mfu(r, peak_tflops) for r in self.ok) if x is not None]
         return statistics.median(v) if v else None
@@ -133,12 +149,12 @@ def _header(records: list[dict]) -> list[str]:
     commands = list(dict.fromkeys(r.get("command") for r in records if r.get("command")))
     ok = [r for r in records if r["status"] == "ok"]
     env = (ok or records)[0].get("env") or {}
-    lines = ["# bench report: three ways to fine-tune BERT on GLUE MRPC", ""]
+    lines = [f"{REPORT_TITLE}: three ways to fine-tune BERT on GLUE MRPC", ""]
     lines += [f"Made by `python -m bench report` from {len(records)} records "
               f"({sum(r['status'] == 'ok' for r in records)} ok, "
               f"{sum(r['status'] == 'skipped' for r in records)} skipped, "
               f"{sum(r['status'] == 'failed' for r in records)} failed). Every figure below comes from those records.", ""]
-    lines += ["## Command", "", "```"] + (commands or ["(not recorded)"]) + ["```", ""]
+    lines += ["## Command", ""] + md.fenced(commands or ["(not recorded)"]) + [""]
     lines += ["## Environment", ""]
     rows = [("python", env.get("python")), ("torch", env.get("torch")), ("transformers", env.get("transformers")),
             ("accelerate", env.get("accelerate")), ("datasets", env.get("datasets")),
@@ -148,7 +164,7 @@ def _header(records: list[dict]) -> list[str]:
             ("GPU", f"{env['gpu_name']} x{env.get('gpu_count')} (compute capability {env.get('gpu_capability')}, CUDA {env.get('cuda')})"
              if env.get("gpu_name") else "none used"),
             ("platform", env.get("platform")), ("git", env.get("git_sha"))]
-    lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
+    lines += ["| | |", "|---|---|"] + [f"| {k} | {md.text(v)} |" for k, v in rows] + [""]
     if ok:
         r0 = ok[0]
         m = r0.get("model") or {}
@@ -164,10 +180,11 @@ def _header(records: list[dict]) -> list[str]:
         if model == "varies by cell" or len({json.dumps(r.get("model"), sort_keys=True) for r in ok}) > 1:
             model_line = "- model: varies by cell (each record names its model, weights and size)"
         else:
-            model_line = (f"- model: `{model}` — weights {m.get('weights')}; tokenizer {m.get('tokenizer')}; "
+            model_line = (f"- model: {md.code(model)} — weights {md.code(m.get('weights'))}; "
+                          f"tokenizer {md.code(m.get('tokenizer'))}; "
                           f"{m.get('n_params', 0) / 1e6:.1f} M parameters, {m.get('num_layers')} layers, hidden {m.get('hidden_size')}")
         lines += ["## What was trained", "", model_line,
-                  f"- data: {r0.get('data_source')} — {common('train_samples', lambda v: v or 3668)} training pairs, "
+                  f"- data: {md.code(r0.get('data_source'))} — {common('train_samples', lambda v: v or 3668)} training pairs, "
                   f"{r0.get('eval_examples')} validation pairs",
                   f"- schedule: lr {common('lr')}, batch {common('batch_size')}, {steps}, {common('scheduler')} decay, "
                   f"{common('warmup_steps')} warm-up steps, weight decay {common('weight_decay')}, "
@@ -207,7 +224,7 @@ def _device_tables(cells: list[Cell], plots: dict) -> list[str]:
             mem = _f(c.median(mem_field), "{:.0f}")
             if device == "cuda" and c.median("peak_reserved_mib") is not None:
                 mem += f" ({c.median('peak_reserved_mib'):.0f})"
-            row = [c.loop, c.precision] + ([c.variant or "tutorial"] if "variant" in header else []) + [
+            row = [c.loop + (" ⚠ busy" if c.busy else ""), c.precision] + ([c.variant or "tutorial"] if "variant" in header else []) + [
                 _f(sps), f"{spread[0]:.1f}–{spread[1]:.1f}" if spread else "-", _f(c.cv("samples_per_s"), "{:.1%}"),
                 _f(sps / base_sps if sps and base_sps else None, "{:.2f}×"),
                 _f(c.median("real_tokens_per_s"), "{:.0f}"),
@@ -218,6 +235,14 @@ def _device_tables(cells: list[Cell], plots: dict) -> list[str]:
                 _f(c.median("train_loss_final"), "{:.4f}")]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        busy = [c for c in dev_cells if c.busy]
+        if busy:
+            from bench.machine import BUSY_RULE
+
+            lines += [f"⚠ busy: {len(busy)} cell(s) had a run measured while the machine was busy ({BUSY_RULE}); "
+                      "their speed says more about the machine than about the loop: "
+                      + "; ".join(f"{c.loop} {c.precision}: " + md.text(", ".join(
+                          w for r in c.ok for w in (r.get("machine_busy_why") or []))) for c in busy) + ".", ""]
         for name in ("throughput", "memory"):
             if (device, name) in plots:
                 lines += [f"![{name} on {device}]({plots[(device, name)]})", ""]
@@ -265,7 +290,7 @@ def _fast_section(cells: list[Cell]) -> list[str]:
         knobs = ", ".join(f"{k}={c.run.get(k)}" for k in ("batch_size", "group_by_length", "pad_to_multiple_of",
                                                           "adamw", "compile", "attn", "num_workers", "pin_memory")
                           if c.run.get(k) not in (None, False, 0, "sdpa", "torch-default") or k == "batch_size")
-        lines.append(f"| {c.device} | {c.loop} | {c.run.get('preset')} | {c.precision} | {knobs} | {_f(sps)} | "
+        lines.append(f"| {c.device} | {c.loop} | {c.run.get('preset')} | {c.precision} | {md.text(knobs)} | {_f(sps)} | "
                      f"{_f(sps / own_sps if sps and own_sps else None, '{:.2f}×')} | "
                      f"{_f(sps / man_sps if sps and man_sps else None, '{:.2f}×')} | {_f(c.median('eval_f1'), '{:.4f}')} |")
     return lines + [""]
@@ -305,6 +330,7 @@ def gap_rows(group: list[Cell]) -> list[dict]:
         sps, ref_sps = c.median("samples_per_s"), ref.median("samples_per_s")
         settings = c.ok[0].get("settings") or {}
         out.append({"loop": c.loop, "runs": len(per_run), "sps_ratio": sps / ref_sps if sps and ref_sps else None,
+                    "busy": c.busy or ref.busy,
                     "step_ratio": statistics.median(per_run) if per_run else None,
                     "step_ratio_range": (min(per_run), max(per_run)) if per_run else None,
                     "manual_cv": ref.cv("samples_per_s"),
@@ -324,6 +350,9 @@ def gap_verdict(row: dict) -> str:
     if runs < 2:
         return (f"{abs(gap):.0%} {slower} in a single run; one run cannot tell a gap from the machine's "
                 "run-to-run noise: rerun with `--repeats 3` or more")
+    if row.get("busy"):
+        return (f"{abs(gap):.0%} {slower} at the median, but not called real: the machine was busy while this loop "
+                "or the manual loop was measured (⚠ busy in the table above); rerun on a quiet machine")
     if (lo > 1 + GAP_TOLERANCE) or (hi < 1 - GAP_TOLERANCE):
         why = "; ".join(row["extra_work"]) or "no per-step extra work is recorded for this loop"
         return f"{abs(gap):.0%} {slower} in every one of {runs} runs: a real gap. Per-step work beyond the manual loop: {why}"
@@ -378,14 +407,14 @@ def shared_peaks(cells: list[Cell]) -> dict[str, tuple[float, str]]:
     load of a shared machine; the best is the closest to what the device can do)."""
     out: dict[str, tuple[float, str]] = {}
     for precision in dict.fromkeys(c.precision for c in cells):
-        recs = [r for c in cells if c.precision == precision for r in c.ok if r.get("device_peak_tflops")]
+        recs = [r for c in cells if c.precision == precision for r in c.ok if device_peak_of(r)]
         if not recs:
             continue
-        best = max(recs, key=lambda r: r["device_peak_tflops"])
-        source = best.get("device_peak_source", "")
+        best = max(recs, key=device_peak_of)
+        source = best.get("device_peak_source", "").split(", summed over")[0]
         if source.startswith("measured"):
             source = f"best of {len(recs)} on-the-spot measurements, {source}"
-        out[precision] = (best["device_peak_tflops"], source)
+        out[precision] = (device_peak_of(best), source + " (per device)")
     return out
 
 
@@ -396,8 +425,8 @@ def _not_run(records: list[dict]) -> list[str]:
         return lines + ["None: every cell ran and is ok.", ""]
     lines += ["| loop | device | precision | status | reason |", "|---|---|---|---|---|"]
     for r in bad:
-        reason = (r.get("reason") or "").replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {r['loop']} | {r['device']} | {r['precision']} | {r['status']} | {reason} |")
+        lines.append(f"| {md.text(r['loop'])} | {md.text(r['device'])} | {md.text(r['precision'])} | "
+                     f"{md.text(r['status'])} | {md.text(r.get('reason') or '')} |")
     return lines + [""]
 
 
@@ -416,9 +445,8 @@ def _settings_diff(group: list[Cell]) -> list[str]:
         if differs and k not in LOOP_SPECIFIC:
             diffs.append(k)
         cells = [v if len(v) <= 60 else v[:57] + "..." for v in vals]
-        cells = [c.replace("|", "\\|") for c in cells]
-        name = f"**{k}**" if mark == "**differs**" else k
-        lines.append(f"| {name} | " + " | ".join(f"`{c}`" for c in cells) + f" | {mark} |")
+        name = f"**{md.text(k)}**" if mark == "**differs**" else md.text(k)
+        lines.append(f"| {name} | " + " | ".join(md.code(c) for c in cells) + f" | {mark} |")
     summary = (f"Settings in force that differ between the loops: **{', '.join(diffs)}**." if diffs else
                "The settings in force are the same in every loop (loop-specific machinery aside).")
     return [summary, ""] + lines + [""]
@@ -557,12 +585,32 @@ def render(records: list[dict], out_md: Path) -> str:
     return text
 
 
+def _written_by_report(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().startswith(REPORT_TITLE)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def cmd_report(args) -> int:
     import sys
 
+    from bench.config import ConfigError
+
     source = Path(args.results)
+    results = source / "results.jsonl" if source.is_dir() else source
+    out_md = Path(args.output) if args.output else results.parent / "report.md"
+    # The report never writes over records, nor over any file it did not write itself.
+    if out_md.exists() and out_md.resolve() == results.resolve():
+        raise ConfigError(f"-o {out_md}: that is the results file being reported on; give a .md path")
+    if out_md.is_dir():
+        raise ConfigError(f"-o {out_md}: is a folder; give a .md file path")
+    if out_md.exists() and not _written_by_report(out_md):
+        raise ConfigError(f"-o {out_md}: exists and was not written by bench report; give a new path")
+    if out_md.suffix.lower() != ".md":
+        raise ConfigError(f"-o {out_md}: the report is Markdown; give a path ending in .md")
     records = read_records(source)
-    out_md = Path(args.output) if args.output else (source if source.is_dir() else source.parent) / "report.md"
     render(records, out_md)
     print(f"report: {out_md}", file=sys.stderr)
     return 0

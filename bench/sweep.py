@@ -43,10 +43,16 @@ def launch_argv(cell: Cell, python: str, module: str, rendezvous: dict | None = 
     return argv + ["-m", module]
 
 
-def refuse_explicit(devices, precisions, devices_explicit: bool, precisions_explicit: bool, skip_reason) -> None:
+def refuse_explicit(devices, precisions, devices_explicit: bool, precisions_explicit: bool, skip_reason,
+                    nproc: int = 1) -> None:
     """Asked for by name but impossible here: an error before anything runs.  (Impossible only
     through ``all``: a skipped record, see ``run_sweep``.)"""
-    from bench.precision import device_unavailable
+    from bench.precision import device_unavailable, too_many_processes
+
+    for d in devices:
+        why = too_many_processes(d, nproc)
+        if why:
+            raise ConfigError(f"--nproc {nproc}: {why}")
 
     if devices_explicit:
         for d in devices:
@@ -66,18 +72,67 @@ def completed_ids(out_dir: Path) -> set[str]:
     path = out_dir / RESULTS_FILE
     if not path.exists():
         return set()
-    return {r["cell_id"] for r in read_records(path) if r.get("status") in ("ok", "skipped")}
+    return {r["cell_id"] for r in read_records(path, allow_empty=True) if r.get("status") in ("ok", "skipped")}
 
 
-def _die_with_parent() -> None:
-    """In the child: be killed if the sweep dies, even by SIGKILL (Linux), so an orphaned cell
-    never competes with the resumed sweep for the CPU."""
+CELL_DIR_PREFIX = "bench-cell-"
+
+
+def remove_stale_cell_dirs() -> list[str]:
+    """Temporary folders of cells whose sweep died without cleaning up (SIGKILL): each is named
+    after its sweep's PID, and removed once that process is gone."""
+    import shutil
+
+    removed = []
+    root = Path(tempfile.gettempdir())
+    for path in root.glob(f"{CELL_DIR_PREFIX}*-*"):
+        pid = path.name[len(CELL_DIR_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
     try:
-        import ctypes
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a cell's process and every process under it.  torchrun starts its workers in
+    sessions of their own, so killing the cell's process group would leave them training."""
+    import psutil
+
+    try:
+        family = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    for p in [*family]:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
         pass
+    psutil.wait_procs(family, timeout=10)
+
+
+def rank_errors(folder: str) -> list[str]:
+    """The error lines each failed rank of a DDP cell left (``bench.cell`` writes them), rank by rank."""
+    lines = []
+    for path in sorted(Path(folder).glob("error-rank*.txt")):
+        rank = path.stem[len("error-rank"):]
+        text = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        lines += [f"rank {rank}: {line}" for line in text]
+    return lines
 
 
 def _relay(stream, sink, tail: collections.deque) -> None:
@@ -99,8 +154,12 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
     ``failed`` record carrying the child's last lines."""
     from bench.cell import _now, record_base
 
+    from bench.dist import die_with_parent
+
     base = record_base(cell, command)
-    with tempfile.TemporaryDirectory(prefix="bench-cell-") as tmp:
+    # Named after this sweep's PID so that a later sweep can clear it if this one is SIGKILLed; the
+    # cell's own temporary files (the Trainer's output folder, ...) go inside it through TMPDIR.
+    with tempfile.TemporaryDirectory(prefix=f"{CELL_DIR_PREFIX}{os.getpid()}-") as tmp:
         cell_path, result_path = os.path.join(tmp, "cell.json"), os.path.join(tmp, "record.json")
         with open(cell_path, "w", encoding="utf-8") as f:
             json.dump(cell.to_dict(), f)
@@ -111,8 +170,9 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
             argv += ["--time-budget", f"{timeout_s:g}"]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        env["TMPDIR"] = tmp
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True, preexec_fn=_die_with_parent)
+                                start_new_session=True, preexec_fn=die_with_parent)
         tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
         reader = threading.Thread(target=_relay, args=(proc.stdout, sys.stderr, tail), daemon=True)
         reader.start()
@@ -120,11 +180,11 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
             code = proc.wait(timeout=timeout_s)
             timed_out = False
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc)
             code = proc.wait()
             timed_out = True
-        except BaseException:  # Ctrl-C: take the child with us, record nothing for this cell
-            os.killpg(proc.pid, signal.SIGKILL)
+        except BaseException:  # Ctrl-C, SIGTERM: take the child with us, record nothing for this cell
+            kill_tree(proc)
             proc.wait()
             raise
         reader.join(timeout=5)
@@ -141,19 +201,25 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
         else:
             reason = f"the cell's process exited with code {code} without a record"
         last = list(tail)
-        if last:
+        errors = rank_errors(tmp)  # a DDP rank's own error, not torchrun's banner
+        if errors:
+            reason += f": {errors[-1][:300]}"
+        elif last:
             reason += f": {last[-1][:300]}"
-        return Record(status="failed", reason=reason, finished_at=_now(), env={"output_tail": last}, **base)
+        return Record(status="failed", reason=reason, finished_at=_now(),
+                      env={"output_tail": last, **({"rank_errors": errors} if errors else {})}, **base)
 
 
 def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = None, resume: bool = False,
               progress: bool = True, command: str = "", isolate: bool = True,
-              rendezvous: dict | None = None) -> list[Record]:
+              rendezvous: dict | None = None, write: bool = True) -> list[Record]:
     """Run every cell not already recorded; append each record as it ends.  Returns the records
-    made by this call."""
+    made by this call.  ``write=False``: a node other than 0, whose ranks train and record nothing."""
     from bench.cell import run_cell, skipped_record
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_cell_dirs()
+    if write:
+        out_dir.mkdir(parents=True, exist_ok=True)
     done = completed_ids(out_dir) if resume else set()
     made = []
     for i, cell in enumerate(cells, 1):
@@ -162,6 +228,8 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
             print(f"{head}: already recorded in {out_dir / RESULTS_FILE}, not run again", file=sys.stderr)
             continue
         record = skipped_record(cell, command)  # decided here, without starting a process
+        if record is not None and not write:
+            continue
         if record is None and (isolate or cell.world_size > 1):
             print(f"{head}: running", file=sys.stderr)
             record = run_isolated(cell, cell_timeout, progress, command, rendezvous=rendezvous)
@@ -170,7 +238,8 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
                 continue
         elif record is None:
             record = run_cell(cell, progress=progress, command=command)
-        append_record(out_dir, record)
+        if write:
+            append_record(out_dir, record)
         made.append(record)
         print(f"{head}: {record.status}" + (f" ({record.reason})" if record.reason else ""), file=sys.stderr)
     return made

@@ -70,7 +70,7 @@ def test_regression_gate_fails_on_a_slower_loop_and_passes_otherwise(tmp_path, c
 
     base_dir = tmp_path / "baselines"
     base = bench_json(tmp_path / "base.json", 1.0, 1.1, 0.002)
-    assert main([str(base), "--baseline-dir", str(base_dir), "--machine-class", "test", "--save"]) == 0
+    assert main([str(base), "--baseline-dir", str(base_dir), "--machine-class", "test", "--save", "--save-ratios"]) == 0
     same = bench_json(tmp_path / "same.json", 1.2, 1.3, 0.0024)  # the whole machine 20% slower: ratios hold
     assert main([str(same), "--baseline-dir", str(base_dir), "--machine-class", "test"]) == 0
     slow = bench_json(tmp_path / "slow.json", 1.0, 1.5, 0.002)  # the Trainer alone 36% slower
@@ -78,8 +78,11 @@ def test_regression_gate_fails_on_a_slower_loop_and_passes_otherwise(tmp_path, c
     assert "FAIL trainer/manual" in capsys.readouterr().out
     heavy = bench_json(tmp_path / "heavy.json", 1.0, 1.1, 0.02)  # the meter costs 2% of the loop
     assert main([str(heavy), "--baseline-dir", str(base_dir), "--machine-class", "test"]) == 1
+    # A machine class without a baseline of its own: medians not gated, ratios gated all the same.
     assert main([str(same), "--baseline-dir", str(base_dir), "--machine-class", "other"]) == 0
-    assert "no baseline for machine class other" in capsys.readouterr().out
+    assert "no absolute baseline for machine class other" in capsys.readouterr().out
+    assert main([str(slow), "--baseline-dir", str(base_dir), "--machine-class", "other"]) == 1
+    assert "FAIL trainer/manual" in capsys.readouterr().out
 
 
 def test_baseline_is_the_median_of_several_runs(tmp_path, capsys):
@@ -95,7 +98,7 @@ def test_baseline_is_the_median_of_several_runs(tmp_path, capsys):
 
     runs = [bench_json("a.json", 1.0, 1.1), bench_json("b.json", 3.0, 3.6), bench_json("c.json", 1.2, 1.2)]
     base_dir = tmp_path / "baselines"
-    assert main([*runs, "--baseline-dir", str(base_dir), "--machine-class", "test", "--save"]) == 0
+    assert main([*runs, "--baseline-dir", str(base_dir), "--machine-class", "test", "--save", "--save-ratios"]) == 0
     saved = medians(base_dir / "test.json")
     assert saved["test_loop_steps[manual]"] == 1.2 and saved["test_loop_steps[trainer]"] == 1.2
     assert saved["paired trainer/manual"] == pytest.approx(1.1)  # median of 1.1, 1.2, 1.0

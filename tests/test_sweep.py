@@ -203,7 +203,8 @@ def test_resume_reruns_a_failed_cell_and_keeps_the_failure(glue_dir, tmp_path):
 
 
 @pytest.mark.parametrize("content,needle", [
-    ('{"loop": "manual", "status": "ok", "cell_id": "x"}\n{"loop": "trai', "results.jsonl:2: truncated last line"),
+    ('{"loop": "manual", "device": "cpu", "precision": "fp32", "status": "ok", "cell_id": "x"}\n{"loop": "trai',
+     "results.jsonl:2: truncated last line"),
     ("loop,status\nmanual,ok\n", "results.jsonl:1: not a JSON record"),
     ('{"hello": 1}\n', "results.jsonl:1: not a bench record"),
 ])

@@ -1,0 +1,150 @@
+"""Is the machine busy?  What other processes took while a cell was being timed.
+
+A throughput figure is only as good as the machine was quiet.  Each record carries ``machine_load``:
+
+- ``loadavg_1m_start`` / ``loadavg_1m_end``: the 1-minute load average when the cell started and ended;
+- ``others_cpu_cores``: CPU time the *other* processes of the machine used during the timed steps,
+  in cores (``/proc/stat``'s busy jiffies of the whole machine, less the cell's own CPU time from
+  ``getrusage``, over the wall time of the timed steps; under DDP every rank's own time is the cell's);
+- ``others_cpu_fraction``: the same over the machine's cores;
+- ``gemm_gflops_before`` / ``gemm_gflops_after``: a short fp32 GEMM probe just before and just after
+  training (what the device could do then);
+
+and ``machine_busy`` is true by this rule (``BUSY_RULE``): other processes took more than 10% of the
+cores during the timed steps, or the two probes differ by more than 15%.  Linux only; elsewhere the
+CPU-time figures are None and only the probes decide.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+
+OTHERS_MAX_FRACTION = 0.10
+PROBE_MAX_CHANGE = 0.15
+BUSY_RULE = (f"other processes used more than {OTHERS_MAX_FRACTION:.0%} of the cores during the timed steps, "
+             f"or the GEMM probes before and after training differ by more than {PROBE_MAX_CHANGE:.0%}")
+PROBE_SIZE = 256
+PROBE_SECONDS = 0.3
+
+
+def _busy_jiffies() -> int | None:
+    """Busy clock ticks of the whole machine since boot (all CPUs), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    return user + nice + system + irq + softirq  # idle, iowait and a hypervisor's steal are not others' work
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds this process has used (its threads included; its worker processes once they end)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def loadavg_1m() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def gemm_probe_gflops(device: str = "cpu") -> float | None:
+    """Best fp32 GEMM rate over a fraction of a second: small, so it costs little, and best-of, so one
+    preempted call does not decide it."""
+    import torch
+
+    if device not in ("cpu", "cuda"):
+        return None
+    dev = torch.device(device)
+    a = torch.randn(PROBE_SIZE, PROBE_SIZE, device=dev)
+    b = torch.randn(PROBE_SIZE, PROBE_SIZE, device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    a @ b
+    sync()
+    best, deadline = float("inf"), time.perf_counter() + PROBE_SECONDS
+    while time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * PROBE_SIZE**3 / best / 1e9
+
+
+class LoadWatch:
+    """Measures what other processes did while this cell's steps were timed."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.cores = os.cpu_count() or 1
+        self.ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.load: dict = {"loadavg_1m_start": loadavg_1m(), "cores": self.cores}
+        self._begin = None
+
+    def probe(self, when: str) -> None:
+        self.load[f"gemm_gflops_{when}"] = gemm_probe_gflops(self.device)
+
+    def timed_start(self) -> None:
+        """Called by the meter when the timing warm-up ends."""
+        self._begin = (time.perf_counter(), _busy_jiffies(), _own_cpu_s())
+
+    def timed_end(self) -> dict:
+        """This process's share of the window: wall seconds, machine busy seconds, own CPU seconds."""
+        if self._begin is None:
+            return {}
+        t0, j0, c0 = self._begin
+        j1 = _busy_jiffies()
+        return {"wall_s": time.perf_counter() - t0, "own_cpu_s": _own_cpu_s() - c0,
+                "machine_busy_s": (j1 - j0) / self.ticks if j0 is not None and j1 is not None else None,
+                "host": os.uname().nodename if hasattr(os, "uname") else ""}
+
+    def finish(self, windows: list[dict]) -> dict:
+        """``machine_load`` from the window of each rank (rank 0's first): other processes' CPU time is
+        the machine's busy time less what every rank on this host used itself."""
+        load = dict(self.load)
+        load["loadavg_1m_end"] = loadavg_1m()
+        mine = windows[0] if windows else {}
+        busy = mine.get("machine_busy_s")
+        if mine.get("wall_s") and busy is not None:
+            own = sum(w.get("own_cpu_s", 0.0) for w in windows if w.get("host") == mine.get("host"))
+            others = max(0.0, busy - own) / mine["wall_s"]
+            load["others_cpu_cores"] = round(others, 3)
+            load["others_cpu_fraction"] = round(others / self.cores, 3)
+        return load
+
+
+def busy_verdict(load: dict) -> tuple[bool, list[str]]:
+    """(busy?, why) by ``BUSY_RULE``."""
+    why = []
+    frac = load.get("others_cpu_fraction")
+    if frac is not None and frac > OTHERS_MAX_FRACTION:
+        why.append(f"other processes used {frac:.0%} of the {load.get('cores')} cores during the timed steps")
+    before, after = load.get("gemm_gflops_before"), load.get("gemm_gflops_after")
+    if before and after:
+        change = abs(after - before) / max(before, after)
+        if change > PROBE_MAX_CHANGE:
+            why.append(f"GEMM probe {before:.0f} GFLOP/s before training, {after:.0f} after ({change:.0%} apart)")
+    return bool(why), why
+
+
+def busy_now(seconds: float = 0.5) -> str | None:
+    """Before a sweep: a line saying the machine is already busy, or None."""
+    j0, c0, t0 = _busy_jiffies(), _own_cpu_s(), time.perf_counter()
+    if j0 is None:
+        return None
+    time.sleep(seconds)
+    j1, c1, t1 = _busy_jiffies(), _own_cpu_s(), time.perf_counter()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cores = os.cpu_count() or 1
+    others = max(0.0, (j1 - j0) / ticks - (c1 - c0)) / (t1 - t0)
+    if others / cores > OTHERS_MAX_FRACTION:
+        return (f"the machine is already busy: other processes are using {others:.1f} of {cores} cores "
+                f"(1-minute load {loadavg_1m():.1f}); cells measured now will be marked busy")
+    return None

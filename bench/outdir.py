@@ -1,0 +1,120 @@
+"""The output folder of a sweep: one writer at a time, checked before any cell runs.
+
+- **One writer.** A sweep holds an exclusive ``flock`` on ``OUT/.bench.lock`` for its whole life and
+  writes its PID there; a second sweep on the same OUT is refused at once, naming that PID.  The
+  kernel drops the lock when its process dies, however it dies, so a stale lock never blocks.
+- **Preflight.** OUT is writable, its results file readable and whole, before anything trains.
+- **Comparable.** A resumed sweep must plan what OUT recorded: same run configuration for every
+  device / preset / batch size it shares with OUT (only ``--repeats`` may grow); an OUT that holds
+  records is reused only with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+from pathlib import Path
+
+from bench.config import Cell, ConfigError
+from bench.records import RESULTS_FILE, read_records
+
+LOCK_FILE = ".bench.lock"
+
+
+class OutLock:
+    """Held for the life of a sweep; released by ``release()`` or by the process's death."""
+
+    def __init__(self, out: Path):
+        self.path = out / LOCK_FILE
+        self._fd = None
+
+    def acquire(self) -> "OutLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise ConfigError(f"{self.path.parent} is in use by another bench sweep (PID {holder}); "
+                                  "wait for it, or give another --out") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def check_writable(out: Path) -> None:
+    """OUT exists (made if need be) and a file can be written in it: found now, not after training."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".bench-write-test-{os.getpid()}"
+        with open(probe, "w", encoding="utf-8") as f:
+            f.write("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: not writable ({exc.strerror or exc}); give a folder you can write to") from None
+    results = out / RESULTS_FILE
+    if results.exists() and not os.access(results, os.R_OK | os.W_OK):
+        raise ConfigError(f"{results}: cannot be read and appended to; fix its permissions or give another --out")
+
+
+def recorded(out: Path) -> list[dict]:
+    """OUT's records, refusing a results file that is not whole (never glued onto, never rewritten)."""
+    path = out / RESULTS_FILE
+    if not path.exists():
+        return []
+    try:
+        return read_records(path, allow_empty=True)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}. bench never edits recorded results: move {path} aside (or mend that line "
+                          "yourself) and run again") from None
+
+
+def _axes(run: dict, device: str) -> tuple:
+    """What varies inside one sweep's matrix besides loop / precision / repeat: the run config is
+    per device, preset and batch size."""
+    return device, run.get("preset"), run.get("batch_size")
+
+
+def _differing(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _differing(va, vb, f"{prefix}{key}.")
+        elif json.dumps(va, sort_keys=True) != json.dumps(vb, sort_keys=True):
+            out.append(f"{prefix}{key} ({vb!r} recorded, {va!r} now)")
+    return out
+
+
+def check_comparable(out: Path, cells: list[Cell], records: list[dict], resume: bool) -> None:
+    """Refuse to mix configurations in one OUT (see the module's docstring)."""
+    if records and not resume:
+        raise ConfigError(f"{out} already holds {len(records)} record(s); continue it with --resume {out}, "
+                          "or give a new --out")
+    by_axes: dict[tuple, dict] = {}
+    for r in records:
+        cfg = r.get("config") or {}
+        if "run" in cfg:
+            by_axes.setdefault(_axes(cfg["run"], r["device"]), cfg)
+    for cell in cells:
+        planned = cell.to_dict()
+        old = by_axes.get(_axes(planned["run"], cell.device))
+        if old is None:
+            continue
+        diffs = _differing({"run": planned["run"], "nproc": cell.nproc, "nnodes": cell.nnodes},
+                           {"run": old["run"], "nproc": old.get("nproc", 1), "nnodes": old.get("nnodes", 1)})
+        if diffs:
+            raise ConfigError(f"--resume {out}: this sweep's cells differ from what {out} recorded for "
+                              f"{cell.device}: {'; '.join(diffs)}. Resume with the same settings, or give a new --out")

@@ -1,0 +1,412 @@
+"""Nothing wrong is ever recorded as ok: one test per way a figure could be wrong or lost.
+
+Divergence, bad numbers, mixed configurations in one OUT, two writers, a truncated results file,
+a report written over records, an unwritable OUT, an empty or foreign results file, orphaned DDP
+workers, SIGTERM, Markdown injection from a model path, a busy machine, and a regression gate on
+a machine class without a baseline of its own.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.config import Cell, RunConfig
+from bench.records import RESULTS_FILE, Record, append_record, read_records
+from tests.conftest import ROOT
+from tests.test_cli import run_cli
+
+
+def _args(glue_dir, out, *extra, loops="manual"):
+    """A short tiny-model sweep; ``--out OUT`` last, so ``[:-2]`` leaves it out (for ``--resume``)."""
+    return ["run", "--loops", loops, "--device", "cpu", "--model", "tiny", "--glue-dir", glue_dir,
+            "--max-steps", "3", "--timing-warmup", "1", "--train-samples", "24", "--eval-samples", "8",
+            "--no-progress", *extra, "--out", str(out)]
+
+
+def _one_line(result):
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def _strict(line: str):
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+# ---- divergence ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lr", ["inf", "nan", "-inf"])
+def test_non_finite_lr_is_refused_before_anything_runs(glue_dir, tmp_path, lr):
+    line = _one_line(run_cli(*_args(glue_dir, tmp_path / "out", f"--lr={lr}")))
+    assert "--lr" in line and "finite" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_diverging_run_is_failed_with_its_steps_and_strict_json(glue_dir, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(*_args(glue_dir, out, "--lr", "1e36", "--max-steps", "8", "--in-process", loops="manual,trainer"))
+    assert result.returncode == 1, result.stderr[-2000:]
+    records = read_records(out)
+    assert [r["status"] for r in records] == ["failed", "failed"]
+    for r in records:
+        assert r["reason"].startswith("diverged at step "), r["reason"]
+        step = int(r["reason"].split()[3])
+        assert "(loss nan)" in r["reason"] or "(loss inf)" in r["reason"] or "gradient norm" in r["reason"]
+        # The steps up to the divergence stay, with the non-finite one written as null.
+        assert len(r["step_losses"]) == step and r["step_losses"][-1] is None
+        assert all(x is not None for x in r["step_losses"][:-1])
+    for line in (out / RESULTS_FILE).read_text().splitlines():
+        _strict(line)  # RFC 8259: no bare NaN / Infinity
+    assert "None: every cell ran and is ok" not in (out / "report.md").read_text()
+
+
+def test_meter_finds_the_first_non_finite_step():
+    import torch
+
+    from bench.meter import Diverged, StepMeter
+
+    meter = StepMeter("cpu", timing_warmup=0, total_steps=5, progress=False)
+    meter.start()
+    batch = {"input_ids": torch.ones(2, 4, dtype=torch.long), "attention_mask": torch.ones(2, 4, dtype=torch.long)}
+    meter.step(torch.tensor(0.7), batch)
+    meter.observe_grad_norm(torch.tensor(float("inf")))
+    with pytest.raises(Diverged, match=r"diverged at step 2 \(gradient norm inf\)"):
+        meter.step(torch.tensor(0.6), batch)
+
+
+def test_an_inf_gradient_norm_under_fp16_scaling_is_an_overflow_not_divergence():
+    import torch
+
+    from bench.meter import StepMeter
+
+    meter = StepMeter("cpu", timing_warmup=0, total_steps=2, progress=False, grad_scaler=True)
+    meter.start()
+    batch = {"input_ids": torch.ones(2, 4, dtype=torch.long), "attention_mask": torch.ones(2, 4, dtype=torch.long)}
+    meter.observe_grad_norm(torch.tensor(float("inf")))
+    meter.step(torch.tensor(0.7), batch)  # the scaler skips this step; nothing diverged
+    meter.step(torch.tensor(0.6), batch)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--weight-decay", "nan"], "--weight-decay"),
+    (["--seed", "-1"], "--seed"),
+    (["--max-grad-norm", "inf"], "--max-grad-norm"),
+])
+def test_bad_numbers_are_one_line_before_anything_runs(glue_dir, tmp_path, args, needle):
+    line = _one_line(run_cli(*_args(glue_dir, tmp_path / "out", *args)))
+    assert needle in line
+
+
+def test_config_validation_refuses_what_the_cli_cannot_see():
+    from bench.config import ConfigError
+
+    for bad in (dict(weight_decay=float("nan")), dict(seed=-1), dict(seed=2**32), dict(adam_beta2=1.0),
+                dict(adam_eps=0.0), dict(lr=float("inf"))):
+        with pytest.raises(ConfigError):
+            RunConfig(**bad).validate()
+
+
+# ---- one OUT, one configuration, one writer -----------------------------------------------------
+
+
+def test_resume_with_another_lr_is_refused_naming_the_field(glue_dir, tmp_path):
+    out = tmp_path / "out"
+    first = run_cli(*_args(glue_dir, out, "--in-process"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = (out / RESULTS_FILE).read_text()
+    line = _one_line(run_cli(*_args(glue_dir, out, "--lr", "1e-4", "--in-process")[:-2], "--resume", str(out)))
+    assert "run.lr (5e-05 recorded, 0.0001 now)" in line
+    # Reusing an OUT with records without --resume: refused, with the fix.
+    line = _one_line(run_cli(*_args(glue_dir, out, "--in-process")))
+    assert f"--resume {out}" in line and "new --out" in line
+    assert (out / RESULTS_FILE).read_text() == before
+    # More repeats of the same cells are comparable.
+    more = run_cli(*_args(glue_dir, out, "--repeats", "2", "--in-process")[:-2], "--resume", str(out))
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert [r["repeat"] for r in read_records(out)] == [0, 1]
+
+
+def test_a_second_sweep_on_the_same_out_is_refused_naming_the_holder(glue_dir, tmp_path):
+    from bench.outdir import OutLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+                               "from bench.outdir import OutLock\nOutLock(Path(sys.argv[1])).acquire()\n"
+                               "print('locked', flush=True)\ntime.sleep(60)", str(out)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        line = _one_line(run_cli(*_args(glue_dir, out)))
+        assert f"in use by another bench sweep (PID {holder.pid})" in line
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (out / RESULTS_FILE).exists()
+    # The holder is dead: its lock file stays, with its PID in it, and blocks nothing.
+    assert (out / ".bench.lock").exists()
+    OutLock(out).acquire().release()
+
+
+def test_a_truncated_results_file_is_refused_and_left_as_it_is(glue_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    content = '{"loop": "manual", "device": "cpu", "precision": "fp32", "status": "ok"}\n{"loop": "manu'
+    (out / RESULTS_FILE).write_text(content)
+    line = _one_line(run_cli(*_args(glue_dir, out)))
+    assert "results.jsonl:2: truncated last line" in line and "move" in line
+    assert (out / RESULTS_FILE).read_text() == content
+
+
+def test_an_unwritable_out_is_refused_before_training(glue_dir, tmp_path):
+    if os.geteuid() == 0:  # root writes through permission bits: use a file system that refuses everyone
+        out = Path("/proc/bench-cannot-write-here")
+    else:
+        parent = tmp_path / "ro"
+        parent.mkdir()
+        parent.chmod(0o555)
+        out = parent / "out"
+    t0 = time.monotonic()
+    line = _one_line(run_cli(*_args(glue_dir, out)))
+    assert "not writable" in line
+    assert time.monotonic() - t0 < 60  # nothing trained
+
+
+# ---- the report --------------------------------------------------------------------------------
+
+
+def test_report_never_writes_over_records_or_foreign_files(tmp_path):
+    out = tmp_path / "out"
+    rec = Record(loop="manual", device="cpu", precision="fp32", status="skipped", reason="test")
+    append_record(out, rec)
+    before = (out / RESULTS_FILE).read_text()
+    line = _one_line(run_cli("report", str(out), "-o", str(out / RESULTS_FILE)))
+    assert "results file" in line
+    notes = tmp_path / "notes.md"
+    notes.write_text("my notes\n")
+    line = _one_line(run_cli("report", str(out), "-o", str(notes)))
+    assert "not written by bench report" in line
+    assert (out / RESULTS_FILE).read_text() == before and notes.read_text() == "my notes\n"
+    ok = run_cli("report", str(out), "-o", str(tmp_path / "r.md"))
+    assert ok.returncode == 0, ok.stderr
+    again = run_cli("report", str(out), "-o", str(tmp_path / "r.md"))  # its own file: remade
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("", "holds no records"),
+    ('{"loop": "manual", "precision": "fp32", "status": "ok"}\n', "no 'device' field"),
+])
+def test_report_on_an_empty_or_foreign_file_is_one_line(tmp_path, content, needle):
+    (tmp_path / RESULTS_FILE).write_text(content)
+    line = _one_line(run_cli("report", str(tmp_path)))
+    assert needle in line
+
+
+def test_user_strings_cannot_change_the_reports_structure(tmp_path):
+    from bench.report import render
+
+    evil = "models/x```\n# Injected heading\n| a | b |"
+    run = RunConfig(model=evil, max_steps=3)
+    records = []
+    for loop in ("manual", "trainer"):
+        cell = Cell(loop, "cpu", "fp32", run)
+        r = Record(loop=loop, device="cpu", precision="fp32", status="ok", cell_id=cell.cell_id,
+                   config=cell.to_dict(), command=f"python -m bench run --model '{evil}'",
+                   samples_per_s=10.0, step_s=[0.1] * 3, step_losses=[0.7, 0.6, 0.5], timed_s=0.2,
+                   timing_warmup_steps=1, step_samples=[8] * 3, step_padded_tokens=[64] * 3,
+                   model={"name": evil, "weights": f"pretrained:{evil}", "tokenizer": evil},
+                   data_source=f"local:{evil}", settings={"model_path": evil, "lr": 5e-5})
+        records.append(Record(**json.loads(r.to_json())).__dict__)
+    records.append(Record(loop="accelerate", device="cpu", precision="fp32", status="failed",
+                          reason=f"could not load {evil}").__dict__)
+    text = render(records, tmp_path / "report.md")
+    # Outside code blocks, no line comes from the evil string: the only level-1 heading is the
+    # report's own, and every block that opens closes with the same (longer) fence.
+    outside, fence = [], None
+    for line in text.splitlines():
+        if fence is None and line.startswith("```"):
+            fence = line
+        elif fence is not None and line == fence:
+            fence = None
+        elif fence is None:
+            outside.append(line)
+    assert fence is None
+    assert not any(line.startswith("# Injected") for line in outside)
+    assert [h for h in outside if h.startswith("# ")] == [outside[0]] and outside[0].startswith("# bench report")
+    assert "`" * 4 in text  # the command's fence outgrows the triple backticks inside it
+    # Table rows keep their column count.
+    for table_row in (line for line in text.splitlines() if line.startswith("| accelerate | cpu | fp32 | failed")):
+        assert table_row.replace("\\|", "").count("|") == 6
+
+
+# ---- processes ---------------------------------------------------------------------------------
+
+
+def _cell_processes(sweep_pid: int) -> list[int]:
+    """PIDs whose command line names a cell folder of this sweep (the cell and torchrun's workers)."""
+    needle = f"bench-cell-{sweep_pid}-".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _wait_for(predicate, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_sigkill_of_the_sweep_takes_the_ddp_workers_with_it(glue_dir, tmp_path):
+    out = tmp_path / "out"
+    sweep = subprocess.Popen([sys.executable, "-m", "bench", *_args(glue_dir, out, "--nproc", "2", "--max-steps", "400",
+                                                                    "--train-samples", "3668")],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for(lambda: len(_cell_processes(sweep.pid)) >= 3, 120), "torchrun and 2 workers never started"
+    finally:
+        sweep.kill()
+        sweep.wait()
+    assert _wait_for(lambda: not _cell_processes(sweep.pid), 20), _cell_processes(sweep.pid)
+    # Its cell folder is cleared by the next sweep, which finds its owner dead.
+    from bench.sweep import remove_stale_cell_dirs
+
+    remove_stale_cell_dirs()
+    assert not list(Path(tempfile.gettempdir()).glob(f"bench-cell-{sweep.pid}-*"))
+
+
+def test_a_ddp_cell_past_its_timeout_leaves_no_worker(glue_dir, tmp_path):
+    from bench.sweep import run_isolated
+
+    run = RunConfig(model="tiny", glue_dir=glue_dir, seed=3)  # seed 3: both ranks hang
+    record = run_isolated(Cell("manual", "cpu", "fp32", run, nproc=2), timeout_s=15, progress=False, command="test",
+                          module="tests.helpers.misbehaving_cell")
+    assert record.status == "failed" and record.reason.startswith("timed out after 15 s")
+    assert _wait_for(lambda: not _cell_processes(os.getpid()), 20), _cell_processes(os.getpid())
+
+
+def test_a_failing_rank_is_named_with_its_own_error(glue_dir):
+    from bench.sweep import run_isolated
+
+    run = RunConfig(model="tiny", glue_dir=glue_dir, train_samples=48, eval_samples=16, max_steps=3,
+                    timing_warmup=1, seed=5)
+    r = run_isolated(Cell("manual", "cpu", "fp32", run, nproc=2), timeout_s=240, progress=False, command="test",
+                     module="tests.helpers.misbehaving_cell")
+    assert r.status == "failed"
+    assert r.reason.endswith("rank 1: RuntimeError: rank 1 gives up"), r.reason
+    assert "*****" not in r.reason
+
+
+def test_sigterm_is_handled_like_ctrl_c(glue_dir, tmp_path):
+    out = tmp_path / "out"
+    sweep = subprocess.Popen([sys.executable, "-m", "bench", *_args(glue_dir, out, "--max-steps", "400",
+                                                                    "--train-samples", "3668")],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert _wait_for(lambda: bool(_cell_processes(sweep.pid)), 120), "the cell never started"
+    sweep.send_signal(signal.SIGTERM)
+    _, err = sweep.communicate(timeout=60)
+    assert sweep.returncode == 128 + signal.SIGTERM
+    assert "terminated (SIGTERM)" in err and "--resume" in err
+    assert not list(Path(tempfile.gettempdir()).glob(f"bench-cell-{sweep.pid}-*"))
+    assert _wait_for(lambda: not _cell_processes(sweep.pid), 20)
+
+
+def test_two_nodes_on_one_machine_make_one_record_written_by_node_0(glue_dir, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    out = tmp_path / "out"
+    common = _args(glue_dir, out, "--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port", port)
+    nodes = [subprocess.Popen([sys.executable, "-m", "bench", *common, "--node-rank", str(rank)], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    results = [p.communicate(timeout=300) for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], [e[-1500:] for _, e in results]
+    records = read_records(out)
+    assert len(records) == 1 and records[0]["status"] == "ok" and records[0]["world_size"] == 2
+    assert "node 0 records it" in results[1][1]
+
+
+# ---- a busy machine ----------------------------------------------------------------------------
+
+
+def _burner():
+    return subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 120\nwhile time.time() < t: pass"])
+
+
+def test_a_cell_measured_beside_two_busy_processes_is_marked_busy(tiny_run):
+    from bench.cell import run_cell
+
+    burners = [_burner(), _burner()]
+    try:
+        time.sleep(1)
+        record = run_cell(Cell("manual", "cpu", "fp32", tiny_run(max_steps=12, train_samples=96)),
+                          progress=False, command="test")
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+    assert record.status == "ok", record.reason
+    load = record.machine_load
+    assert record.machine_busy is True, load
+    assert load["others_cpu_fraction"] > 0.10 and load["loadavg_1m_start"] is not None
+    assert load["gemm_gflops_before"] > 0 and load["gemm_gflops_after"] > 0
+    assert any("other processes used" in why for why in record.machine_busy_why)
+
+
+def test_the_report_refuses_to_call_a_gap_real_when_either_side_was_busy():
+    from bench.report import gap_verdict
+
+    row = {"loop": "trainer", "runs": 3, "step_ratio": 1.3, "step_ratio_range": (1.2, 1.4), "busy": True,
+           "extra_work": []}
+    assert "not called real: the machine was busy" in gap_verdict(row)
+    assert "a real gap" in gap_verdict(dict(row, busy=False))
+
+
+# ---- the regression gate -----------------------------------------------------------------------
+
+
+def _bench_json(path, trainer_ratio, accelerate_ratio):
+    path.write_text(json.dumps({"benchmarks": [
+        {"name": "test_loop_steps[manual]", "stats": {"median": 0.7}, "extra_info": {}},
+        {"name": "test_loop_steps[trainer]", "stats": {"median": 1.0}, "extra_info": {}},
+        {"name": "test_meter_overhead", "stats": {"median": 0.001}, "extra_info": {}},
+        {"name": "test_paired_ratios", "stats": {"median": 3.0},
+         "extra_info": {"trainer/manual": trainer_ratio, "accelerate/manual": accelerate_ratio}}]}))
+    return path
+
+
+def test_the_gate_gates_ratios_on_a_machine_class_without_a_baseline(tmp_path, capsys):
+    from bench.regress import load_ratio_baseline, main
+
+    base = load_ratio_baseline()
+    trainer, accelerate = base["trainer/manual"], base["accelerate/manual"]
+    assert main([str(_bench_json(tmp_path / "ok.json", trainer, accelerate)), "--machine-class", "cpu-unknown-1core"]) == 0
+    out = capsys.readouterr().out
+    assert "no absolute baseline for machine class cpu-unknown-1core" in out
+    assert "ok   trainer/manual" in out and "meter overhead" in out
+    assert main([str(_bench_json(tmp_path / "slow.json", trainer * 2, accelerate)),
+                 "--machine-class", "cpu-unknown-1core"]) == 1
+    assert "FAIL trainer/manual" in capsys.readouterr().out
