@@ -28,4 +28,6 @@ class LoopResult:
     grad_scaler: object | None = None  # torch GradScaler in use, if any
     clip_max_norm: float | None = None  # gradient clipping in force (None: none)
     grad_accum: int = 1
+    wrapped_model: object = None  # what ran the steps (DDP, compile wrapper), read for its DDP settings
+    h2d_non_blocking: bool = False  # host-to-device batch copies asynchronous
     extra: dict = field(default_factory=dict)  # loop-specific facts worth recording

@@ -14,25 +14,31 @@ DATASHEET_TFLOPS = {
     "H100 SXM": {"fp32": 66.9, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4},
     "H100 PCIe": {"fp32": 51.2, "tf32": 378.0, "fp16": 756.0, "bf16": 756.0},
     "H100 NVL": {"fp32": 60.0, "tf32": 417.5, "fp16": 835.0, "bf16": 835.0},
-    "H200": {"fp32": 66.9, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4},
+    "H200 SXM": {"fp32": 66.9, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4},
+    "H200 NVL": {"fp32": 60.0, "tf32": 417.5, "fp16": 835.0, "bf16": 835.0},
     "A100": {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0},
+    "L40S": {"fp32": 91.6, "tf32": 183.0, "fp16": 362.05, "bf16": 362.05},
+    "L40": {"fp32": 90.5, "tf32": 90.5, "fp16": 181.05, "bf16": 181.05},
     "L4": {"fp32": 30.3, "tf32": 60.0, "fp16": 121.0, "bf16": 121.0},
     "A10G": {"fp32": 31.2, "tf32": 62.5, "fp16": 125.0, "bf16": 125.0},
 }
 
 
 def datasheet_key(gpu_name: str) -> str | None:
-    name = gpu_name.upper()
-    if "H200" in name:
-        return "H200"
-    if "H100" in name:
-        if "PCIE" in name:
-            return "H100 PCIe"
-        if "NVL" in name:
-            return "H100 NVL"
-        return "H100 SXM"  # "NVIDIA H100 80GB HBM3" is the SXM part
-    for key in ("A100", "L4", "A10G"):
-        if key in name:
+    """The datasheet entry of a GPU name as torch reports it, matched on whole words: "L40S" is not
+    an "L4", an "H200 NVL" is not an H200 SXM.  None for a GPU not in the table (then measured)."""
+    import re
+
+    words = set(re.findall(r"[A-Z0-9]+", gpu_name.upper()))
+    for family in ("H100", "H200"):
+        if family in words:
+            if "NVL" in words:
+                return f"{family} NVL"
+            if "PCIE" in words:
+                return f"{family} PCIe" if f"{family} PCIe" in DATASHEET_TFLOPS else None
+            return f"{family} SXM"  # "NVIDIA H100 80GB HBM3", "NVIDIA H200": the SXM parts
+    for key in ("A100", "L40S", "L40", "L4", "A10G"):
+        if key in words:
             return key
     return None
 
@@ -80,7 +86,7 @@ def device_peak(device: str, precision: str) -> tuple[float, str]:
     from bench.precision import set_tf32
 
     if device == "cuda":
-        name = torch.cuda.get_device_name(0)
+        name = torch.cuda.get_device_name()  # this rank's GPU (set before), not GPU 0
         key = datasheet_key(name)
         if key:
             return DATASHEET_TFLOPS[key][precision], f"datasheet dense peak, {key} ({name}), {precision}"

@@ -38,21 +38,46 @@ def plan(precision: str) -> PrecisionPlan:
     }[precision]
 
 
-def set_tf32(enabled: bool) -> None:
-    """TF32 is a process-wide switch; set it both ways so no earlier default leaks into a cell."""
+def _new_tf32_api() -> bool:
+    """torch >= 2.9 has ``fp32_precision`` per backend; reading the legacy ``allow_tf32`` flags after
+    anything set the new API raises ("mix of the legacy and new APIs"), so only one API is used."""
     import torch
 
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-    torch.backends.cudnn.allow_tf32 = enabled
+    return hasattr(torch.backends.cuda.matmul, "fp32_precision")
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 is a process-wide switch; set it both ways, through one API, so no earlier default (or a
+    library's: Accelerate turns it on for compiled fp32 models on CUDA) leaks into a cell."""
+    import torch
+
+    if _new_tf32_api():
+        mode = "tf32" if enabled else "ieee"
+        torch.backends.cuda.matmul.fp32_precision = mode
+        torch.backends.cudnn.conv.fp32_precision = mode
+        torch.backends.cudnn.rnn.fp32_precision = mode
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
 
 
 def tf32_state() -> dict:
+    """What is in force, read through the same API (the new one maps the legacy flags' values)."""
     import torch
 
+    if _new_tf32_api():
+        def resolved(value: str) -> str:  # "none" inherits the global setting, whose "none" is full fp32
+            return value if value != "none" else torch.backends.fp32_precision
+
+        matmul = resolved(torch.backends.cuda.matmul.fp32_precision)
+        conv = resolved(torch.backends.cudnn.conv.fp32_precision)
+        mkldnn = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
+        return {"cuda_matmul_tf32": matmul == "tf32", "cudnn_conv_tf32": conv == "tf32",
+                "cpu_matmul_fp32_precision": resolved(mkldnn.fp32_precision) if mkldnn is not None else None}
     return {
-        "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
-        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cuda_matmul_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_conv_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "cpu_matmul_fp32_precision": None,
     }
 
 
@@ -68,6 +93,15 @@ def device_unavailable(device: str) -> str | None:
         mps = getattr(torch.backends, "mps", None)
         return None if mps is not None and mps.is_available() else "no MPS device is available"
     return f"unknown device {device!r}"
+
+
+def too_many_processes(device: str, nproc: int) -> str | None:
+    """Why ``nproc`` processes per node cannot each have a device of their own here, or None."""
+    import torch
+
+    if device == "cuda" and nproc > 1 and torch.cuda.is_available() and nproc > torch.cuda.device_count():
+        return f"one process per GPU, and this node has {torch.cuda.device_count()} GPU(s)"
+    return None
 
 
 def precision_unsupported(device: str, precision: str) -> str | None:

@@ -71,6 +71,21 @@ def _decay_summary(optimizer) -> dict:
     return dict(sorted(out.items()))
 
 
+def _ddp_find_unused(wrapped) -> bool | None:
+    """``find_unused_parameters`` of the DDP wrapper that trained, None when not under DDP.  When
+    True, DDP walks the autograd graph after every forward to find parameters without gradients."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    m = wrapped
+    for _ in range(4):  # compile wrapper around DDP, or DDP around the model
+        if isinstance(m, DistributedDataParallel):
+            return bool(m.find_unused_parameters)
+        m = getattr(m, "_orig_mod", None) or getattr(m, "module", None)
+        if m is None:
+            break
+    return None
+
+
 def read_settings(result, meter, probe: PrecisionProbe, collator, model_info) -> dict:
     import torch
 
@@ -104,6 +119,8 @@ def read_settings(result, meter, probe: PrecisionProbe, collator, model_info) ->
         "sampler": sampler.describe() if hasattr(sampler, "describe") else type(sampler).__name__ if sampler else None,
         "dataloader_num_workers": getattr(result.train_dataloader, "num_workers", None),
         "dataloader_pin_memory": getattr(result.train_dataloader, "pin_memory", None),
+        "h2d_non_blocking": result.h2d_non_blocking,
+        "ddp_find_unused_parameters": _ddp_find_unused(result.wrapped_model),
         "collator": type(collator).__name__,
         "padding": str(getattr(collator, "padding", "")),
         "pad_to_multiple_of": getattr(collator, "pad_to_multiple_of", None),
@@ -131,6 +148,6 @@ def precision_mismatch(precision_plan, settings: dict) -> str | None:
                 f"{got or 'off'} (compute dtype {settings.get('compute_dtype')})")
     if precision_plan.grad_scaler != settings.get("grad_scaler"):
         return f"asked {precision_plan.precision} but the grad scaler was {'on' if settings.get('grad_scaler') else 'off'}"
-    if settings.get("device") == "cuda" and precision_plan.tf32 != settings.get("cuda_matmul_allow_tf32"):
-        return f"asked {precision_plan.precision} but TF32 matmuls were {'on' if settings.get('cuda_matmul_allow_tf32') else 'off'}"
+    if settings.get("device") == "cuda" and precision_plan.tf32 != settings.get("cuda_matmul_tf32"):
+        return f"asked {precision_plan.precision} but TF32 matmuls were {'on' if settings.get('cuda_matmul_tf32') else 'off'}"
     return None

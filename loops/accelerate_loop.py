@@ -9,24 +9,30 @@ As in accelerate's ``examples/nlp_example.py``: build everything on the CPU, ``p
 import math
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import DistributedDataParallelKwargs, TorchDynamoPlugin
 from torch.optim import AdamW
 from torch.utils.data import DataLoader
 from transformers import get_scheduler
 
 from bench.loop_api import LoopResult
 from bench.precision import plan, set_tf32
-from loops.common import adamw_impl_kwargs, adamw_param_groups
+from loops.common import adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
 
 
 def train(cell, data, model, meter):
     run = cell.run
     precision = plan(cell.precision)
-    # The scheduler steps once per optimizer step, on every process: the schedule is counted in
-    # optimizer steps, as in the other loops (by default Accelerate would step it once per process).
+    # Batch and sequence dims dynamic under --compile: every batch has its own length, and the
+    # epoch's last batch its own size; static shapes would recompile inside the timed steps.
+    # non_blocking: host-to-device copies overlap compute when the batches are pinned.
     accelerator = Accelerator(cpu=cell.device == "cpu", mixed_precision=precision.accelerate_mixed_precision,
-                              gradient_accumulation_steps=run.grad_accum, step_scheduler_with_optimizer=False,
-                              dynamo_backend="inductor" if run.compile else "no")
+                              gradient_accumulation_steps=run.grad_accum,
+                              dataloader_config=DataLoaderConfiguration(non_blocking=True),
+                              dynamo_plugin=TorchDynamoPlugin(backend="inductor" if run.compile else "no",
+                                                              dynamic=True if run.compile else None),
+                              # Every parameter gets a gradient in this model: no per-step graph search.
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
     # Accelerate has no TF32 switch of its own; it is torch's process-wide flag.
     set_tf32(precision.tf32)
 
@@ -44,10 +50,12 @@ def train(cell, data, model, meter):
     steps_per_epoch = math.ceil(len(train_dataloader) / run.grad_accum)
     num_training_steps = run.max_steps or run.epochs * steps_per_epoch
     num_epochs = math.ceil(num_training_steps / steps_per_epoch)
+    # Not prepared: a prepared scheduler steps once per process per optimizer step (the schedule
+    # would run world-size times too fast, since the steps above are already counted per process),
+    # and it cannot see an fp16 skip made inside a fused AdamW.  Stepped by hand, below, once per
+    # optimizer step that was taken.
     lr_scheduler = get_scheduler(run.scheduler, optimizer=optimizer.optimizer, num_warmup_steps=run.warmup_steps,
                                  num_training_steps=num_training_steps)
-    # Prepared too, so that a step skipped by the fp16 scaler does not advance the schedule.
-    lr_scheduler = accelerator.prepare(lr_scheduler)
 
     meter.watch(optimizer)
     model.train()
@@ -55,25 +63,34 @@ def train(cell, data, model, meter):
     step = 0
     for epoch in range(num_epochs):
         # The prepared DataLoader calls the sampler's set_epoch itself, once per pass.
-        for batch in train_dataloader:
+        n_batches = len(train_dataloader)
+        for i, batch in enumerate(train_dataloader):
             with accelerator.accumulate(model):
                 outputs = model(**batch)
-                accelerator.backward(outputs.loss)
+                # backward() divides by gradient_accumulation_steps, also in an epoch's last group
+                # when it is shorter; like the other loops, average over the micro-batches it has.
+                group_size = min(run.grad_accum, n_batches - (i // run.grad_accum) * run.grad_accum)
+                accelerator.backward(outputs.loss * (run.grad_accum / group_size) if group_size < run.grad_accum
+                                     else outputs.loss)
                 meter.observe(outputs.loss, batch)
                 if accelerator.sync_gradients and run.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), run.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
+                    meter.observe_grad_norm(accelerator.clip_grad_norm_(model.parameters(), run.max_grad_norm))
+                scale_before = scale_of(accelerator.scaler)
+                optimizer.step()  # a no-op on the micro-batches that only accumulate
                 optimizer.zero_grad()
             if accelerator.sync_gradients:
+                if not scaler_skipped(accelerator.scaler, scale_before):
+                    lr_scheduler.step()
                 meter.step()
                 step += 1
                 if step == num_training_steps:
                     break
     meter.stop()
 
-    return LoopResult(model=accelerator.unwrap_model(model), optimizer=optimizer.optimizer,
-                      scheduler=lr_scheduler.scheduler, train_dataloader=train_dataloader,
+    # Evaluated without the compile wrapper, as the other loops are.
+    return LoopResult(model=accelerator.unwrap_model(model, keep_torch_compile=False), optimizer=optimizer.optimizer,
+                      scheduler=lr_scheduler, train_dataloader=train_dataloader, wrapped_model=model,
+                      h2d_non_blocking=bool(getattr(train_dataloader, "_non_blocking", False)),
                       grad_scaler=accelerator.scaler, clip_max_norm=run.max_grad_norm,
                       grad_accum=run.grad_accum,
                       extra={"accelerate_mixed_precision": accelerator.mixed_precision,

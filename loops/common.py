@@ -1,5 +1,6 @@
-"""The two things the manual and Accelerate loops must build exactly as the Trainer does, or the
-comparison would compare different training: AdamW's parameter groups and its implementation."""
+"""What the loops must do exactly alike, or the comparison would compare different training: AdamW's
+parameter groups and its implementation (built as the Trainer builds them), and how an fp16 step
+that the loss scaler skipped is recognised (so that no loop advances its schedule on one)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,17 @@ def adamw_impl_kwargs(impl: str) -> dict:
     if impl == "fused":
         return {"fused": True}
     raise UnsupportedSetting(f"unknown AdamW implementation {impl!r}")
+
+
+def scaler_skipped(scaler, scale_before) -> bool:
+    """Did the fp16 loss scaler skip the optimizer step just taken?  ``GradScaler.update`` lowers the
+    scale on every step whose gradients held inf/nan, so a lower scale after the step is a skip.
+    Read from the scale, not from whether ``optimizer.step`` was called: a fused AdamW is always
+    called and skips inside its kernel, which Accelerate's ``step_was_skipped`` (and the Trainer
+    through it) cannot see.  One host read of the scale per step, only under fp16."""
+    return scaler is not None and scaler.is_enabled() and scaler.get_scale() < scale_before
+
+
+def scale_of(scaler):
+    """The loss scale before a step (None without an active scaler)."""
+    return scaler.get_scale() if scaler is not None and scaler.is_enabled() else None

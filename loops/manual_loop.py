@@ -24,7 +24,7 @@ from transformers import get_scheduler
 
 from bench.loop_api import LoopResult, UnsupportedSetting
 from bench.precision import plan, set_tf32
-from loops.common import adamw_impl_kwargs, adamw_param_groups
+from loops.common import adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
 
 
 def train(cell, data, model, meter):
@@ -51,10 +51,16 @@ def train(cell, data, model, meter):
 
     model.to(device)
     if distributed:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # Every parameter gets a gradient in this model: no per-step search of the autograd graph.
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                        find_unused_parameters=False)
     trained = model.module if distributed else model
+    wrapped = model
     if run.compile:
-        model = torch.compile(model)  # the compiled wrapper shares the parameters it trains
+        # The compiled wrapper shares the parameters it trains.  Batch and sequence dims are dynamic:
+        # every batch has its own length (and the epoch's last batch its own size), which would
+        # otherwise recompile inside the timed steps.
+        model = torch.compile(model, dynamic=True)
     optimizer = AdamW(adamw_param_groups(trained, run.weight_decay), lr=run.lr,
                       betas=(run.adam_beta1, run.adam_beta2), eps=run.adam_eps,
                       weight_decay=run.weight_decay, **adamw_impl_kwargs(run.adamw))
@@ -80,7 +86,8 @@ def train(cell, data, model, meter):
         sampler.set_epoch(epoch)  # a new shuffle each epoch, the same one in every loop
         n_batches = len(train_dataloader)
         for i, batch in enumerate(train_dataloader):
-            batch = {k: v.to(device) for k, v in batch.items()}
+            # Asynchronous host-to-device copies: from pinned memory (--pin-memory) they overlap compute.
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 outputs = model(**batch)
             # Average over the micro-batches of this step (the last group of an epoch may be short).
@@ -92,12 +99,12 @@ def train(cell, data, model, meter):
                 continue
             if run.max_grad_norm:
                 scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-                torch.nn.utils.clip_grad_norm_(trained.parameters(), run.max_grad_norm)
-            scale_before = scaler.get_scale()
+                meter.observe_grad_norm(torch.nn.utils.clip_grad_norm_(trained.parameters(), run.max_grad_norm))
+            scale_before = scale_of(scaler)
             scaler.step(optimizer)
             scaler.update()
             # An fp16 step skipped for inf/nan gradients must not advance the schedule either.
-            if not precision.grad_scaler or scaler.get_scale() >= scale_before:
+            if not scaler_skipped(scaler, scale_before):
                 lr_scheduler.step()
             optimizer.zero_grad()
             meter.step()
@@ -108,5 +115,5 @@ def train(cell, data, model, meter):
 
     return LoopResult(model=trained, optimizer=optimizer, scheduler=lr_scheduler,
                       train_dataloader=train_dataloader, grad_scaler=scaler,
-                      clip_max_norm=run.max_grad_norm, grad_accum=run.grad_accum,
-                      extra={"compiled": type(model).__name__ == "OptimizedModule"})
+                      clip_max_norm=run.max_grad_norm, grad_accum=run.grad_accum, wrapped_model=wrapped,
+                      h2d_non_blocking=True, extra={"compiled": type(model).__name__ == "OptimizedModule"})

@@ -25,7 +25,8 @@ import torch
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from bench.loop_api import LoopResult
-from bench.precision import plan
+from bench.precision import plan, set_tf32
+from loops.common import scale_of, scaler_skipped
 
 _OPTIM = {"torch-default": "adamw_torch", "fused": "adamw_torch_fused"}
 
@@ -48,6 +49,22 @@ class MeterCallback(TrainerCallback):
         self.meter.stop()
 
 
+class ScalerSkipCallback(TrainerCallback):
+    """Makes the Trainer hold its schedule on an fp16 step the loss scaler skipped inside a fused
+    AdamW: the Trainer asks Accelerate whether the step was skipped, and Accelerate only knows when
+    ``optimizer.step`` was not called, which a fused optimizer always is."""
+
+    def __init__(self, scaler):
+        self.scaler, self.scale_before = scaler, None
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.scale_before = scale_of(self.scaler)
+
+    def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        if scaler_skipped(self.scaler, self.scale_before) and hasattr(optimizer, "_is_overflow"):
+            optimizer._is_overflow = True  # what AcceleratedOptimizer.step_was_skipped reports
+
+
 class SharedOrderTrainer(Trainer):
     def __init__(self, *args, sampler, meter, **kwargs):
         super().__init__(*args, **kwargs)
@@ -61,6 +78,12 @@ class SharedOrderTrainer(Trainer):
         if model.training:
             self._meter.observe(outputs.loss, inputs)
         return (loss, outputs) if return_outputs else loss
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        # The norm the Trainer computes every step anyway: the meter checks it for nan/inf.
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        self._meter.observe_grad_norm(grad_norm)
+        return grad_norm
 
 
 def training_arguments(cell, output_dir):
@@ -84,7 +107,9 @@ def training_arguments(cell, output_dir):
         seed=run.seed,
         bf16=precision.autocast_dtype == "bfloat16",
         fp16=precision.autocast_dtype == "float16",
-        tf32=precision.tf32 if cell.device == "cuda" else None,
+        tf32=None,  # the harness sets TF32 itself, through torch's one API (see train below)
+        ddp_find_unused_parameters=False,  # default: True for a model without gradient checkpointing
+        accelerator_config={"non_blocking": True},  # asynchronous host-to-device copies of pinned batches
         use_cpu=cell.device == "cpu",
         dataloader_pin_memory=run.pin_memory,
         average_tokens_across_devices=False,
@@ -123,6 +148,19 @@ def train(cell, data, model, meter):
         # With tqdm off the Trainer prints its own end-of-run speed figures, which include warm-up
         # and are not the harness's measure; the record is the one place numbers come from.
         trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(ScalerSkipCallback(trainer.accelerator.scaler))
+        # BERT's forward takes **kwargs, so the Trainer believes the model divides its loss by the
+        # number of labels in the whole accumulated batch (num_items_in_batch) and skips its own
+        # division by the accumulation steps; BERT's loss is a plain per-batch mean, so with
+        # --grad-accum N every gradient would be N times the mean (and the Trainer's clipping N
+        # times tighter).  Telling it the truth makes it average the micro-batches of each step,
+        # the short last group of an epoch included, as the other loops do.
+        trainer.model_accepts_loss_kwargs = False
+        # The Accelerator the Trainer built turns TF32 on for a compiled fp32 model on CUDA, and
+        # TrainingArguments(torch_compile=True) does too: the precision asked for is set again.
+        set_tf32(plan(cell.precision).tf32)
+        if run.compile:  # as in the other loops: batch and sequence dims dynamic, no recompiles
+            trainer.accelerator.state.dynamo_plugin.dynamic = True
         trainer.train()
 
     optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # unwrap AcceleratedOptimizer
@@ -130,6 +168,8 @@ def train(cell, data, model, meter):
     args = trainer.args
     return LoopResult(model=trainer.model, optimizer=optimizer, scheduler=scheduler,
                       train_dataloader=callback.train_dataloader, grad_scaler=trainer.accelerator.scaler,
+                      wrapped_model=trainer.model_wrapped,
+                      h2d_non_blocking=bool(getattr(callback.train_dataloader, "_non_blocking", False)),
                       clip_max_norm=args.max_grad_norm if args.max_grad_norm > 0 else None,
                       grad_accum=args.gradient_accumulation_steps,
                       extra={"trainer_optim": str(args.optim.value if hasattr(args.optim, "value") else args.optim),
