@@ -7,7 +7,6 @@ CELL.json RESULT.json`` is how a sweep runs each cell in a fresh process of its 
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
 import json
 import os
 import sys
@@ -15,18 +14,16 @@ import traceback
 
 from bench.config import Cell, ConfigError
 
-# The registry of loops: names to modules, imported only when a cell of that loop runs.
-LOOPS = {
-    "manual": "loops.manual_loop",
-    "accelerate": "loops.accelerate_loop",
-    "trainer": "loops.trainer_loop",
-}
-
-
 def resolve_loop(name: str):
-    if name not in LOOPS:
-        raise ConfigError(f"unknown loop {name!r}; choose from {', '.join(LOOPS)}")
-    return importlib.import_module(LOOPS[name]).train
+    """The loop's ``train``, from the registry in ``loops/__init__.py``."""
+    import loops
+
+    if name not in loops.LOOPS:
+        raise ConfigError(f"unknown loop {name!r}; choose from {', '.join(loops.LOOPS)}")
+    missing = loops.missing_package(name)
+    if missing:
+        raise ConfigError(f"the {name} loop needs the package {missing!r}: pip install -e \".[{missing}]\"")
+    return loops.resolve(name)
 
 
 def _now() -> str:

@@ -240,6 +240,22 @@ def cmd_run(args) -> int:
         lock.release()
 
 
+def _installed_loops(names: list[str], explicit: bool) -> list[str]:
+    """The loops asked for that can run here: by name, a missing extra package is an error; through
+    ``all``, a loop whose package is missing is left out, and the run says so."""
+    import loops as registry
+
+    missing = {name: registry.missing_package(name) for name in names}
+    missing = {name: pkg for name, pkg in missing.items() if pkg}
+    if missing and explicit:
+        name, pkg = next(iter(missing.items()))
+        raise ConfigError(f"--loops {name}: needs the package {pkg!r}, not installed here (pip install -e \".[{pkg}]\")")
+    if missing:
+        print(f"bench: --loops all: leaving out {', '.join(missing)} (needs {', '.join(sorted(set(missing.values())))}, "
+              f"not installed: pip install -e \".[{'],['.join(sorted(set(missing.values())))}]\")", file=sys.stderr)
+    return [name for name in names if name not in missing]
+
+
 def _sweep(args, runs: list[RunConfig], explicit: set[str], out: Path, records: list[dict] | None) -> int:
     """Plan the cells, check them against OUT, run them, summarise.  ``records``: OUT's records
     (None on a node other than 0, which writes nothing)."""
@@ -254,7 +270,7 @@ def _sweep(args, runs: list[RunConfig], explicit: set[str], out: Path, records: 
     from bench.sweep import expand, refuse_explicit, run_sweep
 
     run = runs[0]
-    loops, _ = args.loops
+    loops = _installed_loops(*args.loops)
     devices, devices_explicit = args.device
     precisions, precisions_explicit = args.precision
     refuse_explicit(devices, precisions, devices_explicit, precisions_explicit, skip_reason, nproc=args.nproc)

@@ -14,7 +14,9 @@ import json
 import math
 from dataclasses import dataclass, field
 
-LOOP_NAMES = ("manual", "accelerate", "trainer")
+from loops import LOOPS
+
+LOOP_NAMES = tuple(LOOPS)  # every registered loop; loops.available() says which are installed
 DEVICES = ("cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 # How AdamW runs its update: what torch picks when nothing is said (for-loop on CPU, foreach on

@@ -1,11 +1,24 @@
-"""The one shape shared by the three loops.
+"""The contract every loop keeps (``loops/__init__.py`` registers them; the contract test in
+``tests/test_contract.py`` holds each registered loop to it).
 
-    train(cell, data, model, meter) -> LoopResult
+    def train(cell: Cell, data: PreparedData, model, meter: StepMeter) -> LoopResult
 
-``cell`` carries the run config (hyperparameters) and the device and precision; ``data`` is the
+``cell`` carries the run config (hyperparameters), the device and the precision; ``data`` is the
 harness's PreparedData (tokenized splits, collator, shared sampler); ``model`` is built and seeded
-by the harness on the CPU; ``meter`` is the harness's StepMeter.  The loop returns the live
-objects it trained with, so the harness can read the settings actually in force from them.
+by the harness on the CPU; ``meter`` is the harness's StepMeter.  A loop must:
+
+1. draw its batches from ``data.sampler`` (the one shared order; under DDP a shard of it or of a
+   ``DistributedSampler``), through ``data.collator``;
+2. call ``meter.watch(optimizer)`` and ``meter.start()`` just before its first batch,
+   ``meter.observe(loss, batch)`` after every micro-batch's backward, ``meter.step()`` once per
+   optimizer step, after the scheduler's step, and ``meter.stop()`` after the last;
+3. pass each gradient norm it computes to ``meter.observe_grad_norm`` (for the divergence check);
+4. average the loss over the micro-batches of an accumulation group, a short last group included;
+5. not advance its schedule on an fp16 step the loss scaler skipped (``loops.common.scaler_skipped``);
+6. return the live objects, unwrapped (no DDP, compile or library wrapper around ``model``,
+   ``optimizer`` or ``scheduler``), so the harness reads the settings in force from them, and
+   declare in ``extra`` its own facts (their keys are loop-specific in the report's settings
+   table) and in ``extra_work`` the per-step work it does beyond the manual loop.
 """
 
 from __future__ import annotations
@@ -31,3 +44,4 @@ class LoopResult:
     wrapped_model: object = None  # what ran the steps (DDP, compile wrapper), read for its DDP settings
     h2d_non_blocking: bool = False  # host-to-device batch copies asynchronous
     extra: dict = field(default_factory=dict)  # loop-specific facts worth recording
+    extra_work: list = field(default_factory=list)  # per-step work beyond the manual loop, in words

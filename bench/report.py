@@ -20,17 +20,33 @@ from bench.records import read_records
 from bench.summary import latest_per_cell
 
 REPORT_TITLE = "# bench report"  # a file that starts otherwise was not written here, and is never overwritten
-LOOP_ORDER = ("manual", "accelerate", "trainer")
+from loops import LOOPS
+
+LOOP_ORDER = tuple(LOOPS)
 PRECISION_ORDER = ("fp32", "tf32", "bf16", "fp16")
-# Settings that name the loop's own machinery rather than what it trains; shown, never flagged.
-LOOP_SPECIFIC = {"param_groups", "trainer_optim", "trainer_logging_nan_inf_filter", "trainer_grad_norm_each_step",
-                 "trainer_average_tokens_across_devices", "trainer_model_accepts_loss_kwargs", "accelerate_mixed_precision",
-                 "accelerate_native_amp", "grad_scaler_final_scale", "device"}
+# Settings that name a loop's own machinery rather than what it trains; shown, never flagged.  Each
+# record adds the keys its loop declared (``loop_specific_keys``: the keys of its LoopResult.extra).
+LOOP_SPECIFIC = {"param_groups", "grad_scaler_final_scale", "device", "loop_specific_keys", "extra_work_per_step",
+                 "compiled"}
+
+
+def loop_specific(settings_of_loops: dict) -> set:
+    """Generic loop-specific keys, those each loop declared, and (records before the declaration)
+    keys named after their loop."""
+    keys = set(LOOP_SPECIFIC)
+    for loop, settings in settings_of_loops.items():
+        keys |= set(settings.get("loop_specific_keys") or ())
+        keys |= {k for k in settings if k.startswith(f"{loop}_")}
+    return keys
 
 
 # ---------------------------------------------------------------------------------------------
 # Grouping and numbers
 # ---------------------------------------------------------------------------------------------
+
+LOOP_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
+LOOP_STYLES = (("-", 2.5), ("--", 1.5), (":", 1.5), ("-.", 1.5), ((0, (5, 1)), 1.5), ((0, (1, 1)), 1.5))
+
 
 def _order(value, order):
     return order.index(value) if value in order else len(order)
@@ -296,11 +312,6 @@ def _fast_section(cells: list[Cell]) -> list[str]:
     return lines + [""]
 
 
-# Per-step work a loop does beyond the manual loop, as its record's settings say.
-EXTRA_WORK = {
-    "trainer_grad_norm_each_step": "the Trainer computes the total gradient norm every step, clipping on or off",
-    "trainer_logging_nan_inf_filter": "the Trainer checks every loss for nan/inf (`logging_nan_inf_filter`; a device sync per step on GPUs)",
-}
 GAP_TOLERANCE = 0.05
 
 
@@ -334,7 +345,7 @@ def gap_rows(group: list[Cell]) -> list[dict]:
                     "step_ratio": statistics.median(per_run) if per_run else None,
                     "step_ratio_range": (min(per_run), max(per_run)) if per_run else None,
                     "manual_cv": ref.cv("samples_per_s"),
-                    "extra_work": [text for key, text in EXTRA_WORK.items() if settings.get(key)]})
+                    "extra_work": [f"{c.loop} {text}" for text in settings.get("extra_work_per_step") or ()]})
     return out
 
 
@@ -436,13 +447,14 @@ def _settings_diff(group: list[Cell]) -> list[str]:
     if len(by_loop) < 2:
         return []
     keys = list(dict.fromkeys(k for s in by_loop.values() for k in s))
+    specific = loop_specific(by_loop)
     lines = ["| setting | " + " | ".join(by_loop) + " | |", "|---|" + "---|" * len(by_loop) + "---|"]
     diffs = []
     for k in keys:
         vals = [json.dumps(s.get(k), sort_keys=True, default=str) for s in by_loop.values()]
         differs = len(set(vals)) > 1
-        mark = "" if not differs else ("loop-specific" if k in LOOP_SPECIFIC else "**differs**")
-        if differs and k not in LOOP_SPECIFIC:
+        mark = "" if not differs else ("loop-specific" if k in specific else "**differs**")
+        if differs and k not in specific:
             diffs.append(k)
         cells = [v if len(v) <= 60 else v[:57] + "..." for v in vals]
         name = f"**{md.text(k)}**" if mark == "**differs**" else md.text(k)
@@ -524,7 +536,7 @@ def _plots(cells: list[Cell], out_md: Path) -> dict:
                                      "peak MiB" + (" (CUDA allocated)" if device == "cuda" else " (process RSS)"))):
             values = [c.median(field) or 0 for c in dev]
             fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(dev) + 2), 4))
-            colors = [{"manual": "#4c72b0", "accelerate": "#dd8452", "trainer": "#55a868"}.get(c.loop, "gray") for c in dev]
+            colors = [LOOP_COLORS[_order(c.loop, LOOP_ORDER) % len(LOOP_COLORS)] for c in dev]
             ax.bar(range(len(dev)), values, color=colors)
             if name == "throughput":
                 for i, c in enumerate(dev):
@@ -542,7 +554,7 @@ def _plots(cells: list[Cell], out_md: Path) -> dict:
             made[(device, name)] = path.name
     for (device, precision, variant), group in comparison_groups([c for c in cells if c.ok]).items():
         fig, ax = plt.subplots(figsize=(7, 4))
-        styles = {"manual": ("-", 2.5), "accelerate": ("--", 1.5), "trainer": (":", 1.5)}
+        styles = {loop: LOOP_STYLES[i % len(LOOP_STYLES)] for i, loop in enumerate(LOOP_ORDER)}
         n = max(len(c.ok[0]["step_losses"]) for c in group)
         # Over hundreds of steps the per-batch losses are a band; a running mean shows the trend (the
         # raw losses stay faintly behind it, and the parity table compares them step by step).
@@ -556,7 +568,7 @@ def _plots(cells: list[Cell], out_md: Path) -> dict:
                     ax.plot(steps, losses, "-", color="0.85", linewidth=0.5, label="manual, per step")
                 losses = [sum(losses[max(0, i - window + 1):i + 1]) / (i + 1 - max(0, i - window + 1))
                           for i in range(len(losses))]
-            ax.plot(steps, losses, style, linewidth=width, label=c.loop)
+            ax.plot(steps, losses, linestyle=style, linewidth=width, label=c.loop)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("training loss" + (f" (running mean over {window} steps)" if window > 1 else ""))
         ax.set_title(f"loss per step, {device} / {precision}" + (f" / {variant}" if variant else ""))

@@ -136,6 +136,10 @@ def read_settings(result, meter, probe: PrecisionProbe, collator, model_info) ->
         **tf32_state(),
     }
     settings.update(result.extra)
+    # What the report needs to know about this loop, from the loop itself: which keys are its own
+    # machinery (shown, never flagged as a difference) and what it does each step beyond manual.
+    settings["loop_specific_keys"] = sorted(result.extra)
+    settings["extra_work_per_step"] = list(result.extra_work)
     return settings
 
 

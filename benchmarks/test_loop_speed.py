@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import loops
 from bench.cell import _reset_process_state, resolve_loop
 from bench.config import Cell, RunConfig
 from bench.data import prepare
@@ -31,7 +32,7 @@ def _setup(loop: str):
     return (cell, data, model, StepMeter("cpu", 1, STEPS, progress=False)), {}
 
 
-LOOPS = ["manual", "accelerate", "trainer"]
+LOOPS = loops.available()  # the registry's loops installed here
 
 
 @pytest.mark.parametrize("loop", LOOPS)

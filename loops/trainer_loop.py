@@ -166,17 +166,20 @@ def train(cell, data, model, meter):
     optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # unwrap AcceleratedOptimizer
     scheduler = getattr(trainer.lr_scheduler, "scheduler", trainer.lr_scheduler)
     args = trainer.args
+    extra_work = []
+    if callable(getattr(trainer, "_get_grad_norm", None)):  # transformers 5, for its logs
+        extra_work.append("computes the total gradient norm every step, clipping on or off")
+    if args.logging_nan_inf_filter:
+        extra_work.append("checks every loss for nan/inf (`logging_nan_inf_filter`; a device sync per step on GPUs)")
     return LoopResult(model=trainer.model, optimizer=optimizer, scheduler=scheduler,
                       train_dataloader=callback.train_dataloader, grad_scaler=trainer.accelerator.scaler,
                       wrapped_model=trainer.model_wrapped,
                       h2d_non_blocking=bool(getattr(callback.train_dataloader, "_non_blocking", False)),
                       clip_max_norm=args.max_grad_norm if args.max_grad_norm > 0 else None,
-                      grad_accum=args.gradient_accumulation_steps,
+                      grad_accum=args.gradient_accumulation_steps, extra_work=extra_work,
                       extra={"trainer_optim": str(args.optim.value if hasattr(args.optim, "value") else args.optim),
                              "trainer_logging_nan_inf_filter": args.logging_nan_inf_filter,
-                             # transformers 5 computes the total gradient norm every step, for its
-                             # logs, even with clipping off: per-step work the other loops do not do.
-                             "trainer_grad_norm_each_step": callable(getattr(trainer, "_get_grad_norm", None)),
+                             "trainer_grad_norm_each_step": bool(extra_work and "gradient norm" in extra_work[0]),
                              "trainer_average_tokens_across_devices": args.average_tokens_across_devices,
                              "trainer_model_accepts_loss_kwargs": trainer.model_accepts_loss_kwargs,
                              "compiled": bool(args.torch_compile),

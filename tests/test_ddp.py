@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from bench.config import LOOP_NAMES, Cell, RunConfig
+import loops
+from bench.config import Cell, RunConfig
 from bench.sweep import launch_argv, run_isolated
 
 N_EVAL = 408
@@ -15,10 +16,10 @@ N_EVAL = 408
 def ddp_records(glue_dir):
     run = RunConfig(model="tiny", glue_dir=glue_dir, train_samples=96, max_steps=4, timing_warmup=1)
     return {loop: run_isolated(Cell(loop, "cpu", "fp32", run, nproc=2), timeout_s=300, progress=False,
-                               command="test") for loop in LOOP_NAMES}
+                               command="test") for loop in loops.available()}
 
 
-@pytest.mark.parametrize("loop", LOOP_NAMES)
+@pytest.mark.parametrize("loop", loops.available())
 def test_every_loop_completes_with_world_size_2(ddp_records, loop):
     r = ddp_records[loop]
     assert r.status == "ok", (r.reason, r.env.get("output_tail"))
@@ -29,7 +30,7 @@ def test_every_loop_completes_with_world_size_2(ddp_records, loop):
     assert r.settings["ddp_find_unused_parameters"] is False
 
 
-@pytest.mark.parametrize("loop", LOOP_NAMES)
+@pytest.mark.parametrize("loop", loops.available())
 def test_global_throughput_is_all_samples_over_the_slowest_rank(ddp_records, loop):
     r = ddp_records[loop]
     slowest = max(p["timed_s"] for p in r.per_rank)
@@ -41,7 +42,7 @@ def test_global_throughput_is_all_samples_over_the_slowest_rank(ddp_records, loo
     assert "per device (2 ranks)" in r.device_peak_source
 
 
-@pytest.mark.parametrize("loop", LOOP_NAMES)
+@pytest.mark.parametrize("loop", loops.available())
 def test_evaluation_covers_each_validation_pair_once(ddp_records, loop):
     r = ddp_records[loop]
     assert r.eval_examples == N_EVAL

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from bench.cell import run_cell
-from bench.config import LOOP_NAMES, Cell
+import loops
+from bench.config import Cell
 from bench.data import EpochShuffleSampler
 
 
@@ -28,7 +29,7 @@ def test_length_grouping_keeps_a_permutation_and_cuts_padding():
     assert list(s) != grouped  # a new grouping each epoch
 
 
-@pytest.mark.parametrize("loop", LOOP_NAMES)
+@pytest.mark.parametrize("loop", loops.available())
 def test_fast_path_settings_are_in_force(tiny_run, loop):
     run = tiny_run(max_steps=3, timing_warmup=1, group_by_length=True, pad_to_multiple_of=16, batch_size=16,
                    adamw="fused", attn="eager", train_samples=96)

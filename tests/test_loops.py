@@ -6,9 +6,10 @@ import math
 import pytest
 
 from bench.cell import run_cell
-from bench.config import LOOP_NAMES, Cell
+import loops
+from bench.config import Cell
 
-LOOPS = list(LOOP_NAMES)
+LOOPS = loops.available()
 
 
 @pytest.fixture(scope="module")

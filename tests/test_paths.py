@@ -5,9 +5,10 @@ GPU datasheet names, compile, deterministic cuBLAS and the process count against
 import pytest
 
 from bench.cell import _reset_process_state, resolve_loop, run_cell
-from bench.config import LOOP_NAMES, Cell, ConfigError
+import loops
+from bench.config import Cell, ConfigError
 
-LOOPS = list(LOOP_NAMES)
+LOOPS = loops.available()
 PARITY_TOL = 1e-5
 
 
@@ -40,8 +41,9 @@ def test_grad_accum_trains_the_same_in_every_loop(tiny_run, accum):
 
 @pytest.fixture
 def cpu_fp16_scaler(monkeypatch):
-    """Accelerate (and the Trainer through it) makes no loss scaler on the CPU; give it torch's CPU
-    GradScaler, at the library's boundary, so its fp16 step path runs here."""
+    """On the CPU, Accelerate (and the HF Trainer through it) makes no loss scaler for fp16, and
+    Fabric and the Lightning Trainer switch fp16 to bf16; give each torch's CPU GradScaler, at the
+    library's boundary, so its fp16 step path runs here."""
     import accelerate
     import torch
 
@@ -53,6 +55,31 @@ def cpu_fp16_scaler(monkeypatch):
             self.scaler = torch.amp.GradScaler("cpu")
 
     monkeypatch.setattr(accelerate.Accelerator, "__init__", with_scaler)
+    if "fabric" in LOOPS:
+        from lightning.fabric import Fabric
+        from lightning.fabric.plugins.precision.amp import MixedPrecision
+
+        fabric_init = Fabric.__init__
+
+        def fabric_with_scaler(self, *args, **kwargs):
+            fabric_init(self, *args, **kwargs)
+            if kwargs.get("precision") == "16-mixed" and kwargs.get("accelerator") == "cpu":
+                self._strategy.precision = MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu"))
+                self._precision = self._strategy.precision
+
+        monkeypatch.setattr(Fabric, "__init__", fabric_with_scaler)
+    if "lightning" in LOOPS:
+        import lightning.pytorch as pl
+        from lightning.pytorch.plugins.precision import MixedPrecision as PlMixedPrecision
+
+        pl_init = pl.Trainer.__init__
+
+        def trainer_with_scaler(self, *args, **kwargs):
+            pl_init(self, *args, **kwargs)
+            if kwargs.get("precision") == "16-mixed" and kwargs.get("accelerator") == "cpu":
+                self.strategy.precision_plugin = PlMixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu"))
+
+        monkeypatch.setattr(pl.Trainer, "__init__", trainer_with_scaler)
 
 
 def _train_with_inf_grads_at(loop, run, skip_step):
@@ -137,7 +164,8 @@ def test_the_trainer_leaves_tf32_to_the_harness(tiny_run):
 def test_copies_are_non_blocking_and_ddp_settings_are_read_back(tiny_run, loop):
     r = run_cell(Cell(loop, "cpu", "fp32", tiny_run(pin_memory=False)), progress=False)
     assert r.status == "ok", r.reason
-    assert r.settings["h2d_non_blocking"] is True
+    # The Lightning loops copy with non_blocking on accelerators only (from CPU to CPU nothing moves).
+    assert r.settings["h2d_non_blocking"] is (loop not in ("fabric", "lightning"))
     assert r.settings["ddp_find_unused_parameters"] is None  # one process: no DDP wrapper
 
 

@@ -111,7 +111,9 @@ def test_report_cli_writes_next_to_the_results(tmp_path):
 # ---- is each loop as fast as the manual loop? ------------------------------------------------
 
 MANUAL_STEPS = [[0.9, 0.5, 1.0], [1.1, 0.6, 1.2], [0.8, 0.45, 0.9]]  # three repeats, batches of varied length
-TRAINER_SETTINGS = dict(SETTINGS, trainer_grad_norm_each_step=True, trainer_logging_nan_inf_filter=True)
+TRAINER_SETTINGS = dict(SETTINGS, trainer_grad_norm_each_step=True, trainer_logging_nan_inf_filter=True,
+                        loop_specific_keys=["trainer_grad_norm_each_step", "trainer_logging_nan_inf_filter"],
+                        extra_work_per_step=["computes the total gradient norm every step, clipping on or off"])
 
 
 def _gap_records(factors, checksum=123):
@@ -124,7 +126,7 @@ def _gap_records(factors, checksum=123):
 @pytest.mark.parametrize("factors,verdict", [
     ([1.02, 0.99, 1.03], "within 5% of manual"),
     ([1.20, 1.15, 1.25], "20% slower in every one of 3 runs: a real gap. Per-step work beyond the manual loop: "
-                         "the Trainer computes the total gradient norm every step"),
+                         "trainer computes the total gradient norm every step"),
     ([1.30, 0.97, 1.20], "20% slower at the median, but not beyond 5% in every run (step ratio 0.97–1.30 across 3 runs): "
                          "not separable from this machine's run-to-run noise"),
     ([1.30], "30% slower in a single run; one run cannot tell a gap from the machine's run-to-run noise"),

@@ -2,6 +2,8 @@
 
 import json
 
+import loops
+
 from bench.records import read_records
 from tests.test_cli import run_cli
 
@@ -15,16 +17,16 @@ def test_run_all_loops_writes_ok_records_a_round_at_a_time(glue_dir, tmp_path):
     records = read_records(out)
     # Every loop once, then every loop again: the loops compared run close together in time.
     assert [(r["loop"], r["repeat"], r["status"]) for r in records] == [
-        (loop, rep, "ok") for rep in (0, 1) for loop in ("manual", "accelerate", "trainer")]
-    assert len({r["cell_id"] for r in records}) == 6
+        (loop, rep, "ok") for rep in (0, 1) for loop in loops.available()]
+    assert len({r["cell_id"] for r in records}) == 2 * len(loops.available())
     assert all(r["command"].endswith("--no-progress") and " run " in r["command"] for r in records)
     # The summary table at the end names every loop.
-    for loop in ("manual", "accelerate", "trainer"):
+    for loop in loops.available():
         assert f"| {loop}" in result.stdout
     # Every line is one JSON object, loadable by pandas.
     import pandas as pd
 
     df = pd.read_json(out / "results.jsonl", lines=True)
-    assert len(df) == 6 and set(df["status"]) == {"ok"}
+    assert len(df) == 2 * len(loops.available()) and set(df["status"]) == {"ok"}
     with open(out / "results.jsonl") as f:
         assert all(json.loads(line)["eval_examples"] == 16 for line in f)
