@@ -11,6 +11,7 @@ LOOPS = {
     "manual": ("loops.manual_loop", None),
     "accelerate": ("loops.accelerate_loop", None),
     "trainer": ("loops.trainer_loop", None),
+    "fabric": ("loops.fabric_loop", "lightning"),
 }
 
 

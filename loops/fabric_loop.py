@@ -1,0 +1,98 @@
+"""The tutorial's loop written for Lightning Fabric: the same steps as the manual loop, with device
+placement, mixed precision, loss scaling and DDP handed to ``Fabric``, as in Fabric's own
+"convert your PyTorch code" guide: ``Fabric(...)``, ``fabric.setup(model, optimizer)``,
+``fabric.setup_dataloaders(...)``, ``fabric.backward(loss)``.
+
+What Fabric decides unless told, and is told here: its precision names (``"32-true"``,
+``"bf16-mixed"``, ``"16-mixed"``); under DDP it swaps the DataLoader's sampler for a distributed
+wrapper of it (kept: each rank gets a shard of the shared order).
+"""
+
+import math
+import os
+
+import torch
+from lightning.fabric import Fabric
+from torch.optim import AdamW
+from torch.utils.data import DataLoader
+from transformers import get_scheduler
+
+from bench.loop_api import LoopResult
+from bench.precision import plan, set_tf32
+from loops.common import adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
+
+FABRIC_PRECISION = {"fp32": "32-true", "tf32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
+
+
+def train(cell, data, model, meter):
+    run = cell.run
+    precision = plan(cell.precision)
+    # Under torchrun Fabric reads the ranks from the environment; it must be told the same shape.
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    fabric = Fabric(accelerator=cell.device, devices=local, num_nodes=world // local,
+                    strategy="ddp" if world > 1 else "auto", precision=FABRIC_PRECISION[cell.precision])
+    fabric.launch()
+    set_tf32(precision.tf32)  # Fabric has no TF32 switch: torch's process-wide one
+
+    train_dataloader = DataLoader(data.train, sampler=data.sampler, batch_size=run.batch_size,
+                                  collate_fn=data.collator, num_workers=run.num_workers, pin_memory=run.pin_memory)
+    optimizer = AdamW(adamw_param_groups(model, run.weight_decay), lr=run.lr,
+                      betas=(run.adam_beta1, run.adam_beta2), eps=run.adam_eps,
+                      weight_decay=run.weight_decay, **adamw_impl_kwargs(run.adamw))
+    # setup() moves the model, wraps it for DDP and mixed precision; the DataLoader's batches are
+    # moved to the device as they come.
+    trained = model
+    if run.compile:  # before setup, as Fabric asks; dynamic dims: every batch has its own length
+        model = torch.compile(model, dynamic=True)
+    model, optimizer = fabric.setup(model, optimizer)
+    train_dataloader = fabric.setup_dataloaders(train_dataloader)
+
+    steps_per_epoch = math.ceil(len(train_dataloader) / run.grad_accum)
+    num_training_steps = run.max_steps or run.epochs * steps_per_epoch
+    num_epochs = math.ceil(num_training_steps / steps_per_epoch)
+    lr_scheduler = get_scheduler(run.scheduler, optimizer=optimizer.optimizer, num_warmup_steps=run.warmup_steps,
+                                 num_training_steps=num_training_steps)
+    scaler = getattr(fabric._precision, "scaler", None)  # the fp16 loss scaler, if the precision has one
+
+    meter.watch(optimizer)
+    model.train()
+    meter.start()
+    step = 0
+    for epoch in range(num_epochs):
+        # Fabric's DataLoader calls the sampler's set_epoch itself, once per pass.
+        n_batches = len(train_dataloader)
+        for i, batch in enumerate(train_dataloader):
+            group_start = (i // run.grad_accum) * run.grad_accum
+            group_size = min(run.grad_accum, n_batches - group_start)
+            last = i + 1 == group_start + group_size
+            # No gradient all-reduce on the micro-batches that only accumulate.
+            with fabric.no_backward_sync(model, enabled=not last):
+                outputs = model(**batch)
+                fabric.backward(outputs.loss / group_size)
+            meter.observe(outputs.loss, batch)
+            if not last:
+                continue
+            if run.max_grad_norm:
+                meter.observe_grad_norm(fabric.clip_gradients(model, optimizer, max_norm=run.max_grad_norm))
+            scale_before = scale_of(scaler)
+            optimizer.step()
+            if not scaler_skipped(scaler, scale_before):  # an fp16 step the scaler skipped holds the schedule
+                lr_scheduler.step()
+            optimizer.zero_grad()
+            meter.step()
+            step += 1
+            if step == num_training_steps:
+                break
+        if step == num_training_steps:
+            break
+    meter.stop()
+
+    return LoopResult(model=trained, optimizer=optimizer.optimizer, scheduler=lr_scheduler,
+                      train_dataloader=train_dataloader, grad_scaler=scaler, clip_max_norm=run.max_grad_norm,
+                      grad_accum=run.grad_accum, wrapped_model=model._forward_module,
+                      # Fabric copies batches with non_blocking on accelerators, not from CPU to CPU.
+                      h2d_non_blocking=cell.device not in ("cpu", "mps"),
+                      extra={"fabric_precision": FABRIC_PRECISION[cell.precision],
+                             "fabric_strategy": type(fabric.strategy).__name__,
+                             "compiled": bool(run.compile)})
