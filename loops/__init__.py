@@ -12,6 +12,7 @@ LOOPS = {
     "accelerate": ("loops.accelerate_loop", None),
     "trainer": ("loops.trainer_loop", None),
     "fabric": ("loops.fabric_loop", "lightning"),
+    "lightning": ("loops.lightning_loop", "lightning"),
 }
 
 

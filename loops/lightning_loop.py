@@ -1,0 +1,131 @@
+"""The tutorial's fine-tuning as a ``LightningModule`` run by ``lightning.pytorch.Trainer``: the
+training step and the optimizer/schedule in the module, everything else in the Trainer.
+
+The Lightning Trainer's own defaults that the tutorial's loop does not share, each set here
+explicitly (and read back into the record):
+
+- a progress bar, a model summary, checkpoints every epoch and a logger writing ``lightning_logs/``
+  (all off: the harness measures and reports);
+- 2 sanity-check validation steps before training (0: the harness evaluates, after training);
+- under DDP it swaps the DataLoader's sampler for a distributed one (``use_distributed_sampler``:
+  kept, each rank gets a shard of the shared order);
+- gradient clipping is off by default (``gradient_clip_val=None``), as in the tutorial;
+- its precision names: ``"32-true"``, ``"bf16-mixed"``, ``"16-mixed"``.
+
+Two corrections, so that it trains what the other loops train: the loss of an epoch's short last
+accumulation group is averaged over the micro-batches it has (Lightning divides by
+``accumulate_grad_batches`` whatever the group's size), and an fp16 step the loss scaler skipped
+does not advance the schedule (Lightning steps it after every optimizer step).
+"""
+
+import logging
+import os
+
+import lightning.pytorch as pl
+import torch
+from torch.optim import AdamW
+from torch.utils.data import DataLoader
+from transformers import get_scheduler
+
+from bench.loop_api import LoopResult
+from bench.precision import plan, set_tf32
+from loops.common import adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
+
+LIGHTNING_PRECISION = {"fp32": "32-true", "tf32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
+
+
+class MRPCModule(pl.LightningModule):
+    def __init__(self, model, run, meter):
+        super().__init__()
+        self.model, self.run, self.meter = model, run, meter
+        self._scale_before, self._skipped, self.seen = None, False, {}
+
+    def training_step(self, batch, batch_idx):
+        outputs = self.model(**batch)
+        self.meter.observe(outputs.loss, batch)
+        accum, n_batches = self.run.grad_accum, self.trainer.num_training_batches
+        group_size = min(accum, n_batches - (batch_idx // accum) * accum)
+        return outputs.loss * (accum / group_size) if group_size < accum else outputs.loss
+
+    def configure_optimizers(self):
+        run = self.run
+        optimizer = AdamW(adamw_param_groups(self.model, run.weight_decay), lr=run.lr,
+                          betas=(run.adam_beta1, run.adam_beta2), eps=run.adam_eps,
+                          weight_decay=run.weight_decay, **adamw_impl_kwargs(run.adamw))
+        # Lightning counts the optimizer steps it will take (epochs or max_steps, accumulation, ranks).
+        scheduler = get_scheduler(run.scheduler, optimizer=optimizer, num_warmup_steps=run.warmup_steps,
+                                  num_training_steps=self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_start(self):
+        # DDP around this module while fitting (unwrapped after); kept out of the module's children.
+        self.seen["wrapped"] = self.trainer.strategy.model
+        self.meter.watch(self.trainer.optimizers[0])
+        self.meter.start()
+
+    def on_before_optimizer_step(self, optimizer):
+        self._scale_before = scale_of(self._scaler())
+
+    def optimizer_step(self, *args, **kwargs):
+        super().optimizer_step(*args, **kwargs)
+        self._skipped = scaler_skipped(self._scaler(), self._scale_before)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        # What Lightning does by default (the gradients are unscaled by now), keeping the norm for
+        # the meter's divergence check.
+        if gradient_clip_val:
+            self.meter.observe_grad_norm(torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val))
+
+    def lr_scheduler_step(self, scheduler, metric):
+        if not self._skipped:  # an fp16 step the scaler skipped holds the schedule
+            scheduler.step()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        # After the optimizer and the scheduler: one meter step per optimizer step taken.
+        if self.trainer.global_step > len(self.meter.losses):
+            self.meter.step()
+
+    def on_train_end(self):
+        self.meter.stop()
+
+    def _scaler(self):
+        return getattr(self.trainer.precision_plugin, "scaler", None)
+
+
+def train(cell, data, model, meter):
+    run = cell.run
+    # Its start-up banners ("GPU available", tips) say nothing about the run: warnings only.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # under torchrun Lightning reads the ranks itself
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    trainer = pl.Trainer(
+        accelerator=cell.device, devices=local, num_nodes=world // local,
+        strategy="ddp" if world > 1 else "auto",
+        precision=LIGHTNING_PRECISION[cell.precision],
+        max_epochs=run.epochs if not run.max_steps else -1, max_steps=run.max_steps or -1,
+        accumulate_grad_batches=run.grad_accum,
+        gradient_clip_val=run.max_grad_norm,  # None: no clipping, as in the tutorial
+        use_distributed_sampler=True,
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, logger=False,
+        num_sanity_val_steps=0, limit_val_batches=0,
+        deterministic=None,  # left to the harness (--parity sets deterministic kernels for every loop)
+    )
+    set_tf32(plan(cell.precision).tf32)  # Lightning has no TF32 switch: torch's process-wide one
+    module = MRPCModule(torch.compile(model, dynamic=True) if run.compile else model, run, meter)
+    train_dataloader = DataLoader(data.train, sampler=data.sampler, batch_size=run.batch_size,
+                                  collate_fn=data.collator, num_workers=run.num_workers, pin_memory=run.pin_memory)
+    trainer.fit(module, train_dataloaders=train_dataloader)
+
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    return LoopResult(model=model, optimizer=trainer.optimizers[0], scheduler=scheduler,
+                      train_dataloader=trainer.train_dataloader, grad_scaler=module._scaler(),
+                      clip_max_norm=trainer.gradient_clip_val, grad_accum=trainer.accumulate_grad_batches,
+                      wrapped_model=module.seen.get("wrapped"),
+                      # Lightning copies batches with non_blocking on accelerators, not from CPU to CPU.
+                      h2d_non_blocking=cell.device not in ("cpu", "mps"),
+                      extra={"lightning_precision": trainer.precision,
+                             "lightning_use_distributed_sampler": trainer._accelerator_connector.use_distributed_sampler,
+                             "lightning_checkpointing": trainer.checkpoint_callback is not None,
+                             "lightning_logger": trainer.logger is not None,
+                             "lightning_num_sanity_val_steps": trainer.num_sanity_val_steps,
+                             "compiled": bool(run.compile)})
