@@ -7,97 +7,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import math
 import shlex
 import signal
 import sys
 from pathlib import Path
 
+from bench.argtypes import (_choice_list, _int_in, _positive_int, _non_negative_int, _positive_int_list, _fraction, _non_negative_float, _positive_float)
 from bench.config import (ADAMW_IMPLS, ATTN_IMPLS, DEVICES, LOOP_NAMES, PRECISIONS, PRESETS, SCHEDULERS,
                           ConfigError, RunConfig)
-
-
-def _choice_list(valid: tuple[str, ...], what: str):
-    """A comma list of choices or ``all``; remembers whether ``all`` was used."""
-
-    def parse(text: str) -> tuple[list[str], bool]:
-        if text == "all":
-            return list(valid), False
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        bad = [t for t in items if t not in valid]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(
-                f"unknown {what} {', '.join(map(repr, bad)) or repr(text)}; choose from: all, {', '.join(valid)}")
-        return list(dict.fromkeys(items)), True
-
-    return parse
-
-
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def _int_in(lo: int, hi: int):
-    at_least = _int_at_least(lo)
-
-    def parse(text: str) -> int:
-        value = at_least(text)
-        if value > hi:
-            raise argparse.ArgumentTypeError(f"must be <= {hi}, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
-
-
-def _positive_int_list(text: str) -> list[int]:
-    values = [_positive_int(t) for t in text.split(",") if t.strip()]
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}")
-    return list(dict.fromkeys(values))
-
-
-def _fraction(text: str) -> float:
-    value = _positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
-    return value
-
-
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = _finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _finite_float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -204,7 +121,7 @@ def _run_configs(args) -> tuple[list[RunConfig], set[str]]:
         explicit.add("batch_size")
     fast = {k: getattr(args, k) for k in explicit if k != "batch_size"}
     runs = []
-    for batch_size in args.batch_size or [RunConfig.batch_size]:
+    for batch_size in args.batch_size or [RunConfig.batch_size]:  # validated with the plan
         run = RunConfig(
             model=args.model, no_weights=args.no_weights, glue_dir=resolve_glue_dir(args.glue_dir),
             train_samples=args.train_samples, eval_samples=args.eval_samples,
@@ -213,7 +130,6 @@ def _run_configs(args) -> tuple[list[RunConfig], set[str]]:
             max_grad_norm=args.max_grad_norm, grad_accum=args.grad_accum, seed=args.seed,
             eval_batch_size=args.eval_batch_size, timing_warmup=args.timing_warmup, parity=args.parity,
             eval_every=args.eval_every, target_f1=args.target_f1, **fast)
-        run.validate()
         runs.append(run)
     return runs, explicit
 
@@ -264,10 +180,10 @@ def _sweep(args, runs: list[RunConfig], explicit: set[str], out: Path, records: 
     from bench.machine import busy_now
     from bench.models import check_model
     from bench.outdir import check_comparable
-    from bench.presets import apply_preset
+    from bench.plan import plan_cells
     from bench.records import read_records
     from bench.summary import latest_per_cell, summary_table
-    from bench.sweep import expand, refuse_explicit, run_sweep
+    from bench.sweep import refuse_explicit, run_sweep
 
     run = runs[0]
     loops = _installed_loops(*args.loops)
@@ -278,17 +194,8 @@ def _sweep(args, runs: list[RunConfig], explicit: set[str], out: Path, records: 
     load_mrpc(run.glue_dir)
     check_model(run)
     presets = [None if name == "tutorial" else name for name in args.preset[0]] if args.preset else [None]
-    cells = []
-    for device in devices:
-        for preset in presets:
-            for base in runs:
-                device_run = apply_preset(base, device, preset, explicit)
-                device_run.validate()
-                cells += expand(loops, [device], precisions, device_run, args.repeats, nproc=args.nproc,
-                                nnodes=args.nnodes)
-    # One round of every cell, then the next round: cells compared side by side run close together
-    # in time, so a slow spell on a shared machine lands on one repeat of each, not on one loop.
-    cells.sort(key=lambda c: c.repeat)
+    cells = plan_cells(loops, devices, precisions, runs, presets, repeats=args.repeats, nproc=args.nproc,
+                       nnodes=args.nnodes, explicit=explicit)
     if records is not None:
         check_comparable(out, cells, records, resume=bool(args.resume))
     rendezvous = None if args.nnodes == 1 else {"node_rank": args.node_rank, "master_addr": args.master_addr,
@@ -318,12 +225,9 @@ def _sweep(args, runs: list[RunConfig], explicit: set[str], out: Path, records: 
     return 1 if bad or missing else 0
 
 
-PARITY_TOLERANCE = 1e-5
-
-
 def parity_holds(records: list[dict]) -> bool:
     """Print each loop's largest step-wise relative loss difference against the manual loop."""
-    from bench.report import cells_of, comparison_groups, parity_rows
+    from bench.analysis import PARITY_TOLERANCE, cells_of, comparison_groups, parity_rows
 
     ok = True
     for (device, precision, _), group in comparison_groups(cells_of(records)).items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import os
 import signal
 import subprocess
@@ -13,17 +14,11 @@ import tempfile
 import threading
 from pathlib import Path
 
-from bench.config import Cell, ConfigError, RunConfig
+from bench.config import Cell, ConfigError
 from bench.records import RESULTS_FILE, Record, append_record, read_records
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TAIL_LINES = 15
-
-
-def expand(loops, devices, precisions, run: RunConfig, repeats: int = 1, nproc: int = 1, nnodes: int = 1) -> list[Cell]:
-    """Every cell, a round at a time: all of repeat 0, then all of repeat 1, ..."""
-    return [Cell(loop=lp, device=d, precision=p, run=run, repeat=r, nproc=nproc, nnodes=nnodes)
-            for r in range(repeats) for d in devices for p in precisions for lp in loops]
 
 
 def launch_argv(cell: Cell, python: str, module: str, rendezvous: dict | None = None) -> list[str]:
@@ -76,6 +71,8 @@ def completed_ids(out_dir: Path) -> set[str]:
 
 
 CELL_DIR_PREFIX = "bench-cell-"
+# torchrun's own lines (its banners, its elastic agent's log lines) say nothing about the cell.
+_BANNER = re.compile(r"^\s*([*=\-]{5,}|[EWI]\d{4} .*torch/distributed/elastic|.*torch\.distributed\.elastic)")
 
 
 def remove_stale_cell_dirs() -> list[str]:
@@ -190,24 +187,26 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
         reader.join(timeout=5)
         if not timed_out and code == 0 and os.path.exists(result_path):
             with open(result_path, encoding="utf-8") as f:
-                return Record(**json.load(f))
+                return Record.from_dict(json.load(f))
         if not timed_out and code == 0 and rendezvous and rendezvous.get("node_rank", 0) > 0:
             return None  # another node: global rank 0, on node 0, writes the record
         if timed_out:
-            reason = f"timed out after {timeout_s:g} s (--cell-timeout)"
+            kind, reason = "timeout", f"timed out after {timeout_s:g} s (--cell-timeout)"
         elif code < 0:
             sig = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            kind = "killed"
             reason = f"the cell's process was killed by {sig}" + (" (out of memory?)" if sig == "SIGKILL" else "")
         else:
-            reason = f"the cell's process exited with code {code} without a record"
+            kind, reason = "exit", f"the cell's process exited with code {code} without a record"
         last = list(tail)
         errors = rank_errors(tmp)  # a DDP rank's own error, not torchrun's banner
+        said = [line for line in last if not _BANNER.match(line)]
         if errors:
             reason += f": {errors[-1][:300]}"
-        elif last:
-            reason += f": {last[-1][:300]}"
+        elif said:
+            reason += f": {said[-1][:300]}"
         return Record(status="failed", reason=reason, finished_at=_now(),
-                      env={"output_tail": last, **({"rank_errors": errors} if errors else {})}, **base)
+                      failure={"kind": kind, "message": reason, "last_lines": last, "rank_errors": errors}, **base)
 
 
 def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = None, resume: bool = False,

@@ -66,10 +66,10 @@ def test_unwrapped_objects_are_returned(runs, loop):
 
 
 def test_the_registry_is_the_one_list_of_loops():
-    from bench import report
+    from bench import analysis
 
     assert LOOP_NAMES == tuple(loops.LOOPS)[:len(LOOP_NAMES)] and set(AVAILABLE) <= set(loops.LOOPS)
-    assert report.LOOP_ORDER == tuple(loops.LOOPS)
+    assert analysis.LOOP_ORDER == tuple(loops.LOOPS)
     assert AVAILABLE[:3] == ["manual", "accelerate", "trainer"]
 
 

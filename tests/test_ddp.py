@@ -22,7 +22,7 @@ def ddp_records(glue_dir):
 @pytest.mark.parametrize("loop", loops.available())
 def test_every_loop_completes_with_world_size_2(ddp_records, loop):
     r = ddp_records[loop]
-    assert r.status == "ok", (r.reason, r.env.get("output_tail"))
+    assert r.status == "ok", (r.reason, r.failure)
     assert r.world_size == 2 and len(r.per_rank) == 2
     assert [p["rank"] for p in r.per_rank] == [0, 1]
     assert all(p["steps"] == 4 for p in r.per_rank)
@@ -73,6 +73,6 @@ def test_a_failing_rank_fails_the_cell_without_hanging(glue_dir):
     r = run_isolated(Cell("manual", "cpu", "fp32", run, nproc=2), timeout_s=240, progress=False, command="test",
                      module="tests.helpers.misbehaving_cell")
     assert r.status == "failed"
-    assert "rank 1 gives up" in " ".join(r.env["output_tail"]) or "exited with code" in r.reason
+    assert "rank 1 gives up" in " ".join(r.failure["rank_errors"]) and r.failure["kind"] == "exit"
     assert not r.reason.startswith("timed out"), r.reason
     assert time.monotonic() - t0 < 200

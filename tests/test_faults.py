@@ -377,7 +377,7 @@ def test_a_cell_measured_beside_two_busy_processes_is_marked_busy(tiny_run):
 
 
 def test_the_report_refuses_to_call_a_gap_real_when_either_side_was_busy():
-    from bench.report import gap_verdict
+    from bench.analysis import gap_verdict
 
     row = {"loop": "trainer", "runs": 3, "step_ratio": 1.3, "step_ratio_range": (1.2, 1.4), "busy": True,
            "extra_work": []}

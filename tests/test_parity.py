@@ -10,7 +10,8 @@ from bench.cell import run_cell
 import loops
 from bench.config import Cell
 from bench.records import append_record, read_records
-from bench.report import cells_of, parity_rows, render
+from bench.analysis import cells_of, parity_rows
+from bench.report import render
 
 PARITY_TOL = 1e-5
 

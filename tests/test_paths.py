@@ -85,7 +85,6 @@ def cpu_fp16_scaler(monkeypatch):
 def _train_with_inf_grads_at(loop, run, skip_step):
     """The loop itself on the CPU in fp16 (which a sweep skips for Accelerate's sake), with the
     gradients of one optimizer step made inf: the scaler must skip that step."""
-    import torch
     from transformers import set_seed
 
     from bench.data import prepare
@@ -187,7 +186,7 @@ def test_gpu_names_match_whole_words(name, key):
 
 
 def test_mfu_takes_one_device_peak_whatever_the_world_size():
-    from bench.report import device_peak_of, mfu
+    from bench.analysis import device_peak_of, mfu
 
     model = {"n_params_non_embedding": 10**6, "num_layers": 2, "hidden_size": 64}
     one = {"device_peak_tflops": 1.0, "device_peak_source": "datasheet", "world_size": 1, "timed_s": 1.0,

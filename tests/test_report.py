@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from bench.report import mfu, render
+from bench.analysis import mfu
+from bench.report import render
 from bench.records import Record, append_record, read_records
 
 SETTINGS = {"optimizer": "AdamW", "optimizer_impl": "torch-default", "grad_clip_max_norm": None,
@@ -132,7 +133,7 @@ def _gap_records(factors, checksum=123):
     ([1.30], "30% slower in a single run; one run cannot tell a gap from the machine's run-to-run noise"),
 ])
 def test_loop_gap_is_paired_step_by_step_and_judged_against_the_repeats(factors, verdict):
-    from bench.report import cells_of, comparison_groups, gap_rows, gap_verdict
+    from bench.analysis import cells_of, comparison_groups, gap_rows, gap_verdict
 
     (group,) = comparison_groups(cells_of([json.loads(r.to_json()) for r in _gap_records(factors)])).values()
     (row,) = gap_rows(group)

@@ -1,6 +1,5 @@
 """Matrix expansion and skip reasons, isolation of cells, resume after a kill, corrupt results."""
 
-import json
 import os
 import signal
 import subprocess
@@ -9,9 +8,11 @@ import time
 
 import pytest
 
+import loops
 from bench.config import Cell, ConfigError, RunConfig
 from bench.records import ResultsFileError, read_records
-from bench.sweep import expand, refuse_explicit, run_isolated, run_sweep
+from bench.plan import plan_cells
+from bench.sweep import refuse_explicit, run_isolated, run_sweep
 from tests.conftest import ROOT
 from tests.test_cli import run_cli
 
@@ -19,7 +20,7 @@ from tests.test_cli import run_cli
 
 
 def test_expand_is_the_full_product_with_repeats():
-    cells = expand(["manual", "trainer"], ["cpu", "cuda"], ["fp32", "bf16"], RunConfig(), repeats=2)
+    cells = plan_cells(["manual", "trainer"], ["cpu", "cuda"], ["fp32", "bf16"], [RunConfig()], repeats=2)
     assert len(cells) == 2 * 2 * 2 * 2
     assert len({c.cell_id for c in cells}) == 16  # repeats are distinct cells
     assert {(c.loop, c.device, c.precision) for c in cells} == {
@@ -90,7 +91,7 @@ def test_explicit_impossible_device_is_an_error_but_all_is_a_skip(monkeypatch):
 
 def test_all_precisions_on_cpu_records_skips_with_reasons(tmp_path, tiny_run):
     run = tiny_run(max_steps=2, timing_warmup=1, train_samples=16, eval_samples=8)
-    cells = expand(["manual"], ["cpu"], ["tf32", "fp16"], run)
+    cells = plan_cells(["manual"], ["cpu"], ["tf32", "fp16"], [run])
     made = run_sweep(cells, tmp_path, isolate=False, progress=False)
     assert [(r.precision, r.status) for r in made] == [("tf32", "skipped"), ("fp16", "skipped")]
     assert all(r.reason for r in made)
@@ -111,7 +112,8 @@ def test_a_misbehaving_cell_becomes_a_failed_record(seed, expect):
     assert record.status == "failed"
     assert expect in record.reason
     assert record.cell_id == cell.cell_id
-    assert any(f"seed {seed}" in line for line in record.env["output_tail"])
+    assert any(f"seed {seed}" in line for line in record.failure["last_lines"])
+    assert record.failure["kind"] in ("exit", "killed") and not record.env
 
 
 def test_a_hanging_cell_is_killed_at_the_timeout():
@@ -172,14 +174,14 @@ def test_killed_sweep_resumes_with_every_cell_once(glue_dir, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)  # mid-sweep: the second cell is running
     proc.wait()
     before = read_records(out)
-    assert 1 <= len(before) < 3
+    assert 1 <= len(before) < len(loops.available())
     first_lines = results.read_text()
     time.sleep(1)
     resumed = run_cli(*_sweep_args(glue_dir, out)[:-2], "--resume", str(out))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     records = read_records(out)
-    assert sorted(r["loop"] for r in records) == ["accelerate", "manual", "trainer"]  # each cell exactly once
-    assert len({r["cell_id"] for r in records}) == 3
+    assert sorted(r["loop"] for r in records) == sorted(loops.available())  # each cell exactly once
+    assert len({r["cell_id"] for r in records}) == len(loops.available())
     assert results.read_text().startswith(first_lines)  # nothing recorded was rewritten
     assert "already recorded" in resumed.stderr
 
@@ -262,3 +264,16 @@ def test_a_cell_over_budget_is_a_failed_record_with_its_speed(loop, tiny_run):
     assert record.status == "failed"
     assert record.reason.startswith("WouldTimeOut: would not finish within --cell-timeout 0.01 s")
     assert "samples/s) over steps 3-5" in record.reason and "stopped after step 5" in record.reason
+
+
+def test_the_plan_expands_every_axis_in_one_documented_order():
+    runs = [RunConfig(batch_size=8), RunConfig(batch_size=32)]
+    cells = plan_cells(["manual", "trainer"], ["cpu"], ["fp32", "bf16"], runs, presets=[None, "fast"], repeats=2,
+                       explicit={"batch_size"})
+    assert len(cells) == 2 * 2 * 2 * 2 * 2
+    key = [(c.repeat, c.run.preset, c.run.batch_size, c.precision, c.loop) for c in cells]
+    assert key == sorted(key, key=lambda k: (k[0], k[1] is not None, k[2], ["fp32", "bf16"].index(k[3]),
+                                             ["manual", "trainer"].index(k[4])))
+    # The run config depends on device, preset and batch size only: every loop and precision shares it.
+    fast32 = {c.run for c in cells if c.run.preset == "fast" and c.run.batch_size == 32}
+    assert len(fast32) == 1 and next(iter(fast32)).group_by_length  # the preset's own fields, the user's batch size

@@ -1,0 +1,259 @@
+"""Analysis: pure functions from records to typed summaries, used by the report and the CLI.
+
+Cell statistics over repeats (``CellStats``), the groups of cells that should train the same thing,
+MFU against one peak per device and precision, the loop-gap rows and their verdicts, the parity
+rows, and every tolerance they are judged by.  Nothing here writes Markdown or draws.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import OrderedDict
+
+from bench.peak import train_flops_per_sequence
+from bench.summary import latest_per_cell
+from loops import LOOPS
+
+PARITY_TOLERANCE = 1e-5  # largest step-wise relative loss difference called parity (--parity)
+
+LOOP_ORDER = tuple(LOOPS)
+
+
+PRECISION_ORDER = ("fp32", "tf32", "bf16", "fp16")
+
+
+# Settings that name a loop's own machinery rather than what it trains; shown, never flagged.  Each
+# record adds the keys its loop declared (``loop_specific_keys``: the keys of its LoopResult.extra).
+LOOP_SPECIFIC = {"param_groups", "grad_scaler_final_scale", "device", "loop_specific_keys", "extra_work_per_step",
+                 "compiled"}
+
+
+def loop_specific(settings_of_loops: dict) -> set:
+    """Generic loop-specific keys, those each loop declared, and (records before the declaration)
+    keys named after their loop."""
+    keys = set(LOOP_SPECIFIC)
+    for loop, settings in settings_of_loops.items():
+        keys |= set(settings.get("loop_specific_keys") or ())
+        keys |= {k for k in settings if k.startswith(f"{loop}_")}
+    return keys
+
+
+def order_of(value, order):
+    return order.index(value) if value in order else len(order)
+
+
+def group_key(r: dict) -> tuple:
+    """The cell without its repeat index: repeats of one cell share a key."""
+    run = json.dumps(r.get("config", {}).get("run", {}), sort_keys=True)
+    return r["loop"], r["device"], r["precision"], run
+
+
+def _variant(r: dict, varying: set[str]) -> str:
+    """A short name for what distinguishes this cell's run config when one report holds several
+    (tutorial settings beside a preset, a batch-size sweep); empty when there is one."""
+    run = r.get("config", {}).get("run", {})
+    parts = []
+    if "preset" in varying:
+        parts.append(run.get("preset") or "tutorial")
+    if "batch_size" in varying:
+        parts.append(f"bs {run.get('batch_size')}")
+    return " ".join(parts)
+
+
+def _varying(records: list[dict]) -> set[str]:
+    keys = set()
+    for key in ("preset", "batch_size"):
+        if len({json.dumps(r.get("config", {}).get("run", {}).get(key)) for r in records}) > 1:
+            keys.add(key)
+    return keys
+
+
+def device_peak_of(r: dict) -> float | None:
+    """One device's peak (TFLOP/s) from a record; records before schema 2 stored DDP cells' peak
+    summed over the ranks."""
+    peak = r.get("device_peak_tflops")
+    if peak and "summed over" in (r.get("device_peak_source") or ""):
+        peak /= r.get("world_size") or 1
+    return peak
+
+
+def mfu(r: dict, peak_tflops: float | None = None) -> float | None:
+    """Model FLOPs per second over the timed steps, divided by the peak of every device that ran
+    them (one device's peak times the world size).  Under DDP the step lists are rank 0's: the FLOPs
+    are rank 0's times the world size (the ranks' batches differ, their number and size do not)."""
+    m = r.get("model") or {}
+    peak = (peak_tflops or device_peak_of(r) or 0) * (r.get("world_size") or 1)
+    samples, padded = r.get("step_samples") or [], r.get("step_padded_tokens") or []
+    w = r.get("timing_warmup_steps") or 0
+    if not (peak and samples and padded and r.get("timed_s") and m.get("n_params_non_embedding")):
+        return None
+    flops = 0.0
+    for n, tokens in zip(samples[w:], padded[w:]):
+        length = tokens / n  # every sequence of a batch is padded to the same length
+        flops += n * train_flops_per_sequence(m["n_params_non_embedding"], m["num_layers"], m["hidden_size"], length)
+    return flops * (r.get("world_size") or 1) / r["timed_s"] / (peak * 1e12)
+
+
+class CellStats:
+    """The repeats of one cell, summarised."""
+
+    def __init__(self, records: list[dict], varying: set[str]):
+        self.records = records
+        self.ok = [r for r in records if r["status"] == "ok"]
+        first = records[0]
+        self.loop, self.device, self.precision = first["loop"], first["device"], first["precision"]
+        self.run = first.get("config", {}).get("run", {})
+        self.variant = _variant(first, varying)
+
+    def values(self, field):
+        return [r[field] for r in self.ok if r.get(field) is not None]
+
+    def median(self, field):
+        v = self.values(field)
+        return statistics.median(v) if v else None
+
+    def spread(self, field):
+        v = self.values(field)
+        return (min(v), max(v)) if len(v) > 1 else None
+
+    def cv(self, field):
+        v = self.values(field)
+        return statistics.stdev(v) / statistics.fmean(v) if len(v) > 1 and statistics.fmean(v) else None
+
+    @property
+    def busy(self) -> bool:
+        """Some run of this cell was measured while the machine was busy (bench.machine.BUSY_RULE)."""
+        return any(r.get("machine_busy") for r in self.ok)
+
+    def mfu(self, peak_tflops: float | None = None):
+        v = [x for x in (mfu(r, peak_tflops) for r in self.ok) if x is not None]
+        return statistics.median(v) if v else None
+
+
+def cells_of(records: list[dict]) -> list[CellStats]:
+    groups: OrderedDict = OrderedDict()
+    latest = latest_per_cell(records)
+    varying = _varying(latest)
+    for r in latest:
+        groups.setdefault(group_key(r), []).append(r)
+    cells = [CellStats(rs, varying) for rs in groups.values()]
+    cells.sort(key=lambda c: (c.device, c.variant, order_of(c.precision, PRECISION_ORDER), order_of(c.loop, LOOP_ORDER)))
+    return cells
+
+
+def comparison_groups(cells: list[CellStats]) -> OrderedDict:
+    """Cells that should train the same thing: same device, precision and variant, one per loop."""
+    groups: OrderedDict = OrderedDict()
+    for c in cells:
+        groups.setdefault((c.device, c.precision, c.variant), []).append(c)
+    return groups
+
+
+def manual_cell(group: list[CellStats]) -> CellStats | None:
+    """The reference of a comparison group: its manual loop, if it ran."""
+    return next((c for c in group if c.loop == "manual" and c.ok), None)
+
+
+def tutorial_baseline(cells: list[CellStats]) -> CellStats | None:
+    """The manual loop in fp32 at the tutorial's settings (no preset, batch 8), else manual fp32."""
+    manual = [c for c in cells if c.loop == "manual" and c.precision == "fp32" and c.ok]
+    return next((c for c in manual if not c.run.get("preset") and c.run.get("batch_size") == 8),
+                manual[0] if manual else None)
+
+
+GAP_TOLERANCE = 0.05  # a loop-gap beyond this, in every repeat, is called real
+
+
+def gap_rows(group: list[CellStats]) -> list[dict]:
+    """Each loop's speed against the manual loop's at identical settings.
+
+    The step ratio pairs the loops step by step: they saw the same batches in the same order (the
+    checksum says so), so step i of one and step i of the other did the same work, and the median
+    of their ratio is free of batch-length variation.  Repeats are paired by repeat index (a sweep
+    runs them a round at a time, so repeat r of each loop ran close together in time)."""
+    ref = manual_cell(group)
+    out = []
+    if ref is None:
+        return out
+    for c in group:
+        if c is ref or not c.ok:
+            continue
+        per_run = []
+        for r in c.ok:
+            m = next((x for x in ref.ok if x.get("repeat") == r.get("repeat")), None)
+            if m is None or m.get("batch_order_checksum") != r.get("batch_order_checksum"):
+                continue
+            w = max(r.get("timing_warmup_steps") or 0, m.get("timing_warmup_steps") or 0)
+            ratios = [a / b for a, b in zip(r["step_s"][w:], m["step_s"][w:]) if b > 0]
+            if ratios:
+                per_run.append(statistics.median(ratios))
+        sps, ref_sps = c.median("samples_per_s"), ref.median("samples_per_s")
+        settings = c.ok[0].get("settings") or {}
+        out.append({"loop": c.loop, "runs": len(per_run), "sps_ratio": sps / ref_sps if sps and ref_sps else None,
+                    "busy": c.busy or ref.busy,
+                    "step_ratio": statistics.median(per_run) if per_run else None,
+                    "step_ratio_range": (min(per_run), max(per_run)) if per_run else None,
+                    "manual_cv": ref.cv("samples_per_s"),
+                    "extra_work": [f"{c.loop} {text}" for text in settings.get("extra_work_per_step") or ()]})
+    return out
+
+
+def gap_verdict(row: dict) -> str:
+    ratio, runs = row["step_ratio"], row["runs"]
+    if ratio is None:
+        return "not comparable: no run saw the manual loop's batches in the same order"
+    gap = ratio - 1
+    if abs(gap) <= GAP_TOLERANCE:
+        return f"within {GAP_TOLERANCE:.0%} of manual"
+    slower = "slower" if gap > 0 else "faster"
+    lo, hi = row["step_ratio_range"]
+    if runs < 2:
+        return (f"{abs(gap):.0%} {slower} in a single run; one run cannot tell a gap from the machine's "
+                "run-to-run noise: rerun with `--repeats 3` or more")
+    if row.get("busy"):
+        return (f"{abs(gap):.0%} {slower} at the median, but not called real: the machine was busy while this loop "
+                "or the manual loop was measured (⚠ busy in the table above); rerun on a quiet machine")
+    if (lo > 1 + GAP_TOLERANCE) or (hi < 1 - GAP_TOLERANCE):
+        why = "; ".join(row["extra_work"]) or "no per-step extra work is recorded for this loop"
+        return f"{abs(gap):.0%} {slower} in every one of {runs} runs: a real gap. Per-step work beyond the manual loop: {why}"
+    return (f"{abs(gap):.0%} {slower} at the median, but not beyond {GAP_TOLERANCE:.0%} in every run (step ratio "
+            f"{lo:.2f}–{hi:.2f} across {runs} runs): not separable from this machine's run-to-run noise at "
+            f"{runs} repeats")
+
+
+def shared_peaks(cells: list[CellStats]) -> dict[str, tuple[float, str]]:
+    """One peak per precision for all cells of a device: a datasheet figure as recorded, or the
+    best of the GEMM measurements the cells made on the spot (one measurement swings with the
+    load of a shared machine; the best is the closest to what the device can do)."""
+    out: dict[str, tuple[float, str]] = {}
+    for precision in dict.fromkeys(c.precision for c in cells):
+        recs = [r for c in cells if c.precision == precision for r in c.ok if device_peak_of(r)]
+        if not recs:
+            continue
+        best = max(recs, key=device_peak_of)
+        source = best.get("device_peak_source", "").split(", summed over")[0]
+        if source.startswith("measured"):
+            source = f"best of {len(recs)} on-the-spot measurements, {source}"
+        out[precision] = (device_peak_of(best), source + " (per device)")
+    return out
+
+
+def parity_rows(group: list[CellStats]) -> list[dict]:
+    """Largest step-wise relative loss difference of each loop against the manual loop."""
+    ref = manual_cell(group)
+    out = []
+    if ref is None:
+        return out
+    ref_losses = ref.ok[0]["step_losses"]
+    for c in group:
+        if c is ref or not c.ok:
+            continue
+        losses = c.ok[0]["step_losses"]
+        n = min(len(ref_losses), len(losses))
+        rel = [abs(a - b) / max(abs(a), 1e-12) for a, b in zip(ref_losses[:n], losses[:n])]
+        worst = max(range(n), key=lambda i: rel[i]) if n else None
+        out.append({"loop": c.loop, "steps": n, "max_rel_diff": rel[worst] if n else None,
+                    "at_step": worst + 1 if n and rel[worst] > 0 else None,
+                    "same_batches": c.ok[0].get("batch_order_checksum") == ref.ok[0].get("batch_order_checksum")})
+    return out

@@ -1,0 +1,35 @@
+"""The plan of a sweep: every axis of the matrix expanded in one place, each run config validated
+once.
+
+Axes: loops x devices x precisions x presets x batch sizes x repeats.  The run config depends on
+the device, the preset and the batch size (a preset fills the fast-path options per device; flags
+given on the command line win), never on the loop or the precision, so the loops compared side by
+side train the same configuration.
+
+Order: a round of every cell (repeat 0), then the next round, ...; inside a round by device, preset,
+batch size, precision, then loop.  Cells compared side by side thus run close together in time,
+and a slow spell of a shared machine lands on one repeat of each loop, not on one loop.
+"""
+
+from __future__ import annotations
+
+from bench.config import Cell, RunConfig
+
+
+def plan_cells(loops: list[str], devices: list[str], precisions: list[str], runs: list[RunConfig],
+               presets: list[str | None] = (None,), repeats: int = 1, nproc: int = 1, nnodes: int = 1,
+               explicit: set[str] = frozenset()) -> list[Cell]:
+    """Every cell of the matrix, in the order above.  ``runs``: one base run config per batch size;
+    ``presets``: preset names (None: the tutorial's settings); ``explicit``: the fast-path fields the
+    user set by flag, which a preset leaves alone."""
+    from bench.presets import apply_preset
+
+    configs = []  # (device, run config) in device, preset, batch-size order; each validated once
+    for device in devices:
+        for preset in presets:
+            for base in runs:
+                run = apply_preset(base, device, preset, explicit)
+                run.validate()
+                configs.append((device, run))
+    return [Cell(loop=loop, device=device, precision=precision, run=run, repeat=repeat, nproc=nproc, nnodes=nnodes)
+            for repeat in range(repeats) for device, run in configs for precision in precisions for loop in loops]

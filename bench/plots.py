@@ -1,0 +1,78 @@
+"""The report's plots: throughput and memory per device, loss per step per comparable group.
+PNG files beside the Markdown; drawn from the analysis' cell summaries only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.analysis import LOOP_ORDER, CellStats, order_of, comparison_groups
+
+LOOP_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
+
+
+LOOP_STYLES = (("-", 2.5), ("--", 1.5), (":", 1.5), ("-.", 1.5), ((0, (5, 1)), 1.5), ((0, (1, 1)), 1.5))
+
+
+def draw_plots(cells: list[CellStats], out_md: Path) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stem = out_md.stem
+    made = {}
+    for device in dict.fromkeys(c.device for c in cells):
+        dev = [c for c in cells if c.device == device and c.ok]
+        if not dev:
+            continue
+        labels = [f"{c.loop}\n{c.precision}" + (f"\n{c.variant}" if c.variant else "") for c in dev]
+        counters = any(c.median("peak_alloc_mib") is not None for c in dev)
+        for name, field, ylabel in (("throughput", "samples_per_s", "samples/s (median)"),
+                                    ("memory", "peak_alloc_mib" if counters else "peak_rss_mib",
+                                     "peak MiB" + (f" ({device} allocated)" if counters else " (process RSS)"))):
+            values = [c.median(field) or 0 for c in dev]
+            fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(dev) + 2), 4))
+            colors = [LOOP_COLORS[order_of(c.loop, LOOP_ORDER) % len(LOOP_COLORS)] for c in dev]
+            ax.bar(range(len(dev)), values, color=colors)
+            if name == "throughput":
+                for i, c in enumerate(dev):
+                    s = c.spread(field)
+                    if s:
+                        ax.plot([i, i], s, color="black", linewidth=1)
+            ax.set_xticks(range(len(dev)))
+            ax.set_xticklabels(labels, fontsize=8)
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{name} on {device}")
+            fig.tight_layout()
+            path = out_md.parent / f"{stem}-{device}-{name}.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            made[(device, name)] = path.name
+    for (device, precision, variant), group in comparison_groups([c for c in cells if c.ok]).items():
+        fig, ax = plt.subplots(figsize=(7, 4))
+        styles = {loop: LOOP_STYLES[i % len(LOOP_STYLES)] for i, loop in enumerate(LOOP_ORDER)}
+        n = max(len(c.ok[0]["step_losses"]) for c in group)
+        # Over hundreds of steps the per-batch losses are a band; a running mean shows the trend (the
+        # raw losses stay faintly behind it, and the parity table compares them step by step).
+        window = n // 50 if n > 200 else 1
+        for c in group:
+            losses = c.ok[0]["step_losses"]
+            style, width = styles.get(c.loop, ("-", 1))
+            steps = range(1, len(losses) + 1)
+            if window > 1:
+                if c.loop == "manual":
+                    ax.plot(steps, losses, "-", color="0.85", linewidth=0.5, label="manual, per step")
+                losses = [sum(losses[max(0, i - window + 1):i + 1]) / (i + 1 - max(0, i - window + 1))
+                          for i in range(len(losses))]
+            ax.plot(steps, losses, linestyle=style, linewidth=width, label=c.loop)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss" + (f" (running mean over {window} steps)" if window > 1 else ""))
+        ax.set_title(f"loss per step, {device} / {precision}" + (f" / {variant}" if variant else ""))
+        ax.legend()
+        fig.tight_layout()
+        tag = f"{device}-{precision}{'-' + variant if variant else ''}".replace(" ", "-")  # no spaces in links
+        path = out_md.parent / f"{stem}-{tag}-loss.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made[(device, precision, variant, "loss")] = path.name
+    return made
