@@ -51,13 +51,16 @@ def _reset_process_state(cell: Cell) -> None:
         pass
     set_tf32(False)
     if cell.run.parity:
-        # Same kernels, same reduction order, every run: what step-wise parity needs.  cuBLAS is
-        # deterministic only with a fixed workspace, set before its first handle is made (the cell's
-        # process has run no matmul yet); on CUDA a kernel without a deterministic form is an error,
-        # not a warning, since parity cannot hold with it.
-        if cell.device == "cuda":
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=cell.device != "cuda")
+        # Same kernels, same reduction order, every run: what step-wise parity needs, with the
+        # environment the device needs for it set before its first kernel (cuBLAS's workspace).
+        # Where the device has such rules, a kernel without a deterministic form is an error, not
+        # a warning, since parity cannot hold with it.
+        from bench.devices import device
+
+        needs = device(cell.device).deterministic_env
+        for key, value in needs:
+            os.environ.setdefault(key, value)
+        torch.use_deterministic_algorithms(True, warn_only=not needs)
     else:
         torch.use_deterministic_algorithms(False)
 
@@ -83,13 +86,12 @@ def run_cell(cell: Cell, progress: bool = True, command: str = "",
     from bench import dist
     from bench.records import Record
 
-    if cell.device == "cuda" and dist.is_distributed():
-        import torch
+    if dist.is_distributed():
+        from bench.devices import device
 
         # This rank's GPU first: anything asked of CUDA before (the capability check below) would
         # otherwise make a stray context on GPU 0 in every rank.
-        if dist.local_rank() < torch.cuda.device_count():
-            torch.cuda.set_device(dist.local_rank())
+        device(cell.device).set_current(dist.local_rank())
     skipped = skipped_record(cell, command)
     if skipped:
         return skipped
@@ -101,11 +103,13 @@ def run_cell(cell: Cell, progress: bool = True, command: str = "",
     try:
         return _run(cell, base, progress, budget)
     except ConfigError as exc:
-        return Record(status="failed", reason=str(exc), finished_at=_now(), **base)
+        return Record(status="failed", reason=str(exc), finished_at=_now(),
+                      failure={"kind": "config", "message": str(exc), "last_lines": []}, **base)
     except Exception as exc:  # the cell failed, the sweep goes on
         tail = traceback.format_exc().strip().splitlines()[-12:]
-        return Record(status="failed", reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:500],
-                      finished_at=_now(), env={"traceback_tail": tail}, **base)
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        return Record(status="failed", reason=reason, finished_at=_now(),
+                      failure={"kind": "exception", "message": reason, "last_lines": tail}, **base)
 
 
 # What each rank sends rank 0 after training (the rest of the record is rank 0's own).
@@ -121,7 +125,7 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
     from bench.envinfo import environment
     from bench.evaluation import evaluate_model
     from bench.machine import LoadWatch, busy_verdict
-    from bench.meter import StepMeter, StopTraining
+    from bench.meter import Diverged, StepMeter, StopTraining
     from bench.models import load_model
     from bench.peak import device_peak
     from bench.precision import plan
@@ -134,11 +138,6 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         raise ConfigError(f"cell wants {cell.world_size} processes, this one runs in a world of {dist.world_size()}")
     train = resolve_loop(cell.loop)
     _reset_process_state(cell)
-    device = dist.torch_device(cell.device)
-    if device.startswith("cuda:"):
-        import torch
-
-        torch.cuda.set_device(device)
     watch = LoadWatch(cell.device)
     # MFU's denominator, measured (CPU, unknown GPU) before training, while the device is idle.
     peak_tflops, peak_source = device_peak(cell.device, cell.precision)
@@ -187,7 +186,9 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         # Diverged, or could not finish in time: the steps up to there are the record's evidence.
         load = watch.finish([window])
         busy, why = busy_verdict(load)
+        kind = "diverged" if isinstance(stopped, Diverged) else "would-time-out"
         return Record(status="failed", reason=stopped.reason(), model=dataclasses.asdict(info),
+                      failure={"kind": kind, "message": stopped.reason(), "last_lines": []},
                       data_source=data.source, machine_load=load, machine_busy=busy, machine_busy_why=why,
                       env=environment(cell.device), finished_at=_now(), **fields, **base)
 
@@ -197,8 +198,10 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         counts = _dynamo_counts()
         settings["compile_graphs"] = counts["graphs"]
         settings["compile_frames_in_timed_steps"] = counts["frames"] - compiles_at.get("frames", counts["frames"])
-    if run.parity and cell.device == "cuda":
-        settings["cublas_workspace_config"] = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    if run.parity:  # what the device needed for deterministic kernels, as it was in force
+        from bench.devices import device
+
+        settings.update({f"env_{k}": os.environ.get(k) for k, _ in device(cell.device).deterministic_env})
     scores = evaluate_model(result.model, data, cell.device, precision.torch_dtype(), run.eval_batch_size)
     ranks = dist.gather_to_rank0(
         {"rank": dist.rank(), "samples": sum(summary["step_samples"][summary["timing_warmup_steps"]:]),
@@ -222,7 +225,7 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
                       real_tokens_per_s=sum(r["real_tokens"] for r in ranks) / slowest,
                       padded_tokens_per_s=sum(r["padded_tokens"] for r in ranks) / slowest, timed_s=slowest,
                       peak_rss_mib=max(r["peak_rss_mib"] for r in ranks))
-        if cell.device == "cuda":
+        if "peak_alloc_mib" in fields:
             fields.update(peak_alloc_mib=max(r["peak_alloc_mib"] for r in ranks),
                           peak_reserved_mib=max(r["peak_reserved_mib"] for r in ranks))
         # One device's peak (the slowest rank's measurement, or the datasheet's): MFU multiplies
@@ -230,6 +233,7 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         peak_tflops = min(r["peak_tflops"] for r in ranks)
         peak_source += f", per device ({len(ranks)} ranks)"
     return Record(status="failed" if problems else "ok", reason="; ".join(problems),
+                  failure={"kind": "check", "message": "; ".join(problems), "last_lines": []} if problems else {},
                   settings=settings, model=dataclasses.asdict(info), data_source=data.source,
                   device_peak_tflops=peak_tflops, device_peak_source=peak_source,
                   world_size=len(ranks), per_rank=ranks if len(ranks) > 1 else [],

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from loops import LOOPS
 
 LOOP_NAMES = tuple(LOOPS)  # every registered loop; loops.available() says which are installed
-DEVICES = ("cpu", "cuda", "mps")
+from bench.devices import DEVICES as _DEVICE_TABLE
+
+DEVICES = tuple(_DEVICE_TABLE)
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 # How AdamW runs its update: what torch picks when nothing is said (for-loop on CPU, foreach on
 # CUDA), or one implementation forced.  The Trainer's own default is "fused".

@@ -28,12 +28,17 @@ def is_distributed() -> bool:
 
 
 def backend(device: str) -> str:
-    return "nccl" if device == "cuda" else "gloo"
+    """torch.distributed's backend for this device type (nccl on GPUs, gloo on the CPU)."""
+    from bench.devices import device as device_kind
+
+    return device_kind(device).ddp_backend
 
 
 def torch_device(device: str) -> str:
     """The device string this rank uses: its own GPU under DDP."""
-    return f"cuda:{local_rank()}" if device == "cuda" and is_distributed() else device
+    from bench.devices import device as device_kind
+
+    return device_kind(device).rank_device(local_rank(), is_distributed())
 
 
 def ensure_process_group(device: str) -> None:

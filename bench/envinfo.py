@@ -23,6 +23,21 @@ def git_sha() -> str | None:
         return None
 
 
+def _extra_versions() -> dict:
+    """Versions of the packages the registered loops need beyond the core (lightning, ...)."""
+    from importlib import metadata
+
+    from loops import LOOPS
+
+    out = {}
+    for package in sorted({needs for _, needs in LOOPS.values() if needs}):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
 def environment(device: str) -> dict:
     import accelerate
     import datasets
@@ -43,10 +58,9 @@ def environment(device: str) -> dict:
         "git_sha": git_sha(),
         "argv": sys.argv,
         **cpu_features(),
+        **_extra_versions(),
     }
-    if device == "cuda" and torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        env.update(gpu_name=props.name, gpu_count=torch.cuda.device_count(),
-                   gpu_capability=f"{props.major}.{props.minor}", gpu_memory_mib=props.total_memory // 2**20,
-                   cuda=torch.version.cuda)
+    from bench.devices import device as device_kind
+
+    env.update(device_kind(device).environment())
     return env

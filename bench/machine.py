@@ -61,12 +61,12 @@ def gemm_probe_gflops(device: str = "cpu") -> float | None:
     preempted call does not decide it."""
     import torch
 
-    if device not in ("cpu", "cuda"):
-        return None
+    from bench.devices import device as device_kind
+
     dev = torch.device(device)
     a = torch.randn(PROBE_SIZE, PROBE_SIZE, device=dev)
     b = torch.randn(PROBE_SIZE, PROBE_SIZE, device=dev)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync = device_kind(device).synchronize
     a @ b
     sync()
     best, deadline = float("inf"), time.perf_counter() + PROBE_SECONDS

@@ -7,7 +7,8 @@ previous optimizer step to the end of this one, so data loading, forward, backwa
 optimizer and scheduler are all inside it, whatever the loop does in what order.
 
 CPU: ``time.perf_counter``.  CUDA: an event recorded at every step end on the current stream and
-read once at ``stop()`` after a synchronize, so the meter adds no sync of its own per step.
+read once at ``stop()`` after a synchronize, so the meter adds no sync of its own per step (the
+device table, ``bench/devices.py``, says which timer a device gets).
 Losses are kept as detached tensors and read at ``stop()`` for the same reason.
 
 Time-to-accuracy: given an ``evaluator`` and ``eval_every`` K, the meter evaluates after every K-th
@@ -64,9 +65,6 @@ class Diverged(StopTraining):
         self.step = step
 
 
-# How often the losses are checked for nan/inf: every step on the CPU (reading a CPU tensor costs
-# nothing), every 25 steps on a GPU (one sync per check) and once more at the end.
-FINITE_CHECK_EVERY = {"cuda": 25}
 
 
 # Steps timed after the warm-up before a projection is trusted, and how far past the budget the
@@ -86,7 +84,10 @@ class StepMeter:
         self.on_timed_start = on_timed_start
         # Under fp16 loss scaling an inf gradient norm is an overflow the scaler skips, not divergence.
         self._check_grad_norms = not grad_scaler
-        self._check_every = FINITE_CHECK_EVERY.get(device, 1)
+        from bench.devices import device as device_kind
+
+        self._dev = device_kind(device)  # its timer, sync and memory counters
+        self._check_every = self._dev.finite_check_every  # nan/inf checks: each one reads the device
         self._checked = 0  # steps whose loss and gradient norm are known to be finite
         self.grad_norms: list = []  # per step: the total gradient norm the loop computed, or None
         self._pending_grad_norm = None
@@ -95,7 +96,6 @@ class StepMeter:
         self._eval_at_warm = 0.0
         self.timing_warmup = timing_warmup
         self.total_steps = total_steps
-        self._cuda = device == "cuda"
         self._bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -125,13 +125,10 @@ class StepMeter:
         self._optimizer = optimizer
 
     def start(self) -> None:
-        if self._cuda:
-            import torch
-
-            torch.cuda.reset_peak_memory_stats()
+        self._dev.reset_peak_memory()
         mark = self._now_mark()
         self._starts.append(mark)
-        self._t_start = time.perf_counter() if self._cuda else mark
+        self._t_start = time.perf_counter() if self._dev.event_timer else mark
         if self.timing_warmup == 0:
             self._t_warm = self._t_start
             self._timed_start()
@@ -236,24 +233,14 @@ class StepMeter:
                 f"{projected:.0f} s for {self.total_steps} steps; stopped after step {done}")
 
     def _now_mark(self):
-        if self._cuda:
-            import torch
-
-            ev = torch.cuda.Event(enable_timing=True)
-            ev.record()
-            return ev
-        return time.perf_counter()
+        return self._dev.mark()
 
     def _evaluate(self):
         """Evaluate now; the next step's clock starts after it."""
-        if self._cuda:
-            import torch
-
-            torch.cuda.synchronize()
+        self._dev.synchronize()
         t0 = time.perf_counter()
         scores = self.evaluator()
-        if self._cuda:
-            torch.cuda.synchronize()
+        self._dev.synchronize()
         t1 = time.perf_counter()
         self.eval_total_s += t1 - t0
         if scores is not None:  # rank 0
@@ -262,10 +249,7 @@ class StepMeter:
         return self._now_mark()
 
     def stop(self) -> None:
-        if self._cuda:
-            import torch
-
-            torch.cuda.synchronize()
+        self._dev.synchronize()
         self._t_stop = time.perf_counter()
         if self._bar is not None:
             self._bar.close()
@@ -277,9 +261,7 @@ class StepMeter:
         return float(self._optimizer.param_groups[0]["lr"])
 
     def step_seconds(self) -> list[float]:
-        if self._cuda:
-            return [a.elapsed_time(b) / 1000.0 for a, b in zip(self._starts, self._marks)]
-        return [b - a for a, b in zip(self._starts, self._marks)]
+        return [self._dev.seconds_between(a, b) for a, b in zip(self._starts, self._marks)]
 
     def summary(self) -> dict:
         """Throughput and memory over the timed steps (the first ``timing_warmup`` left out)."""
@@ -322,9 +304,5 @@ class StepMeter:
         hit = next((e for e in self.eval_curve if self.target_f1 is not None and e["eval_f1"] >= self.target_f1), None)
         out["time_to_target_s"] = hit["wall_s"] if hit else None
         out["time_to_target_step"] = hit["step"] if hit else None
-        if self._cuda:
-            import torch
-
-            out["peak_alloc_mib"] = torch.cuda.max_memory_allocated() / 2**20
-            out["peak_reserved_mib"] = torch.cuda.max_memory_reserved() / 2**20
+        out.update(self._dev.peak_memory_mib())
         return out

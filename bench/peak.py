@@ -43,9 +43,6 @@ def datasheet_key(gpu_name: str) -> str | None:
     return None
 
 
-# Big enough to reach the device's matmul peak, small enough to take about a second where the
-# precision has no fast path (bf16 without AMX runs ~100x below fp32 on some CPUs).
-GEMM_SIZE = {"cpu": 1024, "cuda": 8192, "mps": 4096}
 
 
 def measure_gemm_tflops(device: str, precision: str, n: int, seconds: float = 1.0) -> float:
@@ -56,13 +53,13 @@ def measure_gemm_tflops(device: str, precision: str, n: int, seconds: float = 1.
     import torch.nn.functional as F
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-    dev = torch.device(device)
+    from bench.devices import device as device_kind
+
+    dev, kind = torch.device(device), device_kind(device)
     a = torch.randn(n, n, device=dev, dtype=dtype)
     b = torch.randn(n, n, device=dev, dtype=dtype)
 
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+    sync = kind.synchronize
 
     best = float("inf")
     for op in (lambda: a @ b, lambda: F.linear(a, b)):
@@ -80,22 +77,23 @@ def measure_gemm_tflops(device: str, precision: str, n: int, seconds: float = 1.
 
 
 def device_peak(device: str, precision: str) -> tuple[float, str]:
-    """(peak TFLOP/s, where it comes from) for MFU."""
+    """(one device's peak TFLOP/s, where it comes from) for MFU: the datasheet's where the device
+    table says there is one and the model is known, else a GEMM measured now, at the precision's
+    matmul dtype, sized per device (``bench/devices.py``: about a second where bf16 has no fast path)."""
     import torch
 
+    from bench.devices import device as device_kind
     from bench.precision import set_tf32
 
-    if device == "cuda":
-        name = torch.cuda.get_device_name()  # this rank's GPU (set before), not GPU 0
-        key = datasheet_key(name)
-        if key:
-            return DATASHEET_TFLOPS[key][precision], f"datasheet dense peak, {key} ({name}), {precision}"
-        set_tf32(precision == "tf32")
-        n = GEMM_SIZE["cuda"]
-        return measure_gemm_tflops(device, precision, n), f"measured {n}^3 GEMM on {name}, {precision}"
-    # The CPU (and MPS): no datasheet; what a large GEMM reaches here, now.
-    n = GEMM_SIZE.get(device, 1024)
+    kind = device_kind(device)
     where = "this CPU" if device == "cpu" else device
+    if kind.datasheet_peaks:
+        where = torch.cuda.get_device_name()  # this rank's GPU (set before), not GPU 0
+        key = datasheet_key(where)
+        if key:
+            return DATASHEET_TFLOPS[key][precision], f"datasheet dense peak, {key} ({where}), {precision}"
+        set_tf32(precision == "tf32")
+    n = kind.gemm_size
     return measure_gemm_tflops(device, precision, n), f"measured {n}^3 GEMM on {where}, {precision}"
 
 

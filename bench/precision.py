@@ -82,59 +82,24 @@ def tf32_state() -> dict:
 
 
 def device_unavailable(device: str) -> str | None:
-    """Why this device cannot be used here, or None."""
-    import torch
+    """Why this device cannot be used here, or None (``bench/devices.py`` decides)."""
+    from bench.devices import DEVICES
 
-    if device == "cpu":
-        return None
-    if device == "cuda":
-        return None if torch.cuda.is_available() else "no CUDA device is available (torch.cuda.is_available() is False)"
-    if device == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        return None if mps is not None and mps.is_available() else "no MPS device is available"
-    return f"unknown device {device!r}"
+    return DEVICES[device].unavailable() if device in DEVICES else f"unknown device {device!r}"
+
+
+def precision_unsupported(device: str, precision: str) -> str | None:
+    """Why this precision cannot run on this (available) device, or None (``bench/devices.py``)."""
+    from bench.devices import device as device_kind
+
+    return device_kind(device).precision_unsupported(precision)
 
 
 def too_many_processes(device: str, nproc: int) -> str | None:
     """Why ``nproc`` processes per node cannot each have a device of their own here, or None."""
-    import torch
+    from bench.devices import device as device_kind
 
-    if device == "cuda" and nproc > 1 and torch.cuda.is_available() and nproc > torch.cuda.device_count():
-        return f"one process per GPU, and this node has {torch.cuda.device_count()} GPU(s)"
-    return None
-
-
-def precision_unsupported(device: str, precision: str) -> str | None:
-    """Why this precision cannot run on this (available) device, or None.  Decided by what torch
-    reports for this machine, not by a table of hopes."""
-    import torch
-
-    if precision == "fp32":
-        return None
-    if precision == "tf32":
-        if device != "cuda":
-            return "tf32 is cuda-only (a tensor-core matmul mode of NVIDIA GPUs)"
-        major, minor = torch.cuda.get_device_capability()
-        return None if major >= 8 else f"tf32 needs compute capability >= 8.0, this GPU has {major}.{minor}"
-    if precision == "bf16":
-        if device == "cuda":
-            major, minor = torch.cuda.get_device_capability()
-            return None if major >= 8 else f"bf16 needs compute capability >= 8.0, this GPU has {major}.{minor}"
-        if device == "mps":
-            return None if torch.backends.mps.is_macos_or_newer(14, 0) else "bf16 on MPS needs macOS 14 or newer"
-        return None if torch.amp.autocast_mode.is_autocast_available("cpu") else "this torch build has no CPU autocast"
-    if precision == "fp16":
-        if device in ("cuda", "mps"):
-            return None
-        # CPU: torch itself has float16 autocast and a CPU GradScaler, but Accelerate accepts
-        # mixed_precision="fp16" on the CPU and then trains in fp32 (no autocast, no scaler), and
-        # the Trainer goes through Accelerate: two of the three loops would be fp32 under an fp16
-        # label.  Skipped, with that reason, rather than compared under a false name.
-        if not torch.amp.autocast_mode.is_autocast_available("cpu"):
-            return "fp16 on cpu: this torch build has no CPU autocast"
-        return ("fp16 on cpu: torch can autocast to float16 here, but Accelerate (and the Trainer "
-                "through it) accepts fp16 on the CPU and silently trains fp32, so the loops cannot be compared")
-    return f"unknown precision {precision!r}"
+    return device_kind(device).too_many_processes(nproc)
 
 
 def cpu_features() -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 from bench.config import ConfigError
 
 RESULTS_FILE = "results.jsonl"
-SCHEMA = 2  # 2: device_peak_tflops is one device's (1: summed over DDP ranks); strict JSON; machine_load
+SCHEMA = 2  # 2: device_peak_tflops is one device's (1: summed over DDP ranks); strict JSON; machine_load; failure
 
 
 class ResultsFileError(ConfigError):
@@ -91,6 +91,22 @@ class Record:
     data_source: str = ""
     env: dict = field(default_factory=dict)
     command: str = ""
+    # Why a failed cell failed: kind (config, exception, diverged, would-time-out, timeout, killed,
+    # exit, check), the message, the process's last lines (and each DDP rank's own error lines).
+    failure: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Record":
+        """A record read back: a newer schema is refused, an older one read (its fields are a subset;
+        schema 1's failure output lived in ``env``), and a key this Record has no field for is an
+        error, never dropped."""
+        schema = d.get("schema", 1)
+        if not isinstance(schema, int) or schema > SCHEMA:
+            raise ResultsFileError(f"a record of schema {schema!r}, newer than this bench reads ({SCHEMA}): upgrade bench")
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ResultsFileError(f"not a bench record of schema {schema}: unknown field(s) {', '.join(unknown)}")
+        return cls(**d)
 
     def to_json(self) -> str:
         """One line of strict JSON (RFC 8259): a nan or inf anywhere is written as null."""
@@ -144,6 +160,10 @@ def read_records(path: str | Path, allow_empty: bool = False) -> list[dict]:
             missing = [k for k in REQUIRED_FIELDS if not isinstance(rec, dict) or k not in rec]
             if missing:
                 raise ResultsFileError(f"{path}:{number}: not a bench record (no {'/'.join(map(repr, missing))} field)")
+            try:
+                Record.from_dict(rec)  # the schema and the fields checked; the report reads the plain dict
+            except (ResultsFileError, TypeError) as exc:
+                raise ResultsFileError(f"{path}:{number}: {exc}") from None
             records.append(rec)
     if not records and not allow_empty:
         raise ResultsFileError(f"{path}: holds no records (an empty file); nothing to report")

@@ -152,6 +152,6 @@ def precision_mismatch(precision_plan, settings: dict) -> str | None:
                 f"{got or 'off'} (compute dtype {settings.get('compute_dtype')})")
     if precision_plan.grad_scaler != settings.get("grad_scaler"):
         return f"asked {precision_plan.precision} but the grad scaler was {'on' if settings.get('grad_scaler') else 'off'}"
-    if settings.get("device") == "cuda" and precision_plan.tf32 != settings.get("cuda_matmul_tf32"):
+    if precision_plan.tf32 != settings.get("cuda_matmul_tf32", False):  # off unless asked, on every device
         return f"asked {precision_plan.precision} but TF32 matmuls were {'on' if settings.get('cuda_matmul_tf32') else 'off'}"
     return None

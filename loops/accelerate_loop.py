@@ -8,7 +8,6 @@ As in accelerate's ``examples/nlp_example.py``: build everything on the CPU, ``p
 
 import math
 
-import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import DistributedDataParallelKwargs, TorchDynamoPlugin
 from torch.optim import AdamW

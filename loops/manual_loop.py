@@ -22,6 +22,7 @@ from torch.optim import AdamW
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import get_scheduler
 
+from bench.dist import backend
 from bench.loop_api import LoopResult, UnsupportedSetting
 from bench.precision import plan, set_tf32
 from loops.common import adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
@@ -35,7 +36,7 @@ def train(cell, data, model, meter):
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:  # launched by torchrun: one process per device, gradients all-reduced by DDP
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            dist.init_process_group(backend(cell.device))  # nccl on GPUs, gloo on the CPU
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
             torch.cuda.set_device(device)
