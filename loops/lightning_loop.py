@@ -10,7 +10,10 @@ explicitly (and read back into the record):
 - under DDP it swaps the DataLoader's sampler for a distributed one (``use_distributed_sampler``:
   kept, each rank gets a shard of the shared order);
 - gradient clipping is off by default (``gradient_clip_val=None``), as in the tutorial;
-- its precision names: ``"32-true"``, ``"bf16-mixed"``, ``"16-mixed"``.
+- its precision names: ``"32-true"``, ``"bf16-mixed"``, ``"16-mixed"``;
+- it keeps each submodule's train/eval mode as it finds it (Lightning >= 2.2), and
+  ``from_pretrained`` returns a model in eval mode: without ``model.train()`` it would fine-tune a
+  pretrained model with dropout off (faster, and not what the other loops train).
 
 Two corrections, so that it trains what the other loops train: the loss of an epoch's short last
 accumulation group is averaged over the micro-batches it has (Lightning divides by
@@ -111,6 +114,7 @@ def train(cell, data, model, meter):
         deterministic=None,  # left to the harness (--parity sets deterministic kernels for every loop)
     )
     set_tf32(plan(cell.precision).tf32)  # Lightning has no TF32 switch: torch's process-wide one
+    model.train()  # as the tutorial's loop does: dropout on (Lightning would keep from_pretrained's eval mode)
     module = MRPCModule(torch.compile(model, dynamic=True) if run.compile else model, run, meter)
     train_dataloader = DataLoader(data.train, sampler=data.sampler, batch_size=run.batch_size,
                                   collate_fn=data.collator, num_workers=run.num_workers, pin_memory=run.pin_memory)

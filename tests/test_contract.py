@@ -24,8 +24,13 @@ def _train(loop, run):
     model, tokenizer, _ = load_model(run)
     data = prepare(run, tokenizer)
     meter = StepMeter("cpu", run.timing_warmup, run.total_steps(), progress=False)
+    model.eval()  # as from_pretrained returns it: the loop must put it in training mode itself
+    modes = []
+    hook = model.bert.encoder.layer[0].register_forward_hook(lambda m, i, o: modes.append(m.training))
     set_seed(run.seed)
     result = resolve_loop(loop)(cell, data, model, meter)
+    hook.remove()
+    meter.modes = modes
     return model, meter, result
 
 
@@ -46,6 +51,12 @@ def test_every_micro_batch_observed_and_one_step_per_optimizer_step(runs, loop):
     assert meter.samples == [16, 16, 8, 16, 16, 8, 16]  # samples per optimizer step: 2, 2, 1 micro-batches
     param = model.classifier.weight
     assert int(result.optimizer.state[param]["step"]) == len(meter.losses) == 7
+
+
+@pytest.mark.parametrize("loop", AVAILABLE)
+def test_the_model_trains_in_training_mode(runs, loop):
+    _, meter, _ = runs[loop]
+    assert meter.modes and all(meter.modes)  # dropout on in every forward, whatever mode the model came in
 
 
 @pytest.mark.parametrize("loop", AVAILABLE)
