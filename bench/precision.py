@@ -106,6 +106,7 @@ def cpu_features() -> dict:
     """Matrix-unit features of this CPU that decide bf16 speed (AMX, AVX512-BF16)."""
     flags: set[str] = set()
     name = ""
+    ids: dict = {}  # cpu family / model: a virtual machine often names only "AMD EPYC"
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -113,10 +114,13 @@ def cpu_features() -> dict:
                     flags = set(line.split(":", 1)[1].split())
                 elif line.startswith("model name") and not name:
                     name = line.split(":", 1)[1].strip()
+                elif line.startswith(("cpu family", "model\t")) and line.split(":", 1)[0].strip() not in ids:
+                    ids[line.split(":", 1)[0].strip()] = line.split(":", 1)[1].strip()
     except OSError:
         pass
     return {
         "cpu_name": name,
+        "cpu_family_model": f"{ids.get('cpu family', '?')}/{ids.get('model', '?')}",
         "amx_bf16": "amx_bf16" in flags,
         "avx512_bf16": "avx512_bf16" in flags,
         "avx512f": "avx512f" in flags,

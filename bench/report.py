@@ -40,7 +40,7 @@ def _header(records: list[dict]) -> list[str]:
     commands = list(dict.fromkeys(r.get("command") for r in records if r.get("command")))
     ok = [r for r in records if r["status"] == "ok"]
     env = (ok or records)[0].get("env") or {}
-    lines = [f"{REPORT_TITLE}: three ways to fine-tune BERT on GLUE MRPC", ""]
+    lines = [f"{REPORT_TITLE}: fine-tuning BERT on GLUE MRPC, loop by loop", ""]
     lines += [f"Made by `python -m bench report` from {len(records)} records "
               f"({sum(r['status'] == 'ok' for r in records)} ok, "
               f"{sum(r['status'] == 'skipped' for r in records)} skipped, "
@@ -50,7 +50,7 @@ def _header(records: list[dict]) -> list[str]:
     rows = [("python", env.get("python")), ("torch", env.get("torch")), ("transformers", env.get("transformers")),
             ("accelerate", env.get("accelerate")), ("datasets", env.get("datasets")),
             ("lightning", env.get("lightning") or "not installed"),
-            ("CPU", f"{env.get('cpu_name', '?')} (torch capability {env.get('cpu_capability', '?')}, "
+            ("CPU", f"{env.get('cpu_name', '?')}, family/model {env.get('cpu_family_model', '?')} (torch capability {env.get('cpu_capability', '?')}, "
                     f"AMX-BF16 {'yes' if env.get('amx_bf16') else 'no'}, AVX512-BF16 {'yes' if env.get('avx512_bf16') else 'no'}, "
                     f"{env.get('torch_threads', '?')} threads)"),
             ("GPU", f"{env['gpu_name']} x{env.get('gpu_count')} (compute capability {env.get('gpu_capability')}, CUDA {env.get('cuda')})"
