@@ -26,7 +26,7 @@ PRECISION_ORDER = ("fp32", "tf32", "bf16", "fp16")
 # Settings that name a loop's own machinery rather than what it trains; shown, never flagged.  Each
 # record adds the keys its loop declared (``loop_specific_keys``: the keys of its LoopResult.extra).
 LOOP_SPECIFIC = {"param_groups", "grad_scaler_final_scale", "device", "loop_specific_keys", "extra_work_per_step",
-                 "compiled"}
+                 "compiled", "h2d_non_blocking"}  # how a loop moves its batches is its machinery, not its math
 
 
 def loop_specific(settings_of_loops: dict) -> set:
