@@ -23,8 +23,11 @@ import time
 
 OTHERS_MAX_FRACTION = 0.10
 PROBE_MAX_CHANGE = 0.15
-BUSY_RULE = (f"other processes used more than {OTHERS_MAX_FRACTION:.0%} of the cores during the timed steps, "
-             f"or the GEMM probes before and after training differ by more than {PROBE_MAX_CHANGE:.0%}")
+# /proc/stat counts in clock ticks (10 ms): over a shorter window one stray tick is a large share.
+MIN_WINDOW_S = 1.0
+BUSY_RULE = (f"other processes used more than {OTHERS_MAX_FRACTION:.0%} of the cores during the timed steps "
+             f"(judged over {MIN_WINDOW_S:g} s of timed steps or more), or the GEMM probes before and after "
+             f"training differ by more than {PROBE_MAX_CHANGE:.0%}")
 PROBE_SIZE = 256
 PROBE_SECONDS = 0.3
 
@@ -117,6 +120,7 @@ class LoadWatch:
             others = max(0.0, busy - own) / mine["wall_s"]
             load["others_cpu_cores"] = round(others, 3)
             load["others_cpu_fraction"] = round(others / self.cores, 3)
+            load["timed_window_s"] = round(mine["wall_s"], 3)
         return load
 
 
@@ -124,7 +128,7 @@ def busy_verdict(load: dict) -> tuple[bool, list[str]]:
     """(busy?, why) by ``BUSY_RULE``."""
     why = []
     frac = load.get("others_cpu_fraction")
-    if frac is not None and frac > OTHERS_MAX_FRACTION:
+    if frac is not None and frac > OTHERS_MAX_FRACTION and (load.get("timed_window_s") or 0) >= MIN_WINDOW_S:
         why.append(f"other processes used {frac:.0%} of the {load.get('cores')} cores during the timed steps")
     before, after = load.get("gemm_gflops_before"), load.get("gemm_gflops_after")
     if before and after:

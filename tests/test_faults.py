@@ -362,7 +362,7 @@ def test_a_cell_measured_beside_two_busy_processes_is_marked_busy(tiny_run):
     burners = [_burner(), _burner()]
     try:
         time.sleep(1)
-        record = run_cell(Cell("manual", "cpu", "fp32", tiny_run(max_steps=12, train_samples=96)),
+        record = run_cell(Cell("manual", "cpu", "fp32", tiny_run(max_steps=40, train_samples=320)),
                           progress=False, command="test")
     finally:
         for b in burners:
@@ -372,8 +372,21 @@ def test_a_cell_measured_beside_two_busy_processes_is_marked_busy(tiny_run):
     load = record.machine_load
     assert record.machine_busy is True, load
     assert load["others_cpu_fraction"] > 0.10 and load["loadavg_1m_start"] is not None
+    assert load["timed_window_s"] >= 1.0
     assert load["gemm_gflops_before"] > 0 and load["gemm_gflops_after"] > 0
     assert any("other processes used" in why for why in record.machine_busy_why)
+
+
+def test_the_busy_rule():
+    from bench.machine import busy_verdict
+
+    quiet = {"cores": 2, "others_cpu_fraction": 0.02, "timed_window_s": 5.0, "gemm_gflops_before": 200.0,
+             "gemm_gflops_after": 195.0}
+    assert busy_verdict(quiet) == (False, [])
+    assert busy_verdict(dict(quiet, others_cpu_fraction=0.4))[0]
+    assert not busy_verdict(dict(quiet, others_cpu_fraction=0.4, timed_window_s=0.3))[0]  # a few ticks: no verdict
+    busy, why = busy_verdict(dict(quiet, gemm_gflops_after=120.0))
+    assert busy and "GEMM probe 200 GFLOP/s before training, 120 after (40% apart)" in why[0]
 
 
 def test_the_report_refuses_to_call_a_gap_real_when_either_side_was_busy():
