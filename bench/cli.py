@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from bench.argtypes import (_choice_list, _int_in, _positive_int, _non_negative_int, _positive_int_list, _fraction, _non_negative_float, _positive_float)
+from bench import __version__
 from bench.config import (ADAMW_IMPLS, ATTN_IMPLS, DEVICES, LOOP_NAMES, PRECISIONS, PRESETS, SCHEDULERS,
                           ConfigError, RunConfig)
 
@@ -24,16 +25,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default once: not when its help already says it, nor when there is none."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     d = RunConfig()
     parser = _Parser(
-        prog="python -m bench",
+        prog=prog,
         description="Fine-tune BERT on GLUE MRPC with a manual PyTorch loop, an Accelerate loop and the "
                     "HF Trainer, measured the same way; records to JSONL, reports to Markdown.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,inspect}")
 
     run = sub.add_parser("run", help="train and measure a matrix of cells (loop x device x precision)",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                         formatter_class=_DefaultsOnce)
     m = run.add_argument_group("matrix")
     m.add_argument("--loops", type=_choice_list(LOOP_NAMES, "loop"), default="all",
                    help=f"all, or a comma list of: {', '.join(LOOP_NAMES)}")
@@ -59,19 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
     h = run.add_argument_group("hyperparameters (defaults: the tutorial's)")
     h.add_argument("--batch-size", type=_positive_int_list, default=None,
                    help=f"per-process batch size, or a comma list to sweep (default {d.batch_size})")
-    h.add_argument("--lr", type=_positive_float, default=d.lr)
-    h.add_argument("--epochs", type=_positive_int, default=d.epochs)
+    h.add_argument("--lr", type=_positive_float, default=d.lr, help="AdamW learning rate, peak of the schedule")
+    h.add_argument("--epochs", type=_positive_int, default=d.epochs, help="passes over the training pairs")
     h.add_argument("--max-steps", type=_positive_int, default=None, help="stop after N optimizer steps (the schedule ends there)")
     h.add_argument("--warmup-steps", type=_non_negative_int, default=d.warmup_steps, help="learning-rate warm-up steps")
-    h.add_argument("--scheduler", choices=SCHEDULERS, default=d.scheduler)
-    h.add_argument("--weight-decay", type=_non_negative_float, default=d.weight_decay)
+    h.add_argument("--scheduler", choices=SCHEDULERS, default=d.scheduler, help="learning-rate schedule over the steps")
+    h.add_argument("--weight-decay", type=_non_negative_float, default=d.weight_decay,
+                   help="AdamW weight decay (biases and LayerNorm weights exempt, as in the Trainer)")
     h.add_argument("--max-grad-norm", type=_positive_float, default=None,
                    help="clip gradients to this norm (default: no clipping, as in the tutorial; the Trainer's own default is 1.0)")
     h.add_argument("--adamw", choices=ADAMW_IMPLS, default=None,
                    help=f"AdamW update implementation (default {d.adamw}; the Trainer's own default is fused)")
-    h.add_argument("--grad-accum", type=_positive_int, default=d.grad_accum)
-    h.add_argument("--seed", type=_int_in(0, 2**32 - 1), default=d.seed)
-    h.add_argument("--eval-batch-size", type=_positive_int, default=d.eval_batch_size)
+    h.add_argument("--grad-accum", type=_positive_int, default=d.grad_accum,
+                   help="micro-batches per optimizer step (their losses averaged)")
+    h.add_argument("--seed", type=_int_in(0, 2**32 - 1), default=d.seed,
+                   help="seed of the sample order, the classifier head and dropout")
+    h.add_argument("--eval-batch-size", type=_positive_int, default=d.eval_batch_size,
+                   help="batch size of the validation pass")
     f = run.add_argument_group("fast path (each recorded in the cell config; default: the tutorial's settings)")
     f.add_argument("--preset", type=_choice_list(("tutorial",) + PRESETS, "preset"), default=None,
                    help="fast: the fastest measured combination of the options below for each device (flags given "
@@ -104,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ins = sub.add_parser("inspect", help="what the model and tokenizer look like: the tutorial's opening, made useful")
     ins.add_argument("--model", default="minilm-l6", help="Hub id, local folder, or alias (default: minilm-l6)")
-    ins.add_argument("--sentence1", default="This is the first sentence.")
-    ins.add_argument("--sentence2", default="This is the second one.")
+    ins.add_argument("--sentence1", default="This is the first sentence.", help="first sentence of the pair to encode")
+    ins.add_argument("--sentence2", default="This is the second one.", help="second sentence of the pair to encode")
     return parser
 
 
@@ -251,7 +267,8 @@ def _on_sigterm(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    # Installed as the console script `bench`, it names itself so; `python -m bench` otherwise.
+    parser = build_parser("bench" if Path(sys.argv[0]).name == "bench" else "python -m bench")
     args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:

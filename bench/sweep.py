@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from bench.config import Cell, ConfigError
@@ -99,6 +100,22 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _cell_line(record: Record, seconds: float, ran_s: list, left: int) -> str:
+    """``ok 19.5 samples/s, 41 s; ETA 3 min`` (ETA: the mean time of the cells run so far, times those left)."""
+    if record.status != "skipped":
+        ran_s.append(seconds)
+    line = record.status
+    if record.samples_per_s:
+        line += f" {record.samples_per_s:.1f} samples/s"
+    line += f", {seconds:.0f} s" if record.status != "skipped" else ""
+    if record.reason:
+        line += f" ({record.reason})"
+    if left and ran_s:
+        eta = sum(ran_s) / len(ran_s) * left
+        line += f"; ETA {eta / 60:.0f} min" if eta >= 90 else f"; ETA {eta:.0f} s"
+    return line
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
@@ -221,6 +238,7 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
         out_dir.mkdir(parents=True, exist_ok=True)
     done = completed_ids(out_dir) if resume else set()
     made = []
+    ran_s: list[float] = []  # seconds each cell run by this sweep took, for the ETA
     for i, cell in enumerate(cells, 1):
         head = f"[{i}/{len(cells)}] {cell.label}"
         if cell.cell_id in done:
@@ -229,6 +247,7 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
         record = skipped_record(cell, command)  # decided here, without starting a process
         if record is not None and not write:
             continue
+        t0 = time.monotonic()
         if record is None and (isolate or cell.world_size > 1):
             print(f"{head}: running", file=sys.stderr)
             record = run_isolated(cell, cell_timeout, progress, command, rendezvous=rendezvous)
@@ -240,5 +259,5 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
         if write:
             append_record(out_dir, record)
         made.append(record)
-        print(f"{head}: {record.status}" + (f" ({record.reason})" if record.reason else ""), file=sys.stderr)
+        print(f"{head}: {_cell_line(record, time.monotonic() - t0, ran_s, len(cells) - i)}", file=sys.stderr)
     return made

@@ -22,7 +22,7 @@ from torch.optim import AdamW
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import get_scheduler
 
-from bench.dist import backend
+from bench.dist import backend, torch_device
 from bench.loop_api import LoopResult, UnsupportedSetting
 from bench.precision import plan, set_tf32
 from loops.common import adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
@@ -31,15 +31,13 @@ from loops.common import adamw_impl_kwargs, adamw_param_groups, scale_of, scaler
 def train(cell, data, model, meter):
     run = cell.run
     precision = plan(cell.precision)
-    device = torch.device(cell.device)
+    # This rank's device: under DDP on GPUs, cuda:LOCAL_RANK (the harness made it the current one).
+    device = torch.device(torch_device(cell.device))
     sampler = data.sampler
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:  # launched by torchrun: one process per device, gradients all-reduced by DDP
         if not dist.is_initialized():
             dist.init_process_group(backend(cell.device))  # nccl on GPUs, gloo on the CPU
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-            torch.cuda.set_device(device)
         # Each rank takes its own shard of a shuffle seeded like the single-process one.
         if run.group_by_length:
             raise UnsupportedSetting("--group-by-length: the manual loop's DistributedSampler has no length grouping")
@@ -53,7 +51,7 @@ def train(cell, data, model, meter):
     model.to(device)
     if distributed:
         # Every parameter gets a gradient in this model: no per-step search of the autograd graph.
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+        model = DistributedDataParallel(model, device_ids=None if device.index is None else [device.index],
                                         find_unused_parameters=False)
     trained = model.module if distributed else model
     wrapped = model

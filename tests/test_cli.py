@@ -137,3 +137,25 @@ def test_preset_fills_fast_path_per_device_and_explicit_flags_win():
     cuda = apply_preset(run, "cuda", "fast", explicit)
     assert cuda.pad_to_multiple_of == 8 and cuda.pin_memory
     assert apply_preset(run, "cpu", None, explicit) == run
+
+
+def test_help_says_each_default_once_and_every_option_has_help():
+    import argparse
+
+    parser = build_parser()
+    run = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith(" run"))
+    text = run.format_help()
+    assert "(default: None)" not in text and "(default 8) (default" not in text
+    missing = [a.option_strings for a in run._actions if not a.help and a.help is not argparse.SUPPRESS]
+    assert not missing, missing
+
+
+def test_version_and_summary_keep_their_formatting(capsys):
+    from bench.summary import summary_table
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and "bench 0.1.0" in capsys.readouterr().out
+    table = summary_table([{"loop": "manual", "device": "cpu", "precision": "fp32", "status": "ok",
+                            "eval_f1": 0.0, "step_s_p50": 0.256}])
+    assert "| 0.0000 " in table and "| 256.0 " in table
