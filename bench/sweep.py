@@ -73,7 +73,8 @@ def completed_ids(out_dir: Path) -> set[str]:
 
 CELL_DIR_PREFIX = "bench-cell-"
 # torchrun's own lines (its banners, its elastic agent's log lines) say nothing about the cell.
-_BANNER = re.compile(r"^\s*([*=\-]{5,}|[EWI]\d{4} .*torch/distributed/elastic|.*torch\.distributed\.elastic)")
+_BANNER = re.compile(r"^\s*([*=\-]{5,}|[EWI]\d{4} .*torch/distributed/elastic|.*torch\.distributed\.elastic"
+                     r"|Setting OMP_NUM_THREADS environment variable)")
 
 
 def remove_stale_cell_dirs() -> list[str]:
