@@ -146,7 +146,8 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
     precision = plan(cell.precision)
 
     def evaluator():  # the same shared evaluation, on the model as it is at that step
-        scores = evaluate_model(model, data, cell.device, precision.torch_dtype(), run.eval_batch_size)
+        scores = evaluate_model(model, data, cell.device, precision.torch_dtype(), run.eval_batch_size,
+                                intervals=False)
         model.train()
         return scores
 

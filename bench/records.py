@@ -60,6 +60,9 @@ class Record:
     eval_accuracy: float | None = None
     eval_f1: float | None = None
     eval_examples: int | None = None
+    eval_accuracy_ci95: list = field(default_factory=list)  # [lo, hi], bootstrap over the validation pairs
+    eval_f1_ci95: list = field(default_factory=list)
+    eval_majority_baseline: dict = field(default_factory=dict)  # label, accuracy, f1 of predicting the majority
     eval_s: float | None = None
     train_loss_final: float | None = None
     # Time to accuracy (--eval-every K --target-f1 F): wall seconds from the first step, evaluations

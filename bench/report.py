@@ -82,8 +82,27 @@ def _header(records: list[dict]) -> list[str]:
                   f"{common('warmup_steps')} warm-up steps, weight decay {common('weight_decay')}, "
                   f"clipping {common('max_grad_norm', lambda v: v or 'none')}, AdamW {common('adamw')}, seed {common('seed')}",
                   f"- timing: the first {common('timing_warmup')} optimizer steps of each run are left out; "
-                  "a step is wall time from the end of one optimizer step to the end of the next", ""]
+                  "a step is wall time from the end of one optimizer step to the end of the next",
+                  *_majority_line(ok), ""]
     return lines
+
+
+def _ci(c: CellStats) -> str:
+    """The F1 interval of the cell's first run (bootstrap over the validation pairs), or '-'."""
+    ci = next((r.get("eval_f1_ci95") for r in c.ok if r.get("eval_f1_ci95")), None)
+    return f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "-"
+
+
+def _majority_line(records: list[dict]) -> list[str]:
+    """The floor every fine-tuned model must clear, from the validation labels in the records."""
+    base = next((r.get("eval_majority_baseline") for r in records if r.get("eval_majority_baseline")), None)
+    if not base:
+        return []
+    said = "equivalent" if base["label"] == 1 else "not equivalent"
+    return [f"- quality floor: predicting \"{said}\" for every validation pair scores accuracy {base['accuracy']:.4f}, "
+            f"F1 {base['f1']:.4f} (the majority class); a cell at or below it has learned nothing the class balance "
+            "does not give. F1 intervals are 95% bootstrap intervals over the validation pairs: cells whose "
+            "intervals overlap are not told apart by this validation set"]
 
 
 def _device_tables(cells: list[CellStats], plots: dict) -> list[str]:
@@ -110,7 +129,7 @@ def _device_tables(cells: list[CellStats], plots: dict) -> list[str]:
                      if peaks else "no peak recorded") + ".", ""]
         header = ["loop", "precision"] + (["variant"] if any(c.variant for c in dev_cells) else []) + [
             "samples/s", "spread", "CV", "speed-up", "real tok/s", "step p50 ms", "step p90 ms", "peak MiB", "MFU",
-            "val acc", "val F1", "final loss"]
+            "val acc", "val F1", "F1 95% CI", "final loss"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for c in dev_cells:
             sps = c.median("samples_per_s")
@@ -125,7 +144,7 @@ def _device_tables(cells: list[CellStats], plots: dict) -> list[str]:
                 _f(c.median("step_s_p50") and c.median("step_s_p50") * 1000),
                 _f(c.median("step_s_p90") and c.median("step_s_p90") * 1000),
                 mem, _f(c.mfu(peaks.get(c.precision, (None,))[0]), "{:.2%}"),
-                _f(c.median("eval_accuracy"), "{:.4f}"), _f(c.median("eval_f1"), "{:.4f}"),
+                _f(c.median("eval_accuracy"), "{:.4f}"), _f(c.median("eval_f1"), "{:.4f}"), _ci(c),
                 _f(c.median("train_loss_final"), "{:.4f}")]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")

@@ -37,6 +37,10 @@ def test_record_is_sane(fp32_records, loop):
     assert r.padded_tokens_per_s >= r.real_tokens_per_s  # padding only adds tokens
     assert 0 <= r.padding_fraction < 1
     assert r.step_s_p50 <= r.step_s_p90
+    # Quality with its uncertainty and its floor: the interval holds the score, the baseline is the data's.
+    lo, hi = r.eval_f1_ci95
+    assert lo <= r.eval_f1 <= hi and r.eval_accuracy_ci95[0] <= r.eval_accuracy <= r.eval_accuracy_ci95[1]
+    assert r.eval_majority_baseline["label"] in (0, 1) and 0.5 <= r.eval_majority_baseline["accuracy"] <= 1
     # samples/s is over the timed steps only: recompute it from the raw step times.
     assert r.samples_per_s == pytest.approx(5 * 8 / sum(r.step_s[2:]), rel=1e-9)
     assert r.peak_rss_mib > 100 and r.peak_alloc_mib is None  # no CUDA counters on the CPU

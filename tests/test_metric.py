@@ -48,3 +48,24 @@ def test_f1_is_of_the_positive_class(metric):
 def test_rejects_labels_outside_mrpc(metric):
     with pytest.raises(ValueError, match="0 or 1"):
         metric.compute(predictions=[0, 2], references=[0, 1])
+
+
+def test_bootstrap_interval_and_majority_baseline_against_scikit_learn():
+    import random
+
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from bench.evaluation import _accuracy_f1, bootstrap_ci95, majority_baseline
+
+    rng = random.Random(1)
+    refs = [1] * 279 + [0] * 129  # MRPC validation's class balance
+    preds = [r if rng.random() < 0.8 else 1 - r for r in refs]
+    acc, f1 = _accuracy_f1(preds, refs)
+    assert acc == pytest.approx(accuracy_score(refs, preds)) and f1 == pytest.approx(f1_score(refs, preds))
+    (alo, ahi), (flo, fhi) = bootstrap_ci95(preds, refs)
+    assert alo < acc < ahi and flo < f1 < fhi
+    assert 0.02 < (fhi - flo) / 2 < 0.05  # about +-0.02-0.04 at n = 408
+    assert bootstrap_ci95(preds, refs) == ((alo, ahi) and ([alo, ahi], [flo, fhi]))  # seeded: reproducible
+    base = majority_baseline(refs)
+    assert base["label"] == 1 and base["accuracy"] == pytest.approx(279 / 408)
+    assert base["f1"] == pytest.approx(f1_score(refs, [1] * 408)) == pytest.approx(0.8122, abs=1e-4)

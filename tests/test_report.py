@@ -34,6 +34,7 @@ def rec(loop, precision="fp32", sps=10.0, repeat=0, status="ok", reason="", loss
         r.device_peak_tflops, r.device_peak_source = 0.1, "measured 2048^3 GEMM on this CPU, fp32"
         r.model, r.settings, r.batch_order_checksum = MODEL, dict(settings or SETTINGS), checksum
         r.data_source = "local:/glue"
+        r.eval_f1_ci95, r.eval_majority_baseline = [f1 - 0.03, f1 + 0.02], {"label": 1, "accuracy": 0.6838, "f1": 0.8122}
     return r
 
 
@@ -55,6 +56,12 @@ def test_header_has_command_and_environment(report):
     text, _ = report
     assert "python -m bench run --loops all" in text
     assert "| torch | 2.13 |" in text and "TestCPU" in text
+
+
+def test_quality_has_its_interval_and_the_majority_class_floor(report):
+    text, _ = report
+    assert 'predicting "equivalent" for every validation pair scores accuracy 0.6838, F1 0.8122' in text
+    assert "| 0.770–0.820 |" in text  # the F1 95% interval beside the F1
 
 
 def test_device_table_has_medians_spread_cv_and_speedup(report):
