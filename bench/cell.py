@@ -80,7 +80,8 @@ def skipped_record(cell: Cell, command: str) -> "Record | None":
 
 
 def run_cell(cell: Cell, progress: bool = True, command: str = "",
-             budget: tuple[float, float] | None = None) -> "Record | None":
+             budget: tuple[float, float] | None = None,
+             process_started: float | None = None) -> "Record | None":
     """The cell's record (None on ranks other than 0 of a distributed cell).  ``budget``: the
     (perf_counter start, seconds) the cell has; see ``StepMeter``."""
     from bench import dist
@@ -99,9 +100,9 @@ def run_cell(cell: Cell, progress: bool = True, command: str = "",
     if dist.is_distributed():
         # Under torchrun a rank that fails must exit non-zero, so that torchrun stops the others
         # instead of leaving them waiting in a collective; the sweep records the failure.
-        return _run(cell, base, progress, budget)
+        return _run(cell, base, progress, budget, process_started)
     try:
-        return _run(cell, base, progress, budget)
+        return _run(cell, base, progress, budget, process_started)
     except ConfigError as exc:
         return Record(status="failed", reason=str(exc), finished_at=_now(),
                       failure={"kind": "config", "message": str(exc), "last_lines": []}, **base)
@@ -117,7 +118,15 @@ _PER_RANK = ("samples_per_s", "real_tokens_per_s", "timed_s", "step_s_p50", "pea
              "peak_reserved_mib", "steps")
 
 
-def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | None):
+def _process_wall_s(process_started: float | None) -> float | None:
+    """Seconds since the cell's process started (None when the cell runs in a process of its caller)."""
+    import time
+
+    return None if process_started is None else time.time() - process_started
+
+
+def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | None,
+         process_started: float | None = None):
     import dataclasses
 
     from bench import dist
@@ -132,17 +141,31 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
     from bench.records import Record
     from bench.settings import PrecisionProbe, precision_mismatch, read_settings
 
+    import time
+
     run = cell.run
     run.validate()
     if dist.world_size() != cell.world_size:
         raise ConfigError(f"cell wants {cell.world_size} processes, this one runs in a world of {dist.world_size()}")
+    # Startup cost, the part of a short run users pay before the first step: the loop's imports
+    # (torch, transformers, its library; ~0 when a process already has them), model, data, and the
+    # loop's own setup (Accelerator, Trainer, prepare...) up to its first step.
+    setup, t = {}, time.perf_counter()
     train = resolve_loop(cell.loop)
+    import torch  # noqa: F401  (already imported by any loop; named so the cost is counted here)
+    setup["imports_s"] = time.perf_counter() - t
     _reset_process_state(cell)
     watch = LoadWatch(cell.device)
     # MFU's denominator, measured (CPU, unknown GPU) before training, while the device is idle.
+    t = time.perf_counter()
     peak_tflops, peak_source = device_peak(cell.device, cell.precision)
+    setup["harness_peak_probe_s"] = time.perf_counter() - t  # the harness's own, not the loop's: not in the total
+    t = time.perf_counter()
     model, tokenizer, info = load_model(run)
+    setup["model_s"] = time.perf_counter() - t
+    t = time.perf_counter()
     data = prepare(run, tokenizer)
+    setup["data_s"] = time.perf_counter() - t
     precision = plan(cell.precision)
 
     def evaluator():  # the same shared evaluation, on the model as it is at that step
@@ -170,6 +193,7 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
 
     set_seed(run.seed)
     stopped = None
+    t_train = time.perf_counter()
     try:
         result = train(cell, data, model, meter)
         meter.check_finite()  # the steps since the last check (on a GPU the meter checks every few)
@@ -179,6 +203,10 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         stopped = exc
         meter.stop()
     window = watch.timed_end()
+    if meter.started_at is not None:  # perf_counter at the loop's first step
+        setup["loop_setup_s"] = meter.started_at - t_train
+    setup["total_s"] = sum(setup.get(k, 0.0) for k in ("imports_s", "model_s", "data_s", "loop_setup_s"))
+    fields_extra = {"setup_s": setup, "process_wall_s": _process_wall_s(process_started)}
     watch.probe("after")
     probe.remove()
     summary = meter.summary()
@@ -188,7 +216,7 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         load = watch.finish([window])
         busy, why = busy_verdict(load)
         kind = "diverged" if isinstance(stopped, Diverged) else "would-time-out"
-        return Record(status="failed", reason=stopped.reason(), model=dataclasses.asdict(info),
+        return Record(status="failed", reason=stopped.reason(), model=dataclasses.asdict(info), **fields_extra,
                       failure={"kind": kind, "message": stopped.reason(), "last_lines": []},
                       data_source=data.source, machine_load=load, machine_busy=busy, machine_busy_why=why,
                       env=environment(cell.device), finished_at=_now(), **fields, **base)
@@ -233,7 +261,8 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         # it by the world size, so cells of any world size share one peak in a report.
         peak_tflops = min(r["peak_tflops"] for r in ranks)
         peak_source += f", per device ({len(ranks)} ranks)"
-    return Record(status="failed" if problems else "ok", reason="; ".join(problems),
+    fields_extra["process_wall_s"] = _process_wall_s(process_started)  # after evaluation and the gather
+    return Record(status="failed" if problems else "ok", reason="; ".join(problems), **fields_extra,
                   failure={"kind": "check", "message": "; ".join(problems), "last_lines": []} if problems else {},
                   settings=settings, model=dataclasses.asdict(info), data_source=data.source,
                   device_peak_tflops=peak_tflops, device_peak_source=peak_source,
@@ -282,7 +311,10 @@ def main(argv: list[str]) -> int:
         cell = Cell.from_dict(json.load(f))
     budget = (started, float(argv[argv.index("--time-budget") + 1])) if "--time-budget" in argv else None
     try:
-        record = run_cell(cell, progress=progress, command=command, budget=budget)
+        import psutil
+
+        record = run_cell(cell, progress=progress, command=command, budget=budget,
+                          process_started=psutil.Process().create_time())  # epoch seconds the process began
     except BaseException:
         if dist.is_distributed():  # torchrun's summary shows banners; the sweep reads the rank's own words
             lines = traceback.format_exc().strip().splitlines()[-8:]

@@ -255,6 +255,11 @@ class StepMeter:
             self._bar.close()
 
     # -- read by the harness -------------------------------------------------------------------
+    @property
+    def started_at(self) -> float | None:
+        """perf_counter when the loop called ``start()`` (its setup ends there), None before."""
+        return self._t_start
+
     def _current_lr(self):
         if self._optimizer is None:
             return None

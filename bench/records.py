@@ -47,6 +47,10 @@ class Record:
     timing_warmup_steps: int | None = None
     timed_s: float | None = None
     train_wall_s: float | None = None
+    # Startup: imports_s, model_s, data_s, loop_setup_s (the loop's own, up to its first step) and
+    # total_s of those; harness_peak_probe_s apart.  process_wall_s: process start to record written.
+    setup_s: dict = field(default_factory=dict)
+    process_wall_s: float | None = None
     samples_seen: int | None = None
     batch_order_checksum: int | None = None  # equal across loops = same batches, same order
     # Processes: global throughput above is every rank's samples over the slowest rank's time.

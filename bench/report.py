@@ -87,6 +87,14 @@ def _header(records: list[dict]) -> list[str]:
     return lines
 
 
+def _startup(c: CellStats) -> str:
+    """Median seconds before the first step (imports, model, data, the loop's own setup)."""
+    import statistics
+
+    v = [r["setup_s"]["total_s"] for r in c.ok if (r.get("setup_s") or {}).get("total_s") is not None]
+    return _f(statistics.median(v)) if v else "-"
+
+
 def _ci(c: CellStats) -> str:
     """The F1 interval of the cell's first run (bootstrap over the validation pairs), or '-'."""
     ci = next((r.get("eval_f1_ci95") for r in c.ok if r.get("eval_f1_ci95")), None)
@@ -124,12 +132,14 @@ def _device_tables(cells: list[CellStats], plots: dict) -> list[str]:
                   + ("" if base else " (no manual-fp32 cell here)") + ". "
                   + (f"Memory is {device} peak allocated (peak reserved in brackets). " if counters else
                      "Memory is the cell process's peak RSS. ")
+                  + "Startup: seconds from the cell's start to the loop's first step (imports, model, data, the "
+                  "loop's own setup; the record's `setup_s` has each part). "
                   + "MFU: model FLOPs over the padded batches per second, over the peak of the cell's precision: "
                   + ("; ".join(f"{p}: {t * 1000:.1f} GFLOP/s ({src})" for p, (t, src) in peaks.items())
                      if peaks else "no peak recorded") + ".", ""]
         header = ["loop", "precision"] + (["variant"] if any(c.variant for c in dev_cells) else []) + [
             "samples/s", "spread", "CV", "speed-up", "real tok/s", "step p50 ms", "step p90 ms", "peak MiB", "MFU",
-            "val acc", "val F1", "F1 95% CI", "final loss"]
+            "startup s", "val acc", "val F1", "F1 95% CI", "final loss"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for c in dev_cells:
             sps = c.median("samples_per_s")
@@ -143,7 +153,7 @@ def _device_tables(cells: list[CellStats], plots: dict) -> list[str]:
                 _f(c.median("real_tokens_per_s"), "{:.0f}"),
                 _f(c.median("step_s_p50") and c.median("step_s_p50") * 1000),
                 _f(c.median("step_s_p90") and c.median("step_s_p90") * 1000),
-                mem, _f(c.mfu(peaks.get(c.precision, (None,))[0]), "{:.2%}"),
+                mem, _f(c.mfu(peaks.get(c.precision, (None,))[0]), "{:.2%}"), _startup(c),
                 _f(c.median("eval_accuracy"), "{:.4f}"), _f(c.median("eval_f1"), "{:.4f}"), _ci(c),
                 _f(c.median("train_loss_final"), "{:.4f}")]
             lines.append("| " + " | ".join(row) + " |")

@@ -41,6 +41,11 @@ def test_record_is_sane(fp32_records, loop):
     lo, hi = r.eval_f1_ci95
     assert lo <= r.eval_f1 <= hi and r.eval_accuracy_ci95[0] <= r.eval_accuracy <= r.eval_accuracy_ci95[1]
     assert r.eval_majority_baseline["label"] in (0, 1) and 0.5 <= r.eval_majority_baseline["accuracy"] <= 1
+    # Startup cost in its parts; the loop's own setup (Accelerator, Trainer, prepare...) is never free.
+    s = r.setup_s
+    assert s["loop_setup_s"] > 0 and s["model_s"] > 0 and s["data_s"] > 0 and s["imports_s"] >= 0
+    assert s["total_s"] == pytest.approx(s["imports_s"] + s["model_s"] + s["data_s"] + s["loop_setup_s"])
+    assert r.process_wall_s is None  # run in the test's own process
     # samples/s is over the timed steps only: recompute it from the raw step times.
     assert r.samples_per_s == pytest.approx(5 * 8 / sum(r.step_s[2:]), rel=1e-9)
     assert r.peak_rss_mib > 100 and r.peak_alloc_mib is None  # no CUDA counters on the CPU
