@@ -16,7 +16,7 @@ from transformers import get_scheduler
 
 from bench.loop_api import LoopResult
 from bench.precision import plan, set_tf32
-from loops.common import adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
+from loops.common import accumulation_group, adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
 
 
 def train(cell, data, model, meter):
@@ -68,7 +68,7 @@ def train(cell, data, model, meter):
                 outputs = model(**batch)
                 # backward() divides by gradient_accumulation_steps, also in an epoch's last group
                 # when it is shorter; like the other loops, average over the micro-batches it has.
-                group_size = min(run.grad_accum, n_batches - (i // run.grad_accum) * run.grad_accum)
+                group_size, _ = accumulation_group(i, n_batches, run.grad_accum)
                 accelerator.backward(outputs.loss * (run.grad_accum / group_size) if group_size < run.grad_accum
                                      else outputs.loss)
                 meter.observe(outputs.loss, batch)

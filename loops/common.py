@@ -38,6 +38,15 @@ def adamw_impl_kwargs(impl: str) -> dict:
     raise UnsupportedSetting(f"unknown AdamW implementation {impl!r}")
 
 
+def accumulation_group(i: int, n_batches: int, accum: int) -> tuple[int, bool]:
+    """(size of the accumulation group micro-batch ``i`` of an epoch belongs to, is it the group's
+    last).  An epoch's last group is short when ``accum`` does not divide its batches; every loop
+    averages the loss over the micro-batches the group has, so a short group weighs as much as a full one."""
+    start = (i // accum) * accum
+    size = min(accum, n_batches - start)
+    return size, i + 1 == start + size
+
+
 def scaler_skipped(scaler, scale_before) -> bool:
     """Did the fp16 loss scaler skip the optimizer step just taken?  ``GradScaler.update`` lowers the
     scale on every step whose gradients held inf/nan, so a lower scale after the step is a skip.

@@ -19,7 +19,7 @@ from transformers import get_scheduler
 
 from bench.loop_api import LoopResult
 from bench.precision import plan, set_tf32
-from loops.common import adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
+from loops.common import accumulation_group, adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
 
 FABRIC_PRECISION = {"fp32": "32-true", "tf32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
 
@@ -63,9 +63,7 @@ def train(cell, data, model, meter):
         # Fabric's DataLoader calls the sampler's set_epoch itself, once per pass.
         n_batches = len(train_dataloader)
         for i, batch in enumerate(train_dataloader):
-            group_start = (i // run.grad_accum) * run.grad_accum
-            group_size = min(run.grad_accum, n_batches - group_start)
-            last = i + 1 == group_start + group_size
+            group_size, last = accumulation_group(i, n_batches, run.grad_accum)
             # No gradient all-reduce on the micro-batches that only accumulate.
             with fabric.no_backward_sync(model, enabled=not last):
                 outputs = model(**batch)

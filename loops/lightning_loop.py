@@ -32,7 +32,7 @@ from transformers import get_scheduler
 
 from bench.loop_api import LoopResult
 from bench.precision import plan, set_tf32
-from loops.common import adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
+from loops.common import accumulation_group, adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
 
 LIGHTNING_PRECISION = {"fp32": "32-true", "tf32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
 
@@ -47,7 +47,7 @@ class MRPCModule(pl.LightningModule):
         outputs = self.model(**batch)
         self.meter.observe(outputs.loss, batch)
         accum, n_batches = self.run.grad_accum, self.trainer.num_training_batches
-        group_size = min(accum, n_batches - (batch_idx // accum) * accum)
+        group_size, _ = accumulation_group(batch_idx, n_batches, accum)
         return outputs.loss * (accum / group_size) if group_size < accum else outputs.loss
 
     def configure_optimizers(self):

@@ -25,7 +25,7 @@ from transformers import get_scheduler
 from bench.dist import backend, torch_device
 from bench.loop_api import LoopResult, UnsupportedSetting
 from bench.precision import plan, set_tf32
-from loops.common import adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
+from loops.common import accumulation_group, adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
 
 
 def train(cell, data, model, meter):
@@ -90,11 +90,10 @@ def train(cell, data, model, meter):
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 outputs = model(**batch)
             # Average over the micro-batches of this step (the last group of an epoch may be short).
-            group_start = (i // run.grad_accum) * run.grad_accum
-            group_size = min(run.grad_accum, n_batches - group_start)
+            group_size, last = accumulation_group(i, n_batches, run.grad_accum)
             scaler.scale(outputs.loss / group_size).backward()
             meter.observe(outputs.loss, batch)
-            if i + 1 < group_start + group_size:
+            if not last:
                 continue
             if run.max_grad_norm:
                 scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
