@@ -139,16 +139,14 @@ def busy_verdict(load: dict) -> tuple[bool, list[str]]:
 
 
 def busy_now(seconds: float = 0.5) -> str | None:
-    """Before a sweep: a line saying the machine is already busy, or None."""
-    j0, c0, t0 = _busy_jiffies(), _own_cpu_s(), time.perf_counter()
-    if j0 is None:
-        return None
+    """Before a sweep: a line saying the machine is already busy, or None.  The same measure as a
+    cell's, over a short idle window of the sweep's own."""
+    watch = LoadWatch("cpu")
+    watch.timed_start()
     time.sleep(seconds)
-    j1, c1, t1 = _busy_jiffies(), _own_cpu_s(), time.perf_counter()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cores = os.cpu_count() or 1
-    others = max(0.0, (j1 - j0) / ticks - (c1 - c0)) / (t1 - t0)
-    if others / cores > OTHERS_MAX_FRACTION:
-        return (f"the machine is already busy: other processes are using {others:.1f} of {cores} cores "
-                f"(1-minute load {loadavg_1m():.1f}); cells measured now will be marked busy")
+    load = watch.finish([watch.timed_end()])
+    if (load.get("others_cpu_fraction") or 0) > OTHERS_MAX_FRACTION:
+        return (f"the machine is already busy: other processes are using {load['others_cpu_cores']:.1f} of "
+                f"{load['cores']} cores (1-minute load {load['loadavg_1m_end']:.1f}); cells measured now will be "
+                "marked busy")
     return None

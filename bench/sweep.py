@@ -82,25 +82,17 @@ def remove_stale_cell_dirs() -> list[str]:
     after its sweep's PID, and removed once that process is gone."""
     import shutil
 
+    import psutil
+
     removed = []
     root = Path(tempfile.gettempdir())
     for path in root.glob(f"{CELL_DIR_PREFIX}*-*"):
         pid = path.name[len(CELL_DIR_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or psutil.pid_exists(int(pid)):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(str(path))
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _cell_line(record: Record, seconds: float, ran_s: list, left: int) -> str:
