@@ -185,6 +185,12 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
                       evaluator=evaluator if run.eval_every else None, eval_every=run.eval_every,
                       target_f1=run.target_f1, budget=budget, on_timed_start=timed_start,
                       grad_scaler=precision.grad_scaler)
+    if run.compile:
+        meter.phases_off_why = "off under --compile (hooks that read a clock inside a compiled forward break its graph)"
+    elif not run.phases:
+        meter.phases_off_why = "off (--no-phases)"
+    else:
+        meter.attach(model)  # where each step's time goes: hooks on the model (bench/phases.py)
     probe = PrecisionProbe(model, cell.device)
     watch.probe("before")
     # Every loop starts from the same RNG state, so dropout draws the same masks in all three (the

@@ -107,6 +107,9 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
                    help="first optimizer steps left out of the timing (not the learning-rate warm-up)")
     x.add_argument("--parity", action="store_true",
                    help="deterministic kernels, so the loops' step losses can be compared step by step (dropout stays on: every loop starts from the same RNG state)")
+    x.add_argument("--no-phases", dest="phases", action="store_false",
+                   help="do not split steps into data/forward/backward/optimizer/other (the split costs "
+                        "well under 1%% of a step and is on by default; always off under --compile)")
     x.add_argument("--out", default=None, help="output folder (default: runs/<timestamp>/)")
     x.add_argument("--resume", metavar="OUT", default=None, help="continue the sweep in OUT, skipping cells already ok or skipped")
     x.add_argument("--cell-timeout", type=_positive_float, default=None, help="seconds before a cell is killed and marked failed")
@@ -144,7 +147,7 @@ def _run_configs(args) -> tuple[list[RunConfig], set[str]]:
             lr=args.lr, batch_size=batch_size, epochs=args.epochs, max_steps=args.max_steps,
             scheduler=args.scheduler, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
             max_grad_norm=args.max_grad_norm, grad_accum=args.grad_accum, seed=args.seed,
-            eval_batch_size=args.eval_batch_size, timing_warmup=args.timing_warmup, parity=args.parity,
+            eval_batch_size=args.eval_batch_size, timing_warmup=args.timing_warmup, parity=args.parity, phases=args.phases,
             eval_every=args.eval_every, target_f1=args.target_f1, **fast)
         runs.append(run)
     return runs, explicit

@@ -74,6 +74,7 @@ class RunConfig:
     # Measurement and control.
     timing_warmup: int = 5  # first optimizer steps left out of the timing (not the LR warm-up)
     parity: bool = False  # deterministic kernels, for step-wise loss parity between the loops
+    phases: bool = True  # split each step into data/forward/backward/optimizer/other (bench/phases.py)
 
     def validate(self) -> None:
         for name in ("lr", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps", "max_grad_norm", "target_f1"):

@@ -11,7 +11,10 @@ by the harness on the CPU; ``meter`` is the harness's StepMeter.  A loop must:
    ``DistributedSampler``), through ``data.collator``;
 2. call ``meter.watch(optimizer)`` and ``meter.start()`` just before its first batch,
    ``meter.observe(loss, batch)`` after every micro-batch's backward, ``meter.step()`` once per
-   optimizer step, after the scheduler's step, and ``meter.stop()`` after the last;
+   optimizer step, after the scheduler's step, and ``meter.stop()`` after the last; and mark the two
+   phase boundaries no hook sees: its batches through ``meter.batches(...)`` (or, where the library
+   fetches them, ``meter.enter("data")`` / ``meter.enter("other")`` around the fetch) and
+   ``meter.enter("optimizer")`` where its update begins (before unscaling and clipping);
 3. pass each gradient norm it computes to ``meter.observe_grad_norm`` (for the divergence check);
 4. average the loss over the micro-batches of an accumulation group, a short last group included;
 5. not advance its schedule on an fp16 step the loss scaler skipped (``loops.common.scaler_skipped``);

@@ -11,6 +11,11 @@ read once at ``stop()`` after a synchronize, so the meter adds no sync of its ow
 device table, ``bench/devices.py``, says which timer a device gets).
 Losses are kept as detached tensors and read at ``stop()`` for the same reason.
 
+Where the time goes: the harness attaches a ``PhaseClock`` (``bench/phases.py``) to the model, and
+the loop marks the two boundaries no hook can see: ``batches(loader)`` around its batch iterator
+(``data``) and ``enter("optimizer")`` where its update begins.  Each step is then split into data,
+forward, backward, optimizer and other, on the same marks as the step's own time.
+
 Time-to-accuracy: given an ``evaluator`` and ``eval_every`` K, the meter evaluates after every K-th
 step.  That time is cut out of the step times (so throughput is training only) but stays in the
 wall clock, which is what time-to-accuracy is measured on.
@@ -118,16 +123,49 @@ class StepMeter:
         self.lrs: list[float] = []  # learning rate in force during each step
         self._lr_next = None
         self._checksum = 0  # of every batch's token ids and positions, in order (see observe)
+        from bench.phases import PhaseClock
+
+        self._phases = PhaseClock(self._dev)
+        self._phases_on = False
+        self.phases_off_why = "the harness did not attach the phase clock"
+
+    # -- called by the harness -----------------------------------------------------------------
+    def attach(self, model) -> None:
+        """Split every step into phases, from hooks on ``model`` (see ``bench/phases.py``)."""
+        self._phases.attach(model)
+        self._phases_on, self.phases_off_why = True, ""
 
     # -- called by the loops -------------------------------------------------------------------
     def watch(self, optimizer) -> None:
         """Read the learning rate each step actually used from the live optimizer."""
         self._optimizer = optimizer
 
+    def batches(self, iterable):
+        """The loop's batches, as they come; the wait for each (and whatever the iterator does to
+        make it: collate, the copy to the device) is the step's ``data`` phase."""
+        self.enter("data")
+        iterator = iter(iterable)  # a DataLoader starts its workers here: data too
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                self.enter("other")
+                return
+            self.enter("other")
+            yield batch
+            self.enter("data")
+
+    def enter(self, phase: str) -> None:
+        """A phase boundary the hooks cannot see (``optimizer``, before unscaling and clipping)."""
+        if self._phases_on:
+            self._phases.enter(phase)
+
     def start(self) -> None:
         self._dev.reset_peak_memory()
         mark = self._now_mark()
         self._starts.append(mark)
+        if self._phases_on:
+            self._phases.open(mark)
         self._t_start = time.perf_counter() if self._dev.event_timer else mark
         if self.timing_warmup == 0:
             self._t_warm = self._t_start
@@ -168,6 +206,8 @@ class StepMeter:
             raise RuntimeError("StepMeter.step() with no observed batch")
         mark = self._now_mark()
         self._marks.append(mark)
+        if self._phases_on:
+            self._phases.close(mark)
         n = len(self._pending_loss)
         self.losses.append(sum(self._pending_loss) / n if n > 1 else self._pending_loss[0])
         self.samples.append(self._pending_samples)
@@ -183,6 +223,8 @@ class StepMeter:
         if self.evaluator is not None and self.eval_every and len(self.losses) % self.eval_every == 0:
             mark = self._evaluate()
         self._starts.append(mark)
+        if self._phases_on:
+            self._phases.open(mark)
         if len(self.losses) == self.timing_warmup:
             self._timed_start()
         if len(self.losses) - self._checked >= self._check_every:
@@ -249,12 +291,25 @@ class StepMeter:
         return self._now_mark()
 
     def stop(self) -> None:
+        if self._phases_on:
+            self._phases.drop_open()  # the step opened after the last one never ran
+            self._phases.detach()  # evaluation after training is not a step
         self._dev.synchronize()
         self._t_stop = time.perf_counter()
         if self._bar is not None:
             self._bar.close()
 
     # -- read by the harness -------------------------------------------------------------------
+    def _phase_fields(self, steps: list[float], warmup: int) -> dict:
+        from bench.phases import summarize
+
+        if not self._phases_on:
+            return {"phase_split": self.phases_off_why}
+        per_step = self._phases.step_phase_s()
+        cost = self._phases.cost_s()
+        return {"phase_split": "", **summarize(per_step, steps, warmup),
+                "phase_cost_s_p50": percentile(cost[warmup:], 50) if cost[warmup:] else None}
+
     @property
     def started_at(self) -> float | None:
         """perf_counter when the loop called ``start()`` (its setup ends there), None before."""
@@ -303,6 +358,7 @@ class StepMeter:
             "batch_order_checksum": int(self._checksum),
             "peak_rss_mib": _rss_peak_mib(),
         }
+        out.update(self._phase_fields(steps, w))
         out["train_loss_final"] = out["step_losses"][-1] if out["step_losses"] else None
         out["eval_curve"] = self.eval_curve
         out["eval_during_training_s"] = self.eval_total_s

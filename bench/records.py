@@ -75,6 +75,15 @@ class Record:
     time_to_target_step: int | None = None
     eval_curve: list = field(default_factory=list)
     eval_during_training_s: float | None = None
+    # Where the time goes (bench/phases.py): each step split into data, forward, backward, optimizer
+    # and other; medians and means over the timed steps, per step one list per phase, how many steps'
+    # phases add up to their step_s within 2%, and the split's own cost per step (median).
+    phase_split: str = ""  # "" when on, else why it is off
+    phase_s_p50: dict = field(default_factory=dict)
+    phase_s_mean: dict = field(default_factory=dict)
+    step_phase_s: dict = field(default_factory=dict)
+    phase_sum_ok_steps: int | None = None
+    phase_cost_s_p50: float | None = None
     step_losses: list = field(default_factory=list)
     step_s: list = field(default_factory=list)
     step_lrs: list = field(default_factory=list)

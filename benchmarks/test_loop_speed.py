@@ -29,7 +29,9 @@ def _setup(loop: str):
     _reset_process_state(cell)
     model, tokenizer, _ = load_model(run)
     data = prepare(run, tokenizer)
-    return (cell, data, model, StepMeter("cpu", 1, STEPS, progress=False)), {}
+    meter = StepMeter("cpu", 1, STEPS, progress=False)
+    meter.attach(model)  # the phase split, on as in a sweep
+    return (cell, data, model, meter), {}
 
 
 LOOPS = loops.available()  # the registry's loops installed here
@@ -68,7 +70,8 @@ def test_paired_ratios(benchmark):
 
 
 def test_meter_overhead(benchmark):
-    """Everything the meter does for STEPS steps (observe, step, stop, summary) on a real batch."""
+    """Everything the meter does for STEPS steps (observe, step, stop, summary) on a real batch,
+    with its phase split: a hooked forward call and the boundaries a loop marks, each step."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -78,8 +81,13 @@ def test_meter_overhead(benchmark):
 
     def metered_steps():
         meter = StepMeter("cpu", 1, STEPS, progress=True, description="meter")
+        module = torch.nn.Identity()
+        meter.attach(module)
         meter.start()
         for _ in range(STEPS):
+            for _ in meter.batches([batch]):
+                module(loss)
+                meter.enter("optimizer")
             meter.step(loss, batch)
         meter.stop()
         meter.summary()

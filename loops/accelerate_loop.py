@@ -63,7 +63,8 @@ def train(cell, data, model, meter):
     for epoch in range(num_epochs):
         # The prepared DataLoader calls the sampler's set_epoch itself, once per pass.
         n_batches = len(train_dataloader)
-        for i, batch in enumerate(train_dataloader):
+        # meter.batches: the wait for each batch (the prepared loader also copies it to the device).
+        for i, batch in enumerate(meter.batches(train_dataloader)):
             with accelerator.accumulate(model):
                 outputs = model(**batch)
                 # backward() divides by gradient_accumulation_steps, also in an epoch's last group
@@ -72,6 +73,8 @@ def train(cell, data, model, meter):
                 accelerator.backward(outputs.loss * (run.grad_accum / group_size) if group_size < run.grad_accum
                                      else outputs.loss)
                 meter.observe(outputs.loss, batch)
+                if accelerator.sync_gradients:
+                    meter.enter("optimizer")  # unscale, clip, step, schedule, zero_grad
                 if accelerator.sync_gradients and run.max_grad_norm:
                     meter.observe_grad_norm(accelerator.clip_grad_norm_(model.parameters(), run.max_grad_norm))
                 scale_before = scale_of(accelerator.scaler)

@@ -62,7 +62,8 @@ def train(cell, data, model, meter):
     for epoch in range(num_epochs):
         # Fabric's DataLoader calls the sampler's set_epoch itself, once per pass.
         n_batches = len(train_dataloader)
-        for i, batch in enumerate(train_dataloader):
+        # meter.batches: the wait for each batch (Fabric's loader also copies it to the device).
+        for i, batch in enumerate(meter.batches(train_dataloader)):
             group_size, last = accumulation_group(i, n_batches, run.grad_accum)
             # No gradient all-reduce on the micro-batches that only accumulate.
             with fabric.no_backward_sync(model, enabled=not last):
@@ -71,6 +72,7 @@ def train(cell, data, model, meter):
             meter.observe(outputs.loss, batch)
             if not last:
                 continue
+            meter.enter("optimizer")  # unscale, clip, step, schedule, zero_grad
             if run.max_grad_norm:
                 meter.observe_grad_norm(fabric.clip_gradients(model, optimizer, max_norm=run.max_grad_norm))
             scale_before = scale_of(scaler)

@@ -65,8 +65,15 @@ class MRPCModule(pl.LightningModule):
         self.seen["wrapped"] = self.trainer.strategy.model
         self.meter.watch(self.trainer.optimizers[0])
         self.meter.start()
+        self.meter.enter("data")
+
+    def on_train_batch_start(self, batch, batch_idx):
+        # Lightning gives no handle on its fetch alone: from one batch's end to the next one's start
+        # (its fetcher, the copy to the device, its loop's bookkeeping) is the step's `data` time.
+        self.meter.enter("other")
 
     def on_before_optimizer_step(self, optimizer):
+        self.meter.enter("optimizer")  # after the backward, before clipping and the step
         self._scale_before = scale_of(self._scaler())
 
     def optimizer_step(self, *args, **kwargs):
@@ -87,6 +94,7 @@ class MRPCModule(pl.LightningModule):
         # After the optimizer and the scheduler: one meter step per optimizer step taken.
         if self.trainer.global_step > len(self.meter.losses):
             self.meter.step()
+        self.meter.enter("data")
 
     def on_train_end(self):
         self.meter.stop()

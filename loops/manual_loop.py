@@ -7,7 +7,8 @@ Changes from the tutorial, each needed to compare it fairly with the other two l
 - mixed precision through ``torch.autocast`` and, for fp16, a ``GradScaler``;
 - optional clipping / accumulation, off by default as in the tutorial, there so that a config that
   asks for them trains the same thing in all three loops;
-- the harness's meter is called once per optimizer step;
+- the harness's meter is called once per optimizer step, and told where the batches come from and
+  where the update begins (for its split of each step into data/forward/backward/optimizer/other);
 - under torchrun (WORLD_SIZE > 1): the classic DDP recipe, ``init_process_group`` + ``DistributedDataParallel``
   + ``DistributedSampler``.
 """
@@ -84,9 +85,10 @@ def train(cell, data, model, meter):
     for epoch in range(num_epochs):
         sampler.set_epoch(epoch)  # a new shuffle each epoch, the same one in every loop
         n_batches = len(train_dataloader)
-        for i, batch in enumerate(train_dataloader):
-            # Asynchronous host-to-device copies: from pinned memory (--pin-memory) they overlap compute.
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        # Asynchronous host-to-device copies: from pinned memory (--pin-memory) they overlap compute.
+        batches = ({k: v.to(device, non_blocking=True) for k, v in b.items()} for b in train_dataloader)
+        # meter.batches: the wait for each batch, and its copy, is the step's `data` time.
+        for i, batch in enumerate(meter.batches(batches)):
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 outputs = model(**batch)
             # Average over the micro-batches of this step (the last group of an epoch may be short).
@@ -95,6 +97,7 @@ def train(cell, data, model, meter):
             meter.observe(outputs.loss, batch)
             if not last:
                 continue
+            meter.enter("optimizer")  # unscale, clip, step, schedule, zero_grad
             if run.max_grad_norm:
                 scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                 meter.observe_grad_norm(torch.nn.utils.clip_grad_norm_(trained.parameters(), run.max_grad_norm))

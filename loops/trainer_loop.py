@@ -15,8 +15,9 @@ Per-step work the Trainer still does, recorded and shown in the report: the tota
 (even with clipping off) and a nan/inf check of each loss (``logging_nan_inf_filter``, a device sync
 per step on GPUs).
 
-Two additions to the stock Trainer, in a small subclass: batches come from the harness's shared
-sampler, and each batch's loss goes to the meter; a callback times the steps.
+Additions to the stock Trainer, in a small subclass: batches come from the harness's shared
+sampler, each batch's loss goes to the meter, and the meter is told where the batches are fetched
+and where the update begins (its split of each step); a callback times the steps.
 """
 
 import tempfile
@@ -79,8 +80,21 @@ class SharedOrderTrainer(Trainer):
             self._meter.observe(outputs.loss, inputs)
         return (loss, outputs) if return_outputs else loss
 
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        # All the micro-batches of one optimizer step, fetched up front: the step's `data` time.
+        self._meter.enter("data")
+        try:
+            return super().get_batch_samples(epoch_iterator, num_batches, device)
+        finally:
+            self._meter.enter("other")
+
+    def _clip_grad_norm(self, model):
+        self._meter.enter("optimizer")  # the update begins: clip, step, schedule, zero_grad
+        return super()._clip_grad_norm(model)
+
     def _get_grad_norm(self, model, grad_norm=None):
         # The norm the Trainer computes every step anyway: the meter checks it for nan/inf.
+        self._meter.enter("optimizer")  # without clipping, the update begins here
         grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
         self._meter.observe_grad_norm(grad_norm)
         return grad_norm

@@ -24,6 +24,7 @@ def _train(loop, run):
     model, tokenizer, _ = load_model(run)
     data = prepare(run, tokenizer)
     meter = StepMeter("cpu", run.timing_warmup, run.total_steps(), progress=False)
+    meter.attach(model)  # the phase split, as the harness attaches it
     model.eval()  # as from_pretrained returns it: the loop must put it in training mode itself
     modes = []
     hook = model.bert.encoder.layer[0].register_forward_hook(lambda m, i, o: modes.append(m.training))
@@ -65,6 +66,27 @@ def test_the_shared_order_and_the_same_schedule_as_manual(runs, loop):
     _, manual, _ = runs["manual"]
     assert int(meter._checksum) == int(manual._checksum)
     assert meter.lrs == pytest.approx(manual.lrs, rel=1e-12)
+
+
+@pytest.mark.parametrize("loop", AVAILABLE)
+def test_every_step_is_split_into_its_phases(runs, loop):
+    """The loop marks its batches and the start of its update; the hooks see every micro-batch's
+    forward and backward; the five phases cover each step's time."""
+    from bench.phases import PHASES, SUM_TOLERANCE
+
+    _, meter, _ = runs[loop]
+    clock = meter._phases
+    assert clock.forward_calls == [2, 2, 1, 2, 2, 1, 2]  # one hooked forward per micro-batch
+    for marks in clock.steps:
+        entered = [phase for _, phase in marks[:-1]]
+        assert entered.count("backward") == entered.count("forward") > 0
+        # The fetch comes before the first forward, the update after the last backward.
+        assert entered.index("data") < entered.index("forward")
+        last_backward = len(entered) - 1 - entered[::-1].index("backward")
+        assert "optimizer" in entered[last_backward:] and "forward" not in entered[entered.index("optimizer"):]
+    for spent, step_s in zip(clock.step_phase_s(), meter.step_seconds()):
+        assert set(spent) == set(PHASES) and all(spent[p] > 0 for p in ("data", "forward", "backward", "optimizer"))
+        assert sum(spent.values()) == pytest.approx(step_s, rel=SUM_TOLERANCE)
 
 
 @pytest.mark.parametrize("loop", AVAILABLE)

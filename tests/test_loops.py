@@ -46,6 +46,11 @@ def test_record_is_sane(fp32_records, loop):
     assert s["loop_setup_s"] > 0 and s["model_s"] > 0 and s["data_s"] > 0 and s["imports_s"] >= 0
     assert s["total_s"] == pytest.approx(s["imports_s"] + s["model_s"] + s["data_s"] + s["loop_setup_s"])
     assert r.process_wall_s is None  # run in the test's own process
+    # Where the time goes: five phases per step, adding up to the step's time, at a measured cost.
+    assert r.phase_split == "" and r.phase_sum_ok_steps == r.steps == len(r.step_phase_s["forward"])
+    assert set(r.phase_s_p50) == set(r.phase_s_mean) == {"data", "forward", "backward", "optimizer", "other"}
+    assert sum(r.phase_s_mean.values()) == pytest.approx(r.step_s_mean, rel=1e-6)
+    assert 0 < r.phase_cost_s_p50 < 0.01 * r.step_s_p50
     # samples/s is over the timed steps only: recompute it from the raw step times.
     assert r.samples_per_s == pytest.approx(5 * 8 / sum(r.step_s[2:]), rel=1e-9)
     assert r.peak_rss_mib > 100 and r.peak_alloc_mib is None  # no CUDA counters on the CPU

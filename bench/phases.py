@@ -1,0 +1,183 @@
+"""Where a step's time goes: ``data``, ``forward``, ``backward``, ``optimizer`` and ``other``.
+
+The harness owns this clock as it owns the meter's.  A step (the meter's: from the end of the
+previous optimizer step to the end of this one) is cut at phase boundaries; each stretch between
+two boundaries belongs to the phase entered at its start.  The five phases of a step therefore
+cover the step's time with no gap and no overlap, and the record checks that they add up.
+
+Where each boundary comes from:
+
+- ``forward``: a forward pre-hook and a forward hook on the model the harness built; they fire
+  inside whatever wraps it (DDP, Accelerate's autocast, a LightningModule, the Trainer).
+- ``backward``: a hook on the loss tensor that forward returned (the first gradient the backward
+  pass computes) to a callback the autograd engine runs when that pass is over, queued behind DDP's
+  own end-of-backward callback, so a gradient all-reduce the backward waits for is in ``backward``.
+- ``data``: ``StepMeter.batches`` around the loop's batch iterator (the wait for the next batch,
+  collate, and the host-to-device copy where the loader makes it); the Trainer's
+  ``get_batch_samples``; in Lightning, from the end of a batch (``on_train_batch_end``) to the start
+  of the next (``on_train_batch_start``): its fetcher, its batch transfer, and its loop's
+  bookkeeping between the two hooks, which it gives no handle to tell apart.
+- ``optimizer``: entered where the loop starts its update (before unscaling and clipping:
+  ``StepMeter.enter("optimizer")``, the Trainer's gradient-norm methods, Lightning's
+  ``on_before_optimizer_step``) and run to the end of the step: clipping, the scaler, the
+  optimizer's step, the scheduler, ``zero_grad``.
+- ``other``: the rest, the loop's own machinery between those: loss handling between forward and
+  backward, accumulation bookkeeping, callbacks, logging, and the meter's own per-step call.
+
+CPU: ``time.perf_counter``; CUDA: an event per boundary on the current stream, read once when the
+run is over (no synchronize per step), as the meter does.  What the clock costs is measured: one
+boundary and one hooked forward call are timed in a calibration loop, and each step's cost is its
+count of boundaries and forward calls times those (``phase_cost_s`` in the record).
+
+Off under ``--compile`` (hooks that read a clock inside a compiled forward break its graph) and
+with ``--no-phases``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+PHASES = ("data", "forward", "backward", "optimizer", "other")
+SUM_TOLERANCE = 0.02  # the five phases of a step add up to its time within this fraction
+
+
+class PhaseClock:
+    def __init__(self, dev):
+        self._dev = dev  # bench.devices.Device: its mark() and seconds_between()
+        self._open = False
+        self._current = None
+        self._marks: list = []  # this step's boundaries: (mark, phase entered)
+        self._forwards = 0
+        self.steps: list = []  # per closed step: its boundaries, the last one (end, None)
+        self.forward_calls: list[int] = []
+        self._handles: list = []
+        self._cost_per_mark_s = self._cost_per_forward_s = None
+
+    # -- set up by the harness -----------------------------------------------------------------
+    def attach(self, model) -> None:
+        """Hook the model's forward (and, through its loss, the backward pass)."""
+        self._handles += [model.register_forward_pre_hook(self._forward_begins),
+                          model.register_forward_hook(self._forward_ends)]
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    # -- boundaries ----------------------------------------------------------------------------
+    def enter(self, phase: str) -> None:
+        if self._open and phase != self._current:
+            self._marks.append((self._dev.mark(), phase))
+            self._current = phase
+
+    def open(self, start_mark) -> None:
+        """A step starts at ``start_mark`` (the meter's), in ``other`` until a boundary says more."""
+        self._marks, self._current, self._forwards, self._open = [(start_mark, "other")], "other", 0, True
+
+    def close(self, end_mark) -> None:
+        if self._open:
+            self.steps.append(self._marks + [(end_mark, None)])
+            self.forward_calls.append(self._forwards)
+        self._open, self._marks = False, []
+
+    def drop_open(self) -> None:
+        self._open, self._marks = False, []
+
+    def _forward_begins(self, module, args):
+        if self._open:
+            self._forwards += 1
+            self.enter("forward")
+
+    def _forward_ends(self, module, args, output):
+        if not self._open:
+            return
+        self.enter("other")
+        loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
+        if loss is not None and getattr(loss, "requires_grad", False):
+            loss.register_hook(self._backward_begins)
+
+    def _backward_begins(self, grad):
+        import torch
+
+        self.enter("backward")
+        engine = torch.autograd.Variable._execution_engine
+        # Callbacks run in the order queued, and DDP queues its all-reduce wait during the pass,
+        # after this one: queueing the end from inside the first callback puts it behind DDP's.
+        engine.queue_callback(lambda: engine.queue_callback(self._backward_ends))
+
+    def _backward_ends(self):
+        self.enter("other")
+
+    # -- read by the meter ---------------------------------------------------------------------
+    def step_phase_s(self) -> list[dict]:
+        """Per closed step: seconds in each phase."""
+        out = []
+        for marks in self.steps:
+            spent = dict.fromkeys(PHASES, 0.0)
+            for (a, phase), (b, _) in zip(marks, marks[1:]):
+                spent[phase] += self._dev.seconds_between(a, b)
+            out.append(spent)
+        return out
+
+    def cost_s(self) -> list[float]:
+        """Per closed step: what the clock itself cost (boundaries and hooked forward calls)."""
+        if self._cost_per_mark_s is None:
+            self._calibrate()
+        return [(len(m) - 1) * self._cost_per_mark_s + n * self._cost_per_forward_s
+                for m, n in zip(self.steps, self.forward_calls)]
+
+    def _calibrate(self, n: int = 2000) -> None:
+        """Time one boundary (a mark and its bookkeeping) and the hook dispatch of one forward call
+        (a module with these two hooks against the same module without), medians of 5 rounds;
+        once per process and device type."""
+        import torch
+
+        if self._dev.name in _CALIBRATED:
+            self._cost_per_mark_s, self._cost_per_forward_s = _CALIBRATED[self._dev.name]
+            return
+        saved = (self._open, self._current, self._marks, self._forwards)
+        self._open, self._marks = True, []
+        per_mark = []
+        for _ in range(5):
+            t = time.perf_counter()
+            for i in range(n):
+                self._current = None
+                self.enter("data")
+            per_mark.append((time.perf_counter() - t) / n)
+        plain, hooked = torch.nn.Identity(), torch.nn.Identity()
+        hooked.register_forward_pre_hook(lambda m, a: None)
+        hooked.register_forward_hook(lambda m, a, o: None)
+        x = torch.zeros(1)
+        per_call = []
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(n):
+                plain(x)
+            t_plain = time.perf_counter() - t
+            t = time.perf_counter()
+            for _ in range(n):
+                hooked(x)
+            per_call.append(max(0.0, (time.perf_counter() - t - t_plain) / n))
+        self._cost_per_mark_s = statistics.median(per_mark)
+        self._cost_per_forward_s = statistics.median(per_call)
+        self._open, self._current, self._marks, self._forwards = saved
+        _CALIBRATED[self._dev.name] = (self._cost_per_mark_s, self._cost_per_forward_s)
+
+
+_CALIBRATED: dict = {}  # device type -> (seconds per boundary, seconds per hooked forward call)
+
+
+def summarize(per_step: list[dict], step_s: list[float], warmup: int) -> dict:
+    """Record fields from the per-step phases: medians and means over the timed steps, the steps
+    themselves as one list per phase, and how many steps add up to their time within tolerance."""
+    timed = per_step[warmup:]
+    columns = {p: [s[p] for s in per_step] for p in PHASES}
+    sums_ok = sum(1 for s, t in zip(per_step, step_s)
+                  if t > 0 and abs(sum(s.values()) - t) <= SUM_TOLERANCE * t)
+    return {
+        "phase_s_p50": {p: statistics.median([s[p] for s in timed]) for p in PHASES} if timed else {},
+        "phase_s_mean": {p: statistics.fmean([s[p] for s in timed]) for p in PHASES} if timed else {},
+        "step_phase_s": columns if per_step else {},
+        "phase_sum_ok_steps": sums_ok,
+    }
