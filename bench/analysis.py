@@ -121,6 +121,14 @@ class CellStats:
         v = self.values(field)
         return statistics.stdev(v) / statistics.fmean(v) if len(v) > 1 and statistics.fmean(v) else None
 
+    def phases(self) -> dict | None:
+        """Mean seconds per step in each phase (bench/phases.py), the median over the repeats that
+        recorded a split; None when none did."""
+        from bench.phases import PHASES
+
+        split = [r["phase_s_mean"] for r in self.ok if r.get("phase_s_mean")]
+        return {p: statistics.median(s[p] for s in split) for p in PHASES} if split else None
+
     @property
     def busy(self) -> bool:
         """Some run of this cell was measured while the machine was busy (bench.machine.BUSY_RULE)."""
@@ -190,13 +198,45 @@ def gap_rows(group: list[CellStats]) -> list[dict]:
                 per_run.append(statistics.median(ratios))
         sps, ref_sps = c.median("samples_per_s"), ref.median("samples_per_s")
         settings = c.ok[0].get("settings") or {}
+        mine, theirs = c.phases(), ref.phases()
+        phase_delta = {p: mine[p] - theirs[p] for p in mine} if mine and theirs else None
         out.append({"loop": c.loop, "runs": len(per_run), "sps_ratio": sps / ref_sps if sps and ref_sps else None,
                     "busy": c.busy or ref.busy,
                     "step_ratio": statistics.median(per_run) if per_run else None,
                     "step_ratio_range": (min(per_run), max(per_run)) if per_run else None,
-                    "manual_cv": ref.cv("samples_per_s"),
+                    "manual_cv": ref.cv("samples_per_s"), "phase_delta_s": phase_delta,
                     "extra_work": [f"{c.loop} {text}" for text in settings.get("extra_work_per_step") or ()]})
     return out
+
+
+def phase_note(row: dict) -> str:
+    """Where a loop's step time differs from the manual loop's: the change of its mean step and the
+    phases that carry it, largest first (those moving at least a tenth of the change or 0.1 ms)."""
+    delta = row.get("phase_delta_s")
+    if not delta:
+        return "no phase split recorded"
+    total = sum(delta.values())
+    floor = max(abs(total) / 10, 1e-4)
+    moved = sorted((p for p in delta if abs(delta[p]) >= floor), key=lambda p: -abs(delta[p]))
+    parts = ", ".join(f"`{p}` {delta[p] * 1000:+.1f} ms" for p in moved) or "no phase moves by 0.1 ms"
+    return f"{total * 1000:+.1f} ms/step: {parts}"
+
+
+def gap_kind(row: dict) -> str:
+    """What the paired repeats say of a loop's gap, in one word: ``same`` (within the tolerance),
+    ``real`` (beyond it in every repeat), ``noise`` (not in every repeat), ``single`` (one run cannot
+    say), ``busy`` (the machine was), ``n/a`` (no run saw the manual loop's batches)."""
+    ratio, runs = row["step_ratio"], row["runs"]
+    if ratio is None:
+        return "n/a"
+    if abs(ratio - 1) <= GAP_TOLERANCE:
+        return "same"
+    if runs < 2:
+        return "single"
+    if row.get("busy"):
+        return "busy"
+    lo, hi = row["step_ratio_range"]
+    return "real" if (lo > 1 + GAP_TOLERANCE) or (hi < 1 - GAP_TOLERANCE) else "noise"
 
 
 def gap_verdict(row: dict) -> str:
@@ -216,7 +256,9 @@ def gap_verdict(row: dict) -> str:
                 "or the manual loop was measured (⚠ busy in the table above); rerun on a quiet machine")
     if (lo > 1 + GAP_TOLERANCE) or (hi < 1 - GAP_TOLERANCE):
         why = "; ".join(row["extra_work"]) or "no per-step extra work is recorded for this loop"
-        return f"{abs(gap):.0%} {slower} in every one of {runs} runs: a real gap. Per-step work beyond the manual loop: {why}"
+        where = f", {phase_note(row)}" if row.get("phase_delta_s") else ""
+        return (f"{abs(gap):.0%} {slower} in every one of {runs} runs: a real gap{where}. "
+                f"Per-step work beyond the manual loop: {why}")
     return (f"{abs(gap):.0%} {slower} at the median, but not beyond {GAP_TOLERANCE:.0%} in every run (step ratio "
             f"{lo:.2f}–{hi:.2f} across {runs} runs): not separable from this machine's run-to-run noise at "
             f"{runs} repeats")

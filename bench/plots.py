@@ -1,4 +1,5 @@
-"""The report's plots: throughput and memory per device, loss per step per comparable group.
+"""The report's plots: throughput, memory and where the time goes per device, loss per step per
+comparable group.
 PNG files beside the Markdown; drawn from the analysis' cell summaries only."""
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def draw_plots(cells: list[CellStats], out_md: Path) -> dict:
             fig.savefig(path, dpi=110)
             plt.close(fig)
             made[(device, name)] = path.name
+    made.update(_phase_plots(cells, out_md, plt))
     for (device, precision, variant), group in comparison_groups([c for c in cells if c.ok]).items():
         fig, ax = plt.subplots(figsize=(7, 4))
         styles = {loop: LOOP_STYLES[i % len(LOOP_STYLES)] for i, loop in enumerate(LOOP_ORDER)}
@@ -75,4 +77,36 @@ def draw_plots(cells: list[CellStats], out_md: Path) -> dict:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         made[(device, precision, variant, "loss")] = path.name
+    return made
+
+
+PHASE_COLORS = {"data": "#8c8c8c", "forward": "#4c72b0", "backward": "#55a868", "optimizer": "#dd8452",
+                "other": "#c44e52"}
+
+
+def _phase_plots(cells: list[CellStats], out_md: Path, plt) -> dict:
+    """Per device, one stacked bar per cell: its mean step split into the five phases."""
+    from bench.phases import PHASES
+
+    made = {}
+    for device in dict.fromkeys(c.device for c in cells):
+        dev = [c for c in cells if c.device == device and c.ok and c.phases()]
+        if not dev:
+            continue
+        fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(dev) + 2.5), 4))
+        bottom = [0.0] * len(dev)
+        for phase in PHASES:
+            values = [c.phases()[phase] * 1000 for c in dev]
+            ax.bar(range(len(dev)), values, bottom=bottom, color=PHASE_COLORS[phase], label=phase)
+            bottom = [b + v for b, v in zip(bottom, values)]
+        ax.set_xticks(range(len(dev)))
+        ax.set_xticklabels([f"{c.loop}\n{c.precision}" + (f"\n{c.variant}" if c.variant else "") for c in dev], fontsize=8)
+        ax.set_ylabel("ms per optimizer step (mean)")
+        ax.set_title(f"where the time goes on {device}")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        fig.tight_layout()
+        path = out_md.parent / f"{out_md.stem}-{device}-phases.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made[(device, "phases")] = path.name
     return made

@@ -14,8 +14,10 @@ from collections import OrderedDict
 from pathlib import Path
 
 from bench import markdown as md
-from bench.analysis import (GAP_TOLERANCE, CellStats, cells_of, comparison_groups, gap_rows, gap_verdict,
-                            loop_specific, parity_rows, shared_peaks, tutorial_baseline)
+from bench.analysis import (GAP_TOLERANCE, PARITY_TOLERANCE, CellStats, cells_of, comparison_groups, gap_kind,
+                            gap_rows, gap_verdict, loop_specific, manual_cell, parity_rows, phase_note, shared_peaks,
+                            tutorial_baseline)
+from bench.phases import PHASES
 from bench.plots import draw_plots
 from bench.records import read_records
 from bench.summary import latest_per_cell
@@ -85,6 +87,138 @@ def _header(records: list[dict]) -> list[str]:
                   "a step is wall time from the end of one optimizer step to the end of the next",
                   *_majority_line(ok), ""]
     return lines
+
+
+def _anchor(heading: str) -> str:
+    """The link GitHub (and most Markdown renderers) give a heading."""
+    import re
+
+    return "#" + re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+GAP_HEADING = "Is each loop as fast as the manual loop?"
+PHASE_HEADING = "Where the time goes"
+PARITY_HEADING = "Do the loops train the same thing?"
+_KIND_WORDS = {"same": "within {tol} of manual's speed", "real": "{pct} {dir} than manual in every run",
+               "noise": "{pct} {dir} at the median, not in every run: noise at this many repeats",
+               "single": "{pct} {dir} in one run: cannot be told from noise", "busy": "{pct} {dir}, measured on a busy machine",
+               "n/a": "not comparable with manual (other batches)"}
+
+
+def _bottom_line(cells: list[CellStats], records: list[dict]) -> list[str]:
+    """The answer, per device x precision (x variant): one sentence per loop, then what the evidence
+    supports and what it cannot tell.  Every figure links to the section it comes from."""
+    import statistics
+
+    groups = [(key, [c for c in group if c.ok]) for key, group in comparison_groups(cells).items()]
+    groups = [(key, group) for key, group in groups if group]
+    if not groups:
+        return ["## Bottom line", "", "No cell ran to the end: nothing to conclude (see *Skipped and failed cells*).", ""]
+    ok = [r for c in cells for r in c.ok]
+    env = ok[0].get("env") or {}
+    base = next((r.get("eval_majority_baseline") for r in ok if r.get("eval_majority_baseline")), None)
+    lines = ["## Bottom line", ""]
+    for (device, precision, variant), group in groups:
+        counters = any(c.median("peak_alloc_mib") is not None for c in group)
+        mem_field, mem_word = ("peak_alloc_mib", "allocated") if counters else ("peak_rss_mib", "RSS")
+        repeats = min(len(c.ok) for c in group)
+        run = group[0].run
+        length = f"{run.get('max_steps')} steps" if run.get("max_steps") else f"{run.get('epochs')} epochs"
+        where = (f"{env.get('cpu_name', '?')} family/model {env.get('cpu_family_model', '?')}, "
+                 f"{env.get('torch_threads', '?')} threads" if device == "cpu" else env.get("gpu_name") or device)
+        lines += [f"**{device} / {precision}{' / ' + variant if variant else ''}** ({where}; {length} of "
+                  f"{md.code(run.get('model'))}, {repeats} run(s) per cell):", ""]
+        rows = {row["loop"]: row for row in gap_rows(group)}
+        dev_link, gap_link, phase_link = _anchor(device), _anchor(GAP_HEADING), _anchor(PHASE_HEADING)
+        ref = manual_cell(group)
+        for c in group:
+            sps = c.median("samples_per_s")
+            if c is ref:
+                speed = f"[{_f(sps)} samples/s]({dev_link}), the reference"
+            elif c.loop in rows:
+                row = rows[c.loop]
+                kind = gap_kind(row)
+                ratio = row["step_ratio"]
+                text = _KIND_WORDS[kind].format(tol=f"{GAP_TOLERANCE:.0%}", pct=f"{abs(ratio - 1):.0%}" if ratio else "",
+                                                dir="slower" if ratio and ratio > 1 else "faster")
+                speed = (f"[{_f(sps)} samples/s]({dev_link}), [{_f(row['sps_ratio'], '{:.2f}')}× manual]({gap_link}): {text}")
+                if kind in ("real", "noise") and row.get("phase_delta_s"):
+                    speed += f" ([{phase_note(row)}]({phase_link}))"
+            else:
+                speed = f"[{_f(sps)} samples/s]({dev_link})"
+            f1 = c.median("eval_f1")
+            ci = next((r.get("eval_f1_ci95") for r in c.ok if r.get("eval_f1_ci95")), None)
+            quality = f"[val F1 {_f(f1, '{:.3f}')}]({dev_link})" + (f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
+            if base and f1 is not None:
+                if abs(f1 - base["f1"]) < 5e-5:
+                    quality += ", exactly the majority-class floor"
+                elif ci and ci[0] > base["f1"]:
+                    quality += ", above the majority-class floor"
+                elif ci and ci[1] < base["f1"]:
+                    quality += f", below the majority-class floor ({base['f1']:.3f})"
+                else:
+                    quality += f", not clearly above the majority-class floor ({base['f1']:.3f})"
+            mem = c.median(mem_field)
+            setup = [r["setup_s"]["total_s"] for r in c.ok if (r.get("setup_s") or {}).get("total_s") is not None]
+            lines.append(f"- **{c.loop}**: {speed}; {quality}; [peak {_f(mem, '{:.0f}')} MiB {mem_word}]({dev_link}); "
+                         f"[startup {_f(statistics.median(setup) if setup else None)} s]({dev_link}).")
+        lines.append("")
+        lines += _picks(group, rows, base, repeats, run, mem_field)
+    return lines
+
+
+def _picks(group: list[CellStats], rows: dict, base: dict | None, repeats: int, run: dict, mem_field: str) -> list[str]:
+    """What the evidence of one group supports, and what it cannot tell."""
+    import statistics
+
+    supports, cannot = [], []
+    kinds = {loop: gap_kind(row) for loop, row in rows.items()}
+    real = [loop for loop, k in kinds.items() if k == "real"]
+    gap_link = _anchor(GAP_HEADING)
+    if real:
+        supports.append("speed: " + "; ".join(
+            f"{loop} is {abs(rows[loop]['step_ratio'] - 1):.0%} {'slower' if rows[loop]['step_ratio'] > 1 else 'faster'} "
+            f"than manual in every run, {phase_note(rows[loop])}" for loop in real)
+            + f" ([gap table]({gap_link}))")
+    if kinds and all(k == "same" for k in kinds.values()):
+        supports.append(f"speed: every loop is within {GAP_TOLERANCE:.0%} of the manual loop's step time "
+                        f"([gap table]({gap_link})): the choice between them is not a matter of speed here")
+    elif kinds and not real:
+        supports.append(f"speed: no loop's gap to the manual loop holds in every run ([gap table]({gap_link}))")
+    cis = {c.loop: next((r.get("eval_f1_ci95") for r in c.ok if r.get("eval_f1_ci95")), None) for c in group}
+    cis = {k: v for k, v in cis.items() if v}
+    if len(cis) > 1 and max(lo for lo, _ in cis.values()) <= min(hi for _, hi in cis.values()):
+        supports.append("quality: every loop's F1 interval overlaps every other's: this validation set does not tell "
+                        "them apart")
+    f1s = [c.median("eval_f1") for c in group]
+    if base and f1s and all(f is not None and abs(f - base["f1"]) < 5e-5 for f in f1s):
+        cannot.append(f"quality: every loop scores exactly the majority-class floor (F1 {base['f1']:.4f}): after "
+                      f"{run.get('max_steps') or run.get('epochs')} {'steps' if run.get('max_steps') else 'epochs'} none "
+                      "has learned beyond the class balance, so quality cannot rank them; train longer")
+    setups = {c.loop: statistics.median(v) for c in group
+              if (v := [r["setup_s"]["total_s"] for r in c.ok if (r.get("setup_s") or {}).get("total_s") is not None])}
+    if len(setups) > 1:
+        fast, slow = min(setups, key=setups.get), max(setups, key=setups.get)
+        supports.append(f"startup: {fast} reaches its first step soonest ({setups[fast]:.1f} s), {slow} last "
+                        f"({setups[slow]:.1f} s): what a short run pays on top of its steps")
+    mems = {c.loop: c.median(mem_field) for c in group if c.median(mem_field) is not None}
+    if len(mems) > 1:
+        lo, hi = min(mems, key=mems.get), max(mems, key=mems.get)
+        supports.append(f"memory: {lo} peaks lowest ({mems[lo]:.0f} MiB), {hi} highest ({mems[hi]:.0f} MiB, "
+                        f"{mems[hi] / mems[lo] - 1:+.0%})")
+    parity = parity_rows(group) if run.get("parity") else []
+    if parity:
+        worst = max((row["max_rel_diff"] or 0) for row in parity)
+        supports.append(f"training: the step losses of every loop {'agree with' if worst <= PARITY_TOLERANCE else 'differ from'} "
+                        f"the manual loop's within {worst:.1e} ([parity]({_anchor(PARITY_HEADING)})): "
+                        + ("they train the same thing" if worst <= PARITY_TOLERANCE else "they do not train the same thing"))
+    if repeats < 2:
+        cannot.append("one run per cell: a gap cannot be told from this machine's run-to-run noise (`--repeats 3`)")
+    if any(c.busy for c in group):
+        cannot.append("some runs were measured on a busy machine (⚠ busy): their speed is the machine's")
+    cannot.append("one machine: these figures compare within this CPU/GPU class only")
+    return (["Supported: " + "; ".join(supports) + "."] if supports else []) + \
+        ["", "Cannot tell: " + "; ".join(cannot) + ".", ""]
 
 
 def _startup(c: CellStats) -> str:
@@ -203,21 +337,56 @@ def _gap_section(cells: list[CellStats]) -> list[str]:
     rows = [(key, row) for key, group in comparison_groups(cells).items() for row in gap_rows(group)]
     if not rows:
         return []
-    lines = ["## Is each loop as fast as the manual loop?", "",
+    lines = [f"## {GAP_HEADING}", "",
              "At identical settings (each group's settings are shown side by side under *Do the loops train the same "
              "thing?*) the loops do the same "
              "arithmetic on the same batches. `step ratio` is the median over steps of this loop's step time over the "
              "manual loop's for the same batch (repeats paired by index; its range across repeats beside it); "
              f"a gap beyond {GAP_TOLERANCE:.0%} counts as the loop's own only when every repeat shows it, and is then listed "
              "with the per-step work the loop does beyond the manual loop.", "",
-             "| device | precision | variant | loop | samples/s ÷ manual | step ratio | range over runs | manual CV | verdict |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "`where` is the change of the loop's mean step against the manual loop's and the phases that carry it "
+             "(*Where the time goes*).", "",
+             "| device | precision | variant | loop | samples/s ÷ manual | step ratio | range over runs | manual CV | where | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for (device, precision, variant), row in rows:
         rng = row["step_ratio_range"]
         lines.append(f"| {device} | {precision} | {variant or '-'} | {row['loop']} | {_f(row['sps_ratio'], '{:.3f}')} | "
                      f"{_f(row['step_ratio'], '{:.3f}')} | {f'{rng[0]:.3f}–{rng[1]:.3f}' if rng and row['runs'] > 1 else '-'} | "
-                     f"{_f(row['manual_cv'], '{:.1%}')} | {gap_verdict(row)} |")
+                     f"{_f(row['manual_cv'], '{:.1%}')} | {phase_note(row)} | {gap_verdict(row)} |")
     return lines + [""]
+
+
+def _phases_section(cells: list[CellStats], plots: dict) -> list[str]:
+    split = [c for c in cells if c.ok and c.phases()]
+    if not split:
+        return []
+    lines = [f"## {PHASE_HEADING}", "",
+             "Each optimizer step split into `data` (waiting for the batch, collate, the copy to the device where "
+             "the loader makes it), `forward`, `backward` (to the end of the backward pass, gradient all-reduce "
+             "included), `optimizer` (unscale, clipping, the step, the scheduler, zero_grad) and `other` (the "
+             "loop's own machinery between those), measured the same way in every loop (`bench/phases.py` says "
+             "where each boundary comes from). Milliseconds per step, mean over the timed steps (median over "
+             "repeats); the five add up to the mean step. `split cost` is what the split itself adds per step.", "",
+             "| device | precision | variant | loop | " + " | ".join(PHASES) + " | step ms | split cost | steps adding up (±2%) |",
+             "|---|---|---|---|" + "---|" * len(PHASES) + "---|---|---|"]
+    for c in split:
+        ph = c.phases()
+        total = sum(ph.values())
+        cost = c.median("phase_cost_s_p50")
+        ok_steps = sum(r.get("phase_sum_ok_steps") or 0 for r in c.ok if r.get("phase_s_mean"))
+        all_steps = sum(r.get("steps") or 0 for r in c.ok if r.get("phase_s_mean"))
+        lines.append(f"| {c.device} | {c.precision} | {c.variant or '-'} | {c.loop} | "
+                     + " | ".join(f"{ph[p] * 1000:.1f} ({ph[p] / total:.0%})" for p in PHASES)
+                     + f" | {total * 1000:.1f} | {_f(cost and cost * 1e6, '{:.0f} µs')}"
+                     + f"{_f(cost and total and cost / total, ' ({:.2%})', '')} | {ok_steps}/{all_steps} |")
+    lines.append("")
+    for device in dict.fromkeys(c.device for c in split):
+        if (device, "phases") in plots:
+            lines += [f"![where the time goes on {device}]({plots[(device, 'phases')]})", ""]
+    off = sorted({r.get("phase_split") for c in cells for r in c.ok if r.get("phase_split")})
+    if off:
+        lines += ["Cells without a split: " + "; ".join(md.text(x) for x in off) + ".", ""]
+    return lines
 
 
 def _time_to_accuracy(cells: list[CellStats]) -> list[str]:
@@ -275,7 +444,7 @@ def _settings_diff(group: list[CellStats]) -> list[str]:
 
 
 def _parity_section(cells: list[CellStats], plots: dict) -> list[str]:
-    lines = ["## Do the loops train the same thing?", "",
+    lines = [f"## {PARITY_HEADING}", "",
              "Same data order, same initial weights, same RNG state at the first step: the step losses should "
              "agree. The largest step-wise relative difference of each loop's loss against the manual loop's, the "
              "final metrics, and the settings read back from each loop's live objects:", ""]
@@ -315,8 +484,10 @@ def render(records: list[dict], out_md: Path) -> str:
     out_md.parent.mkdir(parents=True, exist_ok=True)
     cells = cells_of(records)
     plots = draw_plots(cells, out_md)
-    lines = (_header(records) + _device_tables(cells, plots) + _fast_section(cells) + _gap_section(cells)
-             + _time_to_accuracy(cells)
+    header = _header(records)
+    lines = (header[:4] + _bottom_line(cells, records) + header[4:]
+             + _device_tables(cells, plots) + _fast_section(cells) + _gap_section(cells)
+             + _phases_section(cells, plots) + _time_to_accuracy(cells)
              + _parity_section(cells, plots) + _not_run(records))
     text = "\n".join(lines).rstrip() + "\n"
     out_md.write_text(text, encoding="utf-8")

@@ -182,3 +182,52 @@ def test_plot_links_have_no_spaces_when_variants_do(tmp_path):
     links = re.findall(r"!\[[^\]]*\]\(([^)]*)\)", text)
     assert "report-cpu-fp32-bs-32-loss.png" in links and all(" " not in link for link in links)
     assert all((tmp_path / link).exists() for link in links)
+
+
+# ---- the bottom line and where the time goes -------------------------------------------------
+
+def _phased(record, **ms):
+    """A record whose mean step is split into phases (milliseconds given, the rest in `forward`)."""
+    step = sum(record.step_s[1:]) / len(record.step_s[1:])
+    phases = {"data": 0.001, "backward": 0.002, "optimizer": 0.003, "other": 0.0005}
+    phases.update({k: v / 1000 for k, v in ms.items()})
+    phases["forward"] = step - sum(phases.values())
+    record.phase_s_mean, record.phase_s_p50 = phases, dict(phases)
+    record.step_phase_s = {k: [v] * len(record.step_s) for k, v in phases.items()}
+    record.phase_sum_ok_steps, record.phase_cost_s_p50, record.steps = len(record.step_s), 2e-6, len(record.step_s)
+    record.setup_s = {"total_s": 2.5 if record.loop == "manual" else 4.0}
+    return record
+
+
+def test_a_real_gap_is_named_by_the_phase_that_carries_it(tmp_path):
+    from bench.analysis import cells_of, comparison_groups, gap_rows, gap_verdict
+
+    records = [_phased(r, optimizer=3 + 150 * (r.loop == "trainer")) for r in _gap_records([1.20, 1.15, 1.25])]
+    (group,) = comparison_groups(cells_of([json.loads(r.to_json()) for r in records])).values()
+    (row,) = gap_rows(group)
+    assert "a real gap, +" in gap_verdict(row) and "ms/step: `optimizer` +150.0 ms" in gap_verdict(row)
+    for r in records:
+        append_record(tmp_path, r)
+    text = render(read_records(tmp_path), tmp_path / "report.md")
+    # The report opens with its answer; the answer names the phase and links to where it comes from.
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections[0] == "## Bottom line"
+    bottom = text.split("## Bottom line")[1].split("\n## ")[0]
+    assert "- **trainer**:" in bottom and "20% slower than manual in every run" in bottom
+    assert "`optimizer` +150.0 ms](#where-the-time-goes)" in bottom
+    assert "[startup 4.0 s](#cpu)" in bottom and "(#is-each-loop-as-fast-as-the-manual-loop)" in bottom
+    assert "startup: manual reaches its first step soonest (2.5 s), trainer last (4.0 s)" in bottom
+    # Where the time goes: the table (five phases adding up to the step), the stacked plot.
+    assert "## Where the time goes" in sections
+    phases = text.split("## Where the time goes")[1].split("\n## ")[0]
+    assert "| data | forward | backward | optimizer | other | step ms |" in phases
+    assert "![where the time goes on cpu](report-cpu-phases.png)" in phases
+    assert (tmp_path / "report-cpu-phases.png").stat().st_size > 0
+
+
+def test_the_bottom_line_says_what_it_cannot_tell(report):
+    text, _ = report
+    bottom = text.split("## Bottom line")[1].split("\n## ")[0]
+    assert "**cpu / fp32**" in bottom and "TestCPU" in bottom
+    assert "Cannot tell:" in bottom and "one run per cell" in bottom  # accelerate and trainer ran once
+    assert "every loop's F1 interval overlaps every other's" in bottom
