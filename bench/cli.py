@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench run | report | inspect``.
+"""Command line: ``python -m bench run | report | compare | env | inspect``.
 
 Parsing imports nothing heavy, so ``--help`` and bad input answer at once.
 """
@@ -42,7 +42,7 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
         description="Fine-tune BERT on GLUE MRPC with a manual PyTorch loop, an Accelerate loop and the "
                     "HF Trainer, measured the same way; records to JSONL, reports to Markdown.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,inspect}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,compare,env,inspect}")
 
     run = sub.add_parser("run", help="train and measure a matrix of cells (loop x device x precision)",
                          formatter_class=_DefaultsOnce)
@@ -120,6 +120,24 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="render a Markdown report (with plots) from a results folder or file")
     rep.add_argument("results", help="OUT folder of a run, or its results.jsonl")
     rep.add_argument("-o", "--output", default=None, help="Markdown file to write (default: OUT/report.md)")
+    rep.add_argument("--csv", metavar="FILE", default=None,
+                     help="also write the flat per-cell table (one row per cell: medians over its repeats) as CSV")
+
+    cmp_ = sub.add_parser("compare", help="two result folders cell by cell: ratios B/A and a noise-aware verdict",
+                          description="Match the cells of two runs (same loop, device, precision, processes and "
+                                      "training settings) and print B/A ratios of samples/s, step time, peak memory, "
+                                      "startup and F1. Library versions and the machine may differ; a training "
+                                      "setting may only if named with --differ.")
+    cmp_.add_argument("a", metavar="A", help="the reference run (folder or results.jsonl)")
+    cmp_.add_argument("b", metavar="B", help="the run compared against it")
+    cmp_.add_argument("--differ", metavar="FIELDS", default=None,
+                      help="comma list of run settings that differ on purpose (e.g. num_workers); cells that differ "
+                           "in any other setting are refused")
+    cmp_.add_argument("--fail-above", metavar="PCT", type=_non_negative_float, default=None,
+                      help="exit 1 if some cell's samples/s in B is more than PCT%% below A's (a CI gate)")
+    cmp_.add_argument("-o", "--output", default=None, help="write the Markdown here instead of to stdout")
+
+    sub.add_parser("env", help="versions, CPU model and flags, cores, memory, GPUs, load: paste it beside a figure")
 
     ins = sub.add_parser("inspect", help="what the model and tokenizer look like: the tutorial's opening, made useful")
     ins.add_argument("--model", default="minilm-l6", help="Hub id, local folder, or alias (default: minilm-l6)")
@@ -281,6 +299,14 @@ def main(argv: list[str] | None = None) -> int:
             from bench.report import cmd_report
 
             return cmd_report(args)
+        if args.command == "compare":
+            from bench.compare import cmd_compare
+
+            return cmd_compare(args)
+        if args.command == "env":
+            from bench.envinfo import cmd_env
+
+            return cmd_env(args)
         if args.command == "inspect":
             from bench.inspect_model import cmd_inspect
 

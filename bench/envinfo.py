@@ -64,3 +64,66 @@ def environment(device: str) -> dict:
 
     env.update(device_kind(device).environment())
     return env
+
+
+def describe() -> list[tuple[str, str]]:
+    """``bench env``: what a bug report or a figure needs said about this machine, like
+    ``transformers env``: versions, CPU model and the flags that decide bf16 speed, cores, memory,
+    GPUs, the load right now, and the regression class the benchmarks are gated in."""
+    import os
+    from importlib import metadata
+
+    import psutil
+    import torch
+
+    from bench import __version__
+    from bench.machine import busy_now
+    from bench.precision import cpu_features
+    from bench.regress import machine_class
+
+    def version(package):
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    cpu = cpu_features()
+    flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if _has_flag(f)]
+    rows = [("bench", f"{__version__} (git {git_sha() or 'unknown'})"), ("python", platform.python_version()),
+            ("platform", platform.platform())]
+    rows += [(p, version(p)) for p in ("torch", "transformers", "accelerate", "datasets", "evaluate", "lightning",
+                                       "pandas", "tabulate", "pytest-benchmark")]
+    rows += [("CPU", f"{cpu['cpu_name'] or '?'}, family/model {cpu['cpu_family_model']}"),
+             ("CPU flags (bf16 speed)", ", ".join(flags) or "none of avx2/avx512f/avx512_bf16/amx"),
+             ("torch CPU capability", torch.backends.cpu.get_cpu_capability()),
+             ("cores", f"{psutil.cpu_count(logical=False)} physical, {psutil.cpu_count()} logical, "
+                       f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'} usable; "
+                       f"torch threads {torch.get_num_threads()}"),
+             ("memory", f"{psutil.virtual_memory().total / 2**30:.1f} GiB, {psutil.virtual_memory().available / 2**30:.1f} GiB free")]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            rows.append((f"GPU {i}", f"{p.name}, {p.total_memory / 2**30:.0f} GiB, compute capability "
+                                     f"{p.major}.{p.minor}, CUDA {torch.version.cuda}"))
+    else:
+        rows.append(("GPU", "none visible to torch"))
+    load1, load5, _ = os.getloadavg()
+    busy = busy_now()
+    rows += [("load", f"1-min {load1:.2f}, 5-min {load5:.2f}; " + (busy or "quiet now (bench.machine.BUSY_RULE)")),
+             ("regression class", machine_class())]
+    return rows
+
+
+def _has_flag(flag: str) -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and flag in line.split(":", 1)[1].split() for line in f)
+    except OSError:
+        return False
+
+
+def cmd_env(args) -> int:
+    print("Copy and paste this into an issue or beside a figure you quote:\n")
+    for key, value in describe():
+        print(f"- {key}: {value}")
+    return 0

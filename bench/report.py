@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections import OrderedDict
 from pathlib import Path
 
@@ -494,12 +495,48 @@ def render(records: list[dict], out_md: Path) -> str:
     return text
 
 
-def _written_by_report(path: Path) -> bool:
+def _written_by(path: Path, title: str = REPORT_TITLE) -> bool:
     try:
         with open(path, encoding="utf-8") as f:
-            return f.readline().startswith(REPORT_TITLE)
+            return f.readline().startswith(title)
     except (OSError, UnicodeDecodeError):
         return False
+
+
+CSV_FIRST_COLUMN = "loop"
+CSV_FIELDS = ("samples_per_s", "real_tokens_per_s", "step_s_p50", "step_s_p90", "peak_alloc_mib", "peak_reserved_mib",
+              "peak_rss_mib", "eval_accuracy", "eval_f1", "train_loss_final", "process_wall_s")
+
+
+def csv_rows(records: list[dict]) -> list[dict]:
+    """The flat per-cell table: one row per cell, medians over its ok repeats, the phase split's means
+    and the startup total flattened into columns."""
+    rows = []
+    for c in cells_of(records):
+        row = {"loop": c.loop, "device": c.device, "precision": c.precision, "variant": c.variant,
+               "status": c.records[-1]["status"], "repeats_ok": len(c.ok), "repeats": len(c.records),
+               "busy": c.busy, "model": c.run.get("model"), "batch_size": c.run.get("batch_size"),
+               "max_steps": c.run.get("max_steps"), "cell_ids": " ".join(r.get("cell_id", "") for r in c.records)}
+        row.update({f: c.median(f) for f in CSV_FIELDS})
+        setup = [r["setup_s"]["total_s"] for r in c.ok if (r.get("setup_s") or {}).get("total_s") is not None]
+        row["setup_total_s"] = statistics.median(setup) if setup else None
+        ci = next((r.get("eval_f1_ci95") for r in c.ok if r.get("eval_f1_ci95")), None)
+        row["eval_f1_ci95_lo"], row["eval_f1_ci95_hi"] = (ci if ci else (None, None))
+        phases = c.phases() or {}
+        row.update({f"phase_{p}_s_mean": phases.get(p) for p in PHASES})
+        rows.append(row)
+    return rows
+
+
+def write_csv(records: list[dict], path: Path) -> None:
+    import csv
+
+    rows = csv_rows(records)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [CSV_FIRST_COLUMN])
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def cmd_report(args) -> int:
@@ -515,11 +552,18 @@ def cmd_report(args) -> int:
         raise ConfigError(f"-o {out_md}: that is the results file being reported on; give a .md path")
     if out_md.is_dir():
         raise ConfigError(f"-o {out_md}: is a folder; give a .md file path")
-    if out_md.exists() and not _written_by_report(out_md):
+    if out_md.exists() and not _written_by(out_md):
         raise ConfigError(f"-o {out_md}: exists and was not written by bench report; give a new path")
     if out_md.suffix.lower() != ".md":
         raise ConfigError(f"-o {out_md}: the report is Markdown; give a path ending in .md")
+    csv_path = Path(args.csv) if getattr(args, "csv", None) else None
+    if csv_path is not None and csv_path.exists() and (csv_path.resolve() == results.resolve() or
+                                                       not _written_by(csv_path, CSV_FIRST_COLUMN)):
+        raise ConfigError(f"--csv {csv_path}: exists and was not written by bench report; give a new path")
     records = read_records(source)
     render(records, out_md)
     print(f"report: {out_md}", file=sys.stderr)
+    if csv_path is not None:
+        write_csv(records, csv_path)
+        print(f"csv: {csv_path}", file=sys.stderr)
     return 0

@@ -1,0 +1,166 @@
+"""``bench compare A B``: two result sets (a torch upgrade, another machine, before/after a change)
+matched cell by cell, with the ratio B/A of each figure and a noise-aware verdict.
+
+Cells are matched on loop, device, precision, processes and the run config.  What may differ is
+what is outside the run config (library versions, the machine) and the config fields the user
+names with ``--differ``; a cell of A and a cell of B that would match but for a field nobody named
+are refused (exit 2, the fields named), since their ratio would measure that field and not what
+the user thinks.  ``--fail-above PCT`` exits 1 when some cell's samples/s in B is more than PCT%
+below A's (median over repeats): usable as a CI gate.  A pure function of the records, like the
+report.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from bench import markdown as md
+from bench.analysis import GAP_TOLERANCE, CellStats, cells_of
+from bench.config import ConfigError
+
+COMPARE_TITLE = "# bench compare"
+# Where the data lives, and whether the step is split into phases, change no training.
+NOT_TRAINING = {"glue_dir", "phases"}
+
+
+def _config(c: CellStats, named: set[str]) -> dict:
+    return {k: v for k, v in c.run.items() if k not in NOT_TRAINING | named}
+
+
+def _differing(a: dict, b: dict) -> list[str]:
+    return [f"{k} ({a.get(k)!r} in A, {b.get(k)!r} in B)" for k in sorted(set(a) | set(b))
+            if json.dumps(a.get(k), sort_keys=True) != json.dumps(b.get(k), sort_keys=True)]
+
+
+def _axes(c: CellStats) -> tuple:
+    return c.loop, c.device, c.precision, c.ok[0].get("world_size", 1) if c.ok else c.records[0].get("world_size", 1)
+
+
+def match(cells_a: list[CellStats], cells_b: list[CellStats], named: set[str]) -> tuple[list, list, list]:
+    """(pairs, only in A, only in B); refuses a pair that differs in an unnamed training setting."""
+    pairs, left_b = [], list(cells_b)
+    only_a = []
+    for a in cells_a:
+        twin = next((b for b in left_b if _axes(b) == _axes(a) and _config(b, named) == _config(a, named)), None)
+        if twin is None:
+            only_a.append(a)
+        else:
+            pairs.append((a, twin))
+            left_b.remove(twin)
+    for a in only_a:
+        near = [b for b in left_b if _axes(b) == _axes(a)]
+        if near:
+            diffs = _differing(_config(a, named), _config(near[0], named))
+            raise ConfigError(
+                f"{a.loop}/{a.device}/{a.precision} differs between A and B in training settings nobody named: "
+                f"{'; '.join(diffs)}. Name what you changed on purpose with --differ "
+                f"{','.join(d.split(' ')[0] for d in diffs)}, or compare runs made with the same settings")
+    return pairs, only_a, left_b
+
+
+def _ratio(a, b):
+    return b / a if a and b is not None else None
+
+
+def row(a: CellStats, b: CellStats) -> dict:
+    """B over A per figure; the verdict from the repeats paired by index (both ran them a round at a time)."""
+    mem = "peak_alloc_mib" if a.median("peak_alloc_mib") is not None else "peak_rss_mib"
+    setup_a = [r["setup_s"]["total_s"] for r in a.ok if (r.get("setup_s") or {}).get("total_s") is not None]
+    setup_b = [r["setup_s"]["total_s"] for r in b.ok if (r.get("setup_s") or {}).get("total_s") is not None]
+    by_rep = {r.get("repeat"): r["samples_per_s"] for r in a.ok if r.get("samples_per_s")}
+    paired = [r["samples_per_s"] / by_rep[r.get("repeat")] for r in b.ok
+              if r.get("samples_per_s") and r.get("repeat") in by_rep]
+    sps = _ratio(a.median("samples_per_s"), b.median("samples_per_s"))
+    return {"loop": a.loop, "device": a.device, "precision": a.precision,
+            "sps_a": a.median("samples_per_s"), "sps_b": b.median("samples_per_s"), "sps_ratio": sps,
+            "step_p50_ratio": _ratio(a.median("step_s_p50"), b.median("step_s_p50")),
+            "mem_ratio": _ratio(a.median(mem), b.median(mem)),
+            "setup_ratio": _ratio(statistics.median(setup_a) if setup_a else None,
+                                  statistics.median(setup_b) if setup_b else None),
+            "f1_a": a.median("eval_f1"), "f1_b": b.median("eval_f1"),
+            "paired": paired, "busy": a.busy or b.busy, "verdict": verdict(sps, paired, a.busy or b.busy)}
+
+
+def verdict(sps_ratio: float | None, paired: list[float], busy: bool) -> str:
+    if sps_ratio is None:
+        return "no speed in one of them"
+    change = f"{abs(sps_ratio - 1):.0%} {'faster' if sps_ratio > 1 else 'slower'} in B"
+    if abs(sps_ratio - 1) <= GAP_TOLERANCE:
+        return f"same speed (within {GAP_TOLERANCE:.0%})"
+    if busy:
+        return f"{change}, but a run was measured on a busy machine: not called real"
+    if len(paired) < 2:
+        return f"{change} in one pair of runs: cannot be told from noise (use --repeats 3 in both)"
+    if all(p > 1 + GAP_TOLERANCE for p in paired) or all(p < 1 - GAP_TOLERANCE for p in paired):
+        return f"{change} in every one of {len(paired)} paired runs: real"
+    return f"{change} at the median, not in every paired run ({min(paired):.2f}–{max(paired):.2f}): noise"
+
+
+def _env_line(records: list[dict]) -> dict:
+    r = next((r for r in records if r["status"] == "ok"), records[0])
+    env = r.get("env") or {}
+    keys = ("torch", "transformers", "accelerate", "lightning", "cpu_name", "cpu_family_model", "torch_threads",
+            "gpu_name", "git_sha")
+    return {k: env.get(k) for k in keys}
+
+
+def render(records_a: list[dict], records_b: list[dict], names: tuple[str, str], named: set[str],
+           fail_above: float | None) -> tuple[str, list[dict]]:
+    """The Markdown, and the rows whose slowdown is beyond ``fail_above`` percent."""
+    pairs, only_a, only_b = match(cells_of(records_a), cells_of(records_b), named)
+    if not pairs:
+        raise ConfigError("no cell of A has a counterpart in B (same loop, device, precision, processes and settings)")
+    env_a, env_b = _env_line(records_a), _env_line(records_b)
+    lines = [f"{COMPARE_TITLE}: {md.text(names[1])} (B) against {md.text(names[0])} (A)", "",
+             "Each ratio is B over A, medians over each cell's repeats; the verdict pairs the repeats by index. "
+             f"A change within {GAP_TOLERANCE:.0%} is called the same speed.", ""]
+    env_diff = [f"{k}: {md.code(env_a[k])} → {md.code(env_b[k])}" for k in env_a if env_a[k] != env_b[k]]
+    lines += ["What differs besides the code under test: " + ("; ".join(env_diff) if env_diff else "nothing recorded")
+              + (f"; settings named with --differ: {', '.join(sorted(named))}" if named else "") + ".", ""]
+    lines += ["| loop | device | precision | samples/s A | samples/s B | samples/s B/A | step p50 B/A | peak mem B/A | "
+              "startup B/A | val F1 A → B | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows, failing = [row(a, b) for a, b in pairs], []
+
+    def f(v, fmt):
+        return "-" if v is None else fmt.format(v)
+
+    for r in rows:
+        lines.append(f"| {r['loop']} | {r['device']} | {r['precision']} | {f(r['sps_a'], '{:.1f}')} | "
+                     f"{f(r['sps_b'], '{:.1f}')} | {f(r['sps_ratio'], '{:.3f}')} | {f(r['step_p50_ratio'], '{:.3f}')} | "
+                     f"{f(r['mem_ratio'], '{:.3f}')} | {f(r['setup_ratio'], '{:.3f}')} | "
+                     f"{f(r['f1_a'], '{:.4f}')} → {f(r['f1_b'], '{:.4f}')} | {r['verdict']} |")
+        if fail_above is not None and r["sps_ratio"] is not None and (1 - r["sps_ratio"]) * 100 > fail_above:
+            failing.append(r)
+    lines.append("")
+    for label, cells in (("A", only_a), ("B", only_b)):
+        if cells:
+            lines += [f"Only in {label}: " + ", ".join(f"{c.loop}/{c.device}/{c.precision}" for c in cells) + ".", ""]
+    if fail_above is not None:
+        lines += [(f"**Slower than the {fail_above:g}% limit:** " + ", ".join(
+            f"{r['loop']}/{r['device']}/{r['precision']} ({(1 - r['sps_ratio']):.1%} fewer samples/s)" for r in failing))
+            if failing else f"No cell is more than {fail_above:g}% slower in B.", ""]
+    return "\n".join(lines).rstrip() + "\n", failing
+
+
+def cmd_compare(args) -> int:
+    import sys
+
+    from bench.records import read_records
+    from bench.report import _written_by
+
+    named = {k.strip().replace("-", "_") for k in (args.differ or "").split(",") if k.strip()}
+    text, failing = render(read_records(args.a), read_records(args.b), (args.a, args.b), named, args.fail_above)
+    if args.output:
+        out = Path(args.output)
+        if out.suffix.lower() != ".md" or out.is_dir():
+            raise ConfigError(f"-o {out}: give a path ending in .md")
+        if out.exists() and not _written_by(out, COMPARE_TITLE):
+            raise ConfigError(f"-o {out}: exists and was not written by bench compare; give a new path")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"compare: {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 1 if failing else 0
