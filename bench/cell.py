@@ -154,6 +154,12 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
     train = resolve_loop(cell.loop)
     import torch  # noqa: F401  (already imported by any loop; named so the cost is counted here)
     setup["imports_s"] = time.perf_counter() - t
+    if not progress:  # the libraries' own bars (weights loading, dataset maps) would be frames in a log
+        import datasets
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
     _reset_process_state(cell)
     watch = LoadWatch(cell.device)
     # MFU's denominator, measured (CPU, unknown GPU) before training, while the device is idle.

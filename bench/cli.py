@@ -113,7 +113,8 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     x.add_argument("--out", default=None, help="output folder (default: runs/<timestamp>/)")
     x.add_argument("--resume", metavar="OUT", default=None, help="continue the sweep in OUT, skipping cells already ok or skipped")
     x.add_argument("--cell-timeout", type=_positive_float, default=None, help="seconds before a cell is killed and marked failed")
-    x.add_argument("--no-progress", action="store_true", help="no progress bars")
+    x.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (there are none anyway when stderr is not a terminal)")
     x.add_argument("--in-process", action="store_true",
                    help="run cells in this process (faster start, no isolation: for debugging)")
 
@@ -243,7 +244,8 @@ def _sweep(args, runs: list[RunConfig], explicit: set[str], out: Path, records: 
         print(f"bench: warning: {busy}", file=sys.stderr)
     print(f"{len(cells)} cells -> {out}/", file=sys.stderr)
     run_sweep(cells, out, cell_timeout=args.cell_timeout, resume=bool(args.resume),
-              progress=not args.no_progress, command=command, isolate=not args.in_process, rendezvous=rendezvous,
+              # Progress bars only on a terminal: piped or logged output gets no \r frames.
+              progress=not args.no_progress and sys.stderr.isatty(), command=command, isolate=not args.in_process, rendezvous=rendezvous,
               write=records is not None)
     if records is None:
         return 0  # node 0 holds the records and the report

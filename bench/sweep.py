@@ -7,6 +7,7 @@ import collections
 import json
 import re
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -95,6 +96,9 @@ def remove_stale_cell_dirs() -> list[str]:
     return removed
 
 
+LOG_DIR = "logs"  # OUT/logs/<cell_id>.log: everything a cell's process printed
+
+
 def _cell_line(record: Record, seconds: float, ran_s: list, left: int) -> str:
     """``ok 19.5 samples/s, 41 s; ETA 3 min`` (ETA: the mean time of the cells run so far, times those left)."""
     if record.status != "skipped":
@@ -142,23 +146,39 @@ def rank_errors(folder: str) -> list[str]:
     return lines
 
 
-def _relay(stream, sink, tail: collections.deque) -> None:
-    """Copy the child's output through (its progress bar) and keep its last lines."""
-    buf = b""
+def _relay(stream, sink, tail: collections.deque, log=None, progress_prefix: str | None = None) -> None:
+    """Keep everything the child says in its log (and its last lines for a failure's reason); pass
+    to ``sink`` (a terminal) only the frames of the cell's own progress bar, which start with its
+    label: third-party load reports, download and map bars and warnings stay in the log."""
+    buf, shown = b"", False
     for chunk in iter(lambda: stream.read1(4096) if hasattr(stream, "read1") else stream.read(4096), b""):
-        sink.write(chunk.decode("utf-8", "replace"))
-        sink.flush()
+        if log is not None:
+            log.write(chunk)
+            log.flush()
         buf += chunk
-        *lines, buf = buf.replace(b"\r", b"\n").split(b"\n")
-        tail.extend(line.decode("utf-8", "replace") for line in lines if line.strip())
+        *pieces, buf = re.split(rb"[\r\n]", buf)
+        for piece in pieces:
+            text = piece.decode("utf-8", "replace")
+            if text.strip():
+                tail.append(text)
+            if sink is not None and progress_prefix and text.startswith(progress_prefix):
+                sink.write("\r" + text + "\033[K")
+                sink.flush()
+                shown = True
     if buf.strip():
         tail.append(buf.decode("utf-8", "replace"))
+    if shown:  # the bar's last frame is not left under the next line
+        sink.write("\r\033[K")
+        sink.flush()
 
 
 def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: str,
-                 python: str = sys.executable, module: str = "bench.cell", rendezvous: dict | None = None) -> Record | None:
+                 python: str = sys.executable, module: str = "bench.cell", rendezvous: dict | None = None,
+                 log_path: Path | None = None) -> Record | None:
     """Run one cell in its own process.  A crash, an out-of-memory kill or a timeout becomes a
-    ``failed`` record carrying the child's last lines."""
+    ``failed`` record carrying the child's last lines.  Everything the child prints goes to
+    ``log_path`` (appended: a cell run again keeps its earlier attempts' log); only its progress
+    bar reaches the terminal, and only when there is one (``progress``)."""
     from bench.cell import _now, record_base
 
     from bench.dist import die_with_parent
@@ -181,7 +201,13 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, preexec_fn=die_with_parent)
         tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
-        reader = threading.Thread(target=_relay, args=(proc.stdout, sys.stderr, tail), daemon=True)
+        log = None
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = open(log_path, "ab")
+            log.write(f"=== {cell.label} repeat {cell.repeat}, {_now()}: {shlex.join(argv)}\n".encode())
+        reader = threading.Thread(target=_relay, args=(proc.stdout, sys.stderr if progress else None, tail, log,
+                                                       f"{cell.label}:"), daemon=True)
         reader.start()
         try:
             code = proc.wait(timeout=timeout_s)
@@ -195,6 +221,8 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
             proc.wait()
             raise
         reader.join(timeout=5)
+        if log is not None:
+            log.close()
         if not timed_out and code == 0 and os.path.exists(result_path):
             with open(result_path, encoding="utf-8") as f:
                 return Record.from_dict(json.load(f))
@@ -243,7 +271,8 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
         t0 = time.monotonic()
         if record is None and (isolate or cell.world_size > 1):
             print(f"{head}: running", file=sys.stderr)
-            record = run_isolated(cell, cell_timeout, progress, command, rendezvous=rendezvous)
+            record = run_isolated(cell, cell_timeout, progress, command, rendezvous=rendezvous,
+                                  log_path=out_dir / LOG_DIR / f"{cell.cell_id}.log" if write else None)
             if record is None:
                 print(f"{head}: done on this node; node 0 records it", file=sys.stderr)
                 continue
@@ -252,5 +281,9 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
         if write:
             append_record(out_dir, record)
         made.append(record)
-        print(f"{head}: {_cell_line(record, time.monotonic() - t0, ran_s, len(cells) - i)}", file=sys.stderr)
+        line = _cell_line(record, time.monotonic() - t0, ran_s, len(cells) - i)
+        log = out_dir / LOG_DIR / f"{cell.cell_id}.log"
+        if record.status == "failed" and log.exists():
+            line += f"; its output: {log}"
+        print(f"{head}: {line}", file=sys.stderr)
     return made

@@ -33,3 +33,12 @@ def test_run_all_loops_writes_ok_records_a_round_at_a_time(glue_dir, tmp_path):
     # Each cell in a fresh process: its wall time holds the whole startup, imports included.
     for r in records:
         assert r["process_wall_s"] > r["setup_s"]["total_s"] > r["setup_s"]["imports_s"] > 0.1
+    # Piped, the sweep says one line per cell and nothing else: no progress frames, no library
+    # banners; everything each cell's process printed is in its log.
+    assert "\r" not in result.stderr and "LOAD REPORT" not in result.stderr and "Map" not in result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert len(said) == 2 * 2 * len(loops.available())  # "running", then "ok ... samples/s, N s"
+    assert all(line.endswith(": running") or " samples/s, " in line for line in said)
+    logs = sorted((out / "logs").glob("*.log"))
+    assert [p.stem for p in logs] == sorted(r["cell_id"] for r in records)
+    assert all(p.read_text().startswith("=== ") for p in logs)
