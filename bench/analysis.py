@@ -58,12 +58,16 @@ def _variant(r: dict, varying: set[str]) -> str:
         parts.append(run.get("preset") or "tutorial")
     if "batch_size" in varying:
         parts.append(f"bs {run.get('batch_size')}")
+    if "defaults" in varying:
+        parts.append(run.get("defaults") or "tutorial")
+    if run.get("flip"):
+        parts.append(f"flip {run['flip']}")
     return " ".join(parts)
 
 
 def _varying(records: list[dict]) -> set[str]:
     keys = set()
-    for key in ("preset", "batch_size"):
+    for key in ("preset", "batch_size", "defaults"):
         if len({json.dumps(r.get("config", {}).get("run", {}).get(key)) for r in records}) > 1:
             keys.add(key)
     return keys

@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench run | report | compare | env | inspect``.
+"""Command line: ``python -m bench run | report | compare | explain | env | inspect``.
 
 Parsing imports nothing heavy, so ``--help`` and bad input answer at once.
 """
@@ -42,7 +42,7 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
         description="Fine-tune BERT on GLUE MRPC with a manual PyTorch loop, an Accelerate loop and the "
                     "HF Trainer, measured the same way; records to JSONL, reports to Markdown.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,compare,env,inspect}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,compare,explain,env,inspect}")
 
     run = sub.add_parser("run", help="train and measure a matrix of cells (loop x device x precision)",
                          formatter_class=_DefaultsOnce)
@@ -74,10 +74,15 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     h.add_argument("--lr", type=_positive_float, default=d.lr, help="AdamW learning rate, peak of the schedule")
     h.add_argument("--epochs", type=_positive_int, default=d.epochs, help="passes over the training pairs")
     h.add_argument("--max-steps", type=_positive_int, default=None, help="stop after N optimizer steps (the schedule ends there)")
-    h.add_argument("--warmup-steps", type=_non_negative_int, default=d.warmup_steps, help="learning-rate warm-up steps")
+    h.add_argument("--warmup-steps", type=_non_negative_int, default=None,
+                   help=f"learning-rate warm-up steps (default {d.warmup_steps})")
     h.add_argument("--scheduler", choices=SCHEDULERS, default=d.scheduler, help="learning-rate schedule over the steps")
-    h.add_argument("--weight-decay", type=_non_negative_float, default=d.weight_decay,
-                   help="AdamW weight decay (biases and LayerNorm weights exempt, as in the Trainer)")
+    h.add_argument("--weight-decay", type=_non_negative_float, default=None,
+                   help=f"AdamW weight decay (default {d.weight_decay}; biases and LayerNorm weights exempt, as in the Trainer)")
+    h.add_argument("--defaults", choices=("tutorial", "native"), default=d.defaults,
+                   help="tutorial: every loop set to the tutorial's settings (compares the loops' machinery); "
+                        "native: each loop with its library's own defaults where no flag says otherwise "
+                        "(loops/native.py; `bench explain` then measures what each difference is worth)")
     h.add_argument("--max-grad-norm", type=_positive_float, default=None,
                    help="clip gradients to this norm (default: no clipping, as in the tutorial; the Trainer's own default is 1.0)")
     h.add_argument("--adamw", choices=ADAMW_IMPLS, default=None,
@@ -138,6 +143,19 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
                       help="exit 1 if some cell's samples/s in B is more than PCT%% below A's (a CI gate)")
     cmp_.add_argument("-o", "--output", default=None, help="write the Markdown here instead of to stdout")
 
+    exp = sub.add_parser("explain", help="why two loops run with their own defaults differ: each difference flipped alone",
+                         description="For the two loops' cells in OUT (made with `run --defaults native`), run A with "
+                                     "each differing setting set to B's value, and each loop without its library's "
+                                     "own machinery, in paired repeats; the flip cells are added to OUT and the report "
+                                     "gets a 'Why do they differ?' section.")
+    exp.add_argument("out", metavar="OUT", help="results folder holding both loops' cells")
+    exp.add_argument("--from", dest="from_loop", required=True, choices=LOOP_NAMES, help="loop A (e.g. manual)")
+    exp.add_argument("--to", dest="to_loop", required=True, choices=LOOP_NAMES, help="loop B (e.g. trainer)")
+    exp.add_argument("--repeats", type=_positive_int, default=None,
+                     help="runs of each flip cell (default: as many as OUT holds of loop A's cell)")
+    exp.add_argument("--cell-timeout", type=_positive_float, default=None, help="seconds before a cell is killed")
+    exp.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     sub.add_parser("env", help="versions, CPU model and flags, cores, memory, GPUs, load: paste it beside a figure")
 
     ins = sub.add_parser("inspect", help="what the model and tokenizer look like: the tutorial's opening, made useful")
@@ -157,6 +175,9 @@ def _run_configs(args) -> tuple[list[RunConfig], set[str]]:
     explicit = {k for k in FAST_PATH_FLAGS if getattr(args, k) is not None}
     if args.batch_size is not None:
         explicit.add("batch_size")
+    # Hyperparameters given by flag win over a loop's native defaults (--defaults native).
+    explicit |= {k for k in ("max_grad_norm", "weight_decay", "warmup_steps") if getattr(args, k) is not None}
+    d = RunConfig()
     fast = {k: getattr(args, k) for k in explicit if k != "batch_size"}
     runs = []
     for batch_size in args.batch_size or [RunConfig.batch_size]:  # validated with the plan
@@ -164,7 +185,9 @@ def _run_configs(args) -> tuple[list[RunConfig], set[str]]:
             model=args.model, no_weights=args.no_weights, glue_dir=resolve_glue_dir(args.glue_dir),
             train_samples=args.train_samples, eval_samples=args.eval_samples,
             lr=args.lr, batch_size=batch_size, epochs=args.epochs, max_steps=args.max_steps,
-            scheduler=args.scheduler, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
+            scheduler=args.scheduler,
+            warmup_steps=d.warmup_steps if args.warmup_steps is None else args.warmup_steps,
+            weight_decay=d.weight_decay if args.weight_decay is None else args.weight_decay, defaults=args.defaults,
             max_grad_norm=args.max_grad_norm, grad_accum=args.grad_accum, seed=args.seed,
             eval_batch_size=args.eval_batch_size, timing_warmup=args.timing_warmup, parity=args.parity, phases=args.phases,
             eval_every=args.eval_every, target_f1=args.target_f1, **fast)
@@ -305,6 +328,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.compare import cmd_compare
 
             return cmd_compare(args)
+        if args.command == "explain":
+            from bench.explain import cmd_explain
+
+            return cmd_explain(args)
         if args.command == "env":
             from bench.envinfo import cmd_env
 

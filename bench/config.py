@@ -56,6 +56,7 @@ class RunConfig:
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
     max_grad_norm: float | None = None  # None: no clipping, as in the tutorial
+    weight_decay_exempt: bool = True  # biases and LayerNorm weights without weight decay, as the Trainer does
     adamw: str = "torch-default"
     grad_accum: int = 1
     seed: int = 42
@@ -75,6 +76,12 @@ class RunConfig:
     timing_warmup: int = 5  # first optimizer steps left out of the timing (not the LR warm-up)
     parity: bool = False  # deterministic kernels, for step-wise loss parity between the loops
     phases: bool = True  # split each step into data/forward/backward/optimizer/other (bench/phases.py)
+    # Whose defaults: "tutorial" (every loop set to the tutorial's settings) or "native" (each loop's
+    # library's own, loops/native.py); loop_options: single machinery entries of loops/native.py
+    # overridden, as (name, value) pairs; flip: what `bench explain` changed in this cell, in words.
+    defaults: str = "tutorial"
+    loop_options: tuple = ()
+    flip: str = ""
 
     def validate(self) -> None:
         for name in ("lr", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps", "max_grad_norm", "target_f1"):
@@ -104,6 +111,8 @@ class RunConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ConfigError(f"--max-grad-norm must be > 0 (leave it out for no clipping), got {self.max_grad_norm}")
+        if self.defaults not in ("tutorial", "native"):
+            raise ConfigError(f"--defaults must be tutorial or native, got {self.defaults!r}")
         if self.adamw not in ADAMW_IMPLS:
             raise ConfigError(f"--adamw must be one of {', '.join(ADAMW_IMPLS)}, got {self.adamw!r}")
         if self.attn not in ATTN_IMPLS:
@@ -143,6 +152,13 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+def run_config_from_dict(d: dict) -> RunConfig:
+    """A run config read back from JSON (its (name, value) pairs come back as lists)."""
+    d = dict(d)
+    d["loop_options"] = tuple(tuple(pair) for pair in d.get("loop_options") or ())
+    return RunConfig(**d)
+
+
 @dataclass(frozen=True)
 class Cell:
     """One point of the matrix: a loop on a device at a precision, with the shared run config."""
@@ -162,7 +178,7 @@ class Cell:
     @classmethod
     def from_dict(cls, d: dict) -> "Cell":
         return cls(loop=d["loop"], device=d["device"], precision=d["precision"], repeat=d.get("repeat", 0),
-                   nproc=d.get("nproc", 1), nnodes=d.get("nnodes", 1), run=RunConfig(**d["run"]))
+                   nproc=d.get("nproc", 1), nnodes=d.get("nnodes", 1), run=run_config_from_dict(d["run"]))
 
     @property
     def world_size(self) -> int:

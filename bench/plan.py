@@ -4,7 +4,8 @@ once.
 Axes: loops x devices x precisions x presets x batch sizes x repeats.  The run config depends on
 the device, the preset and the batch size (a preset fills the fast-path options per device; flags
 given on the command line win), never on the loop or the precision, so the loops compared side by
-side train the same configuration.
+side train the same configuration -- except under ``--defaults native``, where each loop gets its
+own library's defaults (``loops/native.py``) on purpose.
 
 Order: a round of every cell (repeat 0), then the next round, ...; inside a round by device, preset,
 batch size, precision, then loop.  Cells compared side by side thus run close together in time,
@@ -31,5 +32,21 @@ def plan_cells(loops: list[str], devices: list[str], precisions: list[str], runs
                 run = apply_preset(base, device, preset, explicit)
                 run.validate()
                 configs.append((device, run))
-    return [Cell(loop=loop, device=device, precision=precision, run=run, repeat=repeat, nproc=nproc, nnodes=nnodes)
+    return [Cell(loop=loop, device=device, precision=precision, run=native_run(run, loop, device, precision, explicit),
+                 repeat=repeat, nproc=nproc, nnodes=nnodes)
             for repeat in range(repeats) for device, run in configs for precision in precisions for loop in loops]
+
+
+def native_run(run: RunConfig, loop: str, device: str, precision: str, explicit: set[str] = frozenset()) -> RunConfig:
+    """Under ``--defaults native``, the loop's own library defaults (loops/native.py) in the fields the
+    user did not set by flag; under ``tutorial``, the run config unchanged."""
+    import dataclasses
+
+    from loops.native import settings_for
+
+    if run.defaults != "native":
+        return run
+    native = {k: v for k, v in settings_for(loop, device, precision).items() if k not in explicit}
+    out = dataclasses.replace(run, **native)
+    out.validate()
+    return out

@@ -14,7 +14,7 @@ LOOP_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
 LOOP_STYLES = (("-", 2.5), ("--", 1.5), (":", 1.5), ("-.", 1.5), ((0, (5, 1)), 1.5), ((0, (1, 1)), 1.5))
 
 
-def draw_plots(cells: list[CellStats], out_md: Path) -> dict:
+def draw_plots(cells: list[CellStats], out_md: Path, records: list[dict] = ()) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,7 +50,8 @@ def draw_plots(cells: list[CellStats], out_md: Path) -> dict:
             plt.close(fig)
             made[(device, name)] = path.name
     made.update(_phase_plots(cells, out_md, plt))
-    for (device, precision, variant), group in comparison_groups([c for c in cells if c.ok]).items():
+    made.update(_waterfalls(out_md, plt, records))
+    for (device, precision, variant), group in comparison_groups([c for c in cells if c.ok and not c.run.get("flip")]).items():
         fig, ax = plt.subplots(figsize=(7, 4))
         styles = {loop: LOOP_STYLES[i % len(LOOP_STYLES)] for i, loop in enumerate(LOOP_ORDER)}
         n = max(len(c.ok[0]["step_losses"]) for c in group)
@@ -109,4 +110,36 @@ def _phase_plots(cells: list[CellStats], out_md: Path, plt) -> dict:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         made[(device, "phases")] = path.name
+    return made
+
+
+def _waterfalls(out_md: Path, plt, records) -> dict:
+    """From loop A's mean step to loop B's: each measured difference, then what is left."""
+    from bench.explain import explain_rows
+
+    made = {}
+    for f in explain_rows(list(records)) if records else []:
+        if f["step_a_s"] is None or f["step_b_s"] is None:
+            continue
+        steps = [(f["a"], f["step_a_s"] * 1000, "total")]
+        steps += [(r["setting"], (r["effect_s"] or 0) * 1000, "delta") for r in f["effects"]]
+        steps += [("rest", (f["unexplained_s"] or 0) * 1000, "delta"), (f["b"], f["step_b_s"] * 1000, "total")]
+        fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(steps) + 1), 4))
+        level = 0.0
+        for i, (name, value, kind) in enumerate(steps):
+            if kind == "total":
+                ax.bar(i, value, color="#4c72b0")
+                level = value
+            else:
+                ax.bar(i, value, bottom=level, color="#c44e52" if value > 0 else "#55a868")
+                level += value
+        ax.set_xticks(range(len(steps)))
+        ax.set_xticklabels([s[0] for s in steps], fontsize=8, rotation=20, ha="right")
+        ax.set_ylabel("ms per optimizer step (mean)")
+        ax.set_title(f"{f['a']} → {f['b']}, {f['device']} / {f['precision']}: what each difference adds")
+        fig.tight_layout()
+        path = out_md.parent / f"{out_md.stem}-{f['device']}-{f['precision']}-{f['a']}-{f['b']}-why.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made[(f["device"], f["precision"], f["a"], f["b"], "waterfall")] = path.name
     return made

@@ -390,6 +390,62 @@ def _phases_section(cells: list[CellStats], plots: dict) -> list[str]:
     return lines
 
 
+WHY_HEADING = "Why do they differ?"
+
+
+def _why_section(records: list[dict], plots: dict) -> list[str]:
+    """`bench explain`: each difference between two loops' native setups, measured alone."""
+    from bench.explain import ALL, explain_rows
+
+    found = explain_rows(records)
+    if not found:
+        return []
+    lines = [f"## {WHY_HEADING}", "",
+             "Each loop ran with its library's own defaults (`--defaults native`, declared in `loops/native.py`); "
+             "`bench explain` then ran the first loop with each differing setting set to the second's value, "
+             "and each loop without the machinery only its library has. An effect is what the difference adds "
+             "to the first loop's mean step to make the second's (paired repeats, median); positive is slower. "
+             "What the single flips do not add up to is left as interactions and the loops' own code.", ""]
+    for f in found:
+        a, b = f["a"], f["b"]
+        ms = (lambda v: "-" if v is None else f"{v * 1000:+.1f}")
+        lines += [f"### {f['device']} / {f['precision']}: {a} → {b}", "",
+                  f"Mean step: {a} {_f(f['step_a_s'] and f['step_a_s'] * 1000)} ms, {b} "
+                  f"{_f(f['step_b_s'] and f['step_b_s'] * 1000)} ms: {ms(f['total_s'])} ms to explain.", "",
+                  "| difference | values (" + a + " → " + b + ") | flipped in | effect ms/step | runs | verdict | phase | "
+                  "peak MiB | final loss | val F1 |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in f["effects"]:
+            values = f"{md.code(r['values'][0])} → {md.code(r['values'][1])}" if r["values"] else "library machinery"
+            lines.append(f"| `{r['setting']}` | {values} | {r['how']} | {ms(r['effect_s'])} | {r['runs']} | "
+                         f"{r['verdict']} | {r.get('phase_note', '-')} | {_f(r['mem_mib'], '{:+.0f}')} | "
+                         f"{_f(r['loss_final'], '{:+.2e}')} | {_f(r['f1'], '{:+.4f}')} |")
+        lines.append(f"| interactions and the loops' own code | | | {ms(f['unexplained_s'])} | | what the single flips "
+                     "leave of the total | | | | |")
+        lines.append("")
+        diff = f["differences"]
+        if diff["inert"]:
+            lines += ["Not flipped, since they cannot act in this cell: " + "; ".join(
+                f"`{k}` ({loop}): {why}" for (loop, k), why in diff["inert"].items()) + ".", ""]
+        lines += ["Held the same in both, by bench: " + "; ".join(f"{k}: {why}" for k, why in diff["held"].items())
+                  + ".", ""]
+        if diff["undeclared"]:
+            lines += ["**Read back as different but declared nowhere** (the list above may be incomplete): "
+                      + ", ".join(f"`{md.text(k)}`" for k in diff["undeclared"]) + ".", ""]
+        every = f["everything"]
+        if every:
+            p_all, p_ab = every["parity"], f["parity_ab"]
+            closes = p_all is not None and p_all <= PARITY_TOLERANCE
+            lines += [f"{a} with every setting of {b} at once (`{ALL}`): step losses within {_f(p_all, '{:.1e}')} of "
+                      f"{b}'s (against {_f(p_ab, '{:.1e}')} for {a} as it was): "
+                      + ("**the listed settings are the whole difference in what is trained**" if closes else
+                         f"**not within {PARITY_TOLERANCE:g}: something that changes training is missing from the list**")
+                      + (f"; its mean step is {ms(every['row']['effect_s'])} ms from {a}'s." if every["row"]["effect_s"] is not None else "."), ""]
+        key = (f["device"], f["precision"], a, b, "waterfall")
+        if key in plots:
+            lines += [f"![why {a} and {b} differ, {f['device']} / {f['precision']}]({plots[key]})", ""]
+    return lines
+
+
 def _time_to_accuracy(cells: list[CellStats]) -> list[str]:
     timed = [c for c in cells if c.ok and c.ok[0].get("eval_curve")]
     if not timed:
@@ -484,12 +540,14 @@ def render(records: list[dict], out_md: Path) -> str:
     """Write the report (Markdown + PNGs beside it) and return the Markdown."""
     out_md.parent.mkdir(parents=True, exist_ok=True)
     cells = cells_of(records)
-    plots = draw_plots(cells, out_md)
+    plots = draw_plots(cells, out_md, records)
     header = _header(records)
-    lines = (header[:4] + _bottom_line(cells, records) + header[4:]
-             + _device_tables(cells, plots) + _fast_section(cells) + _gap_section(cells)
-             + _phases_section(cells, plots) + _time_to_accuracy(cells)
-             + _parity_section(cells, plots) + _not_run(records))
+    # Cells of `bench explain` (one setting flipped) have their own section; the rest compare loops.
+    main = [c for c in cells if not c.run.get("flip")]
+    lines = (header[:4] + _bottom_line(main, records) + header[4:]
+             + _device_tables(cells, plots) + _fast_section(main) + _gap_section(main)
+             + _phases_section(main, plots) + _why_section(records, plots) + _time_to_accuracy(main)
+             + _parity_section(main, plots) + _not_run(records))
     text = "\n".join(lines).rstrip() + "\n"
     out_md.write_text(text, encoding="utf-8")
     return text

@@ -16,18 +16,20 @@ from transformers import get_scheduler
 
 from bench.loop_api import LoopResult
 from bench.precision import plan, set_tf32
+from loops import native
 from loops.common import accumulation_group, adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
 
 
 def train(cell, data, model, meter):
     run = cell.run
     precision = plan(cell.precision)
+    machinery = native.machinery("accelerate", run)  # the library's own knobs (loops/native.py)
     # Batch and sequence dims dynamic under --compile: every batch has its own length, and the
     # epoch's last batch its own size; static shapes would recompile inside the timed steps.
     # non_blocking: host-to-device copies overlap compute when the batches are pinned.
     accelerator = Accelerator(cpu=cell.device == "cpu", mixed_precision=precision.accelerate_mixed_precision,
                               gradient_accumulation_steps=run.grad_accum,
-                              dataloader_config=DataLoaderConfiguration(non_blocking=True),
+                              dataloader_config=DataLoaderConfiguration(non_blocking=machinery["non_blocking"]),
                               dynamo_plugin=TorchDynamoPlugin(backend="inductor" if run.compile else "no",
                                                               dynamic=True if run.compile else None),
                               # Every parameter gets a gradient in this model: no per-step graph search.
@@ -37,7 +39,7 @@ def train(cell, data, model, meter):
 
     train_dataloader = DataLoader(data.train, sampler=data.sampler, batch_size=run.batch_size,
                                   collate_fn=data.collator, num_workers=run.num_workers, pin_memory=run.pin_memory)
-    optimizer = AdamW(adamw_param_groups(model, run.weight_decay), lr=run.lr,
+    optimizer = AdamW(adamw_param_groups(model, run.weight_decay, run.weight_decay_exempt), lr=run.lr,
                       betas=(run.adam_beta1, run.adam_beta2), eps=run.adam_eps,
                       weight_decay=run.weight_decay, **adamw_impl_kwargs(run.adamw))
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 from bench.loop_api import UnsupportedSetting
 
 
-def adamw_param_groups(model, weight_decay: float):
-    """With weight decay, the Trainer exempts biases and LayerNorm weights; do the same.  Without
-    it (the tutorial), one group of all parameters, as ``AdamW(model.parameters())``."""
-    if weight_decay == 0:
+def adamw_param_groups(model, weight_decay: float, exempt: bool = True):
+    """With weight decay, the Trainer exempts biases and LayerNorm weights; do the same (``exempt``).
+    Without it (the tutorial), or with ``exempt`` off (accelerate's example: decay on every
+    parameter), one group of all parameters, as ``AdamW(model.parameters(), weight_decay=...)``."""
+    if weight_decay == 0 or not exempt:
         return model.parameters()
     from torch import nn
     from transformers.trainer_pt_utils import get_parameter_names

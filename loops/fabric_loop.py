@@ -37,7 +37,7 @@ def train(cell, data, model, meter):
 
     train_dataloader = DataLoader(data.train, sampler=data.sampler, batch_size=run.batch_size,
                                   collate_fn=data.collator, num_workers=run.num_workers, pin_memory=run.pin_memory)
-    optimizer = AdamW(adamw_param_groups(model, run.weight_decay), lr=run.lr,
+    optimizer = AdamW(adamw_param_groups(model, run.weight_decay, run.weight_decay_exempt), lr=run.lr,
                       betas=(run.adam_beta1, run.adam_beta2), eps=run.adam_eps,
                       weight_decay=run.weight_decay, **adamw_impl_kwargs(run.adamw))
     # setup() moves the model, wraps it for DDP and mixed precision; the DataLoader's batches are

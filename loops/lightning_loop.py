@@ -23,6 +23,7 @@ does not advance the schedule (Lightning steps it after every optimizer step).
 
 import logging
 import os
+import tempfile
 
 import lightning.pytorch as pl
 import torch
@@ -32,6 +33,7 @@ from transformers import get_scheduler
 
 from bench.loop_api import LoopResult
 from bench.precision import plan, set_tf32
+from loops import native
 from loops.common import accumulation_group, adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
 
 LIGHTNING_PRECISION = {"fp32": "32-true", "tf32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
@@ -52,7 +54,7 @@ class MRPCModule(pl.LightningModule):
 
     def configure_optimizers(self):
         run = self.run
-        optimizer = AdamW(adamw_param_groups(self.model, run.weight_decay), lr=run.lr,
+        optimizer = AdamW(adamw_param_groups(self.model, run.weight_decay, run.weight_decay_exempt), lr=run.lr,
                           betas=(run.adam_beta1, run.adam_beta2), eps=run.adam_eps,
                           weight_decay=run.weight_decay, **adamw_impl_kwargs(run.adamw))
         # Lightning counts the optimizer steps it will take (epochs or max_steps, accumulation, ranks).
@@ -105,6 +107,7 @@ class MRPCModule(pl.LightningModule):
 
 def train(cell, data, model, meter):
     run = cell.run
+    machinery = native.machinery("lightning", run)  # off under --defaults tutorial (loops/native.py)
     # Its start-up banners ("GPU available", tips) say nothing about the run: warnings only.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # under torchrun Lightning reads the ranks itself
@@ -117,12 +120,15 @@ def train(cell, data, model, meter):
         accumulate_grad_batches=run.grad_accum,
         gradient_clip_val=run.max_grad_norm,  # None: no clipping, as in the tutorial
         use_distributed_sampler=True,
-        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, logger=False,
+        enable_progress_bar=machinery["enable_progress_bar"], enable_model_summary=machinery["enable_model_summary"],
+        enable_checkpointing=machinery["enable_checkpointing"], logger=machinery["logger"],
+        default_root_dir=tempfile.gettempdir(),  # logs and checkpoints, if on, go to the cell's own folder
         num_sanity_val_steps=0, limit_val_batches=0,
         deterministic=None,  # left to the harness (--parity sets deterministic kernels for every loop)
     )
     set_tf32(plan(cell.precision).tf32)  # Lightning has no TF32 switch: torch's process-wide one
-    model.train()  # as the tutorial's loop does: dropout on (Lightning would keep from_pretrained's eval mode)
+    if machinery["model_train"]:
+        model.train()  # as the tutorial's loop does: dropout on (Lightning would keep from_pretrained's eval mode)
     module = MRPCModule(torch.compile(model, dynamic=True) if run.compile else model, run, meter)
     train_dataloader = DataLoader(data.train, sampler=data.sampler, batch_size=run.batch_size,
                                   collate_fn=data.collator, num_workers=run.num_workers, pin_memory=run.pin_memory)

@@ -61,7 +61,7 @@ def train(cell, data, model, meter):
         # every batch has its own length (and the epoch's last batch its own size), which would
         # otherwise recompile inside the timed steps.
         model = torch.compile(model, dynamic=True)
-    optimizer = AdamW(adamw_param_groups(trained, run.weight_decay), lr=run.lr,
+    optimizer = AdamW(adamw_param_groups(trained, run.weight_decay, run.weight_decay_exempt), lr=run.lr,
                       betas=(run.adam_beta1, run.adam_beta2), eps=run.adam_eps,
                       weight_decay=run.weight_decay, **adamw_impl_kwargs(run.adamw))
 

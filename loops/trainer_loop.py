@@ -25,7 +25,8 @@ import tempfile
 import torch
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-from bench.loop_api import LoopResult
+from bench.loop_api import LoopResult, UnsupportedSetting
+from loops import native
 from bench.precision import plan, set_tf32
 from loops.common import scale_of, scaler_skipped
 
@@ -103,6 +104,10 @@ class SharedOrderTrainer(Trainer):
 def training_arguments(cell, output_dir):
     run = cell.run
     precision = plan(cell.precision)
+    if not run.weight_decay_exempt:
+        raise UnsupportedSetting("the Trainer always exempts biases and LayerNorm weights from weight decay")
+    # The Trainer's own machinery: off under --defaults tutorial, its defaults under native (loops/native.py).
+    machinery = native.machinery("trainer", run)
     return TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=run.batch_size,
@@ -122,18 +127,19 @@ def training_arguments(cell, output_dir):
         bf16=precision.autocast_dtype == "bfloat16",
         fp16=precision.autocast_dtype == "float16",
         tf32=None,  # the harness sets TF32 itself, through torch's one API (see train below)
-        ddp_find_unused_parameters=False,  # default: True for a model without gradient checkpointing
-        accelerator_config={"non_blocking": True},  # asynchronous host-to-device copies of pinned batches
+        # default None: True for a model without gradient checkpointing
+        ddp_find_unused_parameters=machinery["ddp_find_unused_parameters"],
+        accelerator_config={"non_blocking": machinery["non_blocking"]},  # asynchronous copies of pinned batches
         use_cpu=cell.device == "cpu",
         dataloader_pin_memory=run.pin_memory,
-        average_tokens_across_devices=False,
+        average_tokens_across_devices=machinery["average_tokens_across_devices"],
         dataloader_num_workers=run.num_workers,
         torch_compile=run.compile,
         report_to="none",
         eval_strategy="no",
-        save_strategy="no",
-        logging_strategy="no",
-        disable_tqdm=True,  # the harness draws one progress bar for every loop
+        save_strategy=machinery["save_strategy"],
+        logging_strategy=machinery["logging_strategy"],
+        disable_tqdm=machinery["disable_tqdm"],  # the harness draws one progress bar for every loop
     )
 
 
@@ -169,7 +175,8 @@ def train(cell, data, model, meter):
         # --grad-accum N every gradient would be N times the mean (and the Trainer's clipping N
         # times tighter).  Telling it the truth makes it average the micro-batches of each step,
         # the short last group of an epoch included, as the other loops do.
-        trainer.model_accepts_loss_kwargs = False
+        if native.machinery("trainer", run)["model_accepts_loss_kwargs"] is False:
+            trainer.model_accepts_loss_kwargs = False
         # The Accelerator the Trainer built turns TF32 on for a compiled fp32 model on CUDA, and
         # TrainingArguments(torch_compile=True) does too: the precision asked for is set again.
         set_tf32(plan(cell.precision).tf32)
@@ -196,5 +203,8 @@ def train(cell, data, model, meter):
                              "trainer_grad_norm_each_step": bool(extra_work and "gradient norm" in extra_work[0]),
                              "trainer_average_tokens_across_devices": args.average_tokens_across_devices,
                              "trainer_model_accepts_loss_kwargs": trainer.model_accepts_loss_kwargs,
+                             "trainer_logging_strategy": str(getattr(args.logging_strategy, "value", args.logging_strategy)),
+                             "trainer_save_strategy": str(getattr(args.save_strategy, "value", args.save_strategy)),
+                             "trainer_disable_tqdm": args.disable_tqdm,
                              "compiled": bool(args.torch_compile),
                              "accelerate_mixed_precision": trainer.accelerator.mixed_precision})

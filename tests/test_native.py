@@ -1,0 +1,117 @@
+"""Out of the box (``--defaults native``) and ``bench explain``: each loop with its library's own
+defaults, every difference between two of them listed and measured alone, and the proof that the
+list is complete: the manual loop given every listed setting of the Trainer trains what it trains."""
+
+import pytest
+
+from bench.config import Cell, RunConfig
+from bench.plan import plan_cells
+
+
+def _native(**kw):
+    return RunConfig(model="tiny", defaults="native", train_samples=40, eval_samples=16, max_steps=6,
+                     timing_warmup=1, **kw)
+
+
+def test_native_defaults_are_each_librarys_and_flags_win():
+    cells = plan_cells(["manual", "trainer", "accelerate"], ["cpu"], ["fp32", "bf16"], [_native()])
+    run = {(c.loop, c.precision): c.run for c in cells}
+    # The Trainer's TrainingArguments defaults: clipping at 1.0 and fused AdamW; the tutorial's loop neither.
+    assert (run["trainer", "fp32"].max_grad_norm, run["trainer", "fp32"].adamw) == (1.0, "fused")
+    assert (run["manual", "fp32"].max_grad_norm, run["manual", "fp32"].adamw) == (None, "torch-default")
+    # accelerate's nlp_example: torch AdamW's weight decay on every parameter, 100 warm-up steps, and
+    # padding to a multiple of 8 under mixed precision only.
+    acc = run["accelerate", "bf16"]
+    assert (acc.weight_decay, acc.weight_decay_exempt, acc.warmup_steps, acc.pad_to_multiple_of) == (0.01, False, 100, 8)
+    assert run["accelerate", "fp32"].pad_to_multiple_of is None
+    # A flag the user gave wins over a library's default.
+    flagged = plan_cells(["trainer"], ["cpu"], ["fp32"], [_native(max_grad_norm=5.0)], explicit={"max_grad_norm"})
+    assert flagged[0].run.max_grad_norm == 5.0
+    # The tutorial mode is untouched: one run config for every loop.
+    tutorial = plan_cells(["manual", "trainer"], ["cpu"], ["fp32"], [RunConfig(model="tiny", max_steps=6)])
+    assert tutorial[0].run == tutorial[1].run
+
+
+def test_a_run_config_with_loop_options_survives_its_json():
+    cell = Cell("trainer", "cpu", "fp32", _native(loop_options=(("save_strategy", "no"),), flip="a->b:save_strategy"))
+    import json
+
+    assert Cell.from_dict(json.loads(json.dumps(cell.to_dict()))) == cell
+
+
+def test_the_trainers_machinery_is_native_or_the_harness_and_single_entries_flip():
+    from loops.native import machinery
+
+    assert machinery("trainer", _native())["save_strategy"] == "steps"
+    assert machinery("trainer", RunConfig())["save_strategy"] == "no"
+    assert machinery("trainer", _native(loop_options=(("save_strategy", "no"),)))["save_strategy"] == "no"
+    with pytest.raises(KeyError, match="no machinery option"):
+        machinery("manual", _native(loop_options=(("save_strategy", "no"),)))
+
+
+@pytest.fixture(scope="module")
+def explained(glue_dir, tmp_path_factory):
+    """manual and trainer with their own defaults, then `bench explain` between them (tiny BERT,
+    deterministic kernels, a learning rate high enough that clipping at 1.0 acts)."""
+    from tests.test_cli import run_cli
+
+    out = tmp_path_factory.mktemp("native") / "out"
+    common = ["--model", "tiny", "--glue-dir", glue_dir, "--train-samples", "48", "--eval-samples", "16",
+              "--max-steps", "6", "--timing-warmup", "1", "--lr", "2e-3", "--parity", "--no-progress"]
+    made = run_cli("run", "--loops", "manual,trainer", "--defaults", "native", "--out", str(out), *common)
+    assert made.returncode in (0, 1), made.stderr[-2000:]  # 1: the loops' losses differ, as they should here
+    explained = run_cli("explain", str(out), "--from", "manual", "--to", "trainer", "--no-progress")
+    assert explained.returncode == 0, explained.stderr[-2000:]
+    from bench.records import read_records
+
+    return out, read_records(out), explained
+
+
+def test_explain_flips_each_difference_and_the_flips_close_the_loss_gap(explained):
+    from bench.analysis import PARITY_TOLERANCE
+    from bench.explain import explain_rows
+
+    out, records, result = explained
+    (found,) = explain_rows(records)
+    flipped = {r["setting"]: r for r in found["effects"]}
+    # The native Trainer differs from the tutorial's loop in at least clipping and the AdamW implementation,
+    # both flipped in the manual loop; its own machinery (logging, checkpoints, its bar) flipped off in the Trainer.
+    assert {"max_grad_norm", "adamw"} <= set(flipped)
+    assert flipped["max_grad_norm"]["loop"] == "manual" and flipped["max_grad_norm"]["values"] == (None, 1.0)
+    assert {"logging_strategy", "save_strategy", "disable_tqdm"} <= set(flipped)
+    assert flipped["save_strategy"]["loop"] == "trainer"
+    # DDP-only and GPU-only machinery is listed as inert, not run.
+    assert ("trainer", "average_tokens_across_devices") in found["differences"]["inert"]
+    assert found["differences"]["undeclared"] == []
+    # The proof: manual with every listed setting of the Trainer trains exactly what the Trainer trains,
+    # though manual as it was does not.
+    assert found["parity_ab"] > 10 * PARITY_TOLERANCE
+    assert found["everything"]["parity"] <= PARITY_TOLERANCE
+    assert found["unexplained_s"] is not None
+    text = (out / "report.md").read_text()
+    assert "## Why do they differ?" in text and "the listed settings are the whole difference" in text
+    assert "| `max_grad_norm` | `None` → `1.0` | manual given trainer's value |" in text
+    assert (out / "report-cpu-fp32-manual-trainer-why.png").exists()
+    assert "## Why do they differ?" in result.stdout
+
+
+def test_explain_again_runs_nothing_twice(explained, glue_dir):
+    from tests.test_cli import run_cli
+
+    out, records, _ = explained
+    again = run_cli("explain", str(out), "--from", "manual", "--to", "trainer", "--no-progress")
+    assert again.returncode == 0
+    from bench.records import read_records
+
+    assert len(read_records(out)) == len(records)
+    assert "already recorded" in again.stderr
+
+
+def test_explain_without_both_loops_says_what_to_run(tmp_path):
+    from bench.records import append_record
+    from tests.test_cli import run_cli
+    from tests.test_report import rec
+
+    append_record(tmp_path, rec("manual"))
+    result = run_cli("explain", str(tmp_path), "--from", "manual", "--to", "trainer")
+    assert result.returncode == 2 and "--defaults native" in result.stderr
