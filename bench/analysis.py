@@ -125,6 +125,15 @@ class CellStats:
         v = self.values(field)
         return statistics.stdev(v) / statistics.fmean(v) if len(v) > 1 and statistics.fmean(v) else None
 
+    def startup_s(self) -> float | None:
+        """Median seconds before the first step (the records' ``setup_s.total_s``)."""
+        v = [r["setup_s"]["total_s"] for r in self.ok if (r.get("setup_s") or {}).get("total_s") is not None]
+        return statistics.median(v) if v else None
+
+    def f1_ci95(self) -> list | None:
+        """The F1 interval of the cell's first run that has one (bootstrap over the validation pairs)."""
+        return next((r["eval_f1_ci95"] for r in self.ok if r.get("eval_f1_ci95")), None)
+
     def phases(self) -> dict | None:
         """Mean seconds per step in each phase (bench/phases.py), the median over the repeats that
         recorded a split; None when none did."""

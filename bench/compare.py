@@ -13,7 +13,6 @@ report.
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 from bench import markdown as md
@@ -67,8 +66,6 @@ def _ratio(a, b):
 def row(a: CellStats, b: CellStats) -> dict:
     """B over A per figure; the verdict from the repeats paired by index (both ran them a round at a time)."""
     mem = "peak_alloc_mib" if a.median("peak_alloc_mib") is not None else "peak_rss_mib"
-    setup_a = [r["setup_s"]["total_s"] for r in a.ok if (r.get("setup_s") or {}).get("total_s") is not None]
-    setup_b = [r["setup_s"]["total_s"] for r in b.ok if (r.get("setup_s") or {}).get("total_s") is not None]
     by_rep = {r.get("repeat"): r["samples_per_s"] for r in a.ok if r.get("samples_per_s")}
     paired = [r["samples_per_s"] / by_rep[r.get("repeat")] for r in b.ok
               if r.get("samples_per_s") and r.get("repeat") in by_rep]
@@ -77,8 +74,7 @@ def row(a: CellStats, b: CellStats) -> dict:
             "sps_a": a.median("samples_per_s"), "sps_b": b.median("samples_per_s"), "sps_ratio": sps,
             "step_p50_ratio": _ratio(a.median("step_s_p50"), b.median("step_s_p50")),
             "mem_ratio": _ratio(a.median(mem), b.median(mem)),
-            "setup_ratio": _ratio(statistics.median(setup_a) if setup_a else None,
-                                  statistics.median(setup_b) if setup_b else None),
+            "setup_ratio": _ratio(a.startup_s(), b.startup_s()),
             "f1_a": a.median("eval_f1"), "f1_b": b.median("eval_f1"),
             "paired": paired, "busy": a.busy or b.busy, "verdict": verdict(sps, paired, a.busy or b.busy)}
 

@@ -192,5 +192,6 @@ class Cell:
 
     @property
     def label(self) -> str:
+        flip = f" [{self.run.flip.split(':', 1)[-1]} flipped]" if self.run.flip else ""
         return (f"{self.loop}/{self.device}/{self.precision}" + (f"x{self.world_size}" if self.world_size > 1 else "")
-                + (f"#{self.repeat}" if self.repeat else ""))
+                + (f"#{self.repeat}" if self.repeat else "") + flip)

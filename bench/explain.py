@@ -174,7 +174,7 @@ def explain_rows(records: list[dict]) -> list[dict]:
     from bench.analysis import phase_note
 
     cells = cells_of(records)
-    flips = [c for c in cells if c.ok and parse_flip(c.run.get("flip"))]
+    flips = [c for c in cells if parse_flip(c.run.get("flip"))]
     out = []
     for device, precision, a, b in dict.fromkeys((c.device, c.precision, *parse_flip(c.run["flip"])[:2]) for c in flips):
         try:
@@ -192,9 +192,10 @@ def explain_rows(records: list[dict]) -> list[dict]:
             else:  # B with its machinery as A has none: the effect is B - flip
                 base, sign, where = cb, -1, f"{b} without it"
             deltas = [sign * d for d in _paired_ms(base, c)]
+            failed = next((r.get("reason") for r in reversed(c.records) if r["status"] != "ok"), "") if not c.ok else ""
             row = {"setting": setting, "loop": c.loop, "how": where, "deltas_s": deltas,
                    "effect_s": statistics.median(deltas) if deltas else None,
-                   "verdict": _verdict(deltas, step_a or 0),
+                   "verdict": f"could not be flipped in {c.loop}: {failed}" if failed else _verdict(deltas, step_a or 0),
                    "mem_mib": _delta(base, c, "peak_alloc_mib", "peak_rss_mib", sign),
                    "loss_final": _delta(base, c, "train_loss_final", None, sign),
                    "f1": _delta(base, c, "eval_f1", None, sign),
@@ -229,6 +230,8 @@ def _delta(base: CellStats, other: CellStats, field: str, fallback: str | None, 
 
 def _parity(c: CellStats, ref: CellStats) -> float | None:
     """Largest step-wise relative difference of c's step losses from ref's (first runs)."""
+    if not c.ok or not ref.ok:
+        return None
     la, lb = c.ok[0].get("step_losses") or [], ref.ok[0].get("step_losses") or []
     n = min(len(la), len(lb))
     if not n:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections import OrderedDict
 from pathlib import Path
 
@@ -109,7 +108,6 @@ _KIND_WORDS = {"same": "within {tol} of manual's speed", "real": "{pct} {dir} th
 def _bottom_line(cells: list[CellStats], records: list[dict]) -> list[str]:
     """The answer, per device x precision (x variant): one sentence per loop, then what the evidence
     supports and what it cannot tell.  Every figure links to the section it comes from."""
-    import statistics
 
     groups = [(key, [c for c in group if c.ok]) for key, group in comparison_groups(cells).items()]
     groups = [(key, group) for key, group in groups if group]
@@ -148,7 +146,7 @@ def _bottom_line(cells: list[CellStats], records: list[dict]) -> list[str]:
             else:
                 speed = f"[{_f(sps)} samples/s]({dev_link})"
             f1 = c.median("eval_f1")
-            ci = next((r.get("eval_f1_ci95") for r in c.ok if r.get("eval_f1_ci95")), None)
+            ci = c.f1_ci95()
             quality = f"[val F1 {_f(f1, '{:.3f}')}]({dev_link})" + (f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
             if base and f1 is not None:
                 if abs(f1 - base["f1"]) < 5e-5:
@@ -160,9 +158,8 @@ def _bottom_line(cells: list[CellStats], records: list[dict]) -> list[str]:
                 else:
                     quality += f", not clearly above the majority-class floor ({base['f1']:.3f})"
             mem = c.median(mem_field)
-            setup = [r["setup_s"]["total_s"] for r in c.ok if (r.get("setup_s") or {}).get("total_s") is not None]
             lines.append(f"- **{c.loop}**: {speed}; {quality}; [peak {_f(mem, '{:.0f}')} MiB {mem_word}]({dev_link}); "
-                         f"[startup {_f(statistics.median(setup) if setup else None)} s]({dev_link}).")
+                         f"[startup {_f(c.startup_s())} s]({dev_link}).")
         lines.append("")
         lines += _picks(group, rows, base, repeats, run, mem_field)
     return lines
@@ -170,9 +167,9 @@ def _bottom_line(cells: list[CellStats], records: list[dict]) -> list[str]:
 
 def _picks(group: list[CellStats], rows: dict, base: dict | None, repeats: int, run: dict, mem_field: str) -> list[str]:
     """What the evidence of one group supports, and what it cannot tell."""
-    import statistics
 
     supports, cannot = [], []
+    dev_link = _anchor(group[0].device)
     kinds = {loop: gap_kind(row) for loop, row in rows.items()}
     real = [loop for loop, k in kinds.items() if k == "real"]
     gap_link = _anchor(GAP_HEADING)
@@ -186,7 +183,7 @@ def _picks(group: list[CellStats], rows: dict, base: dict | None, repeats: int, 
                         f"([gap table]({gap_link})): the choice between them is not a matter of speed here")
     elif kinds and not real:
         supports.append(f"speed: no loop's gap to the manual loop holds in every run ([gap table]({gap_link}))")
-    cis = {c.loop: next((r.get("eval_f1_ci95") for r in c.ok if r.get("eval_f1_ci95")), None) for c in group}
+    cis = {c.loop: c.f1_ci95() for c in group}
     cis = {k: v for k, v in cis.items() if v}
     if len(cis) > 1 and max(lo for lo, _ in cis.values()) <= min(hi for _, hi in cis.values()):
         supports.append("quality: every loop's F1 interval overlaps every other's: this validation set does not tell "
@@ -196,17 +193,16 @@ def _picks(group: list[CellStats], rows: dict, base: dict | None, repeats: int, 
         cannot.append(f"quality: every loop scores exactly the majority-class floor (F1 {base['f1']:.4f}): after "
                       f"{run.get('max_steps') or run.get('epochs')} {'steps' if run.get('max_steps') else 'epochs'} none "
                       "has learned beyond the class balance, so quality cannot rank them; train longer")
-    setups = {c.loop: statistics.median(v) for c in group
-              if (v := [r["setup_s"]["total_s"] for r in c.ok if (r.get("setup_s") or {}).get("total_s") is not None])}
+    setups = {c.loop: c.startup_s() for c in group if c.startup_s() is not None}
     if len(setups) > 1:
         fast, slow = min(setups, key=setups.get), max(setups, key=setups.get)
-        supports.append(f"startup: {fast} reaches its first step soonest ({setups[fast]:.1f} s), {slow} last "
-                        f"({setups[slow]:.1f} s): what a short run pays on top of its steps")
+        supports.append(f"startup: {fast} reaches its first step soonest ([{setups[fast]:.1f} s]({dev_link})), {slow} "
+                        f"last ([{setups[slow]:.1f} s]({dev_link})): what a short run pays on top of its steps")
     mems = {c.loop: c.median(mem_field) for c in group if c.median(mem_field) is not None}
     if len(mems) > 1:
         lo, hi = min(mems, key=mems.get), max(mems, key=mems.get)
-        supports.append(f"memory: {lo} peaks lowest ({mems[lo]:.0f} MiB), {hi} highest ({mems[hi]:.0f} MiB, "
-                        f"{mems[hi] / mems[lo] - 1:+.0%})")
+        supports.append(f"memory: {lo} peaks lowest ([{mems[lo]:.0f} MiB]({dev_link})), {hi} highest "
+                        f"([{mems[hi]:.0f} MiB]({dev_link}), {mems[hi] / mems[lo] - 1:+.0%})")
     parity = parity_rows(group) if run.get("parity") else []
     if parity:
         worst = max((row["max_rel_diff"] or 0) for row in parity)
@@ -224,15 +220,12 @@ def _picks(group: list[CellStats], rows: dict, base: dict | None, repeats: int, 
 
 def _startup(c: CellStats) -> str:
     """Median seconds before the first step (imports, model, data, the loop's own setup)."""
-    import statistics
-
-    v = [r["setup_s"]["total_s"] for r in c.ok if (r.get("setup_s") or {}).get("total_s") is not None]
-    return _f(statistics.median(v)) if v else "-"
+    return _f(c.startup_s())
 
 
 def _ci(c: CellStats) -> str:
     """The F1 interval of the cell's first run (bootstrap over the validation pairs), or '-'."""
-    ci = next((r.get("eval_f1_ci95") for r in c.ok if r.get("eval_f1_ci95")), None)
+    ci = c.f1_ci95()
     return f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "-"
 
 
@@ -576,9 +569,8 @@ def csv_rows(records: list[dict]) -> list[dict]:
                "busy": c.busy, "model": c.run.get("model"), "batch_size": c.run.get("batch_size"),
                "max_steps": c.run.get("max_steps"), "cell_ids": " ".join(r.get("cell_id", "") for r in c.records)}
         row.update({f: c.median(f) for f in CSV_FIELDS})
-        setup = [r["setup_s"]["total_s"] for r in c.ok if (r.get("setup_s") or {}).get("total_s") is not None]
-        row["setup_total_s"] = statistics.median(setup) if setup else None
-        ci = next((r.get("eval_f1_ci95") for r in c.ok if r.get("eval_f1_ci95")), None)
+        row["setup_total_s"] = c.startup_s()
+        ci = c.f1_ci95()
         row["eval_f1_ci95_lo"], row["eval_f1_ci95_hi"] = (ci if ci else (None, None))
         phases = c.phases() or {}
         row.update({f"phase_{p}_s_mean": phases.get(p) for p in PHASES})

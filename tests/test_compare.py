@@ -1,7 +1,6 @@
 """``bench compare A B``: cells matched on loop, device, precision and training settings, ratios
 B/A with a noise-aware verdict, a CI gate, and a refusal to compare what nobody said differs."""
 
-import pytest
 
 from bench.records import append_record
 from tests.test_cli import run_cli

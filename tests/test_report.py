@@ -216,7 +216,7 @@ def test_a_real_gap_is_named_by_the_phase_that_carries_it(tmp_path):
     assert "- **trainer**:" in bottom and "20% slower than manual in every run" in bottom
     assert "`optimizer` +150.0 ms](#where-the-time-goes)" in bottom
     assert "[startup 4.0 s](#cpu)" in bottom and "(#is-each-loop-as-fast-as-the-manual-loop)" in bottom
-    assert "startup: manual reaches its first step soonest (2.5 s), trainer last (4.0 s)" in bottom
+    assert "startup: manual reaches its first step soonest ([2.5 s](#cpu)), trainer last ([4.0 s](#cpu))" in bottom
     # Where the time goes: the table (five phases adding up to the step), the stacked plot.
     assert "## Where the time goes" in sections
     phases = text.split("## Where the time goes")[1].split("\n## ")[0]
