@@ -161,11 +161,13 @@ def _bottom_line(cells: list[CellStats], records: list[dict]) -> list[str]:
             lines.append(f"- **{c.loop}**: {speed}; {quality}; [peak {_f(mem, '{:.0f}')} MiB {mem_word}]({dev_link}); "
                          f"[startup {_f(c.startup_s())} s]({dev_link}).")
         lines.append("")
-        lines += _picks(group, rows, base, repeats, run, mem_field)
+        lines += _picks(group, rows, base, repeats, run, mem_field,
+                        explained=any((r.get("config") or {}).get("run", {}).get("flip") for r in records))
     return lines
 
 
-def _picks(group: list[CellStats], rows: dict, base: dict | None, repeats: int, run: dict, mem_field: str) -> list[str]:
+def _picks(group: list[CellStats], rows: dict, base: dict | None, repeats: int, run: dict, mem_field: str,
+           explained: bool = False) -> list[str]:
     """What the evidence of one group supports, and what it cannot tell."""
 
     supports, cannot = [], []
@@ -206,9 +208,13 @@ def _picks(group: list[CellStats], rows: dict, base: dict | None, repeats: int, 
     parity = parity_rows(group) if run.get("parity") else []
     if parity:
         worst = max((row["max_rel_diff"] or 0) for row in parity)
-        supports.append(f"training: the step losses of every loop {'agree with' if worst <= PARITY_TOLERANCE else 'differ from'} "
-                        f"the manual loop's within {worst:.1e} ([parity]({_anchor(PARITY_HEADING)})): "
-                        + ("they train the same thing" if worst <= PARITY_TOLERANCE else "they do not train the same thing"))
+        supports.append((f"training: every loop's step losses agree with the manual loop's within {worst:.1e} "
+                         if worst <= PARITY_TOLERANCE else
+                         f"training: some loop's step losses differ from the manual loop's by up to {worst:.1e} ")
+                        + f"([parity]({_anchor(PARITY_HEADING)})): "
+                        + ("they train the same thing" if worst <= PARITY_TOLERANCE else "they do not train the same thing"
+                           + (f" (what differs, and what each difference is worth: [{WHY_HEADING}]({_anchor(WHY_HEADING)}))"
+                              if explained else "")))
     if repeats < 2:
         cannot.append("one run per cell: a gap cannot be told from this machine's run-to-run noise (`--repeats 3`)")
     if any(c.busy for c in group):
