@@ -250,6 +250,8 @@ def cmd_explain(args) -> int:
     from bench.sweep import run_sweep
 
     out = Path(args.out)
+    if args.from_loop == args.to_loop:
+        raise ConfigError(f"--from and --to are both {args.from_loop}: explain compares two loops")
     if not out.is_dir():
         raise ConfigError(f"{out}: no such results folder")
     records = read_records(out)

@@ -115,3 +115,5 @@ def test_explain_without_both_loops_says_what_to_run(tmp_path):
     append_record(tmp_path, rec("manual"))
     result = run_cli("explain", str(tmp_path), "--from", "manual", "--to", "trainer")
     assert result.returncode == 2 and "--defaults native" in result.stderr
+    same = run_cli("explain", str(tmp_path), "--from", "manual", "--to", "manual")
+    assert same.returncode == 2 and "explain compares two loops" in same.stderr
