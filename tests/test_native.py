@@ -117,3 +117,29 @@ def test_explain_without_both_loops_says_what_to_run(tmp_path):
     assert result.returncode == 2 and "--defaults native" in result.stderr
     same = run_cli("explain", str(tmp_path), "--from", "manual", "--to", "manual")
     assert same.returncode == 2 and "explain compares two loops" in same.stderr
+
+
+def test_a_flip_a_loop_cannot_express_is_listed_with_its_reason():
+    """Pure: from records. A Trainer cell asked for weight decay on every parameter fails (the Trainer
+    always exempts biases and LayerNorm); explain lists the flip with that reason instead of an effect."""
+    import json
+
+    from bench.explain import explain_rows, flip_label
+    from tests.test_report import rec
+
+    def with_run(r, **run):
+        r.config["run"].update(defaults="native", **run)
+        r.cell_id += run.get("flip", "")  # a flip is a cell of its own
+        return json.loads(r.to_json())
+
+    records = [with_run(rec("trainer", sps=10), weight_decay_exempt=True),
+               with_run(rec("accelerate", sps=11), weight_decay_exempt=False),
+               with_run(rec("trainer", status="failed", reason="the Trainer always exempts biases and LayerNorm weights "
+                                                             "from weight decay"),
+                        weight_decay_exempt=False, flip=flip_label("trainer", "accelerate", "weight_decay_exempt"))]
+    (found,) = explain_rows(records)
+    (row,) = found["effects"]
+    assert row["setting"] == "weight_decay_exempt" and row["effect_s"] is None
+    assert row["verdict"] == ("could not be flipped in trainer: the Trainer always exempts biases and LayerNorm "
+                              "weights from weight decay")
+    assert found["differences"]["settings"]["weight_decay_exempt"] == (True, False)
