@@ -11,8 +11,12 @@ import json
 import os
 import sys
 import traceback
+from typing import TYPE_CHECKING
 
 from bench.config import Cell, ConfigError
+
+if TYPE_CHECKING:  # records import nothing heavy, but the cell imports them where it makes one
+    from bench.records import Record
 
 def resolve_loop(name: str):
     """The loop's ``train``, from the registry in ``loops/__init__.py``."""
