@@ -20,7 +20,8 @@ Where each boundary comes from:
 - ``optimizer``: entered where the loop starts its update (before unscaling and clipping:
   ``StepMeter.enter("optimizer")``, the Trainer's gradient-norm methods, Lightning's
   ``on_before_optimizer_step``) and run to the end of the step: clipping, the scaler, the
-  optimizer's step, the scheduler, ``zero_grad``.
+  optimizer's step, the scheduler, ``zero_grad`` (Lightning calls ``zero_grad`` inside its closure,
+  between forward and backward: there it is ``other``).
 - ``other``: the rest, the loop's own machinery between those: loss handling between forward and
   backward, accumulation bookkeeping, callbacks, logging, and the meter's own per-step call.
 
