@@ -152,6 +152,12 @@ class CellStats:
         return statistics.median(v) if v else None
 
 
+def phase_delta(base: CellStats, other: CellStats) -> dict | None:
+    """Per phase, other's mean seconds a step minus base's; None unless both recorded a split."""
+    mine, theirs = other.phases(), base.phases()
+    return {p: mine[p] - theirs[p] for p in mine} if mine and theirs else None
+
+
 def cells_of(records: list[dict]) -> list[CellStats]:
     groups: OrderedDict = OrderedDict()
     latest = latest_per_cell(records)
@@ -211,13 +217,11 @@ def gap_rows(group: list[CellStats]) -> list[dict]:
                 per_run.append(statistics.median(ratios))
         sps, ref_sps = c.median("samples_per_s"), ref.median("samples_per_s")
         settings = c.ok[0].get("settings") or {}
-        mine, theirs = c.phases(), ref.phases()
-        phase_delta = {p: mine[p] - theirs[p] for p in mine} if mine and theirs else None
         out.append({"loop": c.loop, "runs": len(per_run), "sps_ratio": sps / ref_sps if sps and ref_sps else None,
                     "busy": c.busy or ref.busy,
                     "step_ratio": statistics.median(per_run) if per_run else None,
                     "step_ratio_range": (min(per_run), max(per_run)) if per_run else None,
-                    "manual_cv": ref.cv("samples_per_s"), "phase_delta_s": phase_delta,
+                    "manual_cv": ref.cv("samples_per_s"), "phase_delta_s": phase_delta(ref, c),
                     "extra_work": [f"{c.loop} {text}" for text in settings.get("extra_work_per_step") or ()]})
     return out
 
@@ -235,39 +239,47 @@ def phase_note(row: dict) -> str:
     return f"{total * 1000:+.1f} ms/step: {parts}"
 
 
-def gap_kind(row: dict) -> str:
-    """What the paired repeats say of a loop's gap, in one word: ``same`` (within the tolerance),
-    ``real`` (beyond it in every repeat), ``noise`` (not in every repeat), ``single`` (one run cannot
-    say), ``busy`` (the machine was), ``n/a`` (no run saw the manual loop's batches)."""
-    ratio, runs = row["step_ratio"], row["runs"]
+def paired_kind(ratio: float | None, pairs: list[float], busy: bool = False) -> str:
+    """What paired runs say of a ratio (B over A, paired by repeat), in one word: ``same`` (the median
+    within GAP_TOLERANCE of 1), ``single`` (one pair cannot say), ``busy`` (the machine was),
+    ``real`` (beyond the tolerance, on the same side, in every pair), ``noise`` (not in every pair),
+    ``n/a`` (no ratio).  The gap table, ``bench compare`` and ``bench explain`` all judge by it."""
     if ratio is None:
         return "n/a"
     if abs(ratio - 1) <= GAP_TOLERANCE:
         return "same"
-    if runs < 2:
+    if len(pairs) < 2:
         return "single"
-    if row.get("busy"):
+    if busy:
         return "busy"
-    lo, hi = row["step_ratio_range"]
-    return "real" if (lo > 1 + GAP_TOLERANCE) or (hi < 1 - GAP_TOLERANCE) else "noise"
+    beyond = all(p > 1 + GAP_TOLERANCE for p in pairs) or all(p < 1 - GAP_TOLERANCE for p in pairs)
+    return "real" if beyond else "noise"
+
+
+def gap_kind(row: dict) -> str:
+    """A loop's gap to the manual loop, judged by ``paired_kind`` over its repeats' step ratios (their
+    smallest and largest stand for all of them: every one is beyond the tolerance on one side exactly
+    when both ends are)."""
+    lo, hi = row["step_ratio_range"] or (None, None)
+    return paired_kind(row["step_ratio"], [lo, hi][:row["runs"]], row.get("busy"))
 
 
 def gap_verdict(row: dict) -> str:
-    ratio, runs = row["step_ratio"], row["runs"]
-    if ratio is None:
+    kind, ratio, runs = gap_kind(row), row["step_ratio"], row["runs"]
+    if kind == "n/a":
         return "not comparable: no run saw the manual loop's batches in the same order"
     gap = ratio - 1
-    if abs(gap) <= GAP_TOLERANCE:
+    if kind == "same":
         return f"within {GAP_TOLERANCE:.0%} of manual"
     slower = "slower" if gap > 0 else "faster"
     lo, hi = row["step_ratio_range"]
-    if runs < 2:
+    if kind == "single":
         return (f"{abs(gap):.0%} {slower} in a single run; one run cannot tell a gap from the machine's "
                 "run-to-run noise: rerun with `--repeats 3` or more")
-    if row.get("busy"):
+    if kind == "busy":
         return (f"{abs(gap):.0%} {slower} at the median, but not called real: the machine was busy while this loop "
                 "or the manual loop was measured (⚠ busy in the table above); rerun on a quiet machine")
-    if (lo > 1 + GAP_TOLERANCE) or (hi < 1 - GAP_TOLERANCE):
+    if kind == "real":
         why = "; ".join(row["extra_work"]) or "no per-step extra work is recorded for this loop"
         where = f", {phase_note(row)}" if row.get("phase_delta_s") else ""
         return (f"{abs(gap):.0%} {slower} in every one of {runs} runs: a real gap{where}. "
@@ -294,6 +306,17 @@ def shared_peaks(cells: list[CellStats]) -> dict[str, tuple[float, str]]:
     return out
 
 
+def loss_difference(losses: list, ref_losses: list) -> tuple[float | None, int | None]:
+    """Largest step-wise relative difference of ``losses`` from ``ref_losses`` over the steps both
+    have, and the index of the step where it is; (None, None) when there is none."""
+    n = min(len(ref_losses), len(losses))
+    if not n:
+        return None, None
+    rel = [abs(a - b) / max(abs(a), 1e-12) for a, b in zip(ref_losses[:n], losses[:n])]
+    worst = max(range(n), key=lambda i: rel[i])
+    return rel[worst], worst
+
+
 def parity_rows(group: list[CellStats]) -> list[dict]:
     """Largest step-wise relative loss difference of each loop against the manual loop."""
     ref = manual_cell(group)
@@ -305,10 +328,8 @@ def parity_rows(group: list[CellStats]) -> list[dict]:
         if c is ref or not c.ok:
             continue
         losses = c.ok[0]["step_losses"]
-        n = min(len(ref_losses), len(losses))
-        rel = [abs(a - b) / max(abs(a), 1e-12) for a, b in zip(ref_losses[:n], losses[:n])]
-        worst = max(range(n), key=lambda i: rel[i]) if n else None
-        out.append({"loop": c.loop, "steps": n, "max_rel_diff": rel[worst] if n else None,
-                    "at_step": worst + 1 if n and rel[worst] > 0 else None,
+        largest, worst = loss_difference(losses, ref_losses)
+        out.append({"loop": c.loop, "steps": min(len(ref_losses), len(losses)), "max_rel_diff": largest,
+                    "at_step": worst + 1 if largest else None,
                     "same_batches": c.ok[0].get("batch_order_checksum") == ref.ok[0].get("batch_order_checksum")})
     return out

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from bench import markdown as md
-from bench.analysis import GAP_TOLERANCE, CellStats, cells_of
+from bench.analysis import GAP_TOLERANCE, CellStats, cells_of, paired_kind
 from bench.config import ConfigError
 
 COMPARE_TITLE = "# bench compare"
@@ -80,16 +80,17 @@ def row(a: CellStats, b: CellStats) -> dict:
 
 
 def verdict(sps_ratio: float | None, paired: list[float], busy: bool) -> str:
-    if sps_ratio is None:
+    kind = paired_kind(sps_ratio, paired)  # a busy machine is said first, even of a single pair
+    if kind == "n/a":
         return "no speed in one of them"
     change = f"{abs(sps_ratio - 1):.0%} {'faster' if sps_ratio > 1 else 'slower'} in B"
-    if abs(sps_ratio - 1) <= GAP_TOLERANCE:
+    if kind == "same":
         return f"same speed (within {GAP_TOLERANCE:.0%})"
     if busy:
         return f"{change}, but a run was measured on a busy machine: not called real"
-    if len(paired) < 2:
+    if kind == "single":
         return f"{change} in one pair of runs: cannot be told from noise (use --repeats 3 in both)"
-    if all(p > 1 + GAP_TOLERANCE for p in paired) or all(p < 1 - GAP_TOLERANCE for p in paired):
+    if kind == "real":
         return f"{change} in every one of {len(paired)} paired runs: real"
     return f"{change} at the median, not in every paired run ({min(paired):.2f}–{max(paired):.2f}): noise"
 

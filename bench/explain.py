@@ -22,7 +22,8 @@ import dataclasses
 import json
 import statistics
 
-from bench.analysis import GAP_TOLERANCE, CellStats, cells_of
+from bench.analysis import (GAP_TOLERANCE, CellStats, cells_of, loss_difference, paired_kind, phase_delta,
+                            phase_note)
 from bench.config import Cell, ConfigError, run_config_from_dict
 
 NOT_A_SETTING = {"defaults", "loop_options", "flip", "glue_dir", "phases"}  # how a run is labelled, not trained
@@ -47,9 +48,8 @@ def _native_cells(cells: list[CellStats], loop: str) -> list[CellStats]:
     return sorted(found, key=lambda c: c.run.get("defaults") != "native")
 
 
-def base_pairs(records: list[dict], a: str, b: str) -> list[tuple[CellStats, CellStats]]:
+def base_pairs(cells: list[CellStats], a: str, b: str) -> list[tuple[CellStats, CellStats]]:
     """(A's cell, B's cell) per device and precision, both without a flip."""
-    cells = cells_of(records)
     pairs = []
     for ca in _native_cells(cells, a):
         cb = next((c for c in _native_cells(cells, b) if (c.device, c.precision) == (ca.device, ca.precision)), None)
@@ -110,7 +110,7 @@ def _explains(setting: str, read_back_key: str) -> bool:
 def plan_flips(records: list[dict], a: str, b: str, repeats: int | None = None) -> tuple[list[Cell], list[dict]]:
     """The flip cells (repeat-major, as a sweep runs them), and per device/precision what was found."""
     found, per_repeat = [], {}
-    for ca, cb in base_pairs(records, a, b):
+    for ca, cb in base_pairs(cells_of(records), a, b):
         diff = differences(ca, cb)
         found.append({"device": ca.device, "precision": ca.precision, **diff})
         rec_a = ca.ok[0]
@@ -150,35 +150,26 @@ def _paired_ms(base: CellStats, other: CellStats) -> list[float]:
 
 
 def _verdict(deltas: list[float], base_s: float) -> str:
-    if not deltas:
+    """``paired_kind`` of the step with the difference over the step without, per paired run."""
+    if not deltas or not base_s:
         return "no paired runs"
-    med = statistics.median(deltas)
-    tol = GAP_TOLERANCE * base_s
-    if abs(med) <= tol:
-        return f"within {GAP_TOLERANCE:.0%} of a step"
-    if len(deltas) < 2:
-        return "one run: cannot be told from noise"
-    if all(d > tol for d in deltas) or all(d < -tol for d in deltas):
-        return f"real: beyond {GAP_TOLERANCE:.0%} in every one of {len(deltas)} runs"
-    return "noise: not beyond the tolerance in every run"
-
-
-def _phase_delta(base: CellStats, other: CellStats) -> dict | None:
-    pa, pb = base.phases(), other.phases()
-    return {p: pb[p] - pa[p] for p in pa} if pa and pb else None
+    ratios = [1 + d / base_s for d in deltas]
+    kind = paired_kind(statistics.median(ratios), ratios)
+    return {"same": f"within {GAP_TOLERANCE:.0%} of a step",
+            "single": "one run: cannot be told from noise",
+            "real": f"real: beyond {GAP_TOLERANCE:.0%} in every one of {len(deltas)} runs",
+            "noise": "noise: not beyond the tolerance in every run"}[kind]
 
 
 def explain_rows(records: list[dict]) -> list[dict]:
     """Per device/precision/pair of loops: the base cells, each flip's measured effect (signed toward
     B: what the difference adds to A's step to make B's), the all-settings cell, what is unexplained."""
-    from bench.analysis import phase_note
-
     cells = cells_of(records)
     flips = [c for c in cells if parse_flip(c.run.get("flip"))]
     out = []
     for device, precision, a, b in dict.fromkeys((c.device, c.precision, *parse_flip(c.run["flip"])[:2]) for c in flips):
         try:
-            ca, cb = next((x, y) for x, y in base_pairs(records, a, b) if (x.device, x.precision) == (device, precision))
+            ca, cb = next((x, y) for x, y in base_pairs(cells, a, b) if (x.device, x.precision) == (device, precision))
         except (StopIteration, ConfigError):
             continue
         step_a, step_b = ca.median("step_s_mean"), cb.median("step_s_mean")
@@ -200,7 +191,7 @@ def explain_rows(records: list[dict]) -> list[dict]:
                    "loss_final": _delta(base, c, "train_loss_final", None, sign),
                    "f1": _delta(base, c, "eval_f1", None, sign),
                    "phases": None, "runs": len(deltas)}
-            ph = _phase_delta(base, c)
+            ph = phase_delta(base, c)
             if ph:
                 row["phases"] = {k: sign * v for k, v in ph.items()}
                 row["phase_note"] = phase_note({"phase_delta_s": row["phases"]})
@@ -232,11 +223,7 @@ def _parity(c: CellStats, ref: CellStats) -> float | None:
     """Largest step-wise relative difference of c's step losses from ref's (first runs)."""
     if not c.ok or not ref.ok:
         return None
-    la, lb = c.ok[0].get("step_losses") or [], ref.ok[0].get("step_losses") or []
-    n = min(len(la), len(lb))
-    if not n:
-        return None
-    return max(abs(x - y) / max(abs(y), 1e-12) for x, y in zip(la[:n], lb[:n]))
+    return loss_difference(c.ok[0].get("step_losses") or [], ref.ok[0].get("step_losses") or [])[0]
 
 
 def cmd_explain(args) -> int:

@@ -70,8 +70,6 @@ class Diverged(StopTraining):
         self.step = step
 
 
-
-
 # Steps timed after the warm-up before a projection is trusted, and how far past the budget the
 # projection must land: a cell that might just make it is left to run (the timeout still holds).
 PROJECTION_MIN_STEPS = 3

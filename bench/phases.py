@@ -53,7 +53,6 @@ class PhaseClock:
         self.steps: list = []  # per closed step: its boundaries, the last one (end, None)
         self.forward_calls: list[int] = []
         self._handles: list = []
-        self._cost_per_mark_s = self._cost_per_forward_s = None
 
     # -- set up by the harness -----------------------------------------------------------------
     def attach(self, model) -> None:
@@ -123,28 +122,28 @@ class PhaseClock:
 
     def cost_s(self) -> list[float]:
         """Per closed step: what the clock itself cost (boundaries and hooked forward calls)."""
-        if self._cost_per_mark_s is None:
-            self._calibrate()
-        return [(len(m) - 1) * self._cost_per_mark_s + n * self._cost_per_forward_s
-                for m, n in zip(self.steps, self.forward_calls)]
+        per_mark_s, per_forward_s = _calibration(self._dev)
+        return [(len(m) - 1) * per_mark_s + n * per_forward_s for m, n in zip(self.steps, self.forward_calls)]
 
-    def _calibrate(self, n: int = 2000) -> None:
-        """Time one boundary (a mark and its bookkeeping) and the hook dispatch of one forward call
-        (a module with these two hooks against the same module without), medians of 5 rounds;
-        once per process and device type."""
-        import torch
 
-        if self._dev.name in _CALIBRATED:
-            self._cost_per_mark_s, self._cost_per_forward_s = _CALIBRATED[self._dev.name]
-            return
-        saved = (self._open, self._current, self._marks, self._forwards)
-        self._open, self._marks = True, []
+_CALIBRATED: dict = {}  # device type -> (seconds per boundary, seconds per hooked forward call)
+
+
+def _calibration(dev, n: int = 2000) -> tuple[float, float]:
+    """Seconds one boundary costs (a mark and its bookkeeping, on a throwaway clock) and the hook
+    dispatch of one forward call (a module with two hooks against the same module without), medians
+    of 5 rounds; measured once per process and device type."""
+    import torch
+
+    if dev.name not in _CALIBRATED:
+        probe = PhaseClock(dev)
+        probe._open = True
         per_mark = []
         for _ in range(5):
             t = time.perf_counter()
-            for i in range(n):
-                self._current = None
-                self.enter("data")
+            for _ in range(n):
+                probe._current = None
+                probe.enter("data")
             per_mark.append((time.perf_counter() - t) / n)
         plain, hooked = torch.nn.Identity(), torch.nn.Identity()
         hooked.register_forward_pre_hook(lambda m, a: None)
@@ -160,13 +159,8 @@ class PhaseClock:
             for _ in range(n):
                 hooked(x)
             per_call.append(max(0.0, (time.perf_counter() - t - t_plain) / n))
-        self._cost_per_mark_s = statistics.median(per_mark)
-        self._cost_per_forward_s = statistics.median(per_call)
-        self._open, self._current, self._marks, self._forwards = saved
-        _CALIBRATED[self._dev.name] = (self._cost_per_mark_s, self._cost_per_forward_s)
-
-
-_CALIBRATED: dict = {}  # device type -> (seconds per boundary, seconds per hooked forward call)
+        _CALIBRATED[dev.name] = (statistics.median(per_mark), statistics.median(per_call))
+    return _CALIBRATED[dev.name]
 
 
 def summarize(per_step: list[dict], step_s: list[float], warmup: int) -> dict:

@@ -14,7 +14,8 @@ LOOP_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
 LOOP_STYLES = (("-", 2.5), ("--", 1.5), (":", 1.5), ("-.", 1.5), ((0, (5, 1)), 1.5), ((0, (1, 1)), 1.5))
 
 
-def draw_plots(cells: list[CellStats], out_md: Path, records: list[dict] = ()) -> dict:
+def draw_plots(cells: list[CellStats], out_md: Path, explained: list[dict] = ()) -> dict:
+    """``explained``: ``bench.explain.explain_rows`` of the same records, for the waterfalls."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,7 +51,7 @@ def draw_plots(cells: list[CellStats], out_md: Path, records: list[dict] = ()) -
             plt.close(fig)
             made[(device, name)] = path.name
     made.update(_phase_plots(cells, out_md, plt))
-    made.update(_waterfalls(out_md, plt, records))
+    made.update(_waterfalls(out_md, plt, explained))
     for (device, precision, variant), group in comparison_groups([c for c in cells if c.ok and not c.run.get("flip")]).items():
         fig, ax = plt.subplots(figsize=(7, 4))
         styles = {loop: LOOP_STYLES[i % len(LOOP_STYLES)] for i, loop in enumerate(LOOP_ORDER)}
@@ -113,12 +114,10 @@ def _phase_plots(cells: list[CellStats], out_md: Path, plt) -> dict:
     return made
 
 
-def _waterfalls(out_md: Path, plt, records) -> dict:
+def _waterfalls(out_md: Path, plt, explained) -> dict:
     """From loop A's mean step to loop B's: each measured difference, then what is left."""
-    from bench.explain import explain_rows
-
     made = {}
-    for f in explain_rows(list(records)) if records else []:
+    for f in explained:
         if f["step_a_s"] is None or f["step_b_s"] is None:
             continue
         steps = [(f["a"], f["step_a_s"] * 1000, "total")]

@@ -17,6 +17,7 @@ from bench import markdown as md
 from bench.analysis import (GAP_TOLERANCE, PARITY_TOLERANCE, CellStats, cells_of, comparison_groups, gap_kind,
                             gap_rows, gap_verdict, loop_specific, manual_cell, parity_rows, phase_note, shared_peaks,
                             tutorial_baseline)
+from bench.explain import ALL, explain_rows
 from bench.phases import PHASES
 from bench.plots import draw_plots
 from bench.records import read_records
@@ -392,11 +393,8 @@ def _phases_section(cells: list[CellStats], plots: dict) -> list[str]:
 WHY_HEADING = "Why do they differ?"
 
 
-def _why_section(records: list[dict], plots: dict) -> list[str]:
+def _why_section(found: list[dict], plots: dict) -> list[str]:
     """`bench explain`: each difference between two loops' native setups, measured alone."""
-    from bench.explain import ALL, explain_rows
-
-    found = explain_rows(records)
     if not found:
         return []
     lines = [f"## {WHY_HEADING}", "",
@@ -539,13 +537,14 @@ def render(records: list[dict], out_md: Path) -> str:
     """Write the report (Markdown + PNGs beside it) and return the Markdown."""
     out_md.parent.mkdir(parents=True, exist_ok=True)
     cells = cells_of(records)
-    plots = draw_plots(cells, out_md, records)
+    explained = explain_rows(records)  # `bench explain` cells, if any: one analysis for table and plot
+    plots = draw_plots(cells, out_md, explained)
     header = _header(records)
     # Cells of `bench explain` (one setting flipped) have their own section; the rest compare loops.
     main = [c for c in cells if not c.run.get("flip")]
     lines = (header[:4] + _bottom_line(main, records) + header[4:]
              + _device_tables(cells, plots) + _fast_section(main) + _gap_section(main)
-             + _phases_section(main, plots) + _why_section(records, plots) + _time_to_accuracy(main)
+             + _phases_section(main, plots) + _why_section(explained, plots) + _time_to_accuracy(main)
              + _parity_section(main, plots) + _not_run(records))
     text = "\n".join(lines).rstrip() + "\n"
     out_md.write_text(text, encoding="utf-8")
