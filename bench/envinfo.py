@@ -91,8 +91,7 @@ def describe() -> list[tuple[str, str]]:
     flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if _has_flag(f)]
     rows = [("bench", f"{__version__} (git {git_sha() or 'unknown'})"), ("python", platform.python_version()),
             ("platform", platform.platform())]
-    rows += [(p, version(p)) for p in ("torch", "transformers", "accelerate", "datasets", "evaluate", "lightning",
-                                       "pandas", "tabulate", "pytest-benchmark")]
+    rows += [(p, version(p)) for p in _PACKAGES]
     rows += [("CPU", f"{cpu['cpu_name'] or '?'}, family/model {cpu['cpu_family_model']}"),
              ("CPU flags (bf16 speed)", ", ".join(flags) or "none of avx2/avx512f/avx512_bf16/amx"),
              ("torch CPU capability", torch.backends.cpu.get_cpu_capability()),
@@ -122,7 +121,61 @@ def _has_flag(flag: str) -> bool:
         return False
 
 
+# Environment variables that change what a run measures or trains: devices and threads, the HF and
+# Accelerate libraries' own switches, torch's allocator and determinism settings, bench's data.
+RESULT_ENV_PREFIXES = ("HF_", "ACCELERATE_", "TRANSFORMERS_", "TORCH_", "PYTORCH_", "NCCL_", "CUBLAS_", "CUDA_",
+                       "BENCH_")
+RESULT_ENV = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+              "OPENBLAS_CORETYPE", "TOKENIZERS_PARALLELISM", "KMP_AFFINITY", "LD_PRELOAD")
+
+
+def result_environment() -> dict[str, str]:
+    """The variables of ``RESULT_ENV`` and ``RESULT_ENV_PREFIXES`` set in this process, by name."""
+    import os
+
+    return {k: v for k, v in sorted(os.environ.items())
+            if k in RESULT_ENV or k.startswith(RESULT_ENV_PREFIXES)}
+
+
+def describe_json() -> dict:
+    """``bench env --json``: torch.utils.collect_env's fields (pip and conda package lists left out:
+    the versions that matter are bench's own rows), NCCL's version where there is one, and bench's
+    rows: CPU family/model and vector capability, the loops installed, the variables that change
+    results."""
+    import torch
+    import torch.utils.collect_env as collect_env
+
+    import loops
+    from bench import __version__
+    from bench.precision import cpu_features
+
+    info = {k: v for k, v in collect_env.get_env_info()._asdict().items() if k not in ("pip_packages", "conda_packages")}
+    try:
+        nccl = ".".join(map(str, torch.cuda.nccl.version())) if torch.cuda.is_available() else None
+    except (AttributeError, RuntimeError):
+        nccl = None
+    cpu = cpu_features()
+    return {"bench": {"version": __version__, "git_sha": git_sha(), **cpu,
+                      "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                      "cpu_flags": [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if _has_flag(f)],
+                      "loops_installed": loops.available(),
+                      "loops_missing": {name: loops.missing_package(name) for name in loops.LOOPS
+                                        if loops.missing_package(name)},
+                      "versions": {p: v for p, v in describe() if p in _PACKAGES}},
+            "collect_env": {**info, "nccl_version": nccl},
+            "environment_variables": result_environment()}
+
+
+_PACKAGES = ("torch", "transformers", "accelerate", "datasets", "evaluate", "lightning", "pandas", "tabulate",
+             "pytest-benchmark")
+
+
 def cmd_env(args) -> int:
+    if getattr(args, "json", False):
+        import json
+
+        print(json.dumps(describe_json(), indent=2, sort_keys=True, default=str))
+        return 0
     print("Copy and paste this into an issue or beside a figure you quote:\n")
     for key, value in describe():
         print(f"- {key}: {value}")

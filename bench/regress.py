@@ -114,18 +114,29 @@ def check(current: dict[str, float], baseline: dict[str, float] | None, base_r: 
     return failures
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.regress", description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.regress", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("current", type=Path, nargs="+", help="pytest-benchmark JSON of this run (with --save: of one or more runs)")
-    p.add_argument("--baseline-dir", type=Path, default=DEFAULT_DIR)
-    p.add_argument("--machine-class", default=None, help="default: detected (e.g. cpu-avx2-2core)")
+    p.add_argument("--baseline-dir", type=Path, default=DEFAULT_DIR,
+                   help="folder of the committed baselines: <machine class>.json and ratios.json")
+    p.add_argument("--machine-class", default=None,
+                   help="gate against this class's baseline instead of the detected one (e.g. cpu-avx2-2core)")
     p.add_argument("--save", action="store_true",
                    help="write the baseline of this machine class: each figure's median over the runs given")
     p.add_argument("--save-ratios", action="store_true",
                    help="write the shared ratio baseline (ratios.json) from the runs given")
-    p.add_argument("--max-slowdown", type=float, default=2.0)
-    p.add_argument("--max-ratio-growth", type=float, default=0.25)
-    p.add_argument("--max-meter-overhead", type=float, default=0.01)
+    p.add_argument("--max-slowdown", type=float, default=2.0,
+                   help="fail when a benchmark's median is more than this many times its baseline's")
+    p.add_argument("--max-ratio-growth", type=float, default=0.25,
+                   help="fail when a loop/manual ratio grows by more than this fraction over the baseline's")
+    p.add_argument("--max-meter-overhead", type=float, default=0.01,
+                   help="fail when the meter's own work costs more than this fraction of the manual loop's time")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     missing = [str(c) for c in args.current if not c.exists()]
     if missing:

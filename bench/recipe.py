@@ -1,0 +1,133 @@
+"""A run's options as one file: ``run --config FILE`` (TOML or JSON) and ``run --print-config``.
+
+The file's keys are the flags of ``run`` without their dashes (``max-grad-norm = 1.0``; ``_`` for
+``-`` is accepted too), so a published recipe reads like its command line.  Each value is turned
+back into the flag's own text and parsed by the flag's own type, so a file is checked exactly as
+the command line is, and flags given on the command line win (they come after the file's).
+``--print-config`` writes the options as resolved, in that format; read back with ``--config``
+it gives the same run.  Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from bench.config import ConfigError
+
+NOT_IN_A_FILE = {"help", "config", "print-config"}
+
+
+def run_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``run`` subcommand's parser inside the main one."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["run"]
+
+
+def actions(run: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """Each option a file may set, by its key: the long flag without its dashes."""
+    out = {}
+    for action in run._actions:
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if longs and longs[0][2:] not in NOT_IN_A_FILE:
+            out[longs[0][2:]] = action
+    return out
+
+
+def _load(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config {path}: cannot read it ({exc.__class__.__name__}: {exc})") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        elif path.suffix.lower() == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                try:
+                    import tomli as tomllib
+                except ImportError:
+                    raise ConfigError(f"--config {path}: reading TOML needs Python >= 3.11 or the package tomli; "
+                                      "or write the file as JSON") from None
+            data = tomllib.loads(text)
+        else:
+            raise ConfigError(f"--config {path}: name a .toml or .json file")
+    except (ValueError, TypeError) as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
+        raise ConfigError(f"--config {path}: not valid {path.suffix[1:].upper()}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a table of options at the top, got {type(data).__name__}")
+    return data
+
+
+def _tokens(key: str, value, action: argparse.Action, path: Path) -> list[str]:
+    """The command-line tokens for one key of the file, checked by the flag's own type."""
+    flag = action.option_strings[-1] if action.nargs == 0 else next(o for o in action.option_strings if o.startswith("--"))
+    if action.nargs == 0:  # store_true / store_false: true gives the flag, false leaves its default
+        if not isinstance(value, bool):
+            raise ConfigError(f"--config {path}: {key} takes true or false, got {value!r}")
+        return [flag] if value else []
+    if isinstance(value, bool) or value is None or isinstance(value, dict):
+        raise ConfigError(f"--config {path}: {key} takes {action.metavar or action.dest.upper()}, got {value!r}")
+    text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    try:
+        parsed = action.type(text) if action.type else text
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        raise ConfigError(f"--config {path}: {key} = {value!r}: {exc}") from None
+    if action.choices is not None and parsed not in action.choices:
+        raise ConfigError(f"--config {path}: {key} = {value!r}: choose from {', '.join(map(str, action.choices))}")
+    return [flag, text]
+
+
+def file_argv(path: str, run: argparse.ArgumentParser) -> list[str]:
+    """The file's options as command-line tokens (to go before the command line's own)."""
+    p = Path(path)
+    known = actions(run)
+    argv = []
+    for raw_key, value in _load(p).items():
+        key = raw_key.replace("_", "-")
+        if key not in known:
+            raise ConfigError(f"--config {p}: unknown key {raw_key!r}; the keys are run's flags without dashes: "
+                              f"{', '.join(sorted(known))}")
+        argv += _tokens(key, value, known[key], p)
+    return argv
+
+
+def with_config(argv: list[str], path: str, run: argparse.ArgumentParser) -> list[str]:
+    """``argv`` with the file's tokens right after the ``run`` subcommand, so that flags win."""
+    at = argv.index("run") + 1
+    return argv[:at] + file_argv(path, run) + argv[at:]
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a TOML basic string: JSON's escapes are TOML's
+
+
+def to_toml(args: argparse.Namespace, run: argparse.ArgumentParser) -> str:
+    """The resolved options as a file ``--config`` reads back to the same run."""
+    from bench.data import resolve_glue_dir
+
+    lines = ["# bench run --config FILE: the options of one run (flags given on the command line win)"]
+    for key, action in actions(run).items():
+        value = getattr(args, action.dest)
+        if key == "glue-dir":
+            value = resolve_glue_dir(value)
+        if action.nargs == 0:  # a switch: on when it holds the value its flag stores
+            lines.append(f"# {key}: not set (the preset decides; off without one)" if value is None else
+                         f"{key} = {_toml_value(value == action.const)}")
+            continue
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], bool):  # a choice list
+            value = value[0] if value[1] else "all"
+        if value is None:
+            lines.append(f"# {key}: not set (its default)")
+            continue
+        lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
