@@ -317,8 +317,39 @@ def loss_difference(losses: list, ref_losses: list) -> tuple[float | None, int |
     return rel[worst], worst
 
 
+# Run-config fields that cannot change a step's loss: where the data lives, how the steps are timed
+# and split, the evaluation, the loader's workers and pinning, and names (the defaults mode, a
+# preset's or a flip's: what they change shows in the other fields and the machinery).
+NOT_IN_THE_LOSSES = {"glue_dir", "phases", "timing_warmup", "flip", "defaults", "loop_options", "preset",
+                     "eval_batch_size", "eval_every", "target_f1", "num_workers", "pin_memory"}
+
+
+def training_differences(c: CellStats, ref: CellStats) -> list[str]:
+    """What makes ``c`` train something other than ``ref``: the run-config fields that differ (a
+    loop's native defaults, loops/native.py) and the library machinery that changes the gradients
+    (``loops.native.TRAINING_MACHINERY``) where it is not at the harness's setting; empty when both
+    train the same thing, so their step losses are expected to agree."""
+    from bench.config import run_config_from_dict
+    from loops.native import MACHINERY, TRAINING_MACHINERY, inert, machinery
+
+    mine, theirs = c.run, ref.run
+    out = [f"{k} ({theirs.get(k)!r} in {ref.loop}, {mine.get(k)!r} in {c.loop})"
+           for k in sorted(set(mine) | set(theirs) - NOT_IN_THE_LOSSES)
+           if k not in NOT_IN_THE_LOSSES and json.dumps(mine.get(k)) != json.dumps(theirs.get(k))]
+    for cell in (ref, c):
+        run = run_config_from_dict(cell.run)
+        world = (cell.ok[0] if cell.ok else cell.records[0]).get("world_size") or 1
+        for key, value in machinery(cell.loop, run).items():
+            harness = MACHINERY[cell.loop][key][1]
+            if key in TRAINING_MACHINERY and value != harness and not inert(cell.loop, key, cell.device, world,
+                                                                             run.grad_accum):
+                out.append(f"{key} ({value!r} in {cell.loop}, the harness sets {harness!r})")
+    return out
+
+
 def parity_rows(group: list[CellStats]) -> list[dict]:
-    """Largest step-wise relative loss difference of each loop against the manual loop."""
+    """Largest step-wise relative loss difference of each loop against the manual loop, and what in
+    their settings makes them train different things (``differs``: then they need not agree)."""
     ref = manual_cell(group)
     out = []
     if ref is None:
@@ -331,5 +362,15 @@ def parity_rows(group: list[CellStats]) -> list[dict]:
         largest, worst = loss_difference(losses, ref_losses)
         out.append({"loop": c.loop, "steps": min(len(ref_losses), len(losses)), "max_rel_diff": largest,
                     "at_step": worst + 1 if largest else None,
-                    "same_batches": c.ok[0].get("batch_order_checksum") == ref.ok[0].get("batch_order_checksum")})
+                    "same_batches": c.ok[0].get("batch_order_checksum") == ref.ok[0].get("batch_order_checksum"),
+                    "differs": training_differences(c, ref)})
     return out
+
+
+def parity_verdict(row: dict) -> str:
+    """``agrees``, ``fails`` (same settings, losses apart or other batches) or ``differs`` (settings
+    differ: not expected to agree, and no failure)."""
+    if row["differs"]:
+        return "differs"
+    good = row["max_rel_diff"] is not None and row["max_rel_diff"] <= PARITY_TOLERANCE and row["same_batches"]
+    return "agrees" if good else "fails"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench import markdown as md
 from bench.analysis import (GAP_TOLERANCE, PARITY_TOLERANCE, CellStats, cells_of, comparison_groups, gap_kind,
-                            gap_rows, gap_verdict, loop_specific, manual_cell, parity_rows, phase_note, shared_peaks,
+                            gap_rows, gap_verdict, loop_specific, manual_cell, parity_rows, parity_verdict, phase_note, shared_peaks,
                             tutorial_baseline)
 from bench.explain import ALL, explain_rows
 from bench.phases import PHASES
@@ -206,7 +206,15 @@ def _picks(group: list[CellStats], rows: dict, base: dict | None, repeats: int, 
         lo, hi = min(mems, key=mems.get), max(mems, key=mems.get)
         supports.append(f"memory: {lo} peaks lowest ([{mems[lo]:.0f} MiB]({dev_link})), {hi} highest "
                         f"([{mems[hi]:.0f} MiB]({dev_link}), {mems[hi] / mems[lo] - 1:+.0%})")
-    parity = parity_rows(group) if run.get("parity") else []
+    rows = parity_rows(group) if run.get("parity") else []
+    parity = [row for row in rows if parity_verdict(row) != "differs"]
+    differ = [row for row in rows if parity_verdict(row) == "differs"]
+    if differ:
+        names = ", ".join(f"{row['loop']} (step losses up to {row['max_rel_diff'] or 0:.1e} apart)" for row in differ)
+        supports.append(f"training: {names} {'runs' if len(differ) == 1 else 'run'} with settings "
+                        f"that differ from the manual loop's ([parity]({_anchor(PARITY_HEADING)})): not expected "
+                        "to train the same thing" + (f" (what each difference is worth: [{WHY_HEADING}]"
+                                                     f"({_anchor(WHY_HEADING)}))" if explained else ""))
     if parity:
         worst = max((row["max_rel_diff"] or 0) for row in parity)
         supports.append((f"training: every loop's step losses agree with the manual loop's within {worst:.1e} "
@@ -512,7 +520,9 @@ def _parity_section(cells: list[CellStats], plots: dict) -> list[str]:
             lines += ["| loop vs manual | steps compared | largest relative loss difference | at step | same batches, same order |",
                       "|---|---|---|---|---|"]
             for row in rows:
-                lines.append(f"| {row['loop']} | {row['steps']} | {_f(row['max_rel_diff'], '{:.2e}')} | "
+                differs = (" (settings differ: not expected to agree: " + md.text("; ".join(row["differs"])) + ")"
+                           if row["differs"] else "")
+                lines.append(f"| {row['loop']} | {row['steps']} | {_f(row['max_rel_diff'], '{:.2e}')}{differs} | "
                              f"{row['at_step'] or '-'} | {'yes' if row['same_batches'] else '**no**'} |")
             lines.append("")
         lines += ["| loop | val acc | val F1 | final loss |", "|---|---|---|---|"]

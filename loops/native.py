@@ -88,6 +88,12 @@ MACHINERY: dict[str, dict[str, tuple]] = {
     },
 }
 
+# Machinery that changes the gradients, not only the time a step takes: where it is not at the
+# harness's setting, the loop trains something other than the tutorial's loop (``--parity`` then
+# reports "settings differ" instead of asserting agreement).
+TRAINING_MACHINERY = {"model_train", "model_accepts_loss_kwargs", "average_tokens_across_devices"}
+
+
 # Machinery that cannot change anything in some cells, and why: `bench explain` lists it, unflipped.
 def inert(loop: str, key: str, device: str, world_size: int, grad_accum: int) -> str | None:
     """Why flipping this machinery entry could change nothing in such a cell, or None."""
