@@ -3,25 +3,47 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.mrpc_fixture import GLUE_DIR_ENV, real_glue_dir as _real_glue_dir, write_mrpc_like
+
 ROOT = Path(__file__).resolve().parent.parent
-GLUE_DIR = (ROOT.parent / "shared" / "data" / "glue").resolve()
 
 # Tests never reach for the Hub: an attempt fails at once instead of retrying for a minute.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+NO_REAL_MRPC = (f"needs real MRPC text: set ${GLUE_DIR_ENV} to a copy of the Hub repo nyu-mll/glue "
+                "(the tests otherwise run on a generated MRPC-shaped fixture)")
+
+
+def pytest_report_header(config):
+    real = _real_glue_dir()
+    return [f"MRPC: ${GLUE_DIR_ENV}={real}" if real else
+            f"MRPC: a generated MRPC-shaped fixture (${GLUE_DIR_ENV} unset); tests that need real text skip"]
+
 
 @pytest.fixture(scope="session")
-def glue_dir() -> str:
-    if not (GLUE_DIR / "mrpc").is_dir():
-        pytest.fail(f"the MRPC mirror is expected at {GLUE_DIR} (../shared/data/glue beside the checkout)")
-    return str(GLUE_DIR)
+def glue_dir(tmp_path_factory) -> str:
+    """MRPC for the tests: the real copy $BENCH_GLUE_DIR names, else the generated fixture."""
+    real = _real_glue_dir()
+    if real:
+        if not (Path(real) / "mrpc").is_dir():
+            pytest.fail(f"${GLUE_DIR_ENV}={real} holds no mrpc/ folder (a copy of the Hub repo nyu-mll/glue)")
+        return real
+    return str(write_mrpc_like(tmp_path_factory.mktemp("glue")))
+
+
+@pytest.fixture(scope="session")
+def real_glue_dir(glue_dir) -> str:
+    """Real MRPC, for tests whose figures (quality, padding) only mean something on its text."""
+    if not _real_glue_dir():
+        pytest.skip(NO_REAL_MRPC)
+    return glue_dir
 
 
 @pytest.fixture
 def tiny_run(glue_dir):
-    """A few steps of a tiny random BERT on a slice of real MRPC."""
+    """A few steps of a tiny random BERT on a slice of MRPC."""
     from bench.config import RunConfig
 
     def make(**overrides):
