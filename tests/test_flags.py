@@ -281,3 +281,14 @@ def test_hyperparameter_flags_reach_the_live_objects(hyper_records, loop):
     assert all(a < b for a, b in zip(lrs[:10], lrs[1:11])), lrs  # rising over the 10 warm-up steps
     assert math.isclose(max(lrs), 5e-5, rel_tol=1e-6) and lrs[11] < lrs[10]  # then decaying from the peak
     assert r.step_grad_norms and len(r.step_grad_norms) == 12  # clipping on: the norm of every step
+
+
+def test_help_shows_defaults_of_zero_and_the_preset_choices(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "this node's rank (multi-node) (default: 0)" in text
+    assert "--preset PRESET tutorial, fast, or a comma list" in text
+    for action in recipe.actions(recipe.run_parser(build_parser())).values():
+        assert action.help, f"{action.option_strings[0]} has no help"
+    assert all(a.help for a in regress_parser()._actions)
