@@ -49,7 +49,7 @@ def _load_mrpc(glue_dir: str | None):
                 f"get it with: {OFFLINE_HINT}"
             )
         try:
-            return load_dataset(str(path), "mrpc"), f"local:{path}"
+            return load_dataset(str(path), "mrpc", cache_dir=_content_cache(path)), f"local:{path}"
         except Exception as exc:  # a broken copy: say which and why, in one line
             raise DataUnavailable(f"could not read MRPC from {path}: {type(exc).__name__}: {_first_line(exc)}") from exc
     try:
@@ -59,6 +59,24 @@ def _load_mrpc(glue_dir: str | None):
             f"could not load MRPC: tried the Hub ({HUB_REPO}: {type(exc).__name__}) and no --glue-dir or "
             f"${GLUE_DIR_ENV} was given; download a local copy with `{OFFLINE_HINT}` and pass --glue-dir DIR"
         ) from exc
+
+
+def _content_cache(path: Path) -> str:
+    """datasets' cache for a local copy, one per content of its MRPC files.  datasets keys a local
+    folder's cache on the folder's name, the config and the files' mtimes, so two copies named
+    alike (a ``glue`` folder anywhere) with files of one mtime share a cache: the second would be
+    read as the first, whatever its labels.  A folder of the content's hash cannot be shared so."""
+    import hashlib
+
+    import datasets
+
+    digest = hashlib.sha256()
+    for file in sorted((path / "mrpc").glob("*.parquet")):
+        digest.update(file.name.encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / f"bench-mrpc-{digest.hexdigest()[:16]}")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -98,13 +98,29 @@ def test_glue_dir_flag_wins_over_env(monkeypatch, glue_dir, tmp_path):
     assert resolve_glue_dir(None) is None
 
 
-def test_env_glue_dir_loads_the_real_splits(monkeypatch, glue_dir):
+def test_env_glue_dir_loads_the_splits(monkeypatch, glue_dir):
     from bench.data import load_mrpc, resolve_glue_dir
 
     monkeypatch.setenv("BENCH_GLUE_DIR", glue_dir)
     raw, source = load_mrpc(resolve_glue_dir(None))
     assert {k: len(v) for k, v in raw.items()} == {"train": 3668, "validation": 408, "test": 1725}
+    assert [sum(v["label"]) for v in raw.values()] == [2474, 279, 1147]  # MRPC's balance, fixture or not
     assert source == f"local:{glue_dir}"
+
+
+def test_real_mrpc_is_the_hub_repos_text(real_glue_dir):
+    """On a real copy: GLUE's first training pair, and MRPC's padding at the tutorial's batch 8."""
+    from bench.config import RunConfig
+    from bench.data import load_mrpc, prepare
+    from bench.models import load_model
+
+    raw, _ = load_mrpc(real_glue_dir)
+    first = raw["train"][0]
+    assert first["sentence1"].startswith("Amrozi accused his brother") and first["label"] == 1
+    run = RunConfig(model="tiny", glue_dir=real_glue_dir)
+    _, tokenizer, _ = load_model(run)
+    lengths = [len(ids) for ids in prepare(run, tokenizer).train.with_format(None)["input_ids"]]
+    assert 45 < sum(lengths) / len(lengths) < 60 and max(lengths) <= 103  # MRPC pairs: ~52 WordPiece tokens
 
 
 def test_parser_defaults_are_the_tutorials():
