@@ -5,7 +5,7 @@
   kernel drops the lock when its process dies, however it dies, so a stale lock never blocks.
 - **Preflight.** OUT is writable, its results file readable and whole, before anything trains.
 - **Comparable.** A resumed sweep must plan what OUT recorded: same run configuration for every
-  device / preset / batch size it shares with OUT (only ``--repeats`` may grow); an OUT that holds
+  device / preset / batch size / seed it shares with OUT (only ``--repeats`` and ``--seeds`` may grow); an OUT that holds
   records is reused only with ``--resume``.
 """
 
@@ -83,8 +83,8 @@ def recorded(out: Path) -> list[dict]:
 
 def _axes(run: dict, device: str) -> tuple:
     """What varies inside one sweep's matrix besides loop / precision / repeat: the run config is
-    per device, preset and batch size."""
-    return device, run.get("preset"), run.get("batch_size")
+    per device, preset, batch size and seed."""
+    return device, run.get("preset"), run.get("batch_size"), run.get("seed")
 
 
 def _differing(a: dict, b: dict, prefix: str = "") -> list[str]:
