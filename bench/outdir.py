@@ -81,10 +81,11 @@ def recorded(out: Path) -> list[dict]:
                           "yourself) and run again") from None
 
 
-def _axes(run: dict, device: str) -> tuple:
+def _axes(run: dict, device: str, loop: str = "") -> tuple:
     """What varies inside one sweep's matrix besides loop / precision / repeat: the run config is
-    per device, preset, batch size and seed."""
-    return device, run.get("preset"), run.get("batch_size"), run.get("seed")
+    per device, preset, batch size and seed (and loop under ``--defaults native``, where each loop's
+    run config has its own library's defaults on purpose)."""
+    return device, run.get("preset"), run.get("batch_size"), run.get("seed"), run.get("defaults") == "native" and loop
 
 
 def _differing(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -107,10 +108,10 @@ def check_comparable(out: Path, cells: list[Cell], records: list[dict], resume: 
     for r in records:
         cfg = r.get("config") or {}
         if "run" in cfg:
-            by_axes.setdefault(_axes(cfg["run"], r["device"]), cfg)
+            by_axes.setdefault(_axes(cfg["run"], r["device"], r["loop"]), cfg)
     for cell in cells:
         planned = cell.to_dict()
-        old = by_axes.get(_axes(planned["run"], cell.device))
+        old = by_axes.get(_axes(planned["run"], cell.device, cell.loop))
         if old is None:
             continue
         diffs = _differing({"run": planned["run"], "nproc": cell.nproc, "nnodes": cell.nnodes},
