@@ -12,7 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
-from bench.argtypes import (_choice_list, _int_in, _positive_int, _non_negative_int, _positive_int_list, _seed_list, _fraction, _non_negative_float, _positive_float)
+from bench.argtypes import (_choice_list, _int_in, _positive_int, _non_negative_int, _positive_int_list, _fraction, _non_negative_float, _positive_float)
+from bench.argtypes import _seed_list
 from bench import __version__
 from bench.config import (ADAMW_IMPLS, ATTN_IMPLS, DEVICES, LOOP_NAMES, PRECISIONS, PRESETS, SCHEDULERS,
                           ConfigError, RunConfig)
