@@ -159,9 +159,15 @@ def _f1_curve_plots(cells: list[CellStats], out_md: Path, plt) -> dict:
         fig, ax = plt.subplots(figsize=(7, 4))
         for loop, cv in curves.items():
             color = LOOP_COLORS[order_of(loop, LOOP_ORDER) % len(LOOP_COLORS)]
-            ax.plot(cv["step"], cv["mean"], color=color, label=f"{loop} (mean of {cv['seeds']} seed(s))")
+            style, width = LOOP_STYLES[order_of(loop, LOOP_ORDER) % len(LOOP_STYLES)]  # loops that agree stay visible
+            ax.plot(cv["step"], cv["mean"], color=color, linestyle=style, linewidth=width,
+                    label=f"{loop} (mean of {cv['seeds']} seed(s))")
             if cv["seeds"] > 1:
                 ax.fill_between(cv["step"], cv["lo"], cv["hi"], color=color, alpha=0.15, linewidth=0)
+        target = next((c.run.get("target_f1") for by_seed in by_loop.values() for c in by_seed.values()
+                       if c.run.get("target_f1")), None)
+        if target:
+            ax.axhline(target, color="0.5", linestyle=":", linewidth=1, label=f"target F1 {target}")
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("validation F1 (band: lowest to highest seed)")
         ax.set_title(f"validation F1, {device} / {precision}" + (f" / {variant}" if variant else ""))

@@ -486,13 +486,15 @@ def _quality_bottom(quality: list[dict]) -> list[str]:
         ref = q["loops"].get("manual")
         if ref is None or not any(v["comparison"] for v in q["loops"].values()):
             continue
-        lines += [f"**Quality across seeds, {_group_title(q)}** (seeds {_seeds_said(q)}; "
+        seeds = _seeds_said(q)
+        lines += [f"**Quality across seeds, {_group_title(q)}** ({'seeds' if ',' in seeds else 'seed'} {seeds}; "
                   f"[paired comparison]({link})):", ""]
         for loop, v in q["loops"].items():
             t = _to_target(v["time_to_target"])
             if loop == "manual":
                 lines.append(f"- **manual**: the reference, {_f(v['samples_per_s'])} samples/s; val F1 "
-                             f"{_pm(v['f1_mean'], v['f1_sd'])} over {v['seeds']} seed(s)" + (f"; {t}" if t else "") + ".")
+                             f"{_pm(v['f1_mean'], v['f1_sd'])}" + (f" over {v['seeds']} seeds" if v["seeds"] > 1 else "")
+                             + (f"; {t}" if t else "") + ".")
                 continue
             c = v["comparison"]
             ratio = (v["samples_per_s"] / ref["samples_per_s"] if v["samples_per_s"] and ref["samples_per_s"] else None)
