@@ -115,10 +115,10 @@ def verdict(summary: dict, identical: bool) -> tuple[str, str]:
         return "not told apart", (f"too few seeds ({n}; a verdict needs an interval across at least {MIN_SEEDS}: "
                                   f"`--seeds 1,2,3`)")
     if lo > 0:
-        return "better", f"F1 higher at the {ci} across {n} seeds and the pairs, wholly above 0"
+        return "better", f"the F1 difference's {ci} across {n} seeds and the pairs lies wholly above 0"
     if hi < 0:
-        return "worse", f"F1 lower at the {ci} across {n} seeds and the pairs, wholly below 0"
-    return "not told apart", f"the {ci} across {n} seeds and the pairs includes 0"
+        return "worse", f"the F1 difference's {ci} across {n} seeds and the pairs lies wholly below 0"
+    return "not told apart", f"the F1 difference's {ci} across {n} seeds and the pairs includes 0"
 
 
 # ---------------------------------------------------------------------------------------------
