@@ -60,6 +60,8 @@ def _variant(r: dict, varying: set[str]) -> str:
         parts.append(f"bs {run.get('batch_size')}")
     if "defaults" in varying:
         parts.append(run.get("defaults") or "tutorial")
+    if "seed" in varying:  # seeds are never pooled as repeats of one cell
+        parts.append(f"seed {run.get('seed')}")
     if run.get("flip"):
         parts.append(f"flip {run['flip']}")
     return " ".join(parts)
@@ -67,7 +69,7 @@ def _variant(r: dict, varying: set[str]) -> str:
 
 def _varying(records: list[dict]) -> set[str]:
     keys = set()
-    for key in ("preset", "batch_size", "defaults"):
+    for key in ("preset", "batch_size", "defaults", "seed"):
         if len({json.dumps(r.get("config", {}).get("run", {}).get(key)) for r in records}) > 1:
             keys.add(key)
     return keys
@@ -109,6 +111,10 @@ class CellStats:
         self.loop, self.device, self.precision = first["loop"], first["device"], first["precision"]
         self.run = first.get("config", {}).get("run", {})
         self.variant = _variant(first, varying)
+        # The seed (head init, sample order, dropout), and the variant without it: what the cells of
+        # one loop at different seeds share (bench/quality.py compares the loops across seeds).
+        self.seed = first.get("seed", self.run.get("seed"))
+        self.seedless_variant = _variant(first, varying - {"seed"})
 
     def values(self, field):
         return [r[field] for r in self.ok if r.get(field) is not None]

@@ -59,6 +59,15 @@ def _positive_int_list(text: str) -> list[int]:
     return list(dict.fromkeys(values))
 
 
+def _seed_list(text: str) -> list[int]:
+    """A comma list of seeds (each in numpy's and torch's range), repeats dropped, order kept."""
+    seed = _int_in(0, 2**32 - 1)
+    values = [seed(t.strip()) for t in text.split(",") if t.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected seeds separated by commas, got {text!r}")
+    return list(dict.fromkeys(values))
+
+
 def _fraction(text: str) -> float:
     value = _positive_float(text)
     if value > 1:

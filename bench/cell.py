@@ -72,7 +72,7 @@ def _reset_process_state(cell: Cell) -> None:
 def record_base(cell: Cell, command: str) -> dict:
     """The fields every record of this cell starts with, whatever becomes of it."""
     return dict(loop=cell.loop, device=cell.device, precision=cell.precision, cell_id=cell.cell_id,
-                repeat=cell.repeat, config=cell.to_dict(), command=command, started_at=_now())
+                repeat=cell.repeat, seed=cell.run.seed, config=cell.to_dict(), command=command, started_at=_now())
 
 
 def skipped_record(cell: Cell, command: str) -> "Record | None":

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from bench.argtypes import (_choice_list, _int_in, _positive_int, _non_negative_int, _positive_int_list, _fraction, _non_negative_float, _positive_float)
+from bench.argtypes import _seed_list
 from bench import __version__
 from bench.config import (ADAMW_IMPLS, ATTN_IMPLS, DEVICES, LOOP_NAMES, PRECISIONS, PRESETS, SCHEDULERS,
                           ConfigError, RunConfig)
@@ -91,8 +92,13 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
                    help=f"AdamW update implementation (default {d.adamw}; the Trainer's own default is fused)")
     h.add_argument("--grad-accum", type=_positive_int, default=d.grad_accum,
                    help="micro-batches per optimizer step (their losses averaged)")
-    h.add_argument("--seed", type=_int_in(0, 2**32 - 1), default=d.seed,
-                   help="seed of the sample order, the classifier head and dropout")
+    seeds = h.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=_int_in(0, 2**32 - 1), default=d.seed,
+                       help="seed of the sample order, the classifier head and dropout")
+    seeds.add_argument("--seeds", type=_seed_list, default=None,
+                       help="a comma list of seeds to sweep (e.g. 1,2,3): each seed is its own cell, with the same "
+                            "head, order and dropout in every loop; the report then compares the loops' quality "
+                            "across seeds (--repeats repeats one seed, for timing noise)")
     h.add_argument("--eval-batch-size", type=_positive_int, default=d.eval_batch_size,
                    help="batch size of the validation pass")
     f = run.add_argument_group("fast path (each recorded in the cell config; default: the tutorial's settings)")
@@ -226,7 +232,7 @@ def plan_from_args(args) -> tuple[list[RunConfig], list]:
     refuse_explicit(devices, precisions, devices_explicit, precisions_explicit, skip_reason, nproc=args.nproc)
     presets = [None if name == "tutorial" else name for name in args.preset[0]] if args.preset else [None]
     cells = plan_cells(loops, devices, precisions, runs, presets, repeats=args.repeats, nproc=args.nproc,
-                       nnodes=args.nnodes, explicit=explicit)
+                       nnodes=args.nnodes, explicit=explicit, seeds=args.seeds)
     return runs, cells
 
 

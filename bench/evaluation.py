@@ -28,7 +28,7 @@ def evaluate_model(model, data, device: str, autocast_dtype, batch_size: int, in
     model.to(dev)
     model.eval()
     t0 = time.perf_counter()
-    predictions, references = [], []
+    predictions, references, positive = [], [], []
     for batch in eval_dataloader:
         batch = {k: v.to(dev) for k, v in batch.items()}
         # Evaluated at the precision the model was trained at.
@@ -36,11 +36,12 @@ def evaluate_model(model, data, device: str, autocast_dtype, batch_size: int, in
             outputs = model(**batch)
         predictions += torch.argmax(outputs.logits, dim=-1).tolist()
         references += batch["labels"].tolist()
+        positive += torch.softmax(outputs.logits.float(), dim=-1)[:, 1].tolist()  # P(equivalent), for the record
     eval_s = time.perf_counter() - t0
-    gathered = dist.gather_to_rank0((shard, predictions, references, eval_s), device)
+    gathered = dist.gather_to_rank0((shard, predictions, references, eval_s, positive), device)
     if gathered is None:
         return None
-    triples = sorted((i, p, r) for idx, preds, refs, _ in gathered for i, p, r in zip(idx, preds, refs))
+    triples = sorted((i, p, r) for idx, preds, refs, _, _ in gathered for i, p, r in zip(idx, preds, refs))
     seen = [i for i, _, _ in triples]
     if seen != list(range(n)):
         raise RuntimeError(f"evaluation covered {len(set(seen))} distinct of {n} validation pairs "
@@ -57,7 +58,15 @@ def evaluate_model(model, data, device: str, autocast_dtype, batch_size: int, in
         preds, refs = [p for _, p, _ in triples], [r for _, _, r in triples]
         acc_ci, f1_ci = bootstrap_ci95(preds, refs)
         out.update(eval_accuracy_ci95=acc_ci, eval_f1_ci95=f1_ci, eval_majority_baseline=majority_baseline(refs))
+        prob = {i: q for idx, _, _, _, probs in gathered for i, q in zip(idx, probs)}
+        out["eval_predictions"] = prediction_lists(triples, prob)
     return out
+
+
+def prediction_lists(triples: list[tuple[int, int, int]], prob: dict[int, float]) -> dict:
+    """The record's per-pair evaluation, compact: parallel lists sorted by validation index."""
+    return {"index": [i for i, _, _ in triples], "predicted": [p for _, p, _ in triples],
+            "reference": [r for _, _, r in triples], "prob_positive": [round(prob[i], 6) for i, _, _ in triples]}
 
 
 def _accuracy_f1(preds: list[int], refs: list[int]) -> tuple[float, float]:

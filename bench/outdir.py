@@ -5,7 +5,7 @@
   kernel drops the lock when its process dies, however it dies, so a stale lock never blocks.
 - **Preflight.** OUT is writable, its results file readable and whole, before anything trains.
 - **Comparable.** A resumed sweep must plan what OUT recorded: same run configuration for every
-  device / preset / batch size it shares with OUT (only ``--repeats`` may grow); an OUT that holds
+  device / preset / batch size / seed it shares with OUT (only ``--repeats`` and ``--seeds`` may grow); an OUT that holds
   records is reused only with ``--resume``.
 """
 
@@ -81,10 +81,11 @@ def recorded(out: Path) -> list[dict]:
                           "yourself) and run again") from None
 
 
-def _axes(run: dict, device: str) -> tuple:
+def _axes(run: dict, device: str, loop: str = "") -> tuple:
     """What varies inside one sweep's matrix besides loop / precision / repeat: the run config is
-    per device, preset and batch size."""
-    return device, run.get("preset"), run.get("batch_size")
+    per device, preset, batch size and seed (and loop under ``--defaults native``, where each loop's
+    run config has its own library's defaults on purpose)."""
+    return device, run.get("preset"), run.get("batch_size"), run.get("seed"), run.get("defaults") == "native" and loop
 
 
 def _differing(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -107,10 +108,10 @@ def check_comparable(out: Path, cells: list[Cell], records: list[dict], resume: 
     for r in records:
         cfg = r.get("config") or {}
         if "run" in cfg:
-            by_axes.setdefault(_axes(cfg["run"], r["device"]), cfg)
+            by_axes.setdefault(_axes(cfg["run"], r["device"], r["loop"]), cfg)
     for cell in cells:
         planned = cell.to_dict()
-        old = by_axes.get(_axes(planned["run"], cell.device))
+        old = by_axes.get(_axes(planned["run"], cell.device, cell.loop))
         if old is None:
             continue
         diffs = _differing({"run": planned["run"], "nproc": cell.nproc, "nnodes": cell.nnodes},

@@ -52,6 +52,7 @@ def draw_plots(cells: list[CellStats], out_md: Path, explained: list[dict] = ())
             made[(device, name)] = path.name
     made.update(_phase_plots(cells, out_md, plt))
     made.update(_waterfalls(out_md, plt, explained))
+    made.update(_f1_curve_plots(cells, out_md, plt))
     for (device, precision, variant), group in comparison_groups([c for c in cells if c.ok and not c.run.get("flip")]).items():
         fig, ax = plt.subplots(figsize=(7, 4))
         styles = {loop: LOOP_STYLES[i % len(LOOP_STYLES)] for i, loop in enumerate(LOOP_ORDER)}
@@ -141,4 +142,40 @@ def _waterfalls(out_md: Path, plt, explained) -> dict:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         made[(f["device"], f["precision"], f["a"], f["b"], "waterfall")] = path.name
+    return made
+
+
+def _f1_curve_plots(cells: list[CellStats], out_md: Path, plt) -> dict:
+    """Per seed group with per-pair predictions and evaluation curves: validation F1 over the steps,
+    one line per loop (mean over seeds) with a band from its lowest to its highest seed."""
+    from bench.quality import f1_curves, quality_rows, seed_groups
+
+    made = {}
+    wanted = {(q["device"], q["precision"], q["variant"]) for q in quality_rows(cells)}
+    for (device, precision, variant), by_loop in seed_groups(cells).items():
+        curves = f1_curves(by_loop) if (device, precision, variant) in wanted else {}
+        if not curves:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for loop, cv in curves.items():
+            color = LOOP_COLORS[order_of(loop, LOOP_ORDER) % len(LOOP_COLORS)]
+            style, width = LOOP_STYLES[order_of(loop, LOOP_ORDER) % len(LOOP_STYLES)]  # loops that agree stay visible
+            ax.plot(cv["step"], cv["mean"], color=color, linestyle=style, linewidth=width,
+                    label=f"{loop} (mean of {cv['seeds']} seed(s))")
+            if cv["seeds"] > 1:
+                ax.fill_between(cv["step"], cv["lo"], cv["hi"], color=color, alpha=0.15, linewidth=0)
+        target = next((c.run.get("target_f1") for by_seed in by_loop.values() for c in by_seed.values()
+                       if c.run.get("target_f1")), None)
+        if target:
+            ax.axhline(target, color="0.5", linestyle=":", linewidth=1, label=f"target F1 {target}")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("validation F1 (band: lowest to highest seed)")
+        ax.set_title(f"validation F1, {device} / {precision}" + (f" / {variant}" if variant else ""))
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        tag = f"{device}-{precision}{'-' + variant if variant else ''}".replace(" ", "-")
+        path = out_md.parent / f"{out_md.stem}-{tag}-f1.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made[(device, precision, variant, "f1")] = path.name
     return made

@@ -95,10 +95,32 @@ def file_argv(path: str, run: argparse.ArgumentParser) -> list[str]:
     return argv
 
 
+def _rivals(run: argparse.ArgumentParser) -> dict[str, set[str]]:
+    """For each option in a mutually exclusive group (``--seed`` / ``--seeds``), its rivals' flags."""
+    out: dict[str, set[str]] = {}
+    for group in run._mutually_exclusive_groups:
+        flags = {o for a in group._group_actions for o in a.option_strings}
+        for a in group._group_actions:
+            for o in a.option_strings:
+                out[o] = flags - set(a.option_strings)
+    return out
+
+
 def with_config(argv: list[str], path: str, run: argparse.ArgumentParser) -> list[str]:
-    """``argv`` with the file's tokens right after the ``run`` subcommand, so that flags win."""
+    """``argv`` with the file's tokens right after the ``run`` subcommand, so that flags win; a file's
+    option whose rival the command line gives (the file's ``seed``, the command line's ``--seeds``)
+    gives way to it."""
     at = argv.index("run") + 1
-    return argv[:at] + file_argv(path, run) + argv[at:]
+    given = {t.split("=", 1)[0] for t in argv[at:] if t.startswith("--")}
+    rivals = _rivals(run)
+    tokens, i, mine = file_argv(path, run), 0, []
+    while i < len(tokens):  # each file option is its flag and, unless a switch, one value
+        flag = tokens[i]
+        width = 1 if i + 1 >= len(tokens) or tokens[i + 1].startswith("--") else 2
+        if not rivals.get(flag, set()) & given:
+            mine += tokens[i:i + width]
+        i += width
+    return argv[:at] + mine + argv[at:]
 
 
 def _toml_value(value) -> str:
@@ -116,8 +138,14 @@ def to_toml(args: argparse.Namespace, run: argparse.ArgumentParser) -> str:
     from bench.data import resolve_glue_dir
 
     lines = ["# bench run --config FILE: the options of one run (flags given on the command line win)"]
+    rivals = _rivals(run)
     for key, action in actions(run).items():
         value = getattr(args, action.dest)
+        beaten = [r for r in rivals.get(f"--{key}", ()) if getattr(args, actions(run)[r[2:]].dest) is not None
+                  and getattr(args, actions(run)[r[2:]].dest) != actions(run)[r[2:]].default]
+        if beaten:  # --seeds given: --seed's default is not part of the run
+            lines.append(f"# {key}: not set ({', '.join(beaten)} given)")
+            continue
         if key == "glue-dir":
             value = resolve_glue_dir(value)
         if action.nargs == 0:  # a switch: on when it holds the value its flag stores

@@ -31,6 +31,7 @@ class Record:
     reason: str = ""
     cell_id: str = ""
     repeat: int = 0
+    seed: int | None = None  # the run config's seed (head init, sample order, dropout): a sweep axis, never a repeat
     schema: int = SCHEMA
     started_at: str = ""
     finished_at: str = ""
@@ -67,6 +68,10 @@ class Record:
     eval_accuracy_ci95: list = field(default_factory=list)  # [lo, hi], bootstrap over the validation pairs
     eval_f1_ci95: list = field(default_factory=list)
     eval_majority_baseline: dict = field(default_factory=dict)  # label, accuracy, f1 of predicting the majority
+    # Per validation pair, parallel lists sorted by index: index, predicted label, reference label and
+    # the positive-class probability (rounded to 6 digits), so every quality figure (F1, accuracy, their
+    # intervals, paired differences between loops) can be recomputed from the record alone.
+    eval_predictions: dict = field(default_factory=dict)
     eval_s: float | None = None
     train_loss_final: float | None = None
     # Time to accuracy (--eval-every K --target-f1 F): wall seconds from the first step, evaluations

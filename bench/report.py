@@ -20,6 +20,7 @@ from bench.analysis import (GAP_TOLERANCE, PARITY_TOLERANCE, CellStats, cells_of
 from bench.explain import ALL, explain_rows
 from bench.phases import PHASES
 from bench.plots import draw_plots
+from bench.quality import quality_rows
 from bench.records import read_records
 from bench.summary import latest_per_cell
 
@@ -451,6 +452,138 @@ def _why_section(found: list[dict], plots: dict) -> list[str]:
     return lines
 
 
+QUALITY_HEADING = "Does any loop fine-tune better?"
+
+
+def _pm(mean, sd) -> str:
+    """An F1 mean with its seed sd, or the value alone at one seed."""
+    if mean is None:
+        return "-"
+    return f"{mean:.4f} ± {sd:.4f}" if sd is not None else f"{mean:.4f} (one seed)"
+
+
+def _ci_signed(ci) -> str:
+    return f"{ci[0]:+.4f} to {ci[1]:+.4f}" if ci else "-"
+
+
+def _group_title(q: dict) -> str:
+    return f"{q['device']} / {q['precision']}" + (f" / {q['variant']}" if q["variant"] else "")
+
+
+def _seeds_said(q: dict) -> str:
+    seeds = sorted({row["seed"] for loop in q["loops"].values() if loop["comparison"]
+                    for row in loop["comparison"]["per_seed"]}, key=str)
+    return ", ".join(str(s) for s in seeds)
+
+
+def _to_target(t: dict | None) -> str:
+    """A loop's time to target over seeds, in words."""
+    if not t:
+        return ""
+    if not t["reached"]:
+        return f"never reached F1 {t['target_f1']} ({t['seeds']} seed(s))"
+    median = "not reached at the median" if math.isinf(t["median_s"]) else f"{t['median_s']:.0f} s (step {t['median_step']:.0f})"
+    return f"median time to F1 {t['target_f1']} {median}, reached at {t['reached']} of {t['seeds']} seed(s)"
+
+
+def _quality_bottom(quality: list[dict]) -> list[str]:
+    """The bottom line's quality verdict: one sentence per loop, next to its speed."""
+    lines = []
+    link = _anchor(QUALITY_HEADING)
+    for q in quality:
+        ref = q["loops"].get("manual")
+        if ref is None or not any(v["comparison"] for v in q["loops"].values()):
+            continue
+        seeds = _seeds_said(q)
+        lines += [f"**Quality across seeds, {_group_title(q)}** ({'seeds' if ',' in seeds else 'seed'} {seeds}; "
+                  f"[paired comparison]({link})):", ""]
+        for loop, v in q["loops"].items():
+            t = _to_target(v["time_to_target"])
+            if loop == "manual":
+                lines.append(f"- **manual**: the reference, {_f(v['samples_per_s'])} samples/s; val F1 "
+                             f"{_pm(v['f1_mean'], v['f1_sd'])}" + (f" over {v['seeds']} seeds" if v["seeds"] > 1 else "")
+                             + (f"; {t}" if t else "") + ".")
+                continue
+            c = v["comparison"]
+            ratio = (v["samples_per_s"] / ref["samples_per_s"] if v["samples_per_s"] and ref["samples_per_s"] else None)
+            speed = f"{_f(ratio, '{:.2f}')}× manual's samples/s, median over seeds"
+            if c is None:
+                lines.append(f"- **{loop}** ({speed}): no paired comparison (no predictions on manual's pairs at a shared seed).")
+                continue
+            lines.append(f"- **{loop}** ({speed}): val F1 {_pm(v['f1_mean'], v['f1_sd'])} against manual's "
+                         f"{_pm(ref['f1_mean'], ref['f1_sd'])}; paired difference {c['f1_diff']:+.4f} "
+                         f"(95% CI {_ci_signed(c['f1_diff_ci95'])}): **{c['verdict']}**, {c['why']}"
+                         + (f"; {t}" if t else "") + ".")
+        lines.append("")
+    return lines
+
+
+def _quality_section(quality: list[dict], plots: dict) -> list[str]:
+    """Per seed group: each loop's F1 across seeds, paired against the manual loop's, and time to target."""
+    from bench.quality import MIN_SEEDS, MLPERF_MIN_RUNS, RESAMPLES
+
+    if not quality:
+        return []
+    lines = [f"## {QUALITY_HEADING}", "",
+             "Each loop against the manual loop on the same validation pairs. A seed fixes the classifier head's "
+             "initialisation, the sample order and the dropout stream, the same in every loop, so at one seed two "
+             "loops' predictions pair up pair by pair: `F1 − manual` is the loop's F1 minus manual's on the same "
+             f"pairs, with a 95% paired bootstrap interval ({RESAMPLES} resamples of the pairs, the same for both "
+             "loops). Across seeds it is the mean of those differences, with a two-level bootstrap interval "
+             "(resample the seeds, then the pairs inside each drawn seed), which holds both the seed's draw and the "
+             "validation set's size; `seed sd` is the standard deviation of the loop's F1 across seeds. A loop is "
+             f"called better or worse only when that interval lies wholly on one side of 0, with at least {MIN_SEEDS} "
+             "seeds. Every figure is recomputed from the records' per-pair predictions "
+             "(`eval_predictions`).", ""]
+    for q in quality:
+        lines += [f"### {_group_title(q)}", ""]
+        lines += ["| loop | seeds | val F1 mean ± seed sd | val acc mean | F1 − manual | 95% CI (seeds and pairs) | "
+                  "acc − manual | 95% CI (seeds and pairs) | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+        for loop, v in q["loops"].items():
+            c = v["comparison"]
+            if loop == "manual":
+                cols = ["reference", "", "", "", ""]
+            elif c is None:
+                cols = ["-", "-", "-", "-", "no predictions on manual's pairs at a shared seed"]
+            else:
+                cols = [f"{c['f1_diff']:+.4f}", _ci_signed(c["f1_diff_ci95"]), f"{c['acc_diff']:+.4f}",
+                        _ci_signed(c["acc_diff_ci95"]), f"**{c['verdict']}**: {c['why']}"]
+            lines.append(f"| {loop} | {v['seeds']} | {_pm(v['f1_mean'], v['f1_sd'])} | {_f(v['acc_mean'], '{:.4f}')} | "
+                         + " | ".join(cols) + " |")
+        lines.append("")
+        targets = {loop: v["time_to_target"] for loop, v in q["loops"].items() if v["time_to_target"]}
+        if targets:
+            lines += [f"Time to target over seeds: wall seconds (evaluations included) and optimizer steps until "
+                      "validation F1 first reached the target; a seed that never reached it counts as slower than "
+                      f"every seed that did. The MLPerf mean drops the fastest and the slowest seed (from "
+                      f"{MLPERF_MIN_RUNS} seeds).", "",
+                      "| loop | target F1 | seeds reached | median s | median steps | MLPerf mean s | MLPerf mean steps |",
+                      "|---|---|---|---|---|---|---|"]
+
+            def n(value, fmt):
+                return "-" if value is None else ("not reached" if math.isinf(value) else fmt.format(value))
+
+            for loop, t in targets.items():
+                lines.append(f"| {loop} | {t['target_f1']} | {t['reached']}/{t['seeds']} | {n(t['median_s'], '{:.1f}')} | "
+                             f"{n(t['median_step'], '{:.0f}')} | {n(t['mlperf_mean_s'], '{:.1f}')} | "
+                             f"{n(t['mlperf_mean_step'], '{:.0f}')} |")
+            lines.append("")
+        per_seed = [(loop, row) for loop, v in q["loops"].items() if v["comparison"] for row in v["comparison"]["per_seed"]]
+        if per_seed:
+            lines += ["Per seed, paired on the same validation pairs:", "",
+                      "| loop | seed | val F1 | manual's val F1 | F1 − manual | 95% CI (pairs) | acc − manual | "
+                      "95% CI (pairs) | pairs predicted differently |", "|---|---|---|---|---|---|---|---|---|"]
+            for loop, row in per_seed:
+                lines.append(f"| {loop} | {row['seed']} | {row['f1_b']:.4f} | {row['f1_a']:.4f} | {row['f1_diff']:+.4f} | "
+                             f"{_ci_signed(row['f1_diff_ci95'])} | {row['acc_diff']:+.4f} | "
+                             f"{_ci_signed(row['acc_diff_ci95'])} | {row['pairs_differing']} of {row['pairs']} |")
+            lines.append("")
+        key = (q["device"], q["precision"], q["variant"], "f1")
+        if key in plots:
+            lines += [f"![validation F1 over steps, {_group_title(q)}]({plots[key]})", ""]
+    return lines
+
+
 def _time_to_accuracy(cells: list[CellStats]) -> list[str]:
     timed = [c for c in cells if c.ok and c.ok[0].get("eval_curve")]
     if not timed:
@@ -552,9 +685,11 @@ def render(records: list[dict], out_md: Path) -> str:
     header = _header(records)
     # Cells of `bench explain` (one setting flipped) have their own section; the rest compare loops.
     main = [c for c in cells if not c.run.get("flip")]
-    lines = (header[:4] + _bottom_line(main, records) + header[4:]
+    quality = quality_rows(main)  # only where records hold per-pair predictions
+    lines = (header[:4] + _bottom_line(main, records) + _quality_bottom(quality) + header[4:]
              + _device_tables(cells, plots) + _fast_section(main) + _gap_section(main)
-             + _phases_section(main, plots) + _why_section(explained, plots) + _time_to_accuracy(main)
+             + _phases_section(main, plots) + _why_section(explained, plots) + _quality_section(quality, plots)
+             + _time_to_accuracy(main)
              + _parity_section(main, plots) + _not_run(records))
     text = "\n".join(lines).rstrip() + "\n"
     out_md.write_text(text, encoding="utf-8")

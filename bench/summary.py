@@ -24,9 +24,11 @@ def summary_table(records: list[dict]) -> str:
     from tabulate import tabulate
 
     rows = []
-    for r in latest_per_cell(records):
+    latest = latest_per_cell(records)
+    seeds = len({r.get("seed") for r in latest}) > 1  # a --seeds sweep: which seed each row is
+    for r in latest:
         rows.append([
-            r["loop"], r["device"], r["precision"], r.get("repeat", 0),
+            r["loop"], r["device"], r["precision"], *([r.get("seed")] if seeds else []), r.get("repeat", 0),
             r["status"] + (" (busy machine)" if r.get("machine_busy") else ""),
             _fmt(r.get("samples_per_s")), _fmt(r.get("real_tokens_per_s"), 0),
             _fmt((r.get("step_s_p50") or 0) * 1000 if r.get("step_s_p50") is not None else None),
@@ -34,7 +36,7 @@ def summary_table(records: list[dict]) -> str:
             _fmt(r.get("eval_accuracy"), 4), _fmt(r.get("eval_f1"), 4), _fmt(r.get("train_loss_final"), 4),
             (r.get("reason") or "")[:80],
         ])
-    headers = ["loop", "device", "precision", "rep", "status", "samples/s", "real tok/s", "step p50 ms",
+    headers = ["loop", "device", "precision", *(["seed"] if seeds else []), "rep", "status", "samples/s", "real tok/s", "step p50 ms",
                "peak MiB", "val acc", "val F1", "final loss", "reason"]
     # disable_numparse: the cells keep the formatting given above ("0.8122", not "0.8122" re-read as 0.8122 -> "0.81")
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)

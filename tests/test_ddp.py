@@ -47,6 +47,12 @@ def test_evaluation_covers_each_validation_pair_once(ddp_records, loop):
     r = ddp_records[loop]
     assert r.eval_examples == N_EVAL
     assert 0 <= r.eval_f1 <= 1
+    # Every rank's pairs, gathered: the record's per-pair predictions cover them all, in order.
+    from bench.evaluation import _accuracy_f1
+
+    p = r.eval_predictions
+    assert p["index"] == list(range(N_EVAL)) and len(p["prob_positive"]) == N_EVAL
+    assert _accuracy_f1(p["predicted"], p["reference"]) == (r.eval_accuracy, r.eval_f1)
 
 
 def test_only_rank_0_wrote_and_settings_name_ddp(ddp_records):

@@ -47,6 +47,7 @@ RUN = {
     "--adamw": (["fused"], lambda a, c: _run0(c).adamw == "fused"),
     "--grad-accum": (["2"], lambda a, c: _run0(c).grad_accum == 2),
     "--seed": (["7"], lambda a, c: _run0(c).seed == 7),
+    "--seeds": (["1,2"], lambda a, c: {x.run.seed for x in c} == {1, 2}),
     "--eval-batch-size": (["64"], lambda a, c: _run0(c).eval_batch_size == 64),
     "--preset": (["tutorial,fast"], lambda a, c: {x.run.preset for x in c} == {None, "fast"}),
     "--group-by-length": ([], lambda a, c: _run0(c).group_by_length),
@@ -144,6 +145,16 @@ def test_print_config_round_trips(tmp_path, capsys):
     from_file = parser.parse_args(recipe.with_config(["run", "--config", str(path)], str(path),
                                                      recipe.run_parser(parser)))
     assert plan_from_args(from_file)[1] == plan_from_args(parser.parse_args(argv))[1]
+
+
+def test_seeds_round_trip_and_a_file_seed_gives_way_to_command_line_seeds(tmp_path, capsys):
+    assert main(["run", "--seeds", "1,2", "--print-config"]) == 0
+    text = capsys.readouterr().out
+    assert "seeds = [1, 2]" in text and "# seed: not set (--seeds given)" in text
+    path = tmp_path / "recipe.toml"
+    path.write_text("seed = 7\n")
+    assert main(["run", "--config", str(path), "--seeds", "3,4", "--print-config"]) == 0
+    assert "seeds = [3, 4]" in capsys.readouterr().out
 
 
 def test_flags_given_win_over_the_config_file(tmp_path, capsys):

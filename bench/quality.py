@@ -1,0 +1,244 @@
+"""Does any loop fine-tune better?  Pure functions from the records' per-pair predictions to paired
+quality comparisons across seeds; nothing here writes Markdown or draws.
+
+- **Paired, per seed.** Two loops run at one seed were evaluated on the same validation pairs, so
+  their F1 and accuracy difference is judged by a paired bootstrap: the same resampled pairs for both
+  (``paired_difference``).  Overlapping per-cell intervals are the wrong test for it.
+- **Across seeds.** A seed fixes the head's initialisation, the sample order and the dropout stream:
+  the draw, which moves F1 more than any loop might.  The mean over seeds of the per-seed difference
+  gets a two-level bootstrap interval: resample the seeds, then the pairs inside each drawn seed
+  (``across_seeds``), so it holds both sources of doubt.  Each loop's seed spread is the sd of its F1.
+- **Verdict.** ``better`` / ``worse`` when the across-seed interval of the F1 difference lies wholly
+  above / below 0 with at least ``MIN_SEEDS`` seeds; else ``not told apart``, with the reason.
+- **Time to target** over seeds (``--eval-every K --target-f1 F``): the median, and MLPerf Training's
+  mean without the fastest and the slowest run when there are at least 5; a seed that never reaches
+  the target counts as slower than every seed that does (infinite), so it is never dropped silently.
+
+numpy, vectorised, seeded: every figure is reproducible from the records alone.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import OrderedDict
+
+import numpy as np
+
+from bench.analysis import CellStats, LOOP_ORDER, order_of
+
+RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+MIN_SEEDS = 3  # fewer seeds give no interval across seeds worth a verdict
+MLPERF_MIN_RUNS = 5  # MLPerf Training drops the fastest and the slowest run from 5 or more
+REFERENCE_LOOP = "manual"
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores and the paired bootstrap
+# ---------------------------------------------------------------------------------------------
+
+def predictions_of(record: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(index, predicted, reference) of a record's validation pairs, sorted by index; None when the
+    record holds none (records before per-pair predictions, failed cells)."""
+    p = record.get("eval_predictions") or {}
+    if not p.get("index"):
+        return None
+    index = np.asarray(p["index"], dtype=np.int64)
+    order = np.argsort(index, kind="stable")
+    return index[order], np.asarray(p["predicted"], dtype=np.int8)[order], np.asarray(p["reference"], dtype=np.int8)[order]
+
+
+def scores(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and F1 of the positive class over the last axis (GLUE MRPC's; F1 0 with no true
+    positive), for any leading shape of resamples."""
+    pred, ref = np.asarray(pred).astype(bool), np.asarray(ref).astype(bool)
+    tp = np.sum(pred & ref, axis=-1)
+    fp = np.sum(pred & ~ref, axis=-1)
+    fn = np.sum(~pred & ref, axis=-1)
+    acc = np.mean(pred == ref, axis=-1)
+    denom = 2 * tp + fp + fn
+    f1 = np.where(tp > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+    return acc, f1
+
+
+def _interval(values: np.ndarray) -> list[float]:
+    lo, hi = np.quantile(values, [0.025, 0.975])
+    return [float(lo), float(hi)]
+
+
+def paired_difference(pred_a, pred_b, ref, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict:
+    """B minus A on the same pairs: the F1 and accuracy difference and their 95% paired bootstrap
+    intervals (each resample draws the pairs once, for both)."""
+    pred_a, pred_b, ref = (np.asarray(x, dtype=np.int8) for x in (pred_a, pred_b, ref))
+    acc_a, f1_a = scores(pred_a, ref)
+    acc_b, f1_b = scores(pred_b, ref)
+    idx = np.random.default_rng(seed).integers(0, len(ref), size=(resamples, len(ref)), dtype=np.int32)
+    acc_ra, f1_ra = scores(pred_a[idx], ref[idx])
+    acc_rb, f1_rb = scores(pred_b[idx], ref[idx])
+    return {"f1_a": float(f1_a), "f1_b": float(f1_b), "acc_a": float(acc_a), "acc_b": float(acc_b),
+            "f1_diff": float(f1_b - f1_a), "acc_diff": float(acc_b - acc_a),
+            "f1_diff_ci95": _interval(f1_rb - f1_ra), "acc_diff_ci95": _interval(acc_rb - acc_ra),
+            "pairs": int(len(ref)), "pairs_differing": int(np.sum(pred_a != pred_b))}
+
+
+def across_seeds(per_seed: list[tuple], resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict:
+    """The mean over seeds of B minus A, with a two-level bootstrap interval: each resample draws the
+    seeds with replacement, then the pairs inside each drawn seed, and averages the drawn seeds'
+    differences.  ``per_seed``: (pred_a, pred_b, ref) per seed, every seed on the same number of pairs."""
+    a = np.stack([np.asarray(p[0], dtype=np.int8) for p in per_seed])
+    b = np.stack([np.asarray(p[1], dtype=np.int8) for p in per_seed])
+    ref = np.stack([np.asarray(p[2], dtype=np.int8) for p in per_seed])
+    n_seeds, n = ref.shape
+    acc_a, f1_a = scores(a, ref)
+    acc_b, f1_b = scores(b, ref)
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, n_seeds, size=(resamples, n_seeds, 1), dtype=np.int32)
+    pairs = rng.integers(0, n, size=(resamples, n_seeds, n), dtype=np.int32)
+    r_ref = ref[seeds, pairs]
+    acc_ra, f1_ra = scores(a[seeds, pairs], r_ref)
+    acc_rb, f1_rb = scores(b[seeds, pairs], r_ref)
+    return {"seeds": int(n_seeds), "f1_diff": float(np.mean(f1_b - f1_a)), "acc_diff": float(np.mean(acc_b - acc_a)),
+            "f1_diff_ci95": _interval(np.mean(f1_rb - f1_ra, axis=1)),
+            "acc_diff_ci95": _interval(np.mean(acc_rb - acc_ra, axis=1))}
+
+
+def verdict(summary: dict, identical: bool) -> tuple[str, str]:
+    """(``better`` / ``worse`` / ``not told apart``, why) of a loop's F1 against the reference's,
+    from ``across_seeds``'s summary; ``identical``: the two predicted the same label on every pair
+    at every seed."""
+    n = summary["seeds"]
+    lo, hi = summary["f1_diff_ci95"]
+    ci = f"95% CI {lo:+.3f} to {hi:+.3f}"
+    if identical:
+        return "not told apart", f"the same prediction on every pair at every seed ({n}): difference 0"
+    if n < MIN_SEEDS:
+        return "not told apart", (f"too few seeds ({n}; a verdict needs an interval across at least {MIN_SEEDS}: "
+                                  f"`--seeds 1,2,3`)")
+    if lo > 0:
+        return "better", f"the F1 difference's {ci} across {n} seeds and the pairs lies wholly above 0"
+    if hi < 0:
+        return "worse", f"the F1 difference's {ci} across {n} seeds and the pairs lies wholly below 0"
+    return "not told apart", f"the F1 difference's {ci} across {n} seeds and the pairs includes 0"
+
+
+# ---------------------------------------------------------------------------------------------
+# Time to target across seeds
+# ---------------------------------------------------------------------------------------------
+
+def _mlperf_mean(values: np.ndarray) -> float | None:
+    """Mean without the fastest and the slowest run (MLPerf Training), from MLPERF_MIN_RUNS runs."""
+    if len(values) < MLPERF_MIN_RUNS:
+        return None
+    return float(np.mean(np.sort(values)[1:-1]))
+
+
+def time_to_target(records: list[dict]) -> dict | None:
+    """Over one record per seed: how many reached the target, and the median and MLPerf mean of the
+    wall seconds and steps to it (``inf``: not reached at the median / in the trimmed mean); None
+    when the records evaluated during training without a target."""
+    target = next((r["config"]["run"].get("target_f1") for r in records
+                   if (r.get("config") or {}).get("run", {}).get("target_f1")), None)
+    if target is None or not records:
+        return None
+    secs = np.array([r["time_to_target_s"] if r.get("time_to_target_s") is not None else np.inf for r in records])
+    steps = np.array([r["time_to_target_step"] if r.get("time_to_target_step") is not None else np.inf
+                      for r in records], dtype=float)
+    return {"target_f1": target, "seeds": len(records), "reached": int(np.sum(np.isfinite(secs))),
+            "median_s": float(np.median(secs)), "median_step": float(np.median(steps)),
+            "mlperf_mean_s": _mlperf_mean(secs), "mlperf_mean_step": _mlperf_mean(steps)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The comparison of a report: groups, rows, curves
+# ---------------------------------------------------------------------------------------------
+
+def _first_with_predictions(c: CellStats) -> dict | None:
+    """The cell's first ok run holding per-pair predictions (repeats of one seed repeat its timing)."""
+    return next((r for r in c.ok if r.get("eval_predictions")), None)
+
+
+def seed_groups(cells: list[CellStats]) -> OrderedDict:
+    """(device, precision, variant without the seed) -> loop -> seed -> cell: the cells of each loop
+    that differ only by seed, the unit of the across-seed comparison."""
+    groups: OrderedDict = OrderedDict()
+    for c in cells:
+        if c.ok and not c.run.get("flip"):
+            groups.setdefault((c.device, c.precision, c.seedless_variant), OrderedDict()).setdefault(c.loop, {})[c.seed] = c
+    for key, by_loop in groups.items():
+        groups[key] = OrderedDict(sorted(by_loop.items(), key=lambda kv: order_of(kv[0], LOOP_ORDER)))
+    return groups
+
+
+def loop_summary(by_seed: dict) -> dict:
+    """One loop across its seeds: F1 and accuracy mean and seed sd (sd needs two seeds), samples/s."""
+    f1 = [c.median("eval_f1") for c in by_seed.values() if c.median("eval_f1") is not None]
+    acc = [c.median("eval_accuracy") for c in by_seed.values() if c.median("eval_accuracy") is not None]
+    sps = [c.median("samples_per_s") for c in by_seed.values() if c.median("samples_per_s") is not None]
+    return {"seeds": len(by_seed), "f1_mean": statistics.fmean(f1) if f1 else None,
+            "f1_sd": statistics.stdev(f1) if len(f1) > 1 else None,
+            "acc_mean": statistics.fmean(acc) if acc else None,
+            "samples_per_s": statistics.median(sps) if sps else None}
+
+
+def compare_loops(by_loop: dict, reference: str = REFERENCE_LOOP) -> list[dict]:
+    """Each loop of one seed group against the reference loop: per seed the paired difference, across
+    the seeds both ran the mean difference, its interval and the verdict.  Only seeds at which both
+    recorded predictions on the same pairs with the same labels are compared."""
+    ref = by_loop.get(reference)
+    rows = []
+    if ref is None:
+        return rows
+    for loop, by_seed in by_loop.items():
+        if loop == reference:
+            continue
+        per_seed, inputs = [], []
+        for seed in sorted(set(by_seed) & set(ref), key=lambda s: (s is None, s)):
+            ra, rb = _first_with_predictions(ref[seed]), _first_with_predictions(by_seed[seed])
+            pa, pb = (predictions_of(r) if r else None for r in (ra, rb))
+            if pa is None or pb is None or not (np.array_equal(pa[0], pb[0]) and np.array_equal(pa[2], pb[2])):
+                continue  # not the same pairs: no paired comparison
+            per_seed.append({"seed": seed, **paired_difference(pa[1], pb[1], pa[2])})
+            inputs.append((pa[1], pb[1], pa[2]))
+        if not per_seed or len({len(x[2]) for x in inputs}) > 1:
+            continue
+        summary = across_seeds(inputs)
+        identical = all(row["pairs_differing"] == 0 for row in per_seed)
+        word, why = verdict(summary, identical)
+        rows.append({"loop": loop, "reference": reference, "per_seed": per_seed, **summary,
+                     "verdict": word, "why": why})
+    return rows
+
+
+def quality_rows(cells: list[CellStats]) -> list[dict]:
+    """Per seed group that holds per-pair predictions: each loop's summary across seeds, its paired
+    comparison with the manual loop, and its time to target; empty when no record has predictions."""
+    out = []
+    for (device, precision, variant), by_loop in seed_groups(cells).items():
+        if not any(_first_with_predictions(c) for by_seed in by_loop.values() for c in by_seed.values()):
+            continue
+        comparisons = {row["loop"]: row for row in compare_loops(by_loop)}
+        loops = OrderedDict()
+        for loop, by_seed in by_loop.items():
+            runs = [c.ok[0] for c in by_seed.values()]
+            loops[loop] = {**loop_summary(by_seed), "comparison": comparisons.get(loop),
+                           "time_to_target": time_to_target(runs) if any(r.get("eval_curve") for r in runs) else None}
+        out.append({"device": device, "precision": precision, "variant": variant, "loops": loops})
+    return out
+
+
+def f1_curves(by_loop: dict) -> dict:
+    """Per loop, validation F1 over the steps evaluated at every seed: the mean over seeds and the
+    lowest and highest seed (the band); loops without curves left out."""
+    out = {}
+    for loop, by_seed in by_loop.items():
+        curves = [{e["step"]: e["eval_f1"] for e in c.ok[0].get("eval_curve") or []} for c in by_seed.values()]
+        curves = [cv for cv in curves if cv]
+        if not curves:
+            continue
+        steps = sorted(set.intersection(*(set(cv) for cv in curves)))
+        if not steps:
+            continue
+        values = np.array([[cv[s] for s in steps] for cv in curves])
+        out[loop] = {"step": steps, "mean": values.mean(axis=0).tolist(), "lo": values.min(axis=0).tolist(),
+                     "hi": values.max(axis=0).tolist(), "seeds": len(curves)}
+    return out
