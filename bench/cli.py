@@ -118,6 +118,10 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     x.add_argument("--out", default=None, help="output folder (default: runs/<timestamp>/)")
     x.add_argument("--resume", metavar="OUT", default=None, help="continue the sweep in OUT, skipping cells already ok or skipped")
     x.add_argument("--cell-timeout", type=_positive_float, default=None, help="seconds before a cell is killed and marked failed")
+    x.add_argument("--cell-memory-limit", metavar="GIB", type=_positive_float, default=None,
+                   help="GiB of memory (RSS of the cell's whole process tree) a cell may hold before it is stopped "
+                        "and recorded as failed: out of memory (default: 75%% of this machine's memory; not "
+                        "watched under --in-process)")
     x.add_argument("--no-progress", action="store_true",
                    help="no progress bars (there are none anyway when stderr is not a terminal)")
     x.add_argument("--in-process", action="store_true",
@@ -207,12 +211,20 @@ def cmd_run(args) -> int:
     if args.node_rank > 0:
         # Another node: its ranks train, node 0 holds the lock and writes every record.
         return _sweep(args, runs, explicit, out, records=None)
-    from bench.outdir import OutLock, check_writable, recorded
+    from bench.outdir import OutLock, check_writable, recorded, remove_if_untouched
+    from bench.sweep import refuse_nproc
 
+    refuse_nproc(args.device[0], args.nproc)  # before OUT is made: nothing runs, nothing is left behind
+    created = not out.exists()
     check_writable(out)
     lock = OutLock(out).acquire()
     try:
         return _sweep(args, runs, explicit, out, records=recorded(out))
+    except ConfigError:
+        lock.release()
+        if created:  # a refused run leaves no empty OUT behind
+            remove_if_untouched(out)
+        raise
     finally:
         lock.release()
 
@@ -269,7 +281,8 @@ def _sweep(args, runs: list[RunConfig], explicit: set[str], out: Path, records: 
     run_sweep(cells, out, cell_timeout=args.cell_timeout, resume=bool(args.resume),
               # Progress bars only on a terminal: piped or logged output gets no \r frames.
               progress=not args.no_progress and sys.stderr.isatty(), command=command, isolate=not args.in_process, rendezvous=rendezvous,
-              write=records is not None)
+              write=records is not None,
+              memory_limit=None if args.cell_memory_limit is None else int(args.cell_memory_limit * 2**30))
     if records is None:
         return 0  # node 0 holds the records and the report
     records = read_records(out)
@@ -344,7 +357,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("bench: interrupted; what was recorded stays recorded (resume with --resume OUT)", file=sys.stderr)
+        if args.command in ("run", "explain"):
+            print("bench: interrupted; what was recorded stays recorded (resume with --resume OUT)", file=sys.stderr)
+        else:  # nothing of these is half-written: files are renamed into place whole
+            print(f"bench: interrupted; {args.command} wrote nothing over what was there", file=sys.stderr)
         return 130
     except Terminated:
         print("bench: terminated (SIGTERM); what was recorded stays recorded (resume with --resume OUT)",

@@ -155,8 +155,14 @@ def cmd_compare(args) -> int:
             raise ConfigError(f"-o {out}: give a path ending in .md")
         if out.exists() and not _written_by(out, COMPARE_TITLE):
             raise ConfigError(f"-o {out}: exists and was not written by bench compare; give a new path")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        from bench.safeio import refuse_link, write_atomic
+
+        refuse_link(out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(out, text)
+        except OSError as exc:  # a read-only folder, a name too long: one line
+            raise ConfigError(f"-o {out}: cannot be written ({exc.strerror or exc}); give a path you can write to") from None
         print(f"compare: {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -547,7 +547,9 @@ def render(records: list[dict], out_md: Path) -> str:
              + _phases_section(main, plots) + _why_section(explained, plots) + _time_to_accuracy(main)
              + _parity_section(main, plots) + _not_run(records))
     text = "\n".join(lines).rstrip() + "\n"
-    out_md.write_text(text, encoding="utf-8")
+    from bench.safeio import write_atomic
+
+    write_atomic(out_md, text)  # a full disk or a kill leaves the old report, never half of one
     return text
 
 
@@ -586,12 +588,18 @@ def csv_rows(records: list[dict]) -> list[dict]:
 def write_csv(records: list[dict], path: Path) -> None:
     import csv
 
+    from bench.safeio import write_atomic
+
     rows = csv_rows(records)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [CSV_FIRST_COLUMN])
-        writer.writeheader()
-        writer.writerows(rows)
+
+    def write(tmp):
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [CSV_FIRST_COLUMN])
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomic(path, writer=write)
 
 
 def cmd_report(args) -> int:
@@ -602,13 +610,18 @@ def cmd_report(args) -> int:
     source = Path(args.results)
     results = source / "results.jsonl" if source.is_dir() else source
     out_md = Path(args.output) if args.output else results.parent / "report.md"
-    # The report never writes over records, nor over any file it did not write itself.
+    # The report never writes over records, nor over any file it did not write itself, nor through a link.
+    from bench.safeio import refuse_link
+
+    flag = "-o " if args.output else ""
+    refuse_link(out_md)
     if out_md.exists() and out_md.resolve() == results.resolve():
         raise ConfigError(f"-o {out_md}: that is the results file being reported on; give a .md path")
     if out_md.is_dir():
         raise ConfigError(f"-o {out_md}: is a folder; give a .md file path")
     if out_md.exists() and not _written_by(out_md):
-        raise ConfigError(f"-o {out_md}: exists and was not written by bench report; give a new path")
+        raise ConfigError(f"{flag}{out_md}: exists and was not written by bench report; "
+                          + ("give a new path" if flag else "move it aside, or give -o PATH"))
     if out_md.suffix.lower() != ".md":
         raise ConfigError(f"-o {out_md}: the report is Markdown; give a path ending in .md")
     csv_path = Path(args.csv) if getattr(args, "csv", None) else None
@@ -616,9 +629,13 @@ def cmd_report(args) -> int:
                                                        not _written_by(csv_path, CSV_FIRST_COLUMN)):
         raise ConfigError(f"--csv {csv_path}: exists and was not written by bench report; give a new path")
     records = read_records(source)
-    render(records, out_md)
-    print(f"report: {out_md}", file=sys.stderr)
-    if csv_path is not None:
-        write_csv(records, csv_path)
-        print(f"csv: {csv_path}", file=sys.stderr)
+    try:
+        render(records, out_md)
+        print(f"report: {out_md}", file=sys.stderr)
+        if csv_path is not None:
+            write_csv(records, csv_path)
+            print(f"csv: {csv_path}", file=sys.stderr)
+    except OSError as exc:  # a read-only folder, a name too long: one line, nothing half-written
+        raise ConfigError(f"{exc.filename or out_md}: cannot be written ({exc.strerror or exc}); "
+                          "give -o a path in a folder you can write to") from None
     return 0
