@@ -289,7 +289,11 @@ def _sweep(args, runs: list[RunConfig], explicit: set[str], out: Path, records: 
     print(summary_table(records))
     from bench.report import render
 
-    render(records, out / "report.md")  # written whatever the cells' outcome
+    try:
+        render(records, out / "report.md")  # written whatever the cells' outcome
+    except OSError as exc:  # every record is written already; only the report is missing
+        raise ConfigError(f"{exc.filename or out / 'report.md'}: the report cannot be written "
+                          f"({exc.strerror or exc}); the records are whole: run `bench report {out}` later") from None
     print(f"report: {out / 'report.md'}", file=sys.stderr)
     wanted = {c.cell_id for c in cells}
     latest = [r for r in latest_per_cell(records) if r.get("cell_id") in wanted]

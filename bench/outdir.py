@@ -44,7 +44,10 @@ class OutLock:
                                   "wait for it, or give another --out") from None
             raise
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:  # the PID only names the holder to a refused sweep; a full disk must not stop this one
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
         self._fd = fd
         return self
 
@@ -74,6 +77,11 @@ def check_writable(out: Path) -> None:
             os.close(fd)
             os.unlink(probe)
     except OSError as exc:
+        from bench.safeio import NO_SPACE, free_space
+
+        if exc.errno in NO_SPACE:
+            raise ConfigError(f"--out {out}: no space left on the device ({free_space(out)}); free some space "
+                              "or give another --out") from None
         raise ConfigError(f"--out {out}: not writable ({exc.strerror or exc}); give a folder you can write to") from None
     check_no_links(out)
     results = out / RESULTS_FILE

@@ -25,7 +25,12 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class DiskFull(ConfigError):
-    """No space left where bench was writing; the message names the folder and its free space."""
+    """No space left where bench was writing; the message names the folder and its free space
+    (``what``: the same without the advice, for a caller that gives its own)."""
+
+    def __init__(self, what: str, advice: str = "free some space and run again"):
+        super().__init__(f"{what}; {advice}")
+        self.what = what
 
 
 class LinkRefused(ConfigError):
@@ -37,13 +42,15 @@ def free_space(folder: Path) -> str:
         free = shutil.disk_usage(folder).free
     except OSError:
         return "unknown free space"
+    if free < 2**20:
+        return f"{free / 2**10:.0f} KiB free"
     return f"{free / 2**20:.1f} MiB free" if free < 2**30 else f"{free / 2**30:.1f} GiB free"
 
 
 def disk_full(path: Path, exc: OSError, what: str = "") -> DiskFull:
     folder = Path(path).parent
     return DiskFull(f"{folder}: no space left on the device while writing {Path(path).name}"
-                    f"{' (' + what + ')' if what else ''}: {free_space(folder)}; free some space and run again")
+                    f"{' (' + what + ')' if what else ''} ({free_space(folder)})")
 
 
 def refuse_link(path: Path) -> None:
@@ -123,7 +130,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 def safe_name(text: str) -> str:
     """``text`` reduced to letters, digits and ``._+-`` (no separator, no leading dot): a piece of a
     file name that cannot leave its folder."""
-    return _UNSAFE.sub("-", str(text)).strip(".-") or "x"
+    return re.sub(r"\.{2,}", ".", _UNSAFE.sub("-", str(text))).strip(".-") or "x"
 
 
 def inside(folder: Path, path: Path) -> Path:

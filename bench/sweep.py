@@ -433,16 +433,17 @@ def append_or_record_failure(out_dir: Path, record: Record) -> None:
         append_record(out_dir, record)
     except DiskFull as exc:
         short = Record(loop=record.loop, device=record.device, precision=record.precision, status="failed",
-                       reason=f"its record did not fit on the disk: {exc}", cell_id=record.cell_id,
+                       reason=f"its record did not fit on the disk: {exc.what}", cell_id=record.cell_id,
                        repeat=record.repeat, started_at=record.started_at, finished_at=record.finished_at,
                        config=record.config, command=record.command,
                        failure={"kind": "disk-full", "message": str(exc), "last_lines": []})
         try:
             append_record(out_dir, short)
-            said = "the cell is recorded as failed; "
+            said = "the cell is recorded as failed"
         except DiskFull:
-            said = "the cell is not recorded; "
-        raise DiskFull(f"{exc} ({said}resume with --resume {out_dir})") from None
+            said = "the cell could not be recorded"
+        raise DiskFull(f"{exc.what}: {said}, every earlier record is whole",
+                       f"free some space and continue with --resume {out_dir}") from None
 
 
 def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = None, resume: bool = False,

@@ -424,3 +424,317 @@ def test_the_gate_gates_ratios_on_a_machine_class_without_a_baseline(tmp_path, c
     assert main([str(_bench_json(tmp_path / "slow.json", trainer * 2, accelerate)),
                  "--machine-class", "cpu-unknown-1core"]) == 1
     assert "FAIL trainer/manual" in capsys.readouterr().out
+
+
+# ---- a full disk --------------------------------------------------------------------------------
+
+
+def _error_lines(result):
+    return [line for line in result.stderr.splitlines() if line.startswith("bench: error:")]
+
+
+def _lines(out):
+    """results.jsonl as whole lines: each ends with a newline and is one JSON record."""
+    raw = (out / RESULTS_FILE).read_bytes()
+    assert raw.endswith(b"\n")
+    return [json.loads(line) for line in raw.decode().splitlines()]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (root only; skipped otherwise), and ``fill(keep)`` leaving ``keep`` bytes free."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+
+    def fill(keep):
+        st = os.statvfs(mnt)
+        free = st.f_bavail * st.f_frsize
+        with open(mnt / "filler", "ab") as f:
+            f.write(b"x" * max(0, free - keep))
+
+    fill.mnt = mnt
+    fill.free = lambda: (mnt / "filler").unlink()
+    try:
+        yield fill
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_disk_full_while_appending_keeps_whole_lines_and_resume_works(glue_dir, small_disk):
+    out = small_disk.mnt / "out"
+    first = run_cli(*_args(glue_dir, out, "--in-process"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = (out / RESULTS_FILE).read_bytes()
+    small_disk(keep=8192)  # room for the lock's PID and a short failed record, not for the whole record
+    full = run_cli(*_args(glue_dir, out, "--in-process", "--repeats", "2")[:-2], "--resume", str(out))
+    assert full.returncode == 2, full.stderr[-2000:]
+    [line] = _error_lines(full)
+    assert f"{out}: no space left on the device while writing results.jsonl" in line and "KiB free" in line
+    assert "Traceback" not in full.stderr
+    assert (out / RESULTS_FILE).read_bytes().startswith(before)  # nothing already there lost
+    records = _lines(out)
+    assert [(r["repeat"], r["status"]) for r in records] == [(0, "ok"), (1, "failed")]
+    assert records[1]["failure"]["kind"] == "disk-full"
+    small_disk.free()
+    again = run_cli(*_args(glue_dir, out, "--in-process", "--repeats", "2")[:-2], "--resume", str(out))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [(r["repeat"], r["status"]) for r in _lines(out)] == [(0, "ok"), (1, "failed"), (1, "ok")]
+
+
+def test_disk_full_for_the_log_and_the_record_loses_nothing(glue_dir, small_disk):
+    out = small_disk.mnt / "out"
+    first = run_cli(*_args(glue_dir, out, "--in-process"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = (out / RESULTS_FILE).read_bytes()
+    small_disk(keep=4096)  # the lock's PID fits; the cell's log cannot be written, nor any record
+    full = run_cli(*_args(glue_dir, out, "--repeats", "2")[:-2], "--resume", str(out))
+    assert full.returncode == 2, full.stderr[-2000:]
+    [line] = _error_lines(full)
+    assert "no space left on the device" in line and "--resume" in line
+    assert "the cell's log is incomplete: no space left" in full.stderr
+    assert (out / RESULTS_FILE).read_bytes() == before
+    small_disk.free()
+    again = run_cli(*_args(glue_dir, out, "--in-process", "--repeats", "2")[:-2], "--resume", str(out))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [(r["repeat"], r["status"]) for r in _lines(out)] == [(0, "ok"), (1, "ok")]
+
+
+def test_disk_full_during_the_report_leaves_the_old_report(glue_dir, small_disk):
+    out = small_disk.mnt / "out"
+    first = run_cli(*_args(glue_dir, out, "--in-process"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    report = (out / "report.md").read_bytes()
+    records = (out / RESULTS_FILE).read_bytes()
+    small_disk(keep=0)
+    full = run_cli("report", str(out))
+    line = _one_line(full)
+    assert f"{out}: no space left on the device" in line and "free" in line
+    assert (out / "report.md").read_bytes() == report and (out / RESULTS_FILE).read_bytes() == records
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]  # no half-written file left behind
+    small_disk.free()
+    assert run_cli("report", str(out)).returncode == 0
+
+
+def _enospc(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_an_append_that_fails_midway_is_rolled_back(tmp_path, monkeypatch):
+    import errno
+
+    from bench import safeio
+    from bench.safeio import DiskFull
+
+    append_record(tmp_path, Record(loop="manual", device="cpu", precision="fp32", status="skipped", reason="a"))
+    before = (tmp_path / RESULTS_FILE).read_bytes()
+    real_write = os.write
+
+    def half(fd, data):  # the disk fills halfway through the line
+        real_write(fd, bytes(data)[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safeio.os, "write", half)
+    with pytest.raises(DiskFull, match="no space left on the device while writing results.jsonl"):
+        append_record(tmp_path, Record(loop="manual", device="cpu", precision="fp32", status="skipped", reason="b"))
+    monkeypatch.setattr(safeio.os, "write", lambda fd, data: real_write(fd, bytes(data)[:10]))  # a short write
+    with pytest.raises(DiskFull):
+        append_record(tmp_path, Record(loop="manual", device="cpu", precision="fp32", status="skipped", reason="c"))
+    monkeypatch.setattr(safeio.os, "fsync", _enospc)
+    monkeypatch.setattr(safeio.os, "write", real_write)
+    with pytest.raises(DiskFull):
+        append_record(tmp_path, Record(loop="manual", device="cpu", precision="fp32", status="skipped", reason="d"))
+    assert (tmp_path / RESULTS_FILE).read_bytes() == before
+
+
+def test_an_injected_enospc_at_the_log_close_keeps_the_cells_record(glue_dir, tmp_path, monkeypatch, capsys, tiny_run):
+    from bench.sweep import run_sweep
+
+    out = tmp_path / "out"
+    real_close = os.close
+
+    def close(fd):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            target = ""
+        real_close(fd)
+        if target.startswith(str(out / "logs")):
+            _enospc()
+
+    monkeypatch.setattr(os, "close", close)
+    made = run_sweep([Cell("manual", "cpu", "fp32", tiny_run(max_steps=2, timing_warmup=0))], out, progress=False)
+    monkeypatch.setattr(os, "close", real_close)
+    assert [r.status for r in made] == ["ok"]
+    assert [r["status"] for r in _lines(out)] == ["ok"]
+    assert "the cell's log is incomplete: no space left on the device" in capsys.readouterr().err
+
+
+def test_an_injected_enospc_in_the_report_and_the_csv_leaves_the_old_files(tmp_path, monkeypatch):
+    from bench import safeio
+
+    append_record(tmp_path, Record(loop="manual", device="cpu", precision="fp32", status="skipped", reason="a"))
+    assert run_cli("report", str(tmp_path), "--csv", str(tmp_path / "cells.csv")).returncode == 0
+    report, table = (tmp_path / "report.md").read_bytes(), (tmp_path / "cells.csv").read_bytes()
+    append_record(tmp_path, Record(loop="trainer", device="cpu", precision="fp32", status="skipped", reason="b"))
+    from bench.cli import main
+
+    monkeypatch.setattr(safeio.os, "fsync", _enospc)
+    assert main(["report", str(tmp_path)]) == 2
+    assert main(["report", str(tmp_path), "-o", str(tmp_path / "new.md"), "--csv", str(tmp_path / "cells.csv")]) == 2
+    assert (tmp_path / "report.md").read_bytes() == report and (tmp_path / "cells.csv").read_bytes() == table
+    assert not (tmp_path / "new.md").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_a_last_line_without_newline_is_refused_not_glued_onto(glue_dir, tmp_path):
+    out = tmp_path / "out"
+    append_record(out, Record(loop="manual", device="cpu", precision="fp32", status="skipped", reason="a"))
+    content = (out / RESULTS_FILE).read_bytes()[:-1]
+    (out / RESULTS_FILE).write_bytes(content)
+    line = _one_line(run_cli(*_args(glue_dir, out)[:-2], "--resume", str(out)))
+    assert "results.jsonl:1: truncated last line" in line
+    assert (out / RESULTS_FILE).read_bytes() == content
+
+
+# ---- no write through a link ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [".bench.lock", "report.md", "report-cpu-throughput.png", "logs/cell.log",
+                                  "results.jsonl"])
+def test_a_symlink_in_out_is_refused_and_its_target_left_alone(glue_dir, tmp_path, name):
+    out = tmp_path / "out"
+    (out / "logs").mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (out / name).symlink_to(victim)
+    line = _one_line(run_cli(*_args(glue_dir, out)))
+    assert f"{out / name} is a symbolic link" in line
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_lock_or_log_planted_as_a_link_is_refused_at_open(tmp_path):
+    from bench.outdir import OutLock
+    from bench.safeio import LinkRefused
+    from bench.sweep import CellLog
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / ".bench.lock").symlink_to(victim)
+    (tmp_path / "x.log").symlink_to(victim)
+    with pytest.raises(LinkRefused, match="is a symbolic link"):
+        OutLock(tmp_path).acquire()
+    with pytest.raises(LinkRefused):
+        CellLog(tmp_path / "x.log")
+    assert victim.read_text() == "precious\n"
+
+
+def test_report_refuses_a_report_md_that_is_a_link(tmp_path):
+    append_record(tmp_path, Record(loop="manual", device="cpu", precision="fp32", status="skipped", reason="a"))
+    victim = tmp_path / "victim.md"
+    victim.write_text("# bench report of someone else\n")  # passes the first-line check: the link must not
+    (tmp_path / "report.md").symlink_to(victim)
+    line = _one_line(run_cli("report", str(tmp_path)))
+    assert "report.md is a symbolic link" in line
+    assert victim.read_text() == "# bench report of someone else\n"
+
+
+def test_run_keeps_a_report_md_bench_did_not_write(glue_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").write_text("my notes\n")
+    line = _one_line(run_cli(*_args(glue_dir, out)))
+    assert "report.md: exists and was not written by bench" in line
+    assert (out / "report.md").read_text() == "my notes\n"
+
+
+def test_plot_names_from_records_stay_inside_the_report_folder(tmp_path):
+    from bench.report import render
+
+    run = RunConfig(model="tiny", max_steps=3)
+    cell = Cell("manual", "cpu", "fp32", run)
+    evil = "/../../../escaped"
+    rec = Record(loop="manual", device=evil, precision="fp32/../../x", status="ok", cell_id=cell.cell_id,
+                 config=cell.to_dict(), samples_per_s=10.0, step_s=[0.1] * 3, step_losses=[0.7, 0.6, 0.5],
+                 timed_s=0.2, timing_warmup_steps=1, step_samples=[8] * 3, peak_rss_mib=100.0)
+    out = tmp_path / "a" / "b" / "c"
+    render([json.loads(rec.to_json())], out / "report.md")
+    assert not list(tmp_path.rglob("*escaped*")) or all(p.parent == out for p in tmp_path.rglob("*escaped*"))
+    pngs = list(tmp_path.rglob("*.png"))
+    assert pngs and all(p.parent == out for p in pngs)
+    assert all("/" not in p.name[len("report-"):] and ".." not in p.name for p in pngs)
+
+
+def test_the_write_probe_name_is_unpredictable(tmp_path, monkeypatch):
+    from bench.outdir import check_writable
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    planted = out / f".bench-write-test-{os.getpid()}"
+    planted.symlink_to(victim)
+    with pytest.raises(Exception, match="symbolic link"):
+        check_writable(out)  # the planted link is refused; nothing was written through it
+    planted.unlink()
+    check_writable(out)
+    assert victim.read_text() == "precious\n" and os.listdir(out) == []
+
+
+def test_stale_cell_folders_of_other_users_are_left_alone(tmp_path, monkeypatch):
+    import tempfile as tf
+
+    from bench import sweep
+
+    monkeypatch.setattr(tf, "gettempdir", lambda: str(tmp_path))
+    dead = 2**22 + 12345  # above pid_max: never a live process
+    mine, theirs = tmp_path / f"bench-cell-{dead}-a", tmp_path / f"bench-cell-{dead}-b"
+    mine.mkdir()
+    theirs.mkdir()
+    os.chown(theirs, os.getuid() + 1, -1) if os.geteuid() == 0 else pytest.skip("chown to another user needs root")
+    removed = sweep.remove_stale_cell_dirs()
+    assert removed == [str(mine)] and theirs.exists() and not mine.exists()
+
+
+# ---- memory ----------------------------------------------------------------------------------------
+
+
+def test_nproc_above_the_cores_is_refused_before_anything_runs(glue_dir, tmp_path):
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    line = _one_line(run_cli(*_args(glue_dir, out, "--nproc", "64")))
+    assert "--nproc 64" in line and "CPU cores" in line
+    assert not out.exists() and time.monotonic() - t0 < 60
+
+
+def test_a_cell_past_its_memory_limit_is_stopped_and_recorded_out_of_memory(glue_dir, tmp_path, capsys):
+    from bench.cli import main
+
+    out = tmp_path / "out"
+    code = main(_args(glue_dir, out, "--cell-memory-limit", "0.05"))  # the real parser: 51 MiB, below torch's import
+    assert code == 1
+    [r] = read_records(out)
+    assert r["status"] == "failed" and r["failure"]["kind"] == "out-of-memory"
+    assert r["reason"].startswith("out of memory (peak ") and "limit 0.05 GiB" in r["reason"], r["reason"]
+
+
+def test_a_kernel_oom_kill_is_recorded_as_out_of_memory(monkeypatch, tiny_run):
+    from bench import sweep
+
+    cell = Cell("manual", "cpu", "fp32", tiny_run(seed=4))  # the stand-in cell SIGKILLs itself
+    # Without evidence of memory pressure, a SIGKILL stays a kill.
+    monkeypatch.setattr(sweep, "_oom_kills", lambda: 0)
+    r = sweep.run_isolated(cell, 120, False, "", module="tests.helpers.misbehaving_cell")
+    assert r.failure["kind"] == "killed" and "SIGKILL" in r.reason
+    # The cgroup's count of kernel OOM kills went up while the cell ran: out of memory.
+    counts = iter([3, 4])
+    monkeypatch.setattr(sweep, "_oom_kills", lambda: next(counts))
+    r = sweep.run_isolated(cell, 120, False, "", module="tests.helpers.misbehaving_cell")
+    assert r.status == "failed" and r.failure["kind"] == "out-of-memory"
+    assert r.reason.startswith("out of memory (peak ") and "kernel's OOM killer" in r.reason
