@@ -95,6 +95,24 @@ def verdict(sps_ratio: float | None, paired: list[float], busy: bool) -> str:
     return f"{change} at the median, not in every paired run ({min(paired):.2f}–{max(paired):.2f}): noise"
 
 
+def broken_in_b(pairs: list, only_a: list[CellStats]) -> list[dict]:
+    """For ``--fail-above``: each cell of A that B failed, only skipped, or lacks, with why."""
+    broken = []
+    for a, b in pairs:
+        failed = [r for r in b.records if r["status"] == "failed"]
+        if failed:
+            why = f"failed in B: {failed[-1].get('reason') or 'no reason recorded'}"
+        elif not b.ok:
+            why = f"not run in B: {b.records[-1].get('reason') or b.records[-1]['status']}"
+        else:
+            continue
+        broken.append({"loop": a.loop, "device": a.device, "precision": a.precision, "broken": why[:300]})
+    for a in only_a:
+        if a.ok:
+            broken.append({"loop": a.loop, "device": a.device, "precision": a.precision, "broken": "missing in B"})
+    return broken
+
+
 def _env_line(records: list[dict]) -> dict:
     r = next((r for r in records if r["status"] == "ok"), records[0])
     env = r.get("env") or {}
@@ -131,13 +149,20 @@ def render(records_a: list[dict], records_b: list[dict], names: tuple[str, str],
         if fail_above is not None and r["sps_ratio"] is not None and (1 - r["sps_ratio"]) * 100 > fail_above:
             failing.append(r)
     lines.append("")
+    if fail_above is not None:
+        failing += broken_in_b(pairs, only_a)
     for label, cells in (("A", only_a), ("B", only_b)):
         if cells:
             lines += [f"Only in {label}: " + ", ".join(f"{c.loop}/{c.device}/{c.precision}" for c in cells) + ".", ""]
     if fail_above is not None:
+        slower = [r for r in failing if "broken" not in r]
+        broken = [r for r in failing if "broken" in r]
         lines += [(f"**Slower than the {fail_above:g}% limit:** " + ", ".join(
-            f"{r['loop']}/{r['device']}/{r['precision']} ({(1 - r['sps_ratio']):.1%} fewer samples/s)" for r in failing))
-            if failing else f"No cell is more than {fail_above:g}% slower in B.", ""]
+            f"{r['loop']}/{r['device']}/{r['precision']} ({(1 - r['sps_ratio']):.1%} fewer samples/s)" for r in slower))
+            if slower else f"No cell is more than {fail_above:g}% slower in B.", ""]
+        if broken:  # a gate that passed a run whose cells failed or are missing would pass a broken run
+            lines += ["**Failed or missing in B:** " + "; ".join(
+                f"{r['loop']}/{r['device']}/{r['precision']} ({r['broken']})" for r in broken) + ".", ""]
     return "\n".join(lines).rstrip() + "\n", failing
 
 
@@ -166,4 +191,7 @@ def cmd_compare(args) -> int:
         print(f"compare: {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    for r in failing:  # the gate's verdict in one line per cell, wherever the Markdown went
+        why = r.get("broken") or f"{(1 - r['sps_ratio']):.1%} fewer samples/s than A, over the {args.fail_above:g}% limit"
+        print(f"bench compare: {r['loop']}/{r['device']}/{r['precision']}: {why}", file=sys.stderr)
     return 1 if failing else 0

@@ -738,3 +738,30 @@ def test_a_kernel_oom_kill_is_recorded_as_out_of_memory(monkeypatch, tiny_run):
     r = sweep.run_isolated(cell, 120, False, "", module="tests.helpers.misbehaving_cell")
     assert r.status == "failed" and r.failure["kind"] == "out-of-memory"
     assert r.reason.startswith("out of memory (peak ") and "kernel's OOM killer" in r.reason
+
+
+# ---- the compare gate ----------------------------------------------------------------------------
+
+
+def _compare_run(folder, statuses):
+    from tests.test_report import rec
+
+    for loop, status in statuses.items():
+        append_record(folder, rec(loop, status=status, reason="boom: the loop raised" if status == "failed" else
+                                  ("no GPU" if status == "skipped" else "")))
+    return folder
+
+
+@pytest.mark.parametrize("b_statuses,needle", [
+    ({"manual": "ok", "trainer": "failed"}, "trainer/cpu/fp32: failed in B: boom: the loop raised"),
+    ({"manual": "ok", "trainer": "skipped"}, "trainer/cpu/fp32: not run in B: no GPU"),
+    ({"manual": "ok"}, "trainer/cpu/fp32: missing in B"),
+])
+def test_the_compare_gate_fails_on_a_failed_or_missing_cell_in_b(tmp_path, b_statuses, needle):
+    a = _compare_run(tmp_path / "a", {"manual": "ok", "trainer": "ok"})
+    b = _compare_run(tmp_path / "b", b_statuses)
+    result = run_cli("compare", str(a), str(b), "--fail-above", "10")
+    assert result.returncode == 1, result.stderr
+    assert f"bench compare: {needle}" in result.stderr
+    assert "**Failed or missing in B:** trainer/cpu/fp32" in result.stdout
+    assert run_cli("compare", str(a), str(b)).returncode == 0  # no gate asked for: a comparison
