@@ -37,6 +37,37 @@ def _axes(c: CellStats) -> tuple:
     return c.loop, c.device, c.precision, c.ok[0].get("world_size", 1) if c.ok else c.records[0].get("world_size", 1)
 
 
+DATA_FIELD = "data_fingerprint"
+
+
+def fingerprint(c: CellStats) -> str:
+    """The data the cell trained and evaluated on (records before fingerprints: "")."""
+    return next((r.get(DATA_FIELD) for r in c.records if r.get(DATA_FIELD)), "")
+
+
+def check_named(cells: list[CellStats], named: set[str]) -> None:
+    """``--differ`` names run settings (or the data): a name that is none of them is a typo, not a pass."""
+    known = {k for c in cells for k in c.run} | {DATA_FIELD}
+    unknown = sorted(named - known)
+    if unknown:
+        raise ConfigError(f"--differ {','.join(unknown)}: not a run setting of these records; the settings are: "
+                          f"{', '.join(sorted(known - NOT_TRAINING))}")
+
+
+def check_same_data(pairs: list, named: set[str]) -> None:
+    """A pair trained on different data (another --glue-dir content, another slice) is refused
+    unless ``--differ data_fingerprint`` says so on purpose."""
+    if DATA_FIELD in named:
+        return
+    for a, b in pairs:
+        fa, fb = fingerprint(a), fingerprint(b)
+        if fa and fb and fa != fb:
+            raise ConfigError(
+                f"{a.loop}/{a.device}/{a.precision}: A and B trained on different data ({DATA_FIELD} {fa} in A, "
+                f"{fb} in B: another copy or slice of MRPC). Name it with --differ {DATA_FIELD} if on purpose, or "
+                "compare runs on the same data")
+
+
 def match(cells_a: list[CellStats], cells_b: list[CellStats], named: set[str]) -> tuple[list, list, list]:
     """(pairs, only in A, only in B); refuses a pair that differs in an unnamed training setting."""
     pairs, left_b = [], list(cells_b)
@@ -124,7 +155,9 @@ def _env_line(records: list[dict]) -> dict:
 def render(records_a: list[dict], records_b: list[dict], names: tuple[str, str], named: set[str],
            fail_above: float | None) -> tuple[str, list[dict]]:
     """The Markdown, and the rows whose slowdown is beyond ``fail_above`` percent."""
+    check_named(cells_of(records_a) + cells_of(records_b), named)
     pairs, only_a, only_b = match(cells_of(records_a), cells_of(records_b), named)
+    check_same_data(pairs, named)
     if not pairs:
         raise ConfigError("no cell of A has a counterpart in B (same loop, device, precision, processes and settings)")
     env_a, env_b = _env_line(records_a), _env_line(records_b)
@@ -132,6 +165,10 @@ def render(records_a: list[dict], records_b: list[dict], names: tuple[str, str],
              "Each ratio is B over A, medians over each cell's repeats; the verdict pairs the repeats by index. "
              f"A change within {GAP_TOLERANCE:.0%} is called the same speed.", ""]
     env_diff = [f"{k}: {md.code(env_a[k])} → {md.code(env_b[k])}" for k in env_a if env_a[k] != env_b[k]]
+    unknown_data = [label for label, cells in (("A", [a for a, _ in pairs]), ("B", [b for _, b in pairs]))
+                    if any(not fingerprint(c) for c in cells)]
+    if unknown_data:  # records made before the data was fingerprinted: not known to be the same
+        env_diff.append(f"the data is not fingerprinted in {' and '.join(unknown_data)} (older records)")
     lines += ["What differs besides the code under test: " + ("; ".join(env_diff) if env_diff else "nothing recorded")
               + (f"; settings named with --differ: {', '.join(sorted(named))}" if named else "") + ".", ""]
     lines += ["| loop | device | precision | samples/s A | samples/s B | samples/s B/A | step p50 B/A | peak mem B/A | "

@@ -49,7 +49,12 @@ def _load_mrpc(glue_dir: str | None):
                 f"get it with: {OFFLINE_HINT}"
             )
         try:
-            return load_dataset(str(path), "mrpc"), f"local:{path}"
+            raw = load_dataset(str(path), "mrpc")
+            # datasets keys a local copy's cache on its files' mtimes: an edited copy (or another
+            # copy of the same name) can come back as the cached one; what the files hold decides.
+            if _rows_sha(raw, ("train", "validation")) != _files_sha(path, ("train", "validation")):
+                raw = load_dataset(str(path), "mrpc", download_mode="force_redownload")
+            return raw, f"local:{path}"
         except Exception as exc:  # a broken copy: say which and why, in one line
             raise DataUnavailable(f"could not read MRPC from {path}: {type(exc).__name__}: {_first_line(exc)}") from exc
     try:
@@ -59,6 +64,39 @@ def _load_mrpc(glue_dir: str | None):
             f"could not load MRPC: tried the Hub ({HUB_REPO}: {type(exc).__name__}) and no --glue-dir or "
             f"${GLUE_DIR_ENV} was given; download a local copy with `{OFFLINE_HINT}` and pass --glue-dir DIR"
         ) from exc
+
+
+def _sha_of_rows(h, split: str, s1: list, s2: list, labels: list) -> None:
+    import json
+
+    h.update(f"{split}:{len(labels)}\n".encode())
+    for a, b, label in zip(s1, s2, labels):
+        h.update(json.dumps([a, b, label], ensure_ascii=False).encode("utf-8") + b"\n")
+
+
+def _rows_sha(raw, splits) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for split in splits:
+        cols = raw[split].with_format(None)
+        _sha_of_rows(h, split, cols["sentence1"], cols["sentence2"], cols["label"])
+    return h.hexdigest()
+
+
+def _files_sha(path: Path, splits) -> str:
+    """The same hash as ``_rows_sha``, from the parquet files themselves."""
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    h = hashlib.sha256()
+    for split in splits:
+        tables = [pq.read_table(f, columns=["sentence1", "sentence2", "label"])
+                  for f in sorted((path / "mrpc").glob(f"{split}-*.parquet"))]
+        cols = {k: [v for t in tables for v in t.column(k).to_pylist()] for k in ("sentence1", "sentence2", "label")}
+        _sha_of_rows(h, split, cols["sentence1"], cols["sentence2"], cols["label"])
+    return h.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -122,6 +160,13 @@ class PreparedData:
     source: str
     n_train: int
     n_validation: int
+    fingerprint: str = ""  # data_fingerprint(): the pairs and labels actually used
+
+
+def data_fingerprint(raw) -> str:
+    """sha256 of the training and validation pairs and labels a run uses (after --train-samples /
+    --eval-samples): two runs on different copies or slices of MRPC get different fingerprints."""
+    return "sha256:" + _rows_sha(raw, ("train", "validation"))[:16]
 
 
 def prepare(run: RunConfig, tokenizer) -> PreparedData:
@@ -135,6 +180,7 @@ def prepare(run: RunConfig, tokenizer) -> PreparedData:
     if run.eval_samples:
         raw["validation"] = raw["validation"].select(range(min(run.eval_samples, len(raw["validation"]))))
     del raw["test"]  # GLUE's test labels are not for model selection; nothing here uses them
+    fingerprint = data_fingerprint(raw)
 
     def tokenize_function(example):
         return tokenizer(example["sentence1"], example["sentence2"], truncation=True)
@@ -155,4 +201,5 @@ def prepare(run: RunConfig, tokenizer) -> PreparedData:
         source=source,
         n_train=len(tokenized["train"]),
         n_validation=len(tokenized["validation"]),
+        fingerprint=fingerprint,
     )

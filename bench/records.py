@@ -106,6 +106,7 @@ class Record:
     config: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
     data_source: str = ""
+    data_fingerprint: str = ""  # sha256 of the pairs and labels used (bench.data.data_fingerprint); "" before it existed
     env: dict = field(default_factory=dict)
     command: str = ""
     # Why a failed cell failed: kind (config, exception, diverged, would-time-out, timeout, killed,

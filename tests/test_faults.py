@@ -765,3 +765,48 @@ def test_the_compare_gate_fails_on_a_failed_or_missing_cell_in_b(tmp_path, b_sta
     assert f"bench compare: {needle}" in result.stderr
     assert "**Failed or missing in B:** trainer/cpu/fp32" in result.stdout
     assert run_cli("compare", str(a), str(b)).returncode == 0  # no gate asked for: a comparison
+
+
+# ---- the data ------------------------------------------------------------------------------------
+
+
+def _glue_copy(glue_dir, folder, edit=None):
+    """A copy of the MRPC mirror; ``edit(table)`` changes its training split."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    shutil.copytree(glue_dir, folder)  # its README.md declares the mrpc config
+    for p in [folder, *folder.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    if edit is not None:
+        train = folder / "mrpc" / "train-00000-of-00001.parquet"
+        pq.write_table(edit(pq.read_table(train)), train)
+    return str(folder)
+
+
+def test_runs_on_different_data_are_not_compared_as_the_same(glue_dir, tmp_path):
+    import pyarrow as pa
+
+    def flip_first_label(table):
+        labels = table.column("label").to_pylist()
+        labels[0] = 1 - labels[0]
+        return table.set_column(table.schema.get_field_index("label"), "label",
+                                pa.array(labels, type=table.schema.field("label").type))
+
+    other = _glue_copy(glue_dir, tmp_path / "glue", flip_first_label)
+    for name, where in (("a", glue_dir), ("b", other)):
+        done = run_cli(*_args(where, tmp_path / name, "--in-process"))
+        assert done.returncode == 0, done.stderr[-2000:]
+    fa, fb = (read_records(tmp_path / n)[0]["data_fingerprint"] for n in "ab")
+    assert fa.startswith("sha256:") and fb.startswith("sha256:") and fa != fb
+    line = _one_line(run_cli("compare", str(tmp_path / "a"), str(tmp_path / "b")))
+    assert "trained on different data (data_fingerprint" in line and "--differ data_fingerprint" in line
+    named = run_cli("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--differ", "data_fingerprint")
+    assert named.returncode == 0, named.stderr
+
+
+def test_differ_with_an_unknown_field_is_refused(tmp_path):
+    a = _compare_run(tmp_path / "a", {"manual": "ok"})
+    line = _one_line(run_cli("compare", str(a), str(a), "--differ", "num_wrokers"))
+    assert "--differ num_wrokers: not a run setting" in line and "batch_size" in line
