@@ -810,3 +810,31 @@ def test_differ_with_an_unknown_field_is_refused(tmp_path):
     a = _compare_run(tmp_path / "a", {"manual": "ok"})
     line = _one_line(run_cli("compare", str(a), str(a), "--differ", "num_wrokers"))
     assert "--differ num_wrokers: not a run setting" in line and "batch_size" in line
+
+
+# ---- a busy machine ------------------------------------------------------------------------------
+
+
+def test_a_window_too_short_to_judge_is_not_called_quiet():
+    from bench.machine import busy_verdict
+
+    short = {"cores": 2, "others_cpu_fraction": 0.0, "timed_window_s": 0.3, "gemm_gflops_before": 200.0,
+             "gemm_gflops_after": 195.0, "loadavg_1m_end": 6.1}
+    busy, why = busy_verdict(short)
+    assert busy is None and why == ["window too short to judge: 0.3 s of timed steps (under 1 s); "
+                                    "1-minute load 6.1 on 2 cores"]
+    assert busy_verdict(dict(short, timed_window_s=None, others_cpu_fraction=None))[0] is None
+    assert busy_verdict(dict(short, gemm_gflops_after=100.0))[0] is True  # the probes still say busy
+    assert busy_verdict(dict(short, timed_window_s=5.0)) == (False, [])
+
+
+def test_the_start_of_run_warning_reads_the_one_minute_load(monkeypatch):
+    from bench import machine
+
+    monkeypatch.setattr(machine, "loadavg_1m", lambda: 6.1)
+    monkeypatch.setattr(machine, "_busy_jiffies", lambda: 0)  # nothing else ran in the short window
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
+    line = machine.busy_now(seconds=0.05)
+    assert line and "1-minute load 6.1 on 2 cores" in line
+    monkeypatch.setattr(machine, "loadavg_1m", lambda: 0.2)
+    assert machine.busy_now(seconds=0.05) is None
