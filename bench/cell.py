@@ -239,6 +239,8 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
 
     settings = read_settings(result, meter, probe, data.collator, info)
     settings["device"] = cell.device
+    # What was in force, not what was asked: --batch-size 100000 on 64 pairs trains batches of 64.
+    settings["batch_size_in_force"], settings["grad_accum_in_force"] = run.in_force(cell.world_size)
     if run.compile:  # graphs compiled in all, and compilations that happened inside the timed steps
         counts = _dynamo_counts()
         settings["compile_graphs"] = counts["graphs"]

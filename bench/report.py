@@ -81,13 +81,25 @@ def _header(records: list[dict]) -> list[str]:
         lines += ["## What was trained", "", model_line,
                   f"- data: {md.code(r0.get('data_source'))} — {common('train_samples', lambda v: v or 3668)} training pairs, "
                   f"{r0.get('eval_examples')} validation pairs",
-                  f"- schedule: lr {common('lr')}, batch {common('batch_size')}, {steps}, {common('scheduler')} decay, "
+                  f"- schedule: lr {common('lr')}, batch {common('batch_size')}{_in_force(ok)}, {steps}, {common('scheduler')} decay, "
                   f"{common('warmup_steps')} warm-up steps, weight decay {common('weight_decay')}, "
                   f"clipping {common('max_grad_norm', lambda v: v or 'none')}, AdamW {common('adamw')}, seed {common('seed')}",
                   f"- timing: the first {common('timing_warmup')} optimizer steps of each run are left out; "
                   "a step is wall time from the end of one optimizer step to the end of the next",
                   *_majority_line(ok), ""]
     return lines
+
+
+def _in_force(ok: list[dict]) -> str:
+    """What a batch size or an accumulation larger than the data became (records that say so)."""
+    said = []
+    for key, asked_key, what in (("batch_size_in_force", "batch_size", "batch"),
+                                 ("grad_accum_in_force", "grad_accum", "accumulation")):
+        pairs = {(r["config"]["run"].get(asked_key), (r.get("settings") or {}).get(key)) for r in ok}
+        cut = sorted({f"{asked} → {got}" for asked, got in pairs if got is not None and asked is not None and got != asked})
+        if cut:
+            said.append(f"{what} {', '.join(cut)}")
+    return f" (in force, as the training pairs allow: {'; '.join(said)})" if said else ""
 
 
 def _anchor(heading: str) -> str:

@@ -838,3 +838,30 @@ def test_the_start_of_run_warning_reads_the_one_minute_load(monkeypatch):
     assert line and "1-minute load 6.1 on 2 cores" in line
     monkeypatch.setattr(machine, "loadavg_1m", lambda: 0.2)
     assert machine.busy_now(seconds=0.05) is None
+
+
+# ---- wrong figures recorded as ok ------------------------------------------------------------------
+
+
+def test_a_model_folder_without_its_tokenizer_files_is_refused(glue_dir, tmp_path):
+    import shutil
+
+    from bench.models import packaged_model_path
+
+    model = tmp_path / "model"
+    shutil.copytree(packaged_model_path(), model)
+    for name in ("tokenizer.json", "vocab.txt"):
+        (model / name).unlink()
+    line = _one_line(run_cli(*_args(glue_dir, tmp_path / "out", "--model", str(model))))  # the last --model wins
+    assert "its tokenizer has 5 tokens and the model's embeddings 30522" in line and "vocab.txt" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_batch_and_accumulation_in_force_are_recorded_and_reported(glue_dir, tmp_path):
+    out = tmp_path / "out"
+    done = run_cli(*_args(glue_dir, out, "--in-process", "--batch-size", "100000", "--grad-accum", "1000"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    [r] = read_records(out)
+    assert (r["settings"]["batch_size_in_force"], r["settings"]["grad_accum_in_force"]) == (24, 1)
+    assert "batch 100000 (in force, as the training pairs allow: batch 100000 → 24; accumulation 1000 → 1)" in \
+        (out / "report.md").read_text()
