@@ -197,7 +197,7 @@ def read_records(path: str | Path, allow_empty: bool = False) -> list[dict]:
     """All records of a results file (or of OUT/results.jsonl), refusing anything untrustworthy:
     a line that is not JSON (a truncated last write, a foreign file) is an error naming the line."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and path.name != RESULTS_FILE:
         path = path / RESULTS_FILE
     if not path.exists():
         raise ResultsFileError(f"{path}: no such results file")

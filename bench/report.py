@@ -615,13 +615,23 @@ def write_csv(records: list[dict], path: Path) -> None:
 
 
 def cmd_report(args) -> int:
-    import sys
-
     from bench.config import ConfigError
 
     source = Path(args.results)
     results = source / "results.jsonl" if source.is_dir() else source
     out_md = Path(args.output) if args.output else results.parent / "report.md"
+    try:
+        return _report(args, source, results, out_md)
+    except OSError as exc:  # a read-only folder, a name too long: one line, nothing half-written
+        raise ConfigError(f"{exc.filename or out_md}: cannot be written ({exc.strerror or exc}); "
+                          "give -o a path in a folder you can write to") from None
+
+
+def _report(args, source: Path, results: Path, out_md: Path) -> int:
+    import sys
+
+    from bench.config import ConfigError
+
     # The report never writes over records, nor over any file it did not write itself, nor through a link.
     from bench.safeio import refuse_link
 
@@ -641,13 +651,9 @@ def cmd_report(args) -> int:
                                                        not _written_by(csv_path, CSV_FIRST_COLUMN)):
         raise ConfigError(f"--csv {csv_path}: exists and was not written by bench report; give a new path")
     records = read_records(source)
-    try:
-        render(records, out_md)
-        print(f"report: {out_md}", file=sys.stderr)
-        if csv_path is not None:
-            write_csv(records, csv_path)
-            print(f"csv: {csv_path}", file=sys.stderr)
-    except OSError as exc:  # a read-only folder, a name too long: one line, nothing half-written
-        raise ConfigError(f"{exc.filename or out_md}: cannot be written ({exc.strerror or exc}); "
-                          "give -o a path in a folder you can write to") from None
+    render(records, out_md)
+    print(f"report: {out_md}", file=sys.stderr)
+    if csv_path is not None:
+        write_csv(records, csv_path)
+        print(f"csv: {csv_path}", file=sys.stderr)
     return 0

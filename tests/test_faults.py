@@ -865,3 +865,73 @@ def test_the_batch_and_accumulation_in_force_are_recorded_and_reported(glue_dir,
     assert (r["settings"]["batch_size_in_force"], r["settings"]["grad_accum_in_force"]) == (24, 1)
     assert "batch 100000 (in force, as the training pairs allow: batch 100000 → 24; accumulation 1000 → 1)" in \
         (out / "report.md").read_text()
+
+
+# ---- one line, never a traceback ----------------------------------------------------------------
+
+
+def _good_record(**changes):
+    from tests.test_report import rec
+
+    d = json.loads(rec("manual").to_json())
+    d.update(changes)
+    return d
+
+
+@pytest.mark.parametrize("line,needle", [
+    (json.dumps(_good_record(samples_per_s="fast")), "field 'samples_per_s' is 'fast', not a number"),
+    (json.dumps(_good_record(step_losses=None)), "field 'step_losses' is None, not a list"),
+    (json.dumps(_good_record(config={})), "field 'config' is empty"),
+    (json.dumps(_good_record(schema="2")), "schema is '2', not a number"),
+    (json.dumps(_good_record(samples_per_s=1.0)).replace('"samples_per_s": 1.0', '"samples_per_s": NaN'),
+     "non-finite number NaN"),
+    (json.dumps(_good_record(eval_f1=1.0)).replace('"eval_f1": 1.0', '"eval_f1": -Infinity'), "non-finite number -Infinity"),
+])
+def test_a_bad_record_is_one_line_naming_the_line(tmp_path, line, needle):
+    (tmp_path / RESULTS_FILE).write_text(json.dumps(_good_record()) + "\n" + line + "\n")
+    got = _one_line(run_cli("report", str(tmp_path)))
+    assert f"results.jsonl:2: " in got and needle in got, got
+    compared = _one_line(run_cli("compare", str(tmp_path), str(tmp_path)))
+    assert needle in compared
+
+
+def test_a_non_utf8_byte_in_the_results_is_one_line(tmp_path):
+    (tmp_path / RESULTS_FILE).write_bytes(json.dumps(_good_record()).encode() + b"\n{\"loop\": \"m\xe9\"}\n")
+    line = _one_line(run_cli("report", str(tmp_path)))
+    assert "results.jsonl:2: not UTF-8 text (byte 0xe9" in line
+
+
+def test_results_jsonl_as_a_folder_is_one_line(glue_dir, tmp_path):
+    (tmp_path / RESULTS_FILE).mkdir()
+    assert "is a folder, not a results file" in _one_line(run_cli("report", str(tmp_path)))
+    assert "is a folder" in _one_line(run_cli(*_args(glue_dir, tmp_path)[:-2], "--resume", str(tmp_path)))
+
+
+def test_resume_refuses_a_bad_record_before_training(glue_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / RESULTS_FILE).write_text(json.dumps(_good_record(config={})) + "\n")
+    t0 = time.monotonic()
+    line = _one_line(run_cli(*_args(glue_dir, out)[:-2], "--resume", str(out)))
+    assert "field 'config' is empty" in line and time.monotonic() - t0 < 60
+    assert not (out / "logs").exists()  # nothing trained
+
+
+def test_report_and_compare_into_a_read_only_folder_are_one_line(tmp_path):
+    append_record(tmp_path / "r", Record(loop="manual", device="cpu", precision="fp32", status="skipped", reason="a"))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.geteuid() == 0:  # root writes through permission bits: a file system that refuses everyone
+        target = Path("/proc/bench-cannot-write-here.md")
+    else:
+        ro.chmod(0o555)
+        target = ro / "report.md"
+    assert "cannot be written" in _one_line(run_cli("report", str(tmp_path / "r"), "-o", str(target)))
+    a = _compare_run(tmp_path / "a", {"manual": "ok"})
+    assert "cannot be written" in _one_line(run_cli("compare", str(a), str(a), "-o", str(target)))
+
+
+def test_a_report_name_too_long_is_one_line(tmp_path):
+    append_record(tmp_path, Record(loop="manual", device="cpu", precision="fp32", status="skipped", reason="a"))
+    line = _one_line(run_cli("report", str(tmp_path), "-o", str(tmp_path / ("r" * 300 + ".md"))))
+    assert "cannot be written" in line
