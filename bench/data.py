@@ -32,10 +32,34 @@ def load_mrpc(glue_dir: str | None):
     import datasets
 
     datasets.disable_progress_bars()
+    # datasets logs a broken file's cause on a line of its own before raising a bare
+    # DatasetGenerationError; the cause goes into the one-line error instead.
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     try:
         return _load_mrpc(glue_dir)
     finally:
+        datasets.logging.set_verbosity(verbosity)
         datasets.enable_progress_bars()
+
+
+def _why_unreadable(path: Path, exc: BaseException) -> str:
+    """The cause of a failed load, in words: the datasets cache (not the data) when it is the cache
+    that cannot be written, else the innermost error (a truncated file's, not the wrapper's)."""
+    import datasets
+
+    chain, e = [], exc
+    while e is not None and len(chain) < 20:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    cache = Path(datasets.config.HF_DATASETS_CACHE).expanduser().resolve()
+    for e in chain:
+        name = getattr(e, "filename", None)
+        if isinstance(e, OSError) and name and Path(os.path.abspath(name)).is_relative_to(cache):
+            return (f"the datasets cache {cache} cannot be written ({e.strerror or e}), not the data in {path}; "
+                    "set HF_DATASETS_CACHE to a folder you can write to")
+    inner = chain[-1]
+    return f"could not read MRPC from {path}: {type(inner).__name__}: {_first_line(inner)}"
 
 
 def _load_mrpc(glue_dir: str | None):
@@ -56,7 +80,7 @@ def _load_mrpc(glue_dir: str | None):
                 raw = load_dataset(str(path), "mrpc", download_mode="force_redownload")
             return raw, f"local:{path}"
         except Exception as exc:  # a broken copy: say which and why, in one line
-            raise DataUnavailable(f"could not read MRPC from {path}: {type(exc).__name__}: {_first_line(exc)}") from exc
+            raise DataUnavailable(_why_unreadable(path, exc)) from exc
     try:
         return load_dataset(HUB_REPO, "mrpc"), f"hub:{HUB_REPO}"
     except Exception as exc:

@@ -68,6 +68,8 @@ def _tokenizer_for_random_model(name: str, source: str | None):
 def check_model(run: RunConfig) -> None:
     """Fail fast, in one line, on a model that no cell could load (before a sweep starts)."""
     name = run.model
+    if run.pad_to_multiple_of:
+        check_padding(run)
     if name == "tiny":
         return
     source = packaged_model_path() if name == "minilm-l6" else name
@@ -95,6 +97,25 @@ def check_model(run: RunConfig) -> None:
         raise ConfigError(
             f"could not load model {name!r} from the Hub: {type(exc).__name__}: {_first_line(exc)}; offline, use "
             f"--model minilm-l6, a local model folder, or --model {name} --no-weights") from exc
+
+
+def check_padding(run: RunConfig) -> None:
+    """Every batch is padded to a multiple of --pad-to-multiple-of: past the model's positions, no
+    batch can run (a tensor-size error in every cell)."""
+    positions = None
+    if run.model == "tiny":
+        positions = TINY_BERT["max_position_embeddings"]
+    else:
+        from transformers import AutoConfig
+
+        try:
+            positions = AutoConfig.from_pretrained(packaged_model_path() if run.model == "minilm-l6" else run.model
+                                                   ).max_position_embeddings
+        except Exception:
+            return  # the model's own check says why it cannot be loaded
+    if positions and run.pad_to_multiple_of > positions:
+        raise ConfigError(f"--pad-to-multiple-of {run.pad_to_multiple_of}: longer than the model's {positions} "
+                          f"positions, so no batch could run; give a multiple of 8 up to {positions}")
 
 
 def check_vocabulary(name: str, tokenizer, vocab_size: int | None) -> None:

@@ -935,3 +935,43 @@ def test_a_report_name_too_long_is_one_line(tmp_path):
     append_record(tmp_path, Record(loop="manual", device="cpu", precision="fp32", status="skipped", reason="a"))
     line = _one_line(run_cli("report", str(tmp_path), "-o", str(tmp_path / ("r" * 300 + ".md"))))
     assert "cannot be written" in line
+
+
+def test_a_truncated_parquet_names_its_cause_in_one_line(glue_dir, tmp_path):
+    glue = _glue_copy(glue_dir, tmp_path / "glue")
+    train = Path(glue) / "mrpc" / "train-00000-of-00001.parquet"
+    os.truncate(train, train.stat().st_size // 2)
+    line = _one_line(run_cli(*_args(glue, tmp_path / "out")))
+    assert f"could not read MRPC from {glue}: ArrowInvalid:" in line and "DatasetGenerationError" not in line
+
+
+def test_an_unwritable_datasets_cache_is_not_blamed_on_the_data(glue_dir, tmp_path):
+    glue = _glue_copy(glue_dir, tmp_path / "glue")  # a copy never loaded, so the cache must be written
+    line = _one_line(run_cli(*_args(glue, tmp_path / "out"), env={"HF_DATASETS_CACHE": "/proc/bench-cache"}))
+    assert "the datasets cache /proc/bench-cache cannot be written" in line and f"not the data in {glue}" in line
+
+
+def test_padding_past_the_models_positions_is_refused_before_anything_runs(glue_dir, tmp_path):
+    line = _one_line(run_cli(*_args(glue_dir, tmp_path / "out", "--pad-to-multiple-of", "1024")))
+    assert "--pad-to-multiple-of 1024: longer than the model's 512 positions" in line
+
+
+def test_a_refused_run_leaves_no_out_behind(glue_dir, tmp_path):
+    out = tmp_path / "out"
+    _one_line(run_cli(*_args(glue_dir, out, "--model", str(tmp_path / "no-such-model"))))
+    assert not out.exists()
+
+
+def test_ctrl_c_during_report_does_not_suggest_resume(tmp_path, monkeypatch, capsys):
+    from bench import report
+    from bench.cli import main
+
+    append_record(tmp_path, Record(loop="manual", device="cpu", precision="fp32", status="skipped", reason="a"))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "render", interrupted)
+    assert main(["report", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert "--resume" not in err and "report wrote nothing over what was there" in err
