@@ -112,6 +112,7 @@ def remove_stale_cell_dirs() -> list[str]:
     return removed
 
 
+_WORKER_SIGKILL = re.compile(r"Signal 9 |SIGKILL")
 LOG_DIR = "logs"  # OUT/logs/<cell_id>.log: everything a cell's process printed
 
 
@@ -413,6 +414,14 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
                           "the kernel's OOM killer")
         else:
             kind, reason = "exit", f"the cell's process exited with code {code} without a record"
+            if any(_WORKER_SIGKILL.search(line) for line in tail) and watch.kernel_oom():
+                # torchrun exits 1 and says "Signal 9 received by PID ..." of a worker the kernel killed
+                kind = "out-of-memory"
+                reason = (f"out of memory (peak {_gib(watch.peak)}, limit {_gib(watch.limit or 0)}): a worker was "
+                          "killed by the kernel's OOM killer")
+                return Record(status="failed", reason=reason, finished_at=_now(),
+                              failure={"kind": kind, "message": reason, "last_lines": list(tail),
+                                       "rank_errors": rank_errors(tmp)}, **base)
         last = list(tail)
         errors = rank_errors(tmp)  # a DDP rank's own error, not torchrun's banner
         said = [line for line in last if not _BANNER.match(line)]

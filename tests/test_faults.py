@@ -738,6 +738,11 @@ def test_a_kernel_oom_kill_is_recorded_as_out_of_memory(monkeypatch, tiny_run):
     r = sweep.run_isolated(cell, 120, False, "", module="tests.helpers.misbehaving_cell")
     assert r.status == "failed" and r.failure["kind"] == "out-of-memory"
     assert r.reason.startswith("out of memory (peak ") and "kernel's OOM killer" in r.reason
+    # Under torchrun the kernel's kill of a worker is an exit 1 saying "Signal 9 received by PID".
+    counts = iter([3, 4])
+    r = sweep.run_isolated(Cell("manual", "cpu", "fp32", tiny_run(seed=6)), 120, False, "",
+                           module="tests.helpers.misbehaving_cell")
+    assert r.failure["kind"] == "out-of-memory" and "a worker was killed by the kernel's OOM killer" in r.reason
 
 
 # ---- the compare gate ----------------------------------------------------------------------------
