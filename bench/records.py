@@ -9,7 +9,6 @@ import dataclasses
 import io
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -3,7 +3,12 @@
 Divergence, bad numbers, mixed configurations in one OUT, two writers, a truncated results file,
 a report written over records, an unwritable OUT, an empty or foreign results file, orphaned DDP
 workers, SIGTERM, Markdown injection from a model path, a busy machine, and a regression gate on
-a machine class without a baseline of its own.
+a machine class without a baseline of its own.  Then (issue 25): a full disk during an append, a
+log and a report (on a small tmpfs where one can be mounted, and an injected ENOSPC); symbolic
+links where bench writes; plot names from records; other users' stale cell folders; the compare
+gate on failed or missing cells; the data fingerprint; a window too short to judge busy; a
+tokenizer that is not the model's; the batch and accumulation in force; a cell's memory; and each
+traceback or unclear line turned into one line.
 """
 
 import json
@@ -980,3 +985,11 @@ def test_ctrl_c_during_report_does_not_suggest_resume(tmp_path, monkeypatch, cap
     assert main(["report", str(tmp_path)]) == 130
     err = capsys.readouterr().err
     assert "--resume" not in err and "report wrote nothing over what was there" in err
+
+
+def test_report_without_o_does_not_blame_an_o_flag(tmp_path):
+    append_record(tmp_path, Record(loop="manual", device="cpu", precision="fp32", status="skipped", reason="a"))
+    (tmp_path / "report.md").write_text("my notes\n")
+    line = _one_line(run_cli("report", str(tmp_path)))
+    assert f"-o {tmp_path}" not in line and f"error: {tmp_path / 'report.md'}: exists and was not written by bench report" in line
+    assert (tmp_path / "report.md").read_text() == "my notes\n"
