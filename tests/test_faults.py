@@ -836,6 +836,11 @@ def test_a_window_too_short_to_judge_is_not_called_quiet():
     assert busy_verdict(dict(short, timed_window_s=None, others_cpu_fraction=None))[0] is None
     assert busy_verdict(dict(short, gemm_gflops_after=100.0))[0] is True  # the probes still say busy
     assert busy_verdict(dict(short, timed_window_s=5.0)) == (False, [])
+    from bench.summary import summary_table
+
+    r = json.loads(Record(loop="manual", device="cpu", precision="fp32", status="ok", machine_busy=None,
+                          machine_busy_why=why).to_json())
+    assert "ok (busy: not judged)" in summary_table([r])
 
 
 def test_the_start_of_run_warning_reads_the_one_minute_load(monkeypatch):
