@@ -234,11 +234,13 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         kind = "diverged" if isinstance(stopped, Diverged) else "would-time-out"
         return Record(status="failed", reason=stopped.reason(), model=dataclasses.asdict(info), **fields_extra,
                       failure={"kind": kind, "message": stopped.reason(), "last_lines": []},
-                      data_source=data.source, machine_load=load, machine_busy=busy, machine_busy_why=why,
+                      data_source=data.source, data_fingerprint=data.fingerprint, machine_load=load, machine_busy=busy, machine_busy_why=why,
                       env=environment(cell.device), finished_at=_now(), **fields, **base)
 
     settings = read_settings(result, meter, probe, data.collator, info)
     settings["device"] = cell.device
+    # What was in force, not what was asked: --batch-size 100000 on 64 pairs trains batches of 64.
+    settings["batch_size_in_force"], settings["grad_accum_in_force"] = run.in_force(cell.world_size)
     if run.compile:  # graphs compiled in all, and compilations that happened inside the timed steps
         counts = _dynamo_counts()
         settings["compile_graphs"] = counts["graphs"]
@@ -281,6 +283,7 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
     return Record(status="failed" if problems else "ok", reason="; ".join(problems), **fields_extra,
                   failure={"kind": "check", "message": "; ".join(problems), "last_lines": []} if problems else {},
                   settings=settings, model=dataclasses.asdict(info), data_source=data.source,
+                  data_fingerprint=data.fingerprint,
                   device_peak_tflops=peak_tflops, device_peak_source=peak_source,
                   world_size=len(ranks), per_rank=ranks if len(ranks) > 1 else [],
                   machine_load=load, machine_busy=busy, machine_busy_why=why,

@@ -127,6 +127,10 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     x.add_argument("--out", default=None, help="output folder (default: runs/<timestamp>/)")
     x.add_argument("--resume", metavar="OUT", default=None, help="continue the sweep in OUT, skipping cells already ok or skipped")
     x.add_argument("--cell-timeout", type=_positive_float, default=None, help="seconds before a cell is killed and marked failed")
+    x.add_argument("--cell-memory-limit", metavar="GIB", type=_positive_float, default=None,
+                   help="GiB of memory (RSS of the cell's whole process tree) a cell may hold before it is stopped "
+                        "and recorded as failed: out of memory (default: 75%% of this machine's memory; not "
+                        "watched under --in-process)")
     x.add_argument("--no-progress", action="store_true",
                    help="no progress bars (there are none anyway when stderr is not a terminal)")
     x.add_argument("--in-process", action="store_true",
@@ -246,12 +250,19 @@ def cmd_run(args) -> int:
     if args.node_rank > 0:
         # Another node: its ranks train, node 0 holds the lock and writes every record.
         return _sweep(args, runs, cells, out, records=None)
-    from bench.outdir import OutLock, check_writable, recorded
+    from bench.outdir import OutLock, check_writable, recorded, remove_if_untouched
 
+    # The plan above refused what cannot run (--nproc past the cores among it) before OUT is made.
+    created = not out.exists()
     check_writable(out)
     lock = OutLock(out).acquire()
     try:
         return _sweep(args, runs, cells, out, records=recorded(out))
+    except ConfigError:
+        lock.release()
+        if created:  # a refused run leaves no empty OUT behind
+            remove_if_untouched(out)
+        raise
     finally:
         lock.release()
 
@@ -299,14 +310,19 @@ def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list[di
     run_sweep(cells, out, cell_timeout=args.cell_timeout, resume=bool(args.resume),
               # Progress bars only on a terminal: piped or logged output gets no \r frames.
               progress=not args.no_progress and sys.stderr.isatty(), command=command, isolate=not args.in_process, rendezvous=rendezvous,
-              write=records is not None)
+              write=records is not None,
+              memory_limit=None if args.cell_memory_limit is None else int(args.cell_memory_limit * 2**30))
     if records is None:
         return 0  # node 0 holds the records and the report
     records = read_records(out)
     print(summary_table(records))
     from bench.report import render
 
-    render(records, out / "report.md")  # written whatever the cells' outcome
+    try:
+        render(records, out / "report.md")  # written whatever the cells' outcome
+    except OSError as exc:  # every record is written already; only the report is missing
+        raise ConfigError(f"{exc.filename or out / 'report.md'}: the report cannot be written "
+                          f"({exc.strerror or exc}); the records are whole: run `bench report {out}` later") from None
     print(f"report: {out / 'report.md'}", file=sys.stderr)
     wanted = {c.cell_id for c in cells}
     latest = [r for r in latest_per_cell(records) if r.get("cell_id") in wanted]
@@ -386,7 +402,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("bench: interrupted; what was recorded stays recorded (resume with --resume OUT)", file=sys.stderr)
+        if args.command in ("run", "explain"):
+            print("bench: interrupted; what was recorded stays recorded (resume with --resume OUT)", file=sys.stderr)
+        else:  # nothing of these is half-written: files are renamed into place whole
+            print(f"bench: interrupted; {args.command} wrote nothing over what was there", file=sys.stderr)
         return 130
     except Terminated:
         print("bench: terminated (SIGTERM); what was recorded stays recorded (resume with --resume OUT)",

@@ -37,6 +37,37 @@ def _axes(c: CellStats) -> tuple:
     return c.loop, c.device, c.precision, c.ok[0].get("world_size", 1) if c.ok else c.records[0].get("world_size", 1)
 
 
+DATA_FIELD = "data_fingerprint"
+
+
+def fingerprint(c: CellStats) -> str:
+    """The data the cell trained and evaluated on (records before fingerprints: "")."""
+    return next((r.get(DATA_FIELD) for r in c.records if r.get(DATA_FIELD)), "")
+
+
+def check_named(cells: list[CellStats], named: set[str]) -> None:
+    """``--differ`` names run settings (or the data): a name that is none of them is a typo, not a pass."""
+    known = {k for c in cells for k in c.run} | {DATA_FIELD}
+    unknown = sorted(named - known)
+    if unknown:
+        raise ConfigError(f"--differ {','.join(unknown)}: not a run setting of these records; the settings are: "
+                          f"{', '.join(sorted(known - NOT_TRAINING))}")
+
+
+def check_same_data(pairs: list, named: set[str]) -> None:
+    """A pair trained on different data (another --glue-dir content, another slice) is refused
+    unless ``--differ data_fingerprint`` says so on purpose."""
+    if DATA_FIELD in named:
+        return
+    for a, b in pairs:
+        fa, fb = fingerprint(a), fingerprint(b)
+        if fa and fb and fa != fb:
+            raise ConfigError(
+                f"{a.loop}/{a.device}/{a.precision}: A and B trained on different data ({DATA_FIELD} {fa} in A, "
+                f"{fb} in B: another copy or slice of MRPC). Name it with --differ {DATA_FIELD} if on purpose, or "
+                "compare runs on the same data")
+
+
 def match(cells_a: list[CellStats], cells_b: list[CellStats], named: set[str]) -> tuple[list, list, list]:
     """(pairs, only in A, only in B); refuses a pair that differs in an unnamed training setting."""
     pairs, left_b = [], list(cells_b)
@@ -95,6 +126,24 @@ def verdict(sps_ratio: float | None, paired: list[float], busy: bool) -> str:
     return f"{change} at the median, not in every paired run ({min(paired):.2f}–{max(paired):.2f}): noise"
 
 
+def broken_in_b(pairs: list, only_a: list[CellStats]) -> list[dict]:
+    """For ``--fail-above``: each cell of A that B failed, only skipped, or lacks, with why."""
+    broken = []
+    for a, b in pairs:
+        failed = [r for r in b.records if r["status"] == "failed"]
+        if failed:
+            why = f"failed in B: {failed[-1].get('reason') or 'no reason recorded'}"
+        elif not b.ok:
+            why = f"not run in B: {b.records[-1].get('reason') or b.records[-1]['status']}"
+        else:
+            continue
+        broken.append({"loop": a.loop, "device": a.device, "precision": a.precision, "broken": why[:300]})
+    for a in only_a:
+        if a.ok:
+            broken.append({"loop": a.loop, "device": a.device, "precision": a.precision, "broken": "missing in B"})
+    return broken
+
+
 def _env_line(records: list[dict]) -> dict:
     r = next((r for r in records if r["status"] == "ok"), records[0])
     env = r.get("env") or {}
@@ -106,7 +155,9 @@ def _env_line(records: list[dict]) -> dict:
 def render(records_a: list[dict], records_b: list[dict], names: tuple[str, str], named: set[str],
            fail_above: float | None) -> tuple[str, list[dict]]:
     """The Markdown, and the rows whose slowdown is beyond ``fail_above`` percent."""
+    check_named(cells_of(records_a) + cells_of(records_b), named)
     pairs, only_a, only_b = match(cells_of(records_a), cells_of(records_b), named)
+    check_same_data(pairs, named)
     if not pairs:
         raise ConfigError("no cell of A has a counterpart in B (same loop, device, precision, processes and settings)")
     env_a, env_b = _env_line(records_a), _env_line(records_b)
@@ -114,6 +165,10 @@ def render(records_a: list[dict], records_b: list[dict], names: tuple[str, str],
              "Each ratio is B over A, medians over each cell's repeats; the verdict pairs the repeats by index. "
              f"A change within {GAP_TOLERANCE:.0%} is called the same speed.", ""]
     env_diff = [f"{k}: {md.code(env_a[k])} → {md.code(env_b[k])}" for k in env_a if env_a[k] != env_b[k]]
+    unknown_data = [label for label, cells in (("A", [a for a, _ in pairs]), ("B", [b for _, b in pairs]))
+                    if any(not fingerprint(c) for c in cells)]
+    if unknown_data:  # records made before the data was fingerprinted: not known to be the same
+        env_diff.append(f"the data is not fingerprinted in {' and '.join(unknown_data)} (older records)")
     lines += ["What differs besides the code under test: " + ("; ".join(env_diff) if env_diff else "nothing recorded")
               + (f"; settings named with --differ: {', '.join(sorted(named))}" if named else "") + ".", ""]
     lines += ["| loop | device | precision | samples/s A | samples/s B | samples/s B/A | step p50 B/A | peak mem B/A | "
@@ -131,13 +186,20 @@ def render(records_a: list[dict], records_b: list[dict], names: tuple[str, str],
         if fail_above is not None and r["sps_ratio"] is not None and (1 - r["sps_ratio"]) * 100 > fail_above:
             failing.append(r)
     lines.append("")
+    if fail_above is not None:
+        failing += broken_in_b(pairs, only_a)
     for label, cells in (("A", only_a), ("B", only_b)):
         if cells:
             lines += [f"Only in {label}: " + ", ".join(f"{c.loop}/{c.device}/{c.precision}" for c in cells) + ".", ""]
     if fail_above is not None:
+        slower = [r for r in failing if "broken" not in r]
+        broken = [r for r in failing if "broken" in r]
         lines += [(f"**Slower than the {fail_above:g}% limit:** " + ", ".join(
-            f"{r['loop']}/{r['device']}/{r['precision']} ({(1 - r['sps_ratio']):.1%} fewer samples/s)" for r in failing))
-            if failing else f"No cell is more than {fail_above:g}% slower in B.", ""]
+            f"{r['loop']}/{r['device']}/{r['precision']} ({(1 - r['sps_ratio']):.1%} fewer samples/s)" for r in slower))
+            if slower else f"No cell is more than {fail_above:g}% slower in B.", ""]
+        if broken:  # a gate that passed a run whose cells failed or are missing would pass a broken run
+            lines += ["**Failed or missing in B:** " + "; ".join(
+                f"{r['loop']}/{r['device']}/{r['precision']} ({r['broken']})" for r in broken) + ".", ""]
     return "\n".join(lines).rstrip() + "\n", failing
 
 
@@ -155,9 +217,18 @@ def cmd_compare(args) -> int:
             raise ConfigError(f"-o {out}: give a path ending in .md")
         if out.exists() and not _written_by(out, COMPARE_TITLE):
             raise ConfigError(f"-o {out}: exists and was not written by bench compare; give a new path")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        from bench.safeio import refuse_link, write_atomic
+
+        refuse_link(out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(out, text)
+        except OSError as exc:  # a read-only folder, a name too long: one line
+            raise ConfigError(f"-o {out}: cannot be written ({exc.strerror or exc}); give a path you can write to") from None
         print(f"compare: {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    for r in failing:  # the gate's verdict in one line per cell, wherever the Markdown went
+        why = r.get("broken") or f"{(1 - r['sps_ratio']):.1%} fewer samples/s than A, over the {args.fail_above:g}% limit"
+        print(f"bench compare: {r['loop']}/{r['device']}/{r['precision']}: {why}", file=sys.stderr)
     return 1 if failing else 0

@@ -144,6 +144,14 @@ class RunConfig:
         batches = math.ceil(self.n_train() / (self.batch_size * world_size))
         return math.ceil(batches / self.grad_accum)
 
+    def in_force(self, world_size: int = 1) -> tuple[int, int]:
+        """(micro-batch size, micro-batches per optimizer step) as they can be with this many training
+        pairs: a batch larger than a process's share of the pairs holds only that share, and an
+        accumulation longer than an epoch's micro-batches is cut at the epoch's end."""
+        per_rank = math.ceil(self.n_train() / world_size)
+        batch = min(self.batch_size, per_rank)
+        return batch, min(self.grad_accum, math.ceil(self.n_train() / (self.batch_size * world_size)))
+
     def total_steps(self, world_size: int = 1) -> int:
         """Optimizer steps the run will take; the LR schedule decays over exactly these."""
         return self.max_steps if self.max_steps else self.epochs * self.steps_per_epoch(world_size)

@@ -32,10 +32,34 @@ def load_mrpc(glue_dir: str | None):
     import datasets
 
     datasets.disable_progress_bars()
+    # datasets logs a broken file's cause on a line of its own before raising a bare
+    # DatasetGenerationError; the cause goes into the one-line error instead.
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     try:
         return _load_mrpc(glue_dir)
     finally:
+        datasets.logging.set_verbosity(verbosity)
         datasets.enable_progress_bars()
+
+
+def _why_unreadable(path: Path, exc: BaseException) -> str:
+    """The cause of a failed load, in words: the datasets cache (not the data) when it is the cache
+    that cannot be written, else the innermost error (a truncated file's, not the wrapper's)."""
+    import datasets
+
+    chain, e = [], exc
+    while e is not None and len(chain) < 20:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    cache = Path(datasets.config.HF_DATASETS_CACHE).expanduser().resolve()
+    for e in chain:
+        name = getattr(e, "filename", None)
+        if isinstance(e, OSError) and name and Path(os.path.abspath(name)).is_relative_to(cache):
+            return (f"the datasets cache {cache} cannot be written ({e.strerror or e}), not the data in {path}; "
+                    "set HF_DATASETS_CACHE to a folder you can write to")
+    inner = chain[-1]
+    return f"could not read MRPC from {path}: {type(inner).__name__}: {_first_line(inner)}"
 
 
 def _load_mrpc(glue_dir: str | None):
@@ -51,7 +75,7 @@ def _load_mrpc(glue_dir: str | None):
         try:
             return load_dataset(str(path), "mrpc", cache_dir=_content_cache(path)), f"local:{path}"
         except Exception as exc:  # a broken copy: say which and why, in one line
-            raise DataUnavailable(f"could not read MRPC from {path}: {type(exc).__name__}: {_first_line(exc)}") from exc
+            raise DataUnavailable(_why_unreadable(path, exc)) from exc
     try:
         return load_dataset(HUB_REPO, "mrpc"), f"hub:{HUB_REPO}"
     except Exception as exc:
@@ -77,6 +101,20 @@ def _content_cache(path: Path) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     return str(Path(datasets.config.HF_DATASETS_CACHE) / f"bench-mrpc-{digest.hexdigest()[:16]}")
+
+
+def _rows_sha(raw, splits) -> str:
+    """sha256 over each split's pairs and labels, in order."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for split in splits:
+        cols = raw[split].with_format(None)
+        h.update(f"{split}:{len(cols)}\n".encode())
+        for a, b, label in zip(cols["sentence1"], cols["sentence2"], cols["label"]):
+            h.update(json.dumps([a, b, label], ensure_ascii=False).encode("utf-8") + b"\n")
+    return h.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -140,6 +178,13 @@ class PreparedData:
     source: str
     n_train: int
     n_validation: int
+    fingerprint: str = ""  # data_fingerprint(): the pairs and labels actually used
+
+
+def data_fingerprint(raw) -> str:
+    """sha256 of the training and validation pairs and labels a run uses (after --train-samples /
+    --eval-samples): two runs on different copies or slices of MRPC get different fingerprints."""
+    return "sha256:" + _rows_sha(raw, ("train", "validation"))[:16]
 
 
 def prepare(run: RunConfig, tokenizer) -> PreparedData:
@@ -153,6 +198,7 @@ def prepare(run: RunConfig, tokenizer) -> PreparedData:
     if run.eval_samples:
         raw["validation"] = raw["validation"].select(range(min(run.eval_samples, len(raw["validation"]))))
     del raw["test"]  # GLUE's test labels are not for model selection; nothing here uses them
+    fingerprint = data_fingerprint(raw)
 
     def tokenize_function(example):
         return tokenizer(example["sentence1"], example["sentence2"], truncation=True)
@@ -173,4 +219,5 @@ def prepare(run: RunConfig, tokenizer) -> PreparedData:
         source=source,
         n_train=len(tokenized["train"]),
         n_validation=len(tokenized["validation"]),
+        fingerprint=fingerprint,
     )

@@ -66,8 +66,15 @@ class Device:
 
     def too_many_processes(self, nproc: int) -> str | None:
         """Why ``nproc`` processes per node cannot each have a device of their own, or None."""
+        import os
+
         import torch
 
+        cores = os.cpu_count() or 1
+        if self.name == "cpu" and nproc > cores:
+            # Each gloo rank is a whole training process: past the cores they only contend, and each
+            # holds its own model, data and workers (64 of them take a small machine out of memory).
+            return f"more processes than this machine's {cores} CPU cores; give --nproc {cores} or fewer"
         if self.name == "cuda" and nproc > 1 and torch.cuda.is_available() and nproc > torch.cuda.device_count():
             return f"one process per GPU, and this node has {torch.cuda.device_count()} GPU(s)"
         return None

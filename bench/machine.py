@@ -11,8 +11,9 @@ A throughput figure is only as good as the machine was quiet.  Each record carri
   training (what the device could do then);
 
 and ``machine_busy`` is true by this rule (``BUSY_RULE``): other processes took more than 10% of the
-cores during the timed steps, or the two probes differ by more than 15%.  Linux only; elsewhere the
-CPU-time figures are None and only the probes decide.
+cores during the timed steps, or the two probes differ by more than 15%.  It is None ("could not
+judge"), not false, when the probes agree but the timed steps were too short (under 1 s) or not
+measured to judge the other processes' share (elsewhere than Linux the CPU-time figures are None).
 """
 
 from __future__ import annotations
@@ -124,8 +125,10 @@ class LoadWatch:
         return load
 
 
-def busy_verdict(load: dict) -> tuple[bool, list[str]]:
-    """(busy?, why) by ``BUSY_RULE``."""
+def busy_verdict(load: dict) -> tuple[bool | None, list[str]]:
+    """(busy?, why) by ``BUSY_RULE``: True, False, or None when nothing says busy but the timed
+    window was too short (or not measured) to judge other processes' share ("could not judge" is
+    not "quiet")."""
     why = []
     frac = load.get("others_cpu_fraction")
     if frac is not None and frac > OTHERS_MAX_FRACTION and (load.get("timed_window_s") or 0) >= MIN_WINDOW_S:
@@ -135,7 +138,23 @@ def busy_verdict(load: dict) -> tuple[bool, list[str]]:
         change = abs(after - before) / max(before, after)
         if change > PROBE_MAX_CHANGE:
             why.append(f"GEMM probe {before:.0f} GFLOP/s before training, {after:.0f} after ({change:.0%} apart)")
-    return bool(why), why
+    if why:
+        return True, why
+    window = load.get("timed_window_s")
+    if frac is None or window is None or window < MIN_WINDOW_S:
+        measured = f"{window:g} s of timed steps" if window is not None else "no timed steps measured"
+        return None, [f"window too short to judge: {measured} (under {MIN_WINDOW_S:g} s); "
+                      f"1-minute load {_fmt(load.get('loadavg_1m_end'))} on {load.get('cores')} cores"]
+    return False, why
+
+
+def _fmt(v) -> str:
+    return "unknown" if v is None else f"{v:.1f}"
+
+
+# The start-of-run warning also reads the 1-minute load: a window of half a second can miss work
+# that comes and goes, the load average of the last minute does not.
+LOAD_WARN_PER_CORE = 0.5
 
 
 def busy_now(seconds: float = 0.5) -> str | None:
@@ -149,4 +168,8 @@ def busy_now(seconds: float = 0.5) -> str | None:
         return (f"the machine is already busy: other processes are using {load['others_cpu_cores']:.1f} of "
                 f"{load['cores']} cores (1-minute load {load['loadavg_1m_end']:.1f}); cells measured now will be "
                 "marked busy")
+    load_1m, cores = load.get("loadavg_1m_end"), load.get("cores") or 1
+    if load_1m is not None and load_1m > LOAD_WARN_PER_CORE * cores:
+        return (f"the machine has been busy: 1-minute load {load_1m:.1f} on {cores} cores; cells measured now may "
+                "be slowed, and are marked busy where their own window shows it")
     return None

@@ -68,12 +68,22 @@ def _tokenizer_for_random_model(name: str, source: str | None):
 def check_model(run: RunConfig) -> None:
     """Fail fast, in one line, on a model that no cell could load (before a sweep starts)."""
     name = run.model
+    if run.pad_to_multiple_of:
+        check_padding(run)
     if name == "tiny":
         return
     source = packaged_model_path() if name == "minilm-l6" else name
     if Path(source).is_dir():
         if not (Path(source) / "config.json").exists():
             raise ConfigError(f"--model {name}: {source} has no config.json, not a model folder")
+        from transformers import AutoConfig
+
+        try:
+            vocab = AutoConfig.from_pretrained(source).vocab_size
+            tokenizer = _load_tokenizer(source)
+        except Exception:
+            return  # each cell records why it cannot load the model
+        check_vocabulary(name, tokenizer, vocab)
         return
     if name.startswith((".", "/", "~")):
         raise ConfigError(f"--model {name}: no such folder")
@@ -87,6 +97,36 @@ def check_model(run: RunConfig) -> None:
         raise ConfigError(
             f"could not load model {name!r} from the Hub: {type(exc).__name__}: {_first_line(exc)}; offline, use "
             f"--model minilm-l6, a local model folder, or --model {name} --no-weights") from exc
+
+
+def check_padding(run: RunConfig) -> None:
+    """Every batch is padded to a multiple of --pad-to-multiple-of: past the model's positions, no
+    batch can run (a tensor-size error in every cell)."""
+    positions = None
+    if run.model == "tiny":
+        positions = TINY_BERT["max_position_embeddings"]
+    else:
+        from transformers import AutoConfig
+
+        try:
+            positions = AutoConfig.from_pretrained(packaged_model_path() if run.model == "minilm-l6" else run.model
+                                                   ).max_position_embeddings
+        except Exception:
+            return  # the model's own check says why it cannot be loaded
+    if positions and run.pad_to_multiple_of > positions:
+        raise ConfigError(f"--pad-to-multiple-of {run.pad_to_multiple_of}: longer than the model's {positions} "
+                          f"positions, so no batch could run; give a multiple of 8 up to {positions}")
+
+
+def check_vocabulary(name: str, tokenizer, vocab_size: int | None) -> None:
+    """The tokenizer must be the model's: ids past the embeddings crash, and a vocabulary far
+    smaller than the model's (its tokenizer files missing: every word [UNK]) trains on nothing."""
+    size = len(tokenizer)
+    if vocab_size and (size > vocab_size or size < vocab_size // 2):
+        raise ConfigError(f"--model {name}: its tokenizer has {size} tokens and the model's embeddings {vocab_size}: "
+                          + ("token ids past the embeddings" if size > vocab_size else
+                             "the tokenizer files (vocab.txt / tokenizer.json) are missing or another model's")
+                          + "; give the model's own tokenizer files")
 
 
 def load_model(run: RunConfig, num_labels: int = 2):
@@ -135,6 +175,7 @@ def load_model(run: RunConfig, num_labels: int = 2):
         )
         raise ConfigError(f"could not load model {name!r}: {type(exc).__name__}: {_first_line(exc)}{hint}") from exc
     cfg = model.config
+    check_vocabulary(name, tokenizer, cfg.vocab_size)
     info = ModelInfo(
         name=name, weights=weights, tokenizer=tok_source,
         n_params=sum(p.numel() for p in model.parameters()),

@@ -31,7 +31,9 @@ class OutLock:
         self._fd = None
 
     def acquire(self) -> "OutLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        from bench.safeio import open_nofollow
+
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)  # a link here would have its target emptied
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -42,7 +44,10 @@ class OutLock:
                                   "wait for it, or give another --out") from None
             raise
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:  # the PID only names the holder to a refused sweep; a full disk must not stop this one
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
         self._fd = fd
         return self
 
@@ -56,17 +61,72 @@ class OutLock:
 
 def check_writable(out: Path) -> None:
     """OUT exists (made if need be) and a file can be written in it: found now, not after training."""
+    import tempfile
+
+    from bench.safeio import refuse_link
+
+    if out.is_symlink():
+        refuse_link(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".bench-write-test-{os.getpid()}"
-        with open(probe, "w", encoding="utf-8") as f:
-            f.write("ok")
-        probe.unlink()
+        # An unpredictable name, made with O_EXCL: nobody can plant a link where the probe writes.
+        fd, probe = tempfile.mkstemp(prefix=".bench-write-test-", dir=out)
+        try:
+            os.write(fd, b"ok")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
     except OSError as exc:
+        from bench.safeio import NO_SPACE, free_space
+
+        if exc.errno in NO_SPACE:
+            raise ConfigError(f"--out {out}: no space left on the device ({free_space(out)}); free some space "
+                              "or give another --out") from None
         raise ConfigError(f"--out {out}: not writable ({exc.strerror or exc}); give a folder you can write to") from None
+    check_no_links(out)
     results = out / RESULTS_FILE
     if results.exists() and not os.access(results, os.R_OK | os.W_OK):
         raise ConfigError(f"{results}: cannot be read and appended to; fix its permissions or give another --out")
+    check_report_target(out / REPORT_FILE)
+
+
+REPORT_FILE = "report.md"
+
+
+def check_no_links(out: Path) -> None:
+    """No symbolic link where bench writes: OUT itself, its files, its logs (refused before any cell runs)."""
+    from bench.safeio import refuse_link
+
+    for folder in (out, out / "logs"):
+        if folder.is_symlink():
+            refuse_link(folder)
+        if folder.is_dir():
+            for entry in sorted(folder.iterdir()):
+                refuse_link(entry)
+
+
+def check_report_target(report: Path) -> None:
+    """``run`` and ``explain`` write OUT/report.md under ``report``'s rule: never over a file bench
+    did not write (the user's notes), never through a link."""
+    from bench.report import REPORT_TITLE, _written_by
+    from bench.safeio import refuse_link
+
+    refuse_link(report)
+    if report.exists() and (report.is_dir() or not _written_by(report, REPORT_TITLE)):
+        raise ConfigError(f"{report}: exists and was not written by bench; move it aside (the report is "
+                          "written there) or give another --out")
+
+
+def remove_if_untouched(out: Path) -> None:
+    """Remove OUT when it holds nothing but what this run made before being refused (its lock)."""
+    try:
+        entries = list(out.iterdir())
+        if all(e.name == LOCK_FILE and e.is_file() and not e.is_symlink() for e in entries):
+            for e in entries:
+                e.unlink()
+            out.rmdir()
+    except OSError:
+        pass
 
 
 def recorded(out: Path) -> list[dict]:

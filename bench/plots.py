@@ -14,6 +14,21 @@ LOOP_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
 LOOP_STYLES = (("-", 2.5), ("--", 1.5), (":", 1.5), ("-.", 1.5), ((0, (5, 1)), 1.5), ((0, (1, 1)), 1.5))
 
 
+def _png(out_md: Path, *pieces: str) -> Path:
+    """A plot's path beside the report: the pieces (record fields) in a safe character set, so a
+    crafted ``device`` cannot put a file outside the report's folder."""
+    from bench.safeio import inside, safe_name
+
+    return inside(out_md.parent, out_md.parent / f"{out_md.stem}-{'-'.join(safe_name(p) for p in pieces)}.png")
+
+
+def _save(fig, path: Path) -> None:
+    """Written beside its place and renamed into it: a full disk leaves the old plot, not half a new one."""
+    from bench.safeio import write_atomic
+
+    write_atomic(path, writer=lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+
+
 def draw_plots(cells: list[CellStats], out_md: Path, explained: list[dict] = ()) -> dict:
     """``explained``: ``bench.explain.explain_rows`` of the same records, for the waterfalls."""
     import matplotlib
@@ -21,7 +36,6 @@ def draw_plots(cells: list[CellStats], out_md: Path, explained: list[dict] = ())
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stem = out_md.stem
     made = {}
     for device in dict.fromkeys(c.device for c in cells):
         dev = [c for c in cells if c.device == device and c.ok]
@@ -46,8 +60,8 @@ def draw_plots(cells: list[CellStats], out_md: Path, explained: list[dict] = ())
             ax.set_ylabel(ylabel)
             ax.set_title(f"{name} on {device}")
             fig.tight_layout()
-            path = out_md.parent / f"{stem}-{device}-{name}.png"
-            fig.savefig(path, dpi=110)
+            path = _png(out_md, device, name)
+            _save(fig, path)
             plt.close(fig)
             made[(device, name)] = path.name
     made.update(_phase_plots(cells, out_md, plt))
@@ -75,9 +89,8 @@ def draw_plots(cells: list[CellStats], out_md: Path, explained: list[dict] = ())
         ax.set_title(f"loss per step, {device} / {precision}" + (f" / {variant}" if variant else ""))
         ax.legend()
         fig.tight_layout()
-        tag = f"{device}-{precision}{'-' + variant if variant else ''}".replace(" ", "-")  # no spaces in links
-        path = out_md.parent / f"{stem}-{tag}-loss.png"
-        fig.savefig(path, dpi=110)
+        path = _png(out_md, device, precision, *([variant] if variant else []), "loss")  # no spaces in links
+        _save(fig, path)
         plt.close(fig)
         made[(device, precision, variant, "loss")] = path.name
     return made
@@ -108,8 +121,8 @@ def _phase_plots(cells: list[CellStats], out_md: Path, plt) -> dict:
         ax.set_title(f"where the time goes on {device}")
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
-        path = out_md.parent / f"{out_md.stem}-{device}-phases.png"
-        fig.savefig(path, dpi=110)
+        path = _png(out_md, device, "phases")
+        _save(fig, path)
         plt.close(fig)
         made[(device, "phases")] = path.name
     return made
@@ -138,8 +151,8 @@ def _waterfalls(out_md: Path, plt, explained) -> dict:
         ax.set_ylabel("ms per optimizer step (mean)")
         ax.set_title(f"{f['a']} → {f['b']}, {f['device']} / {f['precision']}: what each difference adds")
         fig.tight_layout()
-        path = out_md.parent / f"{out_md.stem}-{f['device']}-{f['precision']}-{f['a']}-{f['b']}-why.png"
-        fig.savefig(path, dpi=110)
+        path = _png(out_md, f["device"], f["precision"], f["a"], f["b"], "why")
+        _save(fig, path)
         plt.close(fig)
         made[(f["device"], f["precision"], f["a"], f["b"], "waterfall")] = path.name
     return made

@@ -82,13 +82,25 @@ def _header(records: list[dict]) -> list[str]:
         lines += ["## What was trained", "", model_line,
                   f"- data: {md.code(r0.get('data_source'))} — {common('train_samples', lambda v: v or 3668)} training pairs, "
                   f"{r0.get('eval_examples')} validation pairs",
-                  f"- schedule: lr {common('lr')}, batch {common('batch_size')}, {steps}, {common('scheduler')} decay, "
+                  f"- schedule: lr {common('lr')}, batch {common('batch_size')}{_in_force(ok)}, {steps}, {common('scheduler')} decay, "
                   f"{common('warmup_steps')} warm-up steps, weight decay {common('weight_decay')}, "
                   f"clipping {common('max_grad_norm', lambda v: v or 'none')}, AdamW {common('adamw')}, seed {common('seed')}",
                   f"- timing: the first {common('timing_warmup')} optimizer steps of each run are left out; "
                   "a step is wall time from the end of one optimizer step to the end of the next",
                   *_majority_line(ok), ""]
     return lines
+
+
+def _in_force(ok: list[dict]) -> str:
+    """What a batch size or an accumulation larger than the data became (records that say so)."""
+    said = []
+    for key, asked_key, what in (("batch_size_in_force", "batch_size", "batch"),
+                                 ("grad_accum_in_force", "grad_accum", "accumulation")):
+        pairs = {(r["config"]["run"].get(asked_key), (r.get("settings") or {}).get(key)) for r in ok}
+        cut = sorted({f"{asked} → {got}" for asked, got in pairs if got is not None and asked is not None and got != asked})
+        if cut:
+            said.append(f"{what} {', '.join(cut)}")
+    return f" (in force, as the training pairs allow: {'; '.join(said)})" if said else ""
 
 
 def _anchor(heading: str) -> str:
@@ -692,7 +704,9 @@ def render(records: list[dict], out_md: Path) -> str:
              + _time_to_accuracy(main)
              + _parity_section(main, plots) + _not_run(records))
     text = "\n".join(lines).rstrip() + "\n"
-    out_md.write_text(text, encoding="utf-8")
+    from bench.safeio import write_atomic
+
+    write_atomic(out_md, text)  # a full disk or a kill leaves the old report, never half of one
     return text
 
 
@@ -731,29 +745,50 @@ def csv_rows(records: list[dict]) -> list[dict]:
 def write_csv(records: list[dict], path: Path) -> None:
     import csv
 
+    from bench.safeio import write_atomic
+
     rows = csv_rows(records)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [CSV_FIRST_COLUMN])
-        writer.writeheader()
-        writer.writerows(rows)
+
+    def write(tmp):
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [CSV_FIRST_COLUMN])
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomic(path, writer=write)
 
 
 def cmd_report(args) -> int:
-    import sys
-
     from bench.config import ConfigError
 
     source = Path(args.results)
     results = source / "results.jsonl" if source.is_dir() else source
     out_md = Path(args.output) if args.output else results.parent / "report.md"
-    # The report never writes over records, nor over any file it did not write itself.
+    try:
+        return _report(args, source, results, out_md)
+    except OSError as exc:  # a read-only folder, a name too long: one line, nothing half-written
+        raise ConfigError(f"{exc.filename or out_md}: cannot be written ({exc.strerror or exc}); "
+                          "give -o a path in a folder you can write to") from None
+
+
+def _report(args, source: Path, results: Path, out_md: Path) -> int:
+    import sys
+
+    from bench.config import ConfigError
+
+    # The report never writes over records, nor over any file it did not write itself, nor through a link.
+    from bench.safeio import refuse_link
+
+    flag = "-o " if args.output else ""
+    refuse_link(out_md)
     if out_md.exists() and out_md.resolve() == results.resolve():
         raise ConfigError(f"-o {out_md}: that is the results file being reported on; give a .md path")
     if out_md.is_dir():
         raise ConfigError(f"-o {out_md}: is a folder; give a .md file path")
     if out_md.exists() and not _written_by(out_md):
-        raise ConfigError(f"-o {out_md}: exists and was not written by bench report; give a new path")
+        raise ConfigError(f"{flag}{out_md}: exists and was not written by bench report; "
+                          + ("give a new path" if flag else "move it aside, or give -o PATH"))
     if out_md.suffix.lower() != ".md":
         raise ConfigError(f"-o {out_md}: the report is Markdown; give a path ending in .md")
     csv_path = Path(args.csv) if getattr(args, "csv", None) else None

@@ -29,7 +29,10 @@ def summary_table(records: list[dict]) -> str:
     for r in latest:
         rows.append([
             r["loop"], r["device"], r["precision"], *([r.get("seed")] if seeds else []), r.get("repeat", 0),
-            r["status"] + (" (busy machine)" if r.get("machine_busy") else ""),
+            r["status"] + (" (busy machine)" if r.get("machine_busy") else
+                           # null with a why: the timed window was too short to judge (not "quiet")
+                           " (busy: not judged)" if r.get("machine_busy") is None and r.get("machine_busy_why")
+                           else ""),
             _fmt(r.get("samples_per_s")), _fmt(r.get("real_tokens_per_s"), 0),
             _fmt((r.get("step_s_p50") or 0) * 1000 if r.get("step_s_p50") is not None else None),
             _fmt(r.get("peak_alloc_mib") if r.get("peak_alloc_mib") is not None else r.get("peak_rss_mib"), 0),

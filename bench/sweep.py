@@ -40,17 +40,23 @@ def launch_argv(cell: Cell, python: str, module: str, rendezvous: dict | None = 
     return argv + ["-m", module]
 
 
-def refuse_explicit(devices, precisions, devices_explicit: bool, precisions_explicit: bool, skip_reason,
-                    nproc: int = 1) -> None:
-    """Asked for by name but impossible here: an error before anything runs.  (Impossible only
-    through ``all``: a skipped record, see ``run_sweep``.)"""
-    from bench.precision import device_unavailable, too_many_processes
+def refuse_nproc(devices, nproc: int) -> None:
+    """More processes per node than the device can give each one: an error before anything runs."""
+    from bench.precision import too_many_processes
 
     for d in devices:
         why = too_many_processes(d, nproc)
         if why:
             raise ConfigError(f"--nproc {nproc}: {why}")
 
+
+def refuse_explicit(devices, precisions, devices_explicit: bool, precisions_explicit: bool, skip_reason,
+                    nproc: int = 1) -> None:
+    """Asked for by name but impossible here: an error before anything runs.  (Impossible only
+    through ``all``: a skipped record, see ``run_sweep``.)"""
+    from bench.precision import device_unavailable
+
+    refuse_nproc(devices, nproc)
     if devices_explicit:
         for d in devices:
             why = device_unavailable(d)
@@ -91,11 +97,18 @@ def remove_stale_cell_dirs() -> list[str]:
         pid = path.name[len(CELL_DIR_PREFIX):].split("-", 1)[0]
         if not pid.isdigit() or psutil.pid_exists(int(pid)):
             continue
+        try:  # another user's folder is theirs to clear, whatever its name says
+            st = path.lstat()
+        except OSError:
+            continue
+        if st.st_uid != os.getuid() or path.is_symlink():
+            continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(str(path))
     return removed
 
 
+_WORKER_SIGKILL = re.compile(r"Signal 9 |SIGKILL")
 LOG_DIR = "logs"  # OUT/logs/<cell_id>.log: everything a cell's process printed
 
 
@@ -146,6 +159,142 @@ def rank_errors(folder: str) -> list[str]:
     return lines
 
 
+class CellLog:
+    """A cell's log, opened without following a link and appended to; a write or close that fails
+    (a full disk) stops the log and is said once, never the cell or its record."""
+
+    def __init__(self, path: Path):
+        from bench.safeio import open_nofollow
+
+        self.path, self.error = path, None
+        self._fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+
+    def write(self, data: bytes) -> None:
+        if self._fd is None or self.error:
+            return
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            self.error = exc
+
+    def flush(self) -> None:  # every write goes straight to the file
+        pass
+
+    def close(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.close(fd)
+        except OSError as exc:
+            self.error = self.error or exc
+
+    def problem(self) -> str | None:
+        """One line saying the log is incomplete, or None."""
+        if self.error is None:
+            return None
+        from bench.safeio import NO_SPACE, free_space
+
+        why = (f"no space left on the device ({free_space(self.path.parent)})" if self.error.errno in NO_SPACE
+               else self.error.strerror or str(self.error))
+        return f"{self.path}: the cell's log is incomplete: {why}"
+
+
+# A cell's memory: its process tree's RSS, sampled this often, may not pass this share of the
+# machine's memory (or of this cgroup's limit) unless --cell-memory-limit says otherwise.
+MEMORY_POLL_S = 0.2
+DEFAULT_MEMORY_SHARE = 0.75
+
+
+def machine_memory_bytes() -> int:
+    """The memory this sweep's cells can have: the machine's, or its cgroup's limit if lower."""
+    import psutil
+
+    total = psutil.virtual_memory().total
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit():
+            total = min(total, int(text))
+    except OSError:
+        pass
+    return total
+
+
+def default_memory_limit_bytes() -> int:
+    return int(machine_memory_bytes() * DEFAULT_MEMORY_SHARE)
+
+
+def _oom_kills() -> int | None:
+    """The cgroup's count of kernel OOM kills so far (cgroup v2), or None where there is none."""
+    try:
+        for line in Path("/sys/fs/cgroup/memory.events").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+class MemoryWatch:
+    """Samples a cell's process tree RSS; past ``limit`` it kills the tree (``tripped``)."""
+
+    def __init__(self, proc: subprocess.Popen, limit: int | None):
+        import psutil
+
+        self.proc, self.limit = proc, limit
+        self.peak, self.tripped, self.low_memory = 0, False, False
+        self.oom_kills_before = _oom_kills()
+        self._stop = threading.Event()
+        self._total = psutil.virtual_memory().total
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _rss(self) -> int:
+        import psutil
+
+        try:
+            root = psutil.Process(self.proc.pid)
+            family = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0
+        rss = 0
+        for p in family:
+            try:
+                rss += p.memory_info().rss
+            except psutil.Error:
+                pass
+        return rss
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.wait(MEMORY_POLL_S):
+            rss = self._rss()
+            self.peak = max(self.peak, rss)
+            if psutil.virtual_memory().available < 0.05 * self._total:
+                self.low_memory = True  # evidence, should the kernel kill it
+            if self.limit and rss > self.limit:
+                self.tripped = True
+                kill_tree(self.proc)
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def kernel_oom(self) -> bool:
+        """Evidence that a SIGKILL came from the kernel's OOM killer."""
+        after = _oom_kills()
+        return self.low_memory or (after is not None and self.oom_kills_before is not None
+                                   and after > self.oom_kills_before)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
 def _relay(stream, sink, tail: collections.deque, log=None, progress_prefix: str | None = None) -> None:
     """Keep everything the child says in its log (and its last lines for a failure's reason); pass
     to ``sink`` (a terminal) only the frames of the cell's own progress bar, which start with its
@@ -174,11 +323,12 @@ def _relay(stream, sink, tail: collections.deque, log=None, progress_prefix: str
 
 def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: str,
                  python: str = sys.executable, module: str = "bench.cell", rendezvous: dict | None = None,
-                 log_path: Path | None = None) -> Record | None:
+                 log_path: Path | None = None, memory_limit: int | None = None) -> Record | None:
     """Run one cell in its own process.  A crash, an out-of-memory kill or a timeout becomes a
     ``failed`` record carrying the child's last lines.  Everything the child prints goes to
     ``log_path`` (appended: a cell run again keeps its earlier attempts' log); only its progress
-    bar reaches the terminal, and only when there is one (``progress``)."""
+    bar reaches the terminal, and only when there is one (``progress``).  ``memory_limit``: bytes of
+    RSS the cell's process tree may hold before it is stopped and recorded out of memory."""
     from bench.cell import _now, record_base
 
     from bench.dist import die_with_parent
@@ -201,10 +351,17 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, preexec_fn=die_with_parent)
         tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
+        watch = MemoryWatch(proc, memory_limit)
         log = None
         if log_path is not None:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            log = open(log_path, "ab")
+            try:
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                log = CellLog(log_path)
+            except BaseException:
+                kill_tree(proc)
+                proc.wait()
+                watch.stop()
+                raise
             log.write(f"=== {cell.label} repeat {cell.repeat}, {_now()}: {shlex.join(argv)}\n".encode())
         reader = threading.Thread(target=_relay, args=(proc.stdout, sys.stderr if progress else None, tail, log,
                                                        f"{cell.label}:"), daemon=True)
@@ -219,10 +376,23 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
         except BaseException:  # Ctrl-C, SIGTERM: take the child with us, record nothing for this cell
             kill_tree(proc)
             proc.wait()
+            watch.stop()
+            if log is not None:
+                log.close()
             raise
+        watch.stop()
         reader.join(timeout=5)
-        if log is not None:
+        if log is not None:  # a log that cannot be written or closed costs the log, never the record
             log.close()
+            if log.problem():
+                print(f"bench: warning: {log.problem()}", file=sys.stderr)
+        if watch.tripped:
+            kind = "out-of-memory"
+            reason = (f"out of memory (peak {_gib(watch.peak)}, limit {_gib(watch.limit)}, --cell-memory-limit): "
+                      "the cell was stopped")
+            return Record(status="failed", reason=reason, finished_at=_now(),
+                          failure={"kind": kind, "message": reason, "last_lines": list(tail),
+                                   "peak_rss_bytes": watch.peak, "limit_bytes": watch.limit}, **base)
         if not timed_out and code == 0 and os.path.exists(result_path):
             with open(result_path, encoding="utf-8") as f:
                 return Record.from_dict(json.load(f))
@@ -234,8 +404,20 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
             sig = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
             kind = "killed"
             reason = f"the cell's process was killed by {sig}" + (" (out of memory?)" if sig == "SIGKILL" else "")
+            if sig == "SIGKILL" and watch.kernel_oom():
+                kind = "out-of-memory"
+                reason = (f"out of memory (peak {_gib(watch.peak)}, limit {_gib(watch.limit or 0)}): killed by "
+                          "the kernel's OOM killer")
         else:
             kind, reason = "exit", f"the cell's process exited with code {code} without a record"
+            if any(_WORKER_SIGKILL.search(line) for line in tail) and watch.kernel_oom():
+                # torchrun exits 1 and says "Signal 9 received by PID ..." of a worker the kernel killed
+                kind = "out-of-memory"
+                reason = (f"out of memory (peak {_gib(watch.peak)}, limit {_gib(watch.limit or 0)}): a worker was "
+                          "killed by the kernel's OOM killer")
+                return Record(status="failed", reason=reason, finished_at=_now(),
+                              failure={"kind": kind, "message": reason, "last_lines": list(tail),
+                                       "rank_errors": rank_errors(tmp)}, **base)
         last = list(tail)
         errors = rank_errors(tmp)  # a DDP rank's own error, not torchrun's banner
         said = [line for line in last if not _BANNER.match(line)]
@@ -247,14 +429,41 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
                       failure={"kind": kind, "message": reason, "last_lines": last, "rank_errors": errors}, **base)
 
 
+def append_or_record_failure(out_dir: Path, record: Record) -> None:
+    """Append the cell's record; on a full disk, the cell recorded as failed in a short record if
+    that still fits, and the sweep stopped in one line (``DiskFull``): resume once space is back."""
+    from bench.safeio import DiskFull
+
+    try:
+        append_record(out_dir, record)
+    except DiskFull as exc:
+        short = Record(loop=record.loop, device=record.device, precision=record.precision, status="failed",
+                       reason=f"its record did not fit on the disk: {exc.what}", cell_id=record.cell_id,
+                       repeat=record.repeat, started_at=record.started_at, finished_at=record.finished_at,
+                       config=record.config, command=record.command,
+                       failure={"kind": "disk-full", "message": str(exc), "last_lines": []})
+        try:
+            append_record(out_dir, short)
+            said = "the cell is recorded as failed"
+        except DiskFull:
+            said = "the cell could not be recorded"
+        raise DiskFull(f"{exc.what}: {said}, every earlier record is whole",
+                       f"free some space and continue with --resume {out_dir}") from None
+
+
 def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = None, resume: bool = False,
               progress: bool = True, command: str = "", isolate: bool = True,
-              rendezvous: dict | None = None, write: bool = True) -> list[Record]:
+              rendezvous: dict | None = None, write: bool = True,
+              memory_limit: int | None = None) -> list[Record]:
     """Run every cell not already recorded; append each record as it ends.  Returns the records
-    made by this call.  ``write=False``: a node other than 0, whose ranks train and record nothing."""
+    made by this call.  ``write=False``: a node other than 0, whose ranks train and record nothing.
+    ``memory_limit``: bytes a cell's process tree may hold (default: ``DEFAULT_MEMORY_SHARE`` of
+    the machine's memory)."""
     from bench.cell import run_cell, skipped_record
 
     remove_stale_cell_dirs()
+    if memory_limit is None:
+        memory_limit = default_memory_limit_bytes()
     if write:
         out_dir.mkdir(parents=True, exist_ok=True)
     done = completed_ids(out_dir) if resume else set()
@@ -272,14 +481,15 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
         if record is None and (isolate or cell.world_size > 1):
             print(f"{head}: running", file=sys.stderr)
             record = run_isolated(cell, cell_timeout, progress, command, rendezvous=rendezvous,
-                                  log_path=out_dir / LOG_DIR / f"{cell.cell_id}.log" if write else None)
+                                  log_path=out_dir / LOG_DIR / f"{cell.cell_id}.log" if write else None,
+                                  memory_limit=memory_limit)
             if record is None:
                 print(f"{head}: done on this node; node 0 records it", file=sys.stderr)
                 continue
         elif record is None:
             record = run_cell(cell, progress=progress, command=command)
         if write:
-            append_record(out_dir, record)
+            append_or_record_failure(out_dir, record)
         made.append(record)
         line = _cell_line(record, time.monotonic() - t0, ran_s, len(cells) - i)
         log = out_dir / LOG_DIR / f"{cell.cell_id}.log"

@@ -64,6 +64,7 @@ RUN = {
     "--out": (["{tmp}/out"], lambda a, c: a.out.endswith("out")),
     "--resume": (["{tmp}"], lambda a, c: a.resume is not None),
     "--cell-timeout": (["60"], lambda a, c: a.cell_timeout == 60),
+    "--cell-memory-limit": (["2"], lambda a, c: a.cell_memory_limit == 2.0),
     "--no-progress": ([], lambda a, c: a.no_progress),
     "--in-process": ([], lambda a, c: a.in_process),
     "--config": (["{config}"], lambda a, c: _run0(c).lr == 2e-5 and _run0(c).max_grad_norm == 1.0),

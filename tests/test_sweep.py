@@ -139,8 +139,15 @@ def test_a_failing_cell_does_not_stop_the_sweep_but_fails_the_exit_code(glue_dir
     from bench.models import TINY_BERT
     from transformers import BertConfig
 
+    import shutil
+    from pathlib import Path
+
+    from bench.models import packaged_model_path
+
     broken = tmp_path / "broken-model"
     BertConfig(**TINY_BERT).save_pretrained(broken)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(Path(packaged_model_path()) / name, broken)  # its own vocabulary: only the weights are broken
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     out = tmp_path / "out"
     result = run_cli("run", "--loops", "manual,trainer", "--device", "cpu", "--model", str(broken),

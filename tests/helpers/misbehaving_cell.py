@@ -2,6 +2,7 @@
 
     seed 1: raises      seed 2: exits 3 without a record      seed 3: hangs      seed 4: SIGKILLs itself
     seed 5: under torchrun, rank 1 raises while rank 0 runs the real cell (and would wait for rank 1)
+    seed 6: says what torchrun says of a worker SIGKILLed (by the kernel's OOM killer) and exits 1
     otherwise: behaves like bench.cell
 """
 
@@ -33,6 +34,10 @@ def main(argv):
         time.sleep(600)
     if seed == 4:
         os.kill(os.getpid(), signal.SIGKILL)
+    if seed == 6:
+        print("torch.distributed.elastic.multiprocessing.errors.ChildFailedError: "
+              "Signal 9 (SIGKILL) received by PID 12345", flush=True)
+        sys.exit(1)
     if seed == 5 and os.environ.get("RANK") == "1":
         import bench.cell
 
