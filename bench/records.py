@@ -48,7 +48,7 @@ class Record:
     timed_s: float | None = None
     train_wall_s: float | None = None
     # Startup: imports_s, model_s, data_s, loop_setup_s (the loop's own, up to its first step) and
-    # total_s of those; harness_peak_probe_s apart.  process_wall_s: process start to record written.
+    # total_s of those; harness_peak_probe_s apart.  process_wall_s: process start to record built.
     setup_s: dict = field(default_factory=dict)
     process_wall_s: float | None = None
     # Where the cell's wall time went (bench/wallclock.py: PARTS): each part measured where its work
