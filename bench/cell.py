@@ -91,11 +91,11 @@ def run_cell(cell: Cell, progress: bool = True, command: str = "",
     (perf_counter start, seconds) the cell has; see ``StepMeter``.  ``clock``: the process's
     ``WallClock`` (``bench/wallclock.py``), started by ``main``; ``peak``: (TFLOP/s, where it comes
     from) measured once for this sweep's device and precision, instead of probing again here."""
+    from bench import dist
+    from bench.records import Record
     from bench.wallclock import WallClock
 
     clock = clock or WallClock()
-    from bench import dist
-    from bench.records import Record
 
     if dist.is_distributed():
         from bench.devices import device
@@ -228,16 +228,16 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
     t_train = time.perf_counter()
     try:
         result = train(cell, data, model, meter)
-        clock.add_steps(meter, t_train, time.perf_counter())
-        clock.restart()
+        t_returned = time.perf_counter()
         meter.check_finite()  # the steps since the last check (on a GPU the meter checks every few)
     except StopTraining as exc:
         if dist.is_distributed():
             raise  # the rank exits non-zero, torchrun stops the others, the sweep records why
         stopped = exc
         meter.stop()
-        clock.add_steps(meter, t_train, time.perf_counter())
-        clock.restart()
+        t_returned = time.perf_counter()
+    clock.add_steps(meter, t_train, t_returned)  # the loop's stretch, from the meter's own marks
+    clock.restart()
     window = watch.timed_end()
     if meter.started_at is not None:  # perf_counter at the loop's first step
         setup["loop_setup_s"] = meter.started_at - t_train

@@ -117,3 +117,20 @@ def test_a_parity_cell_before_is_still_undone():
     import torch._inductor.config as inductor_config
 
     assert inductor_config.deterministic is False
+
+
+def test_a_stopped_cell_names_its_steps_once(tiny_run):
+    """A cell stopped by the harness (here: projected past its budget) still says where its time
+    went; its steps are counted once, from the meter's marks."""
+    import time
+
+    from bench.cell import run_cell
+    from bench.config import Cell
+
+    record = run_cell(Cell("manual", "cpu", "fp32", tiny_run(max_steps=40)), progress=False, command="test",
+                      budget=(time.perf_counter(), 0.01))
+    assert record.status == "failed" and record.reason.startswith("WouldTimeOut")
+    wall = record.wall_s
+    assert wall["warmup_steps_s"] + wall["timed_steps_s"] == pytest.approx(sum(record.step_s))
+    assert wall["model_s"] > 0 and wall["data_s"] > 0 and wall["imports_s"] > 0 and wall["env_s"] > 0
+    assert wall["after_steps_s"] < 0.5 and wall["eval_s"] == 0.0  # no evaluation after a stopped cell
