@@ -307,7 +307,8 @@ def shared_peaks(cells: list[CellStats]) -> dict[str, tuple[float, str]]:
         best = max(recs, key=device_peak_of)
         source = best.get("device_peak_source", "").split(", summed over")[0]
         if source.startswith("measured"):
-            source = f"best of {len(recs)} on-the-spot measurements, {source}"
+            measured = [r for r in recs if ", handed from cell " not in (r.get("device_peak_source") or "")]
+            source = f"best of {len(measured)} on-the-spot measurements, {source}"
         out[precision] = (device_peak_of(best), source + " (per device)")
     return out
 

@@ -47,12 +47,11 @@ def _reset_process_state(cell: Cell) -> None:
 
     from bench.precision import set_tf32
 
-    try:
-        from accelerate.state import AcceleratorState
-
-        AcceleratorState._reset_state(reset_partial_state=True)
-    except ImportError:
-        pass
+    # Only what an earlier cell can have left: a fresh process has no Accelerator state and no
+    # deterministic mode, and importing accelerate or setting the mode (torch imports inductor's
+    # config for it) would cost a second or more of every cell for nothing.
+    if "accelerate.state" in sys.modules:
+        sys.modules["accelerate.state"].AcceleratorState._reset_state(reset_partial_state=True)
     set_tf32(False)
     if cell.run.parity:
         # Same kernels, same reduction order, every run: what step-wise parity needs, with the
@@ -65,7 +64,8 @@ def _reset_process_state(cell: Cell) -> None:
         for key, value in needs:
             os.environ.setdefault(key, value)
         torch.use_deterministic_algorithms(True, warn_only=not needs)
-    else:
+    elif torch.are_deterministic_algorithms_enabled() or getattr(sys.modules.get("torch._inductor.config"),
+                                                                 "deterministic", False):
         torch.use_deterministic_algorithms(False)
 
 
@@ -85,11 +85,17 @@ def skipped_record(cell: Cell, command: str) -> "Record | None":
 
 def run_cell(cell: Cell, progress: bool = True, command: str = "",
              budget: tuple[float, float] | None = None,
-             process_started: float | None = None) -> "Record | None":
+             process_started: float | None = None, clock=None,
+             peak: tuple[float, str] | None = None) -> "Record | None":
     """The cell's record (None on ranks other than 0 of a distributed cell).  ``budget``: the
-    (perf_counter start, seconds) the cell has; see ``StepMeter``."""
+    (perf_counter start, seconds) the cell has; see ``StepMeter``.  ``clock``: the process's
+    ``WallClock`` (``bench/wallclock.py``), started by ``main``; ``peak``: (TFLOP/s, where it comes
+    from) measured once for this sweep's device and precision, instead of probing again here."""
     from bench import dist
     from bench.records import Record
+    from bench.wallclock import WallClock
+
+    clock = clock or WallClock()
 
     if dist.is_distributed():
         from bench.devices import device
@@ -104,9 +110,9 @@ def run_cell(cell: Cell, progress: bool = True, command: str = "",
     if dist.is_distributed():
         # Under torchrun a rank that fails must exit non-zero, so that torchrun stops the others
         # instead of leaving them waiting in a collective; the sweep records the failure.
-        return _run(cell, base, progress, budget, process_started)
+        return _run(cell, base, progress, budget, process_started, clock, peak)
     try:
-        return _run(cell, base, progress, budget, process_started)
+        return _run(cell, base, progress, budget, process_started, clock, peak)
     except ConfigError as exc:
         return Record(status="failed", reason=str(exc), finished_at=_now(),
                       failure={"kind": "config", "message": str(exc), "last_lines": []}, **base)
@@ -130,7 +136,7 @@ def _process_wall_s(process_started: float | None) -> float | None:
 
 
 def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | None,
-         process_started: float | None = None):
+         process_started: float | None = None, clock=None, peak: tuple[float, str] | None = None):
     import dataclasses
 
     from bench import dist
@@ -147,6 +153,7 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
 
     import time
 
+    clock.lap("imports_s")
     run = cell.run
     run.validate()
     if dist.world_size() != cell.world_size:
@@ -164,18 +171,24 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
 
         transformers.utils.logging.disable_progress_bar()
         datasets.disable_progress_bars()
+    clock.lap("imports_s")
     _reset_process_state(cell)
     watch = LoadWatch(cell.device)
-    # MFU's denominator, measured (CPU, unknown GPU) before training, while the device is idle.
+    clock.lap("harness_s")
+    # MFU's denominator, measured (CPU, unknown GPU) before training, while the device is idle; or
+    # the figure this sweep measured once for the device and precision, handed to every cell.
     t = time.perf_counter()
-    peak_tflops, peak_source = device_peak(cell.device, cell.precision)
+    peak_tflops, peak_source = peak if peak is not None else device_peak(cell.device, cell.precision)
     setup["harness_peak_probe_s"] = time.perf_counter() - t  # the harness's own, not the loop's: not in the total
+    clock.lap("peak_probe_s")
     t = time.perf_counter()
     model, tokenizer, info = load_model(run)
     setup["model_s"] = time.perf_counter() - t
+    clock.lap("model_s")
     t = time.perf_counter()
     data = prepare(run, tokenizer)
     setup["data_s"] = time.perf_counter() - t
+    clock.lap("data_s")
     precision = plan(cell.precision)
 
     def evaluator():  # the same shared evaluation, on the model as it is at that step
@@ -202,40 +215,54 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
     else:
         meter.attach(model)  # where each step's time goes: hooks on the model (bench/phases.py)
     probe = PrecisionProbe(model, cell.device)
+    clock.lap("harness_s")
     watch.probe("before")
+    clock.lap("load_probes_s")
     # Every loop starts from the same RNG state, so dropout draws the same masks in all three (the
     # Trainer reseeds in its constructor with the same seed; the others draw from here on).
     from transformers import set_seed
 
     set_seed(run.seed)
     stopped = None
+    clock.lap("harness_s")
     t_train = time.perf_counter()
     try:
         result = train(cell, data, model, meter)
+        t_returned = time.perf_counter()
         meter.check_finite()  # the steps since the last check (on a GPU the meter checks every few)
     except StopTraining as exc:
         if dist.is_distributed():
             raise  # the rank exits non-zero, torchrun stops the others, the sweep records why
         stopped = exc
         meter.stop()
+        t_returned = time.perf_counter()
+    clock.add_steps(meter, t_train, t_returned)  # the loop's stretch, from the meter's own marks
+    clock.restart()
     window = watch.timed_end()
     if meter.started_at is not None:  # perf_counter at the loop's first step
         setup["loop_setup_s"] = meter.started_at - t_train
     setup["total_s"] = sum(setup.get(k, 0.0) for k in ("imports_s", "model_s", "data_s", "loop_setup_s"))
     fields_extra = {"setup_s": setup, "process_wall_s": _process_wall_s(process_started)}
+    clock.lap("harness_s")
     watch.probe("after")
+    clock.lap("load_probes_s")
     probe.remove()
     summary = meter.summary()
     fields = _record_fields(summary)
+    clock.lap("harness_s")
     if stopped is not None:
         # Diverged, or could not finish in time: the steps up to there are the record's evidence.
         load = watch.finish([window])
         busy, why = busy_verdict(load)
         kind = "diverged" if isinstance(stopped, Diverged) else "would-time-out"
-        return Record(status="failed", reason=stopped.reason(), model=dataclasses.asdict(info), **fields_extra,
-                      failure={"kind": kind, "message": stopped.reason(), "last_lines": []},
-                      data_source=data.source, data_fingerprint=data.fingerprint, machine_load=load, machine_busy=busy, machine_busy_why=why,
-                      env=environment(cell.device), finished_at=_now(), **fields, **base)
+        clock.lap("harness_s")
+        env = environment(cell.device)
+        clock.lap("env_s")
+        record = Record(status="failed", reason=stopped.reason(), model=dataclasses.asdict(info), **fields_extra,
+                        failure={"kind": kind, "message": stopped.reason(), "last_lines": []},
+                        data_source=data.source, data_fingerprint=data.fingerprint, machine_load=load, machine_busy=busy, machine_busy_why=why,
+                        env=env, finished_at=_now(), **fields, **base)
+        return _with_wall(record, clock, process_started)
 
     settings = read_settings(result, meter, probe, data.collator, info)
     settings["device"] = cell.device
@@ -249,7 +276,11 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         from bench.devices import device
 
         settings.update({f"env_{k}": os.environ.get(k) for k, _ in device(cell.device).deterministic_env})
+    clock.lap("settings_s")
     scores = evaluate_model(result.model, data, cell.device, precision.torch_dtype(), run.eval_batch_size)
+    clock.lap("eval_s")
+    if scores is not None:
+        clock.move("eval_s", "eval_intervals_s", scores.pop("eval_intervals_s", 0.0))
     ranks = dist.gather_to_rank0(
         {"rank": dist.rank(), "samples": sum(summary["step_samples"][summary["timing_warmup_steps"]:]),
          "real_tokens": sum(summary["step_real_tokens"][summary["timing_warmup_steps"]:]),
@@ -280,14 +311,28 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         peak_tflops = min(r["peak_tflops"] for r in ranks)
         peak_source += f", per device ({len(ranks)} ranks)"
     fields_extra["process_wall_s"] = _process_wall_s(process_started)  # after evaluation and the gather
-    return Record(status="failed" if problems else "ok", reason="; ".join(problems), **fields_extra,
-                  failure={"kind": "check", "message": "; ".join(problems), "last_lines": []} if problems else {},
-                  settings=settings, model=dataclasses.asdict(info), data_source=data.source,
-                  data_fingerprint=data.fingerprint,
-                  device_peak_tflops=peak_tflops, device_peak_source=peak_source,
-                  world_size=len(ranks), per_rank=ranks if len(ranks) > 1 else [],
-                  machine_load=load, machine_busy=busy, machine_busy_why=why,
-                  env=environment(cell.device), finished_at=_now(), **fields, **scores, **base)
+    clock.lap("harness_s")
+    env = environment(cell.device)
+    clock.lap("env_s")
+    record = Record(status="failed" if problems else "ok", reason="; ".join(problems), **fields_extra,
+                    failure={"kind": "check", "message": "; ".join(problems), "last_lines": []} if problems else {},
+                    settings=settings, model=dataclasses.asdict(info), data_source=data.source,
+                    data_fingerprint=data.fingerprint,
+                    device_peak_tflops=peak_tflops, device_peak_source=peak_source,
+                    world_size=len(ranks), per_rank=ranks if len(ranks) > 1 else [],
+                    machine_load=load, machine_busy=busy, machine_busy_why=why,
+                    env=env, finished_at=_now(), **fields, **scores, **base)
+    return _with_wall(record, clock, process_started)
+
+
+def _with_wall(record: "Record", clock, process_started: float | None) -> "Record":
+    """The record with where its wall time went, and ``process_wall_s`` taken last, just before the
+    record is serialised (its writing is the sweep's ``after_record_s``)."""
+    clock.lap("harness_s")
+    record.wall_s = clock.as_dict()
+    if process_started is not None:
+        record.process_wall_s = _process_wall_s(process_started)
+    return record
 
 
 def _dynamo_counts() -> dict:
@@ -322,6 +367,10 @@ def main(argv: list[str]) -> int:
     from bench import dist
 
     started = time.perf_counter()
+    entered = time.time()  # epoch seconds: the process's start time, from the kernel, is one too
+    from bench.wallclock import WallClock
+
+    clock = WallClock()
     dist.die_with_parent()  # under torchrun too: a worker never outlives its launcher
     cell_path, result_path = argv[0], argv[1]
     progress = "--no-progress" not in argv
@@ -329,11 +378,18 @@ def main(argv: list[str]) -> int:
     with open(cell_path, encoding="utf-8") as f:
         cell = Cell.from_dict(json.load(f))
     budget = (started, float(argv[argv.index("--time-budget") + 1])) if "--time-budget" in argv else None
+    peak = None
+    if "--peak-tflops" in argv:  # measured once for this sweep's device and precision (bench.sweep)
+        peak = (float(argv[argv.index("--peak-tflops") + 1]), argv[argv.index("--peak-source") + 1])
+    clock.lap("harness_s")
     try:
         import psutil
 
+        process_started = psutil.Process().create_time()  # epoch seconds the process began
+        clock.add("interpreter_s", entered - process_started)
+        clock.lap("imports_s")
         record = run_cell(cell, progress=progress, command=command, budget=budget,
-                          process_started=psutil.Process().create_time())  # epoch seconds the process began
+                          process_started=process_started, clock=clock, peak=peak)
     except BaseException:
         if dist.is_distributed():  # torchrun's summary shows banners; the sweep reads the rank's own words
             lines = traceback.format_exc().strip().splitlines()[-8:]
@@ -347,5 +403,22 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def exit_now(code: int) -> None:
+    """End the cell's process once its record is written, without the interpreter's teardown: freeing
+    every module of torch, transformers and datasets one by one takes 0.5-3 s and serves no one (the
+    record is closed, the output flushed, and a DataLoader's worker processes are ended first).  Under
+    torchrun the ordinary exit, so that the process group ends as torch expects."""
+    from bench import dist
+
+    if dist.is_distributed():
+        sys.exit(code)
+    if "multiprocessing" in sys.modules:
+        for child in sys.modules["multiprocessing"].active_children():
+            child.terminate()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]))

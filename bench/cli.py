@@ -292,7 +292,7 @@ def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list[di
     from bench.outdir import check_comparable
     from bench.records import read_records
     from bench.summary import latest_per_cell, summary_table
-    from bench.sweep import run_sweep
+    from bench.sweep import run_sweep, training_share_line
 
     run = runs[0]
     # Fail fast, in one line, on what no cell could get past: the data and the model.
@@ -307,7 +307,7 @@ def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list[di
     if busy:
         print(f"bench: warning: {busy}", file=sys.stderr)
     print(f"{len(cells)} cells -> {out}/", file=sys.stderr)
-    run_sweep(cells, out, cell_timeout=args.cell_timeout, resume=bool(args.resume),
+    made = run_sweep(cells, out, cell_timeout=args.cell_timeout, resume=bool(args.resume),
               # Progress bars only on a terminal: piped or logged output gets no \r frames.
               progress=not args.no_progress and sys.stderr.isatty(), command=command, isolate=not args.in_process, rendezvous=rendezvous,
               write=records is not None,
@@ -324,6 +324,7 @@ def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list[di
         raise ConfigError(f"{exc.filename or out / 'report.md'}: the report cannot be written "
                           f"({exc.strerror or exc}); the records are whole: run `bench report {out}` later") from None
     print(f"report: {out / 'report.md'}", file=sys.stderr)
+    print(f"bench: {training_share_line(made, _process_age_s())}", file=sys.stderr)
     wanted = {c.cell_id for c in cells}
     latest = [r for r in latest_per_cell(records) if r.get("cell_id") in wanted]
     bad = [r for r in latest if r["status"] == "failed"]
@@ -331,6 +332,15 @@ def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list[di
     if run.parity and not parity_holds(latest):
         return 1
     return 1 if bad or missing else 0
+
+
+def _process_age_s() -> float:
+    """Seconds since this process began (its imports included): the sweep's wall clock."""
+    import time
+
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
 
 
 def parity_holds(records: list[dict]) -> bool:

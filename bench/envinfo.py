@@ -38,9 +38,21 @@ def _extra_versions() -> dict:
     return out
 
 
+def _version(package: str) -> str | None:
+    """A package's version without importing it (a cell that does not use accelerate does not pay
+    for its import to name its version)."""
+    from importlib import metadata
+
+    module = sys.modules.get(package)
+    if module is not None and getattr(module, "__version__", None):
+        return module.__version__
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def environment(device: str) -> dict:
-    import accelerate
-    import datasets
     import torch
     import transformers
 
@@ -50,8 +62,8 @@ def environment(device: str) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
-        "accelerate": accelerate.__version__,
-        "datasets": datasets.__version__,
+        "accelerate": _version("accelerate"),
+        "datasets": _version("datasets"),
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),

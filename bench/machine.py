@@ -30,7 +30,10 @@ BUSY_RULE = (f"other processes used more than {OTHERS_MAX_FRACTION:.0%} of the c
              f"(judged over {MIN_WINDOW_S:g} s of timed steps or more), or the GEMM probes before and after "
              f"training differ by more than {PROBE_MAX_CHANGE:.0%}")
 PROBE_SIZE = 256
-PROBE_SECONDS = 0.3
+# Best of as many 256^3 GEMMs (0.1-0.3 ms each on a CPU core) as fit in this window: 150-500 calls,
+# enough for the best to settle well inside the 15% the rule judges by; a longer window buys no
+# resolution on a quiet machine, and on a loaded one no length makes the probes agree.
+PROBE_SECONDS = 0.05
 
 
 def _busy_jiffies() -> int | None:

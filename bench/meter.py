@@ -107,6 +107,7 @@ class StepMeter:
         self._optimizer = None
         self._t_start = None
         self._t_stop = None
+        self.last_step_end = None  # perf_counter at the end of the last step()
         self._marks: list = []  # per step end: perf_counter value or CUDA event
         self._starts: list = []  # per step start: the previous end, or the end of an evaluation
         self.evaluator, self.eval_every, self.target_f1 = evaluator, eval_every, target_f1
@@ -204,6 +205,7 @@ class StepMeter:
             raise RuntimeError("StepMeter.step() with no observed batch")
         mark = self._now_mark()
         self._marks.append(mark)
+        self.last_step_end = time.perf_counter()  # host clock: where the loop's time after its steps begins
         if self._phases_on:
             self._phases.close(mark)
         n = len(self._pending_loss)
@@ -220,6 +222,7 @@ class StepMeter:
             self._bar.update(1)
         if self.evaluator is not None and self.eval_every and len(self.losses) % self.eval_every == 0:
             mark = self._evaluate()
+            self.last_step_end = time.perf_counter()
         self._starts.append(mark)
         if self._phases_on:
             self._phases.open(mark)

@@ -49,9 +49,13 @@ class Record:
     timed_s: float | None = None
     train_wall_s: float | None = None
     # Startup: imports_s, model_s, data_s, loop_setup_s (the loop's own, up to its first step) and
-    # total_s of those; harness_peak_probe_s apart.  process_wall_s: process start to record written.
+    # total_s of those; harness_peak_probe_s apart.  process_wall_s: process start to record built.
     setup_s: dict = field(default_factory=dict)
     process_wall_s: float | None = None
+    # Where the cell's wall time went (bench/wallclock.py: PARTS): each part measured where its work
+    # is done, adding up to process_wall_s (taken just before the record is serialised); the sweep
+    # adds after_record_s, the record's writing and the process's exit, which lie after it.
+    wall_s: dict = field(default_factory=dict)
     samples_seen: int | None = None
     batch_order_checksum: int | None = None  # equal across loops = same batches, same order
     # Processes: global throughput above is every rank's samples over the slowest rank's time.

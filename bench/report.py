@@ -411,6 +411,36 @@ def _phases_section(cells: list[CellStats], plots: dict) -> list[str]:
     return lines
 
 
+WALL_HEADING = "Where a cell's wall time goes"
+
+
+def _wall_section(cells: list[CellStats]) -> list[str]:
+    """Every second of a cell's process, named (``bench/wallclock.py``), beside where a step's goes."""
+    from bench.wallclock import GROUPS, cell_summary
+
+    rows = [(c, cell_summary(c.ok)) for c in cells if c.ok]
+    rows = [(c, w) for c, w in rows if w]
+    if not rows:
+        return []
+    labels = [label for label, _ in GROUPS]
+    lines = [f"## {WALL_HEADING}", "",
+             "Seconds of each cell's process, from its start to its record (median over repeats): "
+             + "; ".join(f"`{label}` is {' + '.join(f'`{k}`' for k in keys)}" for label, keys in GROUPS)
+             + " (the record's `wall_s`; `bench/wallclock.py` says what each part holds). "
+             "`named` is the share of the process's wall time the parts account for; `fixed` is what the cell "
+             "costs beyond its steps and evaluations; `after record` is the record's writing and the process's "
+             "exit, measured by the sweep.", "",
+             "| device | precision | variant | loop | " + " | ".join(labels)
+             + " | cell s | named | fixed s | after record s |",
+             "|---|---|---|---|" + "---|" * len(labels) + "---|---|---|---|"]
+    for c, w in rows:
+        lines.append(f"| {c.device} | {c.precision} | {c.variant or '-'} | {c.loop} | "
+                     + " | ".join(_f(w[label], "{:.2f}") for label in labels)
+                     + f" | {_f(w['process_wall_s'])} | {_f(w['named'], '{:.1%}')} | {_f(w['fixed_cost_s'])}"
+                     + f" | {_f(w['after_record_s'], '{:.2f}')} |")
+    return lines + [""]
+
+
 WHY_HEADING = "Why do they differ?"
 
 
@@ -700,8 +730,8 @@ def render(records: list[dict], out_md: Path) -> str:
     quality = quality_rows(main)  # only where records hold per-pair predictions
     lines = (header[:4] + _bottom_line(main, records) + _quality_bottom(quality) + header[4:]
              + _device_tables(cells, plots) + _fast_section(main) + _gap_section(main)
-             + _phases_section(main, plots) + _why_section(explained, plots) + _quality_section(quality, plots)
-             + _time_to_accuracy(main)
+             + _phases_section(main, plots) + _wall_section(main) + _why_section(explained, plots)
+             + _quality_section(quality, plots) + _time_to_accuracy(main)
              + _parity_section(main, plots) + _not_run(records))
     text = "\n".join(lines).rstrip() + "\n"
     from bench.safeio import write_atomic

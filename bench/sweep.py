@@ -323,7 +323,8 @@ def _relay(stream, sink, tail: collections.deque, log=None, progress_prefix: str
 
 def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: str,
                  python: str = sys.executable, module: str = "bench.cell", rendezvous: dict | None = None,
-                 log_path: Path | None = None, memory_limit: int | None = None) -> Record | None:
+                 log_path: Path | None = None, memory_limit: int | None = None,
+                 peak: tuple[float, str] | None = None) -> Record | None:
     """Run one cell in its own process.  A crash, an out-of-memory kill or a timeout becomes a
     ``failed`` record carrying the child's last lines.  Everything the child prints goes to
     ``log_path`` (appended: a cell run again keeps its earlier attempts' log); only its progress
@@ -345,11 +346,14 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
             argv.append("--no-progress")
         if timeout_s:  # the cell stops early, and says why, once it cannot finish in time
             argv += ["--time-budget", f"{timeout_s:g}"]
+        if peak is not None:  # MFU's denominator, measured once for this sweep's device and precision
+            argv += ["--peak-tflops", repr(peak[0]), "--peak-source", peak[1]]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
         env["TMPDIR"] = tmp
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, preexec_fn=die_with_parent)
+        created = _create_time(proc.pid)
         tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
         watch = MemoryWatch(proc, memory_limit)
         log = None
@@ -381,6 +385,7 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
                 log.close()
             raise
         watch.stop()
+        exited = time.time()
         reader.join(timeout=5)
         if log is not None:  # a log that cannot be written or closed costs the log, never the record
             log.close()
@@ -395,7 +400,11 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
                                    "peak_rss_bytes": watch.peak, "limit_bytes": watch.limit}, **base)
         if not timed_out and code == 0 and os.path.exists(result_path):
             with open(result_path, encoding="utf-8") as f:
-                return Record.from_dict(json.load(f))
+                record = Record.from_dict(json.load(f))
+            if record.wall_s and record.process_wall_s is not None and created is not None and cell.world_size == 1:
+                # What the record cannot time itself: its own writing and the process's exit.
+                record.wall_s["after_record_s"] = round(max(0.0, exited - created - record.process_wall_s), 6)
+            return record
         if not timed_out and code == 0 and rendezvous and rendezvous.get("node_rank", 0) > 0:
             return None  # another node: global rank 0, on node 0, writes the record
         if timed_out:
@@ -451,6 +460,36 @@ def append_or_record_failure(out_dir: Path, record: Record) -> None:
                        f"free some space and continue with --resume {out_dir}") from None
 
 
+def _create_time(pid: int) -> float | None:
+    """Epoch seconds a process began (the kernel's figure, the one the cell's own clock starts from)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def peak_to_hand(record: Record) -> tuple[float, str] | None:
+    """The peak a cell measured, to hand to the sweep's later cells of its device and precision, with
+    where it came from; None when it measured none (or was handed one itself)."""
+    source = record.device_peak_source.split(", per device")[0]
+    if record.status != "ok" or not record.device_peak_tflops or not source.startswith("measured") \
+            or HANDED in source:
+        return None  # a datasheet figure costs nothing to look up again
+    return record.device_peak_tflops, f"{source}{HANDED}{record.cell_id}, measured once per sweep"
+
+
+HANDED = ", handed from cell "
+
+
+def training_share_line(records: list[Record], wall_s: float) -> str:
+    """The sweep's last line: how much of its wall clock was timed training steps."""
+    timed = sum(r.timed_s or 0.0 for r in records)
+    share = timed / wall_s if wall_s > 0 else 0.0
+    return f"timed steps {timed:.0f} s of {wall_s:.0f} s ({share:.0%})"
+
+
 def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = None, resume: bool = False,
               progress: bool = True, command: str = "", isolate: bool = True,
               rendezvous: dict | None = None, write: bool = True,
@@ -469,6 +508,8 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
     done = completed_ids(out_dir) if resume else set()
     made = []
     ran_s: list[float] = []  # seconds each cell run by this sweep took, for the ETA
+    # MFU's peak per (device, precision): measured by the first cell that runs there, handed to the rest.
+    peaks: dict[tuple[str, str], tuple[float, str]] = {}
     for i, cell in enumerate(cells, 1):
         head = f"[{i}/{len(cells)}] {cell.label}"
         if cell.cell_id in done:
@@ -482,12 +523,14 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
             print(f"{head}: running", file=sys.stderr)
             record = run_isolated(cell, cell_timeout, progress, command, rendezvous=rendezvous,
                                   log_path=out_dir / LOG_DIR / f"{cell.cell_id}.log" if write else None,
-                                  memory_limit=memory_limit)
+                                  memory_limit=memory_limit, peak=peaks.get((cell.device, cell.precision)))
             if record is None:
                 print(f"{head}: done on this node; node 0 records it", file=sys.stderr)
                 continue
         elif record is None:
-            record = run_cell(cell, progress=progress, command=command)
+            record = run_cell(cell, progress=progress, command=command, peak=peaks.get((cell.device, cell.precision)))
+        if (cell.device, cell.precision) not in peaks and peak_to_hand(record):
+            peaks[(cell.device, cell.precision)] = peak_to_hand(record)
         if write:
             append_or_record_failure(out_dir, record)
         made.append(record)

@@ -69,3 +69,34 @@ def test_bootstrap_interval_and_majority_baseline_against_scikit_learn():
     base = majority_baseline(refs)
     assert base["label"] == 1 and base["accuracy"] == pytest.approx(279 / 408)
     assert base["f1"] == pytest.approx(f1_score(refs, [1] * 408)) == pytest.approx(0.8122, abs=1e-4)
+
+
+def test_bootstrap_in_one_numpy_draw_is_the_per_resample_scores():
+    """The vectorised intervals score each resample exactly as `_accuracy_f1` does (the loop it
+    replaced, on the same seeded resamples), and the seed pins them."""
+    from bench.evaluation import BOOTSTRAP_RESAMPLES, _accuracy_f1, bootstrap_ci95, bootstrap_indices
+
+    rng = np.random.default_rng(3)
+    refs = rng.integers(0, 2, 101).tolist()
+    preds = [r if rng.random() < 0.75 else 1 - r for r in refs]
+    idx = bootstrap_indices(len(refs))
+    assert idx.shape == (BOOTSTRAP_RESAMPLES, len(refs))
+    scores = [_accuracy_f1([preds[i] for i in row], [refs[i] for i in row]) for row in idx.tolist()]
+    accs, f1s = sorted(a for a, _ in scores), sorted(f for _, f in scores)
+    lo, hi = int(0.025 * BOOTSTRAP_RESAMPLES), int(0.975 * BOOTSTRAP_RESAMPLES) - 1
+    assert bootstrap_ci95(preds, refs) == ([accs[lo], accs[hi]], [f1s[lo], f1s[hi]])
+    # A resample with no positive predicted or true: F1 0, as in _accuracy_f1.
+    assert bootstrap_ci95([0] * 5, [0] * 5) == ([1.0, 1.0], [0.0, 0.0])
+
+
+def test_the_cell_scores_are_the_metric_modules(metric):
+    """The cell counts accuracy and F1 itself (importing `evaluate` costs it a second): the same
+    figures as the project's `evaluate` module, to the last bit."""
+    from bench.evaluation import _accuracy_f1
+
+    rng = np.random.default_rng(7)
+    for n in (1, 7, 408):
+        refs = rng.integers(0, 2, n).tolist()
+        preds = [r if rng.random() < 0.7 else 1 - r for r in refs]
+        got = metric.compute(predictions=preds, references=refs)
+        assert _accuracy_f1(preds, refs) == (got["accuracy"], got["f1"])

@@ -42,3 +42,34 @@ def test_run_all_loops_writes_ok_records_a_round_at_a_time(glue_dir, tmp_path):
     logs = sorted((out / "logs").glob("*.log"))
     assert [p.stem for p in logs] == sorted(r["cell_id"] for r in records)
     assert all(p.read_text().startswith("=== ") for p in logs)
+    _every_second_named(records, result.stderr)
+
+
+def _every_second_named(records, stderr):
+    """Each cell's wall-time parts, measured where their work is done, add up to its process_wall_s
+    (from the kernel's start time of the process) within 2%; the peak probe runs once per sweep."""
+    import re
+
+    import pytest
+
+    from bench.wallclock import PARTS, SUM_TOLERANCE, named_s
+
+    for r in records:
+        wall = r["wall_s"]
+        assert list(wall)[:len(PARTS)] == [k for k, _ in PARTS] and all(v >= 0 for v in wall.values())
+        assert named_s(wall) == pytest.approx(r["process_wall_s"], rel=SUM_TOLERANCE), wall
+        assert wall["timed_steps_s"] == pytest.approx(r["timed_s"], abs=1e-5) and wall["interpreter_s"] > 0  # 6 digits
+        assert 0 <= wall["after_record_s"] < r["process_wall_s"]  # the sweep measured the write and the exit
+    # MFU's peak: measured by the sweep's first cell, handed to every other one with where it came from.
+    first, rest = records[0], records[1:]
+    assert first["device_peak_source"].startswith("measured") and first["wall_s"]["peak_probe_s"] > 0
+    for r in rest:
+        assert r["device_peak_tflops"] == first["device_peak_tflops"]
+        assert r["device_peak_source"].endswith(f", handed from cell {first['cell_id']}, measured once per sweep")
+        assert r["wall_s"]["peak_probe_s"] < 0.01
+    # The sweep's last line: how much of its wall clock was timed steps.
+    last = stderr.strip().splitlines()[-1]
+    m = re.fullmatch(r"bench: timed steps (\d+) s of (\d+) s \((\d+)%\)", last)
+    assert m, last
+    assert int(m.group(1)) == round(sum(r["timed_s"] for r in records)) and int(m.group(2)) > sum(
+        r["process_wall_s"] for r in records) * 0.9
