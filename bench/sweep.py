@@ -96,6 +96,18 @@ def remove_stale_cell_dirs() -> list[str]:
     return removed
 
 
+def single_process_devices(cell: Cell, env: dict) -> dict:
+    """The environment that gives a one-process GPU cell one GPU: the first visible one.  On a host
+    with several GPUs the Trainer would otherwise spread a single-process cell over all of them with
+    ``nn.DataParallel`` (TrainingArguments sets ``n_gpu = device_count()`` when not distributed):
+    a batch of 8 x n_gpu, a loss per replica, phase hooks firing from replica threads.  Under
+    torchrun each rank takes its own GPU by LOCAL_RANK, and all visible GPUs are the node's."""
+    if cell.world_size != 1 or cell.device.split(":")[0] != "cuda":
+        return {}
+    visible = [d.strip() for d in env.get("CUDA_VISIBLE_DEVICES", "0").split(",") if d.strip()]
+    return {"CUDA_VISIBLE_DEVICES": visible[0]} if visible else {}  # "": none visible, left so
+
+
 LOG_DIR = "logs"  # OUT/logs/<cell_id>.log: everything a cell's process printed
 
 
@@ -198,6 +210,7 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
         env["TMPDIR"] = tmp
+        env.update(single_process_devices(cell, env))
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, preexec_fn=die_with_parent)
         tail: collections.deque = collections.deque(maxlen=TAIL_LINES)

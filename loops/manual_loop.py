@@ -26,7 +26,7 @@ from transformers import get_scheduler
 from bench.dist import backend, torch_device
 from bench.loop_api import LoopResult, UnsupportedSetting
 from bench.precision import plan, set_tf32
-from loops.common import accumulation_group, adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
+from loops.common import ScaleWatch, accumulation_group, adamw_impl_kwargs, adamw_param_groups
 
 
 def train(cell, data, model, meter):
@@ -77,6 +77,7 @@ def train(cell, data, model, meter):
     set_tf32(precision.tf32)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.grad_scaler)
     autocast_dtype = precision.torch_dtype()
+    scale = ScaleWatch(scaler)  # fp16 skips, at one read of the scale per step
 
     meter.watch(optimizer)
     model.train()
@@ -101,11 +102,11 @@ def train(cell, data, model, meter):
             if run.max_grad_norm:
                 scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                 meter.observe_grad_norm(torch.nn.utils.clip_grad_norm_(trained.parameters(), run.max_grad_norm))
-            scale_before = scale_of(scaler)
+            scale_before = scale.before()
             scaler.step(optimizer)
             scaler.update()
             # An fp16 step skipped for inf/nan gradients must not advance the schedule either.
-            if not scaler_skipped(scaler, scale_before):
+            if not scale.after(scale_before):
                 lr_scheduler.step()
             optimizer.zero_grad()
             meter.step()
