@@ -62,11 +62,38 @@ def _reset_process_state(cell: Cell) -> None:
         from bench.devices import device
 
         needs = device(cell.device).deterministic_env
+        late = [key for key, _ in needs if key not in os.environ and _device_in_use(cell.device)]
+        if late:
+            # cuBLAS reads its workspace configuration once, when this process first used it: set
+            # now, strict determinism would raise at the first matmul (bench.sweep sets it before
+            # an --in-process sweep's first cell).
+            raise ConfigError(f"--parity on {cell.device}: {', '.join(late)} must be set before this process first "
+                              "uses the device, and an earlier cell in this process already has; run the cell in "
+                              "a process of its own (without --in-process), or set it in the environment")
         for key, value in needs:
             os.environ.setdefault(key, value)
         torch.use_deterministic_algorithms(True, warn_only=not needs)
     else:
         torch.use_deterministic_algorithms(False)
+
+
+def _device_in_use(name: str) -> bool:
+    """Has this process already used the device (so its libraries have read their environment)?"""
+    import torch
+
+    return name.split(":")[0] == "cuda" and torch.cuda.is_initialized()
+
+
+def deterministic_env_for(cells) -> dict:
+    """The environment every --parity cell among ``cells`` needs before its device's first kernel,
+    for a process that runs them one after another (an --in-process sweep)."""
+    from bench.devices import device
+
+    env = {}
+    for cell in cells:
+        if cell.run.parity:
+            env.update(dict(device(cell.device).deterministic_env))
+    return env
 
 
 def record_base(cell: Cell, command: str) -> dict:
@@ -341,7 +368,16 @@ def main(argv: list[str]) -> int:
     if record is not None:  # rank 0 (or a single process) writes the record
         with open(result_path, "w", encoding="utf-8") as f:
             f.write(record.to_json())
+    _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """Tear down the process group a loop made (NCCL warns, and may hang at exit, without it)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -270,6 +270,13 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
     remove_stale_cell_dirs()
     if write:
         out_dir.mkdir(parents=True, exist_ok=True)
+    if not isolate:
+        # Cells in this process share its libraries, which read some settings once (cuBLAS its
+        # workspace): what a --parity cell needs is set before the first cell uses the device.
+        from bench.cell import deterministic_env_for
+
+        for key, value in deterministic_env_for(cells).items():
+            os.environ.setdefault(key, value)
     done = completed_ids(out_dir) if resume else set()
     made = []
     ran_s: list[float] = []  # seconds each cell run by this sweep took, for the ETA

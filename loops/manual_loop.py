@@ -13,6 +13,7 @@ Changes from the tutorial, each needed to compare it fairly with the other two l
   + ``DistributedSampler``.
 """
 
+import contextlib
 import math
 import os
 
@@ -83,6 +84,7 @@ def train(cell, data, model, meter):
     model.train()
     meter.start()
     step = 0
+    no_sync_micro_batches = 0  # under DDP: micro-batches whose backward skipped the all-reduce
     for epoch in range(num_epochs):
         sampler.set_epoch(epoch)  # a new shuffle each epoch, the same one in every loop
         n_batches = len(train_dataloader)
@@ -90,11 +92,17 @@ def train(cell, data, model, meter):
         batches = ({k: v.to(device, non_blocking=True) for k, v in b.items()} for b in train_dataloader)
         # meter.batches: the wait for each batch, and its copy, is the step's `data` time.
         for i, batch in enumerate(meter.batches(batches)):
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                outputs = model(**batch)
             # Average over the micro-batches of this step (the last group of an epoch may be short).
             group_size, last = accumulation_group(i, n_batches, run.grad_accum)
-            scaler.scale(outputs.loss / group_size).backward()
+            # Under DDP, the micro-batches that only accumulate skip the gradient all-reduce (forward
+            # and backward inside no_sync), as the other four loops do; the group's last one reduces
+            # the sum of all of them.
+            accumulate_only = distributed and not last
+            with wrapped.no_sync() if accumulate_only else contextlib.nullcontext():
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    outputs = model(**batch)
+                scaler.scale(outputs.loss / group_size).backward()
+            no_sync_micro_batches += accumulate_only
             meter.observe(outputs.loss, batch)
             if not last:
                 continue
@@ -115,7 +123,10 @@ def train(cell, data, model, meter):
                 break
     meter.stop()
 
+    extra = {"compiled": type(model).__name__ == "OptimizedModule"}
+    if distributed:
+        extra["ddp_no_sync_micro_batches"] = no_sync_micro_batches
     return LoopResult(model=trained, optimizer=optimizer, scheduler=lr_scheduler,
                       train_dataloader=train_dataloader, grad_scaler=scaler,
                       clip_max_norm=run.max_grad_norm, grad_accum=run.grad_accum, wrapped_model=wrapped,
-                      h2d_non_blocking=True, extra={"compiled": type(model).__name__ == "OptimizedModule"})
+                      h2d_non_blocking=True, extra=extra)
