@@ -79,6 +79,9 @@ class Record:
     # and other; medians and means over the timed steps, per step one list per phase, how many steps'
     # phases add up to their step_s within 2%, and the split's own cost per step (median).
     phase_split: str = ""  # "" when on, else why it is off
+    # Which clock the split is on: "host" (perf_counter: when the CPU passed each boundary) or
+    # "device-timeline" (CUDA events: when the GPU reached it, in stream order); "" when off.
+    phase_clock: str = ""
     phase_s_p50: dict = field(default_factory=dict)
     phase_s_mean: dict = field(default_factory=dict)
     step_phase_s: dict = field(default_factory=dict)

@@ -381,6 +381,16 @@ def _phases_section(cells: list[CellStats], plots: dict) -> list[str]:
                      + f" | {total * 1000:.1f} | {_f(cost and cost * 1e6, '{:.0f} µs')}"
                      + f"{_f(cost and total and cost / total, ' ({:.2%})', '')} | {ok_steps}/{all_steps} |")
     lines.append("")
+    timeline = sorted({c.device for c in split for r in c.ok if phase_clock(r) == "device-timeline"})
+    if timeline:
+        lines += [f"On {', '.join(md.code(d) for d in timeline)} the split is on the device's timeline "
+                  "(`phase_clock: device-timeline`): each boundary is an event that completes when the GPU reaches "
+                  "it, not when the CPU passed it. While the CPU runs ahead of the GPU, host work (fetching and "
+                  "collating the next batch, a host sync) overlaps GPU work and is counted in whichever phase the "
+                  "GPU was busy with: `data` there is the time the GPU waited for a batch (a loader that keeps "
+                  "ahead shows near zero, however long it takes), not the time loading took; on the host clock "
+                  "(`phase_clock: host`, the CPU) it is the loading itself. `split cost` there is the CPU's "
+                  "cost of recording the events.", ""]
     for device in dict.fromkeys(c.device for c in split):
         if (device, "phases") in plots:
             lines += [f"![where the time goes on {device}]({plots[(device, 'phases')]})", ""]
@@ -388,6 +398,13 @@ def _phases_section(cells: list[CellStats], plots: dict) -> list[str]:
     if off:
         lines += ["Cells without a split: " + "; ".join(md.text(x) for x in off) + ".", ""]
     return lines
+
+
+def phase_clock(record: dict) -> str:
+    """The clock a record's phase split is on (records before the field: by the device's timer)."""
+    if record.get("phase_clock"):
+        return record["phase_clock"]
+    return "device-timeline" if str(record.get("device", "")).split(":")[0] == "cuda" else "host"
 
 
 WHY_HEADING = "Why do they differ?"
