@@ -193,9 +193,17 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         datasets.disable_progress_bars()
     _reset_process_state(cell)
     watch = LoadWatch(cell.device)
-    # MFU's denominator, measured (CPU, unknown GPU) before training, while the device is idle.
+    from bench.gpu_facts import GpuWatch
+
+    gpu = GpuWatch(cell.device)  # NVML: other processes on the GPU, clocks, power, the energy counter
+    gpu.start()
+    # MFU's denominator, measured (CPU, unknown GPU) before training, while the device is idle; or
+    # the user's (--peak-tflops), recorded as an override.
     t = time.perf_counter()
-    peak_tflops, peak_source = device_peak(cell.device, cell.precision)
+    if run.peak_tflops:
+        peak_tflops, peak_source = run.peak_tflops, f"override: --peak-tflops {run.peak_tflops:g}, {cell.precision}"
+    else:
+        peak_tflops, peak_source = device_peak(cell.device, cell.precision)
     setup["harness_peak_probe_s"] = time.perf_counter() - t  # the harness's own, not the loop's: not in the total
     t = time.perf_counter()
     model, tokenizer, info = load_model(run)
@@ -215,6 +223,7 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
 
     def timed_start():  # the machine's load, and compilations counted from here on, cover the timed steps
         watch.timed_start()
+        gpu.timed_start()
         compiles_at.update(_dynamo_counts())
 
     meter = StepMeter(cell.device, run.timing_warmup, cell.run.total_steps(cell.world_size),
@@ -246,6 +255,7 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         stopped = exc
         meter.stop()
     window = watch.timed_end()
+    gpu.timed_end()
     if meter.started_at is not None:  # perf_counter at the loop's first step
         setup["loop_setup_s"] = meter.started_at - t_train
     setup["total_s"] = sum(setup.get(k, 0.0) for k in ("imports_s", "model_s", "data_s", "loop_setup_s"))
@@ -257,8 +267,9 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
     if stopped is not None:
         # Diverged, or could not finish in time: the steps up to there are the record's evidence.
         load = watch.finish([window])
-        busy, why = busy_verdict(load)
+        busy, why = _with_gpu_busy(busy_verdict(load), gpu)
         kind = "diverged" if isinstance(stopped, Diverged) else "would-time-out"
+        fields_extra.update(gpu.fields(gpu.energy_j(), _timed_samples(summary)))
         return Record(status="failed", reason=stopped.reason(), model=dataclasses.asdict(info), **fields_extra,
                       failure={"kind": kind, "message": stopped.reason(), "last_lines": []},
                       data_source=data.source, machine_load=load, machine_busy=busy, machine_busy_why=why,
@@ -279,11 +290,14 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         {"rank": dist.rank(), "samples": sum(summary["step_samples"][summary["timing_warmup_steps"]:]),
          "real_tokens": sum(summary["step_real_tokens"][summary["timing_warmup_steps"]:]),
          "padded_tokens": sum(summary["step_padded_tokens"][summary["timing_warmup_steps"]:]),
-         "peak_tflops": peak_tflops, "load_window": window, **{k: summary.get(k) for k in _PER_RANK}}, cell.device)
+         "peak_tflops": peak_tflops, "load_window": window, "gpu_energy_j": gpu.energy_j(),
+         **{k: summary.get(k) for k in _PER_RANK}}, cell.device)
     if ranks is None:
         return None  # only rank 0 writes
     load = watch.finish([r.pop("load_window") for r in ranks])
-    busy, why = busy_verdict(load)
+    busy, why = _with_gpu_busy(busy_verdict(load), gpu)
+    energies = [r.pop("gpu_energy_j") for r in ranks]
+    fields_extra.update(gpu.fields(sum(energies) if None not in energies else None, sum(r["samples"] for r in ranks)))
     problems = []
     mismatch = precision_mismatch(precision, settings)
     if mismatch:
@@ -309,9 +323,21 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
                   failure={"kind": "check", "message": "; ".join(problems), "last_lines": []} if problems else {},
                   settings=settings, model=dataclasses.asdict(info), data_source=data.source,
                   device_peak_tflops=peak_tflops, device_peak_source=peak_source,
+                  device_peak_override=bool(run.peak_tflops),
                   world_size=len(ranks), per_rank=ranks if len(ranks) > 1 else [],
                   machine_load=load, machine_busy=busy, machine_busy_why=why,
                   env=environment(cell.device), finished_at=_now(), **fields, **scores, **base)
+
+
+def _with_gpu_busy(verdict: tuple[bool, list[str]], gpu) -> tuple[bool, list[str]]:
+    """The machine's busy verdict, with other processes computing on the cell's GPU counted in."""
+    busy, why = verdict
+    gpu_why = gpu.busy_why()
+    return (True, why + [gpu_why]) if gpu_why else (busy, why)
+
+
+def _timed_samples(summary: dict) -> int:
+    return sum(summary["step_samples"][summary["timing_warmup_steps"]:])
 
 
 def _dynamo_counts() -> dict:

@@ -271,10 +271,16 @@ def _device_tables(cells: list[CellStats], plots: dict) -> list[str]:
                   "loop's own setup; the record's `setup_s` has each part). "
                   + "MFU: model FLOPs over the padded batches per second, over the peak of the cell's precision: "
                   + ("; ".join(f"{p}: {t * 1000:.1f} GFLOP/s ({src})" for p, (t, src) in peaks.items())
-                     if peaks else "no peak recorded") + ".", ""]
+                     if peaks else "no peak recorded") + "."
+                  + (" J/sample: the GPU's energy counter (NVML) over the timed steps, over their samples."
+                     if any(c.median("joules_per_sample") is not None for c in dev_cells) else ""), ""]
         header = ["loop", "precision"] + (["variant"] if any(c.variant for c in dev_cells) else []) + [
             "samples/s", "spread", "CV", "speed-up", "real tok/s", "step p50 ms", "step p90 ms", "peak MiB", "MFU",
             "startup s", "val acc", "val F1", "F1 95% CI", "final loss"]
+        # GPU energy over the timed steps (NVML), where some cell of this device has it.
+        energy = any(c.median("joules_per_sample") is not None for c in dev_cells)
+        if energy:
+            header.insert(header.index("MFU") + 1, "J/sample")
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for c in dev_cells:
             sps = c.median("samples_per_s")
@@ -291,6 +297,8 @@ def _device_tables(cells: list[CellStats], plots: dict) -> list[str]:
                 mem, _f(c.mfu(peaks.get(c.precision, (None,))[0]), "{:.2%}"), _startup(c),
                 _f(c.median("eval_accuracy"), "{:.4f}"), _f(c.median("eval_f1"), "{:.4f}"), _ci(c),
                 _f(c.median("train_loss_final"), "{:.4f}")]
+            if energy:
+                row.insert(header.index("J/sample"), _f(c.median("joules_per_sample"), "{:.3f}"))
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
         busy = [c for c in dev_cells if c.busy]

@@ -206,28 +206,147 @@ def test_a_mig_slice_gets_a_measured_peak(monkeypatch, name, sms, source):
         assert tflops == 989.4 and freed == []
 
 
-# -- 6. which clock the phase split is on -------------------------------------------------------
-def test_records_say_which_clock_the_split_is_on(tiny_run, tmp_path):
-    from bench.cell import run_cell
+# -- 6. which clock the phase split is on (and the GPU fields of a CPU record, --peak-tflops) -------
+@pytest.fixture(scope="module")
+def cli_record(glue_dir, tmp_path_factory):
+    """One manual cell run through the real parser, with --peak-tflops."""
+    from bench.cli import main
+    from bench.records import read_records
+
+    out = tmp_path_factory.mktemp("peak") / "out"
+    code = main(["run", "--loops", "manual", "--device", "cpu", "--model", "tiny", "--glue-dir", glue_dir,
+                 "--train-samples", "64", "--eval-samples", "48", "--max-steps", "6", "--timing-warmup", "2",
+                 "--peak-tflops", "0.5", "--in-process", "--no-progress", "--out", str(out)])
+    assert code == 0
+    (record,) = read_records(out)
+    return out, record
+
+
+def test_records_say_which_clock_the_split_is_on(cli_record, tmp_path):
     from bench.devices import DEVICES
     from bench.phases import PhaseClock
-    from bench.records import append_record, read_records
+    from bench.records import read_records
     from bench.report import PHASE_HEADING, render
 
-    r = run_cell(Cell("manual", "cpu", "fp32", tiny_run()), progress=False)
-    assert r.status == "ok" and r.phase_clock == "host"
+    out, r = cli_record
+    assert r["status"] == "ok" and r["phase_clock"] == "host"
     assert PhaseClock(DEVICES["cuda"]).clock_name() == "device-timeline"
-    # The report says what the device timeline means for `data`, where a cell is on it.
-    gpu = json.loads(r.to_json())
-    gpu.update(device="cuda", phase_clock="device-timeline", cell_id="manual-cuda-fp32-0")
-    gpu["config"]["device"] = "cuda"
-    append_record(tmp_path, r)
-    cpu_only = render(read_records(tmp_path), tmp_path / "cpu.md").split(f"## {PHASE_HEADING}")[1].split("\n## ")[0]
-    assert "device-timeline" not in cpu_only
+    # The report says what the device timeline means for `data`, where a cell is on it, and shows
+    # the GPU's energy per sample where a cell has it.
+    gpu = dict(r, device="cuda", phase_clock="device-timeline", cell_id="manual-cuda-fp32-0", joules_per_sample=0.25,
+               config=dict(r["config"], device="cuda"))
+    (tmp_path / "results.jsonl").write_text((out / "results.jsonl").read_text())
+    cpu_only = render(read_records(tmp_path), tmp_path / "cpu.md")
+    assert "device-timeline" not in cpu_only.split(f"## {PHASE_HEADING}")[1] and "J/sample" not in cpu_only
     with open(tmp_path / "results.jsonl", "a") as f:
         f.write(json.dumps(gpu) + "\n")
-    both = render(read_records(tmp_path), tmp_path / "both.md").split(f"## {PHASE_HEADING}")[1].split("\n## ")[0]
-    assert "`phase_clock: device-timeline`" in both and "`data` there is the time the GPU waited for a batch" in both
+    both = render(read_records(tmp_path), tmp_path / "both.md")
+    phases = both.split(f"## {PHASE_HEADING}")[1].split("\n## ")[0]
+    assert "`phase_clock: device-timeline`" in phases and "`data` there is the time the GPU waited for a batch" in phases
+    cuda_table = both.split("\n## cuda")[1].split("\n## ")[0]
+    assert "| MFU | J/sample |" in cuda_table and "| 0.250 |" in cuda_table
+
+
+def test_a_cpu_record_has_the_gpu_fields_null_with_the_reason(cli_record):
+    _, r = cli_record
+    for name in ("gpu_start", "gpu_end", "gpu_other_processes", "gpu_energy_j", "joules_per_sample"):
+        assert name in r and r[name] is None, name
+    assert r["gpu_facts_why"] == "not a CUDA cell: no GPU facts"
+
+
+def test_peak_tflops_is_recorded_as_an_override_and_mfu_uses_it(cli_record):
+    from bench.analysis import mfu
+
+    _, r = cli_record
+    assert r["config"]["run"]["peak_tflops"] == 0.5 and r["device_peak_tflops"] == 0.5
+    assert r["device_peak_override"] is True and r["device_peak_source"].startswith("override: --peak-tflops 0.5")
+    assert r["setup_s"]["harness_peak_probe_s"] < 0.05  # no GEMM measured
+    assert mfu(r) == pytest.approx(mfu(r, peak_tflops=0.5)) and mfu(r) == pytest.approx(2 * mfu(r, peak_tflops=1.0))
+
+
+def test_a_bad_peak_tflops_is_one_line(capsys):
+    from bench.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--peak-tflops", "-3"])
+    assert exc.value.code == 2 and "--peak-tflops" in capsys.readouterr().err
+
+
+class FakeNVML(types.ModuleType):
+    """pynvml as a CUDA machine answers it: one GPU, another process on it, an energy counter."""
+    NVML_CLOCK_SM, NVML_TEMPERATURE_GPU = 1, 0
+
+    def __init__(self, energy=True):
+        super().__init__("pynvml")
+        self.energy_mj, self.has_energy = 1_000_000, energy
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        if uuid != "GPU-1234":
+            raise RuntimeError("not found")
+        return "handle"
+
+    def nvmlDeviceGetClockInfo(self, h, kind):
+        return 1980
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h):
+        return 0x4 | 0x20  # sw power cap, sw thermal slowdown
+
+    def nvmlDeviceGetTemperature(self, h, kind):
+        return 61
+
+    def nvmlDeviceGetPowerUsage(self, h):
+        return 412_500  # mW
+
+    def nvmlDeviceGetUtilizationRates(self, h):
+        return types.SimpleNamespace(gpu=85, memory=40)
+
+    def nvmlDeviceGetComputeProcesses(self, h):
+        return [types.SimpleNamespace(pid=os.getpid(), usedGpuMemory=2**30),
+                types.SimpleNamespace(pid=999_999, usedGpuMemory=3 * 2**30)]
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h):
+        if not self.has_energy:
+            raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
+        self.energy_mj += 50_000  # 50 J between two reads
+        return self.energy_mj
+
+
+@pytest.mark.parametrize("energy", [True, False])
+def test_gpu_facts_through_nvml(monkeypatch, energy):
+    import sys
+
+    from bench.gpu_facts import GpuWatch
+
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNVML(energy))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid="1234"))
+    gpu = GpuWatch("cuda")
+    gpu.start()
+    gpu.timed_start()
+    gpu.timed_end()
+    f = gpu.fields(gpu.energy_j(), timed_samples=200)
+    assert f["gpu_start"] == {"sm_clock_mhz": 1980, "throttle_reasons": ["sw_power_cap", "sw_thermal_slowdown"],
+                              "temperature_c": 61, "power_w": 412.5, "utilization_pct": 85}
+    assert f["gpu_other_processes"] == [{"pid": 999_999, "used_mib": 3072}]  # this process is not "other"
+    assert "1 other process(es) on the GPU" in gpu.busy_why()
+    if energy:
+        assert f["gpu_energy_j"] == 50.0 and f["joules_per_sample"] == 0.25 and f["gpu_facts_why"] == ""
+    else:  # a MIG instance: no counter of its own
+        assert f["gpu_energy_j"] is None and f["joules_per_sample"] is None and "energy counter" in f["gpu_facts_why"]
+
+
+def test_without_nvml_a_cuda_cell_says_so(monkeypatch):
+    import sys
+
+    from bench.gpu_facts import NO_NVML, GpuWatch
+
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
+    gpu = GpuWatch("cuda")
+    gpu.start()
+    assert gpu.fields(gpu.energy_j(), 10)["gpu_facts_why"] == NO_NVML and gpu.busy_why() is None
 
 
 # -- 7. the machine-load probe: IEEE fp32 both times, the device timed rather than launches ---------
