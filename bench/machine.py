@@ -70,7 +70,9 @@ def gemm_probe_gflops(device: str = "cpu") -> float | None:
 
     kind = device_kind(device)
     with fp32_matmul():
-        return _timed_gemm(device, kind.probe_size, kind.probe_products, kind.synchronize)
+        gflops = _timed_gemm(device, kind.probe_size, kind.probe_products, kind.synchronize)
+    kind.release_cached_memory()  # the probe's blocks would count in the cell's peak_reserved_mib
+    return gflops
 
 
 def _timed_gemm(device: str, n: int, products: int, sync) -> float:

@@ -367,6 +367,11 @@ def test_the_load_probe_runs_in_fp32_in_a_tf32_cell(monkeypatch):
         set_tf32(False)
     cuda = DEVICES["cuda"]
     assert cuda.probe_size >= 2048 and cuda.probe_products >= 10
+    freed = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: freed.append(True))
+    monkeypatch.setattr(machine, "_timed_gemm", lambda *a: 1.0)
+    machine.gemm_probe_gflops("cuda")
+    assert freed == [True]  # its blocks given back before training
     syncs = []
     assert timed_gemm("cpu", 64, 5, lambda: syncs.append(1)) > 0
     timings = len(syncs) - 1  # one warm-up product, then one sync per 5 products
