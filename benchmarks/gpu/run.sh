@@ -9,7 +9,8 @@
 # Python 3.12 into a scratch folder, to prove they install; this Python runs on its own packages):
 #   benchmarks/gpu/run.sh --dry-run
 # Environment: OUT (where the results go; the device tool sets it), PYTHON (default python3 there,
-# python here), SWEEP_S (seconds the sweep may take; default 400 there), STEPS / WARMUP (per cell).
+# python here), SWEEP_S (seconds the sweep may take; default 420 there), STEPS / WARMUP (per cell),
+# PRESETS (default tutorial,fast; PRESETS=fast runs the second half alone, e.g. in a second call).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -40,7 +41,7 @@ if [ $DRY = 1 ]; then
 else
     PY=${PYTHON:-python3}
     DEVICE=cuda; MODEL=(--model "$ROOT/.data/gpu/bert-base-uncased" --no-weights)
-    STEPS=${STEPS:-60}; WARMUP=${WARMUP:-10}; SWEEP_S=${SWEEP_S:-400}
+    STEPS=${STEPS:-60}; WARMUP=${WARMUP:-10}; SWEEP_S=${SWEEP_S:-420}
     SIZES=()
     say "GPU check: --device cuda, bert-base-uncased --no-weights, $STEPS steps a cell"
     # 1. The wheels, into a temporary site ahead of the image's packages.
@@ -63,7 +64,7 @@ say "environment written"
 #    (SIGTERM: what is recorded stays) when its time is up.
 set -x
 timeout --signal=TERM "$SWEEP_S" "$PY" -m bench run --loops all --device "$DEVICE" --precision all \
-    --preset tutorial,fast "${MODEL[@]}" --glue-dir "$WORK/glue" "${SIZES[@]}" --max-steps "$STEPS" \
+    --preset "${PRESETS:-tutorial,fast}" "${MODEL[@]}" --glue-dir "$WORK/glue" "${SIZES[@]}" --max-steps "$STEPS" \
     --timing-warmup "$WARMUP" --cell-timeout 120 --no-progress --out "$WORK/run" >>"$LOG" 2>&1
 rc=$?
 set +x
