@@ -57,6 +57,13 @@ def scaler_skipped(scaler, scale_before) -> bool:
     return scaler is not None and scaler.is_enabled() and scaler.get_scale() < scale_before
 
 
+def unscales_in_step(optimizer) -> bool:
+    """Does this optimizer unscale fp16 gradients inside its own step (a fused AdamW)?  Then
+    ``GradScaler.step`` hands it the scale, unless ``unscale_`` was called first; Lightning's amp
+    plugins read the same attribute (``_optimizer_handles_unscaling``) to skip their ``unscale_``."""
+    return bool(getattr(optimizer, "_step_supports_amp_scaling", False))
+
+
 def scale_of(scaler):
     """The loss scale before a step (None without an active scaler)."""
     return scaler.get_scale() if scaler is not None and scaler.is_enabled() else None

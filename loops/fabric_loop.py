@@ -19,7 +19,7 @@ from transformers import get_scheduler
 
 from bench.loop_api import LoopResult
 from bench.precision import plan, set_tf32
-from loops.common import ScaleWatch, accumulation_group, adamw_impl_kwargs, adamw_param_groups
+from loops.common import ScaleWatch, accumulation_group, adamw_impl_kwargs, adamw_param_groups, unscales_in_step
 
 FABRIC_PRECISION = {"fp32": "32-true", "tf32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
 
@@ -31,10 +31,8 @@ def clip_gradients(fabric, model, optimizer, scaler, max_norm):
     returned.  And it refuses to clip for an optimizer that unscales inside its own step (a fused
     AdamW under fp16): the loop unscales through the scaler itself, as the manual loop does, and
     ``GradScaler.step`` then hands the fused kernel gradients marked as unscaled."""
-    from lightning.fabric.plugins.precision.amp import _optimizer_handles_unscaling
-
     inner = getattr(optimizer, "optimizer", optimizer)
-    if scaler is not None and scaler.is_enabled() and _optimizer_handles_unscaling(inner):
+    if scaler is not None and scaler.is_enabled() and unscales_in_step(inner):
         scaler.unscale_(inner)
         return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm, error_if_nonfinite=False)
     return fabric.clip_gradients(model, optimizer, max_norm=max_norm, error_if_nonfinite=False)

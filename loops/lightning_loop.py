@@ -34,9 +34,7 @@ from transformers import get_scheduler
 from bench.loop_api import LoopResult
 from bench.precision import plan, set_tf32
 from loops import native
-from lightning.fabric.plugins.precision.amp import _optimizer_handles_unscaling
-
-from loops.common import ScaleWatch, accumulation_group, adamw_impl_kwargs, adamw_param_groups
+from loops.common import ScaleWatch, accumulation_group, adamw_impl_kwargs, adamw_param_groups, unscales_in_step
 
 LIGHTNING_PRECISION = {"fp32": "32-true", "tf32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
 
@@ -102,7 +100,7 @@ class MRPCModule(pl.LightningModule):
         if gradient_clip_val:
             scaler = self._scaler()
             raw = getattr(optimizer, "_optimizer", optimizer)  # under a LightningOptimizer, the torch one
-            if scaler is not None and scaler.is_enabled() and _optimizer_handles_unscaling(raw):
+            if scaler is not None and scaler.is_enabled() and unscales_in_step(raw):
                 scaler.unscale_(raw)
             self.meter.observe_grad_norm(torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val))
 
