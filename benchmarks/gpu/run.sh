@@ -68,7 +68,7 @@ timeout --signal=TERM "$SWEEP_S" "$PY" -m bench run --loops all --device "$DEVIC
     --timing-warmup "$WARMUP" --cell-timeout 120 --no-progress --out "$WORK/run" >>"$LOG" 2>&1
 rc=$?
 set +x
-say "sweep exit $rc"
+say "sweep exit $rc$([ $rc = 124 ] && echo ": stopped at SWEEP_S=$SWEEP_S s, the cells after the last recorded one did not run")"
 
 # 4. The report, and what comes back: at most 8 files (records, report, logs and plots packed).
 if [ -s "$WORK/run/results.jsonl" ]; then
