@@ -328,7 +328,7 @@ def loss_difference(losses: list, ref_losses: list) -> tuple[float | None, int |
 # and split, the evaluation, the loader's workers and pinning, and names (the defaults mode, a
 # preset's or a flip's: what they change shows in the other fields and the machinery).
 NOT_IN_THE_LOSSES = {"glue_dir", "phases", "timing_warmup", "flip", "defaults", "loop_options", "preset",
-                     "eval_batch_size", "eval_every", "target_f1", "num_workers", "pin_memory"}
+                     "eval_batch_size", "eval_every", "target_f1", "num_workers", "pin_memory", "peak_tflops"}
 
 
 def training_differences(c: CellStats, ref: CellStats) -> list[str]:

@@ -61,12 +61,39 @@ def _reset_process_state(cell: Cell) -> None:
         from bench.devices import device
 
         needs = device(cell.device).deterministic_env
+        late = [key for key, _ in needs if key not in os.environ and _device_in_use(cell.device)]
+        if late:
+            # cuBLAS reads its workspace configuration once, when this process first used it: set
+            # now, strict determinism would raise at the first matmul (bench.sweep sets it before
+            # an --in-process sweep's first cell).
+            raise ConfigError(f"--parity on {cell.device}: {', '.join(late)} must be set before this process first "
+                              "uses the device, and an earlier cell in this process already has; run the cell in "
+                              "a process of its own (without --in-process), or set it in the environment")
         for key, value in needs:
             os.environ.setdefault(key, value)
         torch.use_deterministic_algorithms(True, warn_only=not needs)
     elif torch.are_deterministic_algorithms_enabled() or getattr(sys.modules.get("torch._inductor.config"),
                                                                  "deterministic", False):
         torch.use_deterministic_algorithms(False)
+
+
+def _device_in_use(name: str) -> bool:
+    """Has this process already used the device (so its libraries have read their environment)?"""
+    import torch
+
+    return name.split(":")[0] == "cuda" and torch.cuda.is_initialized()
+
+
+def deterministic_env_for(cells) -> dict:
+    """The environment every --parity cell among ``cells`` needs before its device's first kernel,
+    for a process that runs them one after another (an --in-process sweep)."""
+    from bench.devices import device
+
+    env = {}
+    for cell in cells:
+        if cell.run.parity:
+            env.update(dict(device(cell.device).deterministic_env))
+    return env
 
 
 def record_base(cell: Cell, command: str) -> dict:
@@ -175,10 +202,18 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
     _reset_process_state(cell)
     watch = LoadWatch(cell.device)
     clock.lap("harness_s")
-    # MFU's denominator, measured (CPU, unknown GPU) before training, while the device is idle; or
-    # the figure this sweep measured once for the device and precision, handed to every cell.
+    from bench.gpu_facts import GpuWatch
+
+    gpu = GpuWatch(cell.device)  # NVML: other processes on the GPU, clocks, power, the energy counter
+    gpu.start()
+    # MFU's denominator: the user's (--peak-tflops), recorded as an override; else the figure this
+    # sweep measured once for the device and precision, handed to every cell; else measured (CPU,
+    # unknown GPU) before training, while the device is idle.
     t = time.perf_counter()
-    peak_tflops, peak_source = peak if peak is not None else device_peak(cell.device, cell.precision)
+    if run.peak_tflops:
+        peak_tflops, peak_source = run.peak_tflops, f"override: --peak-tflops {run.peak_tflops:g}, {cell.precision}"
+    else:
+        peak_tflops, peak_source = peak if peak is not None else device_peak(cell.device, cell.precision)
     setup["harness_peak_probe_s"] = time.perf_counter() - t  # the harness's own, not the loop's: not in the total
     clock.lap("peak_probe_s")
     t = time.perf_counter()
@@ -201,6 +236,7 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
 
     def timed_start():  # the machine's load, and compilations counted from here on, cover the timed steps
         watch.timed_start()
+        gpu.timed_start()
         compiles_at.update(_dynamo_counts())
 
     meter = StepMeter(cell.device, run.timing_warmup, cell.run.total_steps(cell.world_size),
@@ -239,6 +275,7 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
     clock.add_steps(meter, t_train, t_returned)  # the loop's stretch, from the meter's own marks
     clock.restart()
     window = watch.timed_end()
+    gpu.timed_end()
     if meter.started_at is not None:  # perf_counter at the loop's first step
         setup["loop_setup_s"] = meter.started_at - t_train
     setup["total_s"] = sum(setup.get(k, 0.0) for k in ("imports_s", "model_s", "data_s", "loop_setup_s"))
@@ -253,11 +290,12 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
     if stopped is not None:
         # Diverged, or could not finish in time: the steps up to there are the record's evidence.
         load = watch.finish([window])
-        busy, why = busy_verdict(load)
+        busy, why = _with_gpu_busy(busy_verdict(load), gpu)
         kind = "diverged" if isinstance(stopped, Diverged) else "would-time-out"
         clock.lap("harness_s")
         env = environment(cell.device)
         clock.lap("env_s")
+        fields_extra.update(gpu.fields(gpu.energy_j(), _timed_samples(summary)))
         record = Record(status="failed", reason=stopped.reason(), model=dataclasses.asdict(info), **fields_extra,
                         failure={"kind": kind, "message": stopped.reason(), "last_lines": []},
                         data_source=data.source, data_fingerprint=data.fingerprint, machine_load=load, machine_busy=busy, machine_busy_why=why,
@@ -285,11 +323,14 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
         {"rank": dist.rank(), "samples": sum(summary["step_samples"][summary["timing_warmup_steps"]:]),
          "real_tokens": sum(summary["step_real_tokens"][summary["timing_warmup_steps"]:]),
          "padded_tokens": sum(summary["step_padded_tokens"][summary["timing_warmup_steps"]:]),
-         "peak_tflops": peak_tflops, "load_window": window, **{k: summary.get(k) for k in _PER_RANK}}, cell.device)
+         "peak_tflops": peak_tflops, "load_window": window, "gpu_energy_j": gpu.energy_j(),
+         **{k: summary.get(k) for k in _PER_RANK}}, cell.device)
     if ranks is None:
         return None  # only rank 0 writes
     load = watch.finish([r.pop("load_window") for r in ranks])
-    busy, why = busy_verdict(load)
+    busy, why = _with_gpu_busy(busy_verdict(load), gpu)
+    energies = [r.pop("gpu_energy_j") for r in ranks]
+    fields_extra.update(gpu.fields(sum(energies) if None not in energies else None, sum(r["samples"] for r in ranks)))
     problems = []
     mismatch = precision_mismatch(precision, settings)
     if mismatch:
@@ -319,6 +360,7 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
                     settings=settings, model=dataclasses.asdict(info), data_source=data.source,
                     data_fingerprint=data.fingerprint,
                     device_peak_tflops=peak_tflops, device_peak_source=peak_source,
+                    device_peak_override=bool(run.peak_tflops),
                     world_size=len(ranks), per_rank=ranks if len(ranks) > 1 else [],
                     machine_load=load, machine_busy=busy, machine_busy_why=why,
                     env=env, finished_at=_now(), **fields, **scores, **base)
@@ -333,6 +375,17 @@ def _with_wall(record: "Record", clock, process_started: float | None) -> "Recor
     if process_started is not None:
         record.process_wall_s = _process_wall_s(process_started)
     return record
+
+
+def _with_gpu_busy(verdict: tuple[bool, list[str]], gpu) -> tuple[bool, list[str]]:
+    """The machine's busy verdict, with other processes computing on the cell's GPU counted in."""
+    busy, why = verdict
+    gpu_why = gpu.busy_why()
+    return (True, why + [gpu_why]) if gpu_why else (busy, why)
+
+
+def _timed_samples(summary: dict) -> int:
+    return sum(summary["step_samples"][summary["timing_warmup_steps"]:])
 
 
 def _dynamo_counts() -> dict:
@@ -400,6 +453,7 @@ def main(argv: list[str]) -> int:
     if record is not None:  # rank 0 (or a single process) writes the record
         with open(result_path, "w", encoding="utf-8") as f:
             f.write(record.to_json())
+    _leave_process_group()
     return 0
 
 
@@ -418,6 +472,14 @@ def exit_now(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _leave_process_group() -> None:
+    """Tear down the process group a loop made (NCCL warns, and may hang at exit, without it)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

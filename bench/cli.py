@@ -124,6 +124,8 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     x.add_argument("--no-phases", dest="phases", action="store_false",
                    help="do not split steps into data/forward/backward/optimizer/other (the split costs "
                         "well under 1%% of a step and is on by default; always off under --compile)")
+    x.add_argument("--peak-tflops", type=_positive_float, default=None, metavar="X",
+                   help="one device's peak TFLOP/s for MFU, instead of the datasheet's or a measured GEMM (recorded as an override)")
     x.add_argument("--out", default=None, help="output folder (default: runs/<timestamp>/)")
     x.add_argument("--resume", metavar="OUT", default=None, help="continue the sweep in OUT, skipping cells already ok or skipped")
     x.add_argument("--cell-timeout", type=_positive_float, default=None, help="seconds before a cell is killed and marked failed")
@@ -215,7 +217,7 @@ def _run_configs(args) -> tuple[list[RunConfig], set[str]]:
             weight_decay=d.weight_decay if args.weight_decay is None else args.weight_decay, defaults=args.defaults,
             max_grad_norm=args.max_grad_norm, grad_accum=args.grad_accum, seed=args.seed,
             eval_batch_size=args.eval_batch_size, timing_warmup=args.timing_warmup, parity=args.parity, phases=args.phases,
-            eval_every=args.eval_every, target_f1=args.target_f1, **fast)
+            eval_every=args.eval_every, target_f1=args.target_f1, peak_tflops=args.peak_tflops, **fast)
         runs.append(run)
     return runs, explicit
 

@@ -21,7 +21,7 @@ from bench.config import ConfigError
 
 COMPARE_TITLE = "# bench compare"
 # Where the data lives, and whether the step is split into phases, change no training.
-NOT_TRAINING = {"glue_dir", "phases"}
+NOT_TRAINING = {"glue_dir", "phases", "peak_tflops"}  # MFU's denominator changes no training either
 
 
 def _config(c: CellStats, named: set[str]) -> dict:

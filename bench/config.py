@@ -76,6 +76,7 @@ class RunConfig:
     timing_warmup: int = 5  # first optimizer steps left out of the timing (not the LR warm-up)
     parity: bool = False  # deterministic kernels, for step-wise loss parity between the loops
     phases: bool = True  # split each step into data/forward/backward/optimizer/other (bench/phases.py)
+    peak_tflops: float | None = None  # MFU's peak, one device's, given by the user (else measured or a datasheet's)
     # Whose defaults: "tutorial" (every loop set to the tutorial's settings) or "native" (each loop's
     # library's own, loops/native.py); loop_options: single machinery entries of loops/native.py
     # overridden, as (name, value) pairs; flip: what `bench explain` changed in this cell, in words.
@@ -84,7 +85,8 @@ class RunConfig:
     flip: str = ""
 
     def validate(self) -> None:
-        for name in ("lr", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps", "max_grad_norm", "target_f1"):
+        for name in ("lr", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps", "max_grad_norm", "target_f1",
+                     "peak_tflops"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
                 raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
@@ -109,6 +111,8 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.peak_tflops is not None and self.peak_tflops <= 0:
+            raise ConfigError(f"--peak-tflops must be > 0, got {self.peak_tflops}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ConfigError(f"--max-grad-norm must be > 0 (leave it out for no clipping), got {self.max_grad_norm}")
         if self.defaults not in ("tutorial", "native"):

@@ -21,6 +21,9 @@ class Device:
     finite_check_every: int  # steps between nan/inf checks of the losses (each check reads the device)
     device_per_rank: bool  # under DDP each local rank takes its own device (cuda:LOCAL_RANK)
     deterministic_env: tuple = ()  # environment a --parity cell needs before the first kernel
+    # The machine-load GEMM probe (bench/machine.py): its size, and products timed per sync.
+    probe_size: int = 256
+    probe_products: int = 1
 
     # -- availability and precisions ------------------------------------------------------------
     def unavailable(self) -> str | None:
@@ -129,6 +132,13 @@ class Device:
 
             torch.cuda.reset_peak_memory_stats()
 
+    def release_cached_memory(self) -> None:
+        """Give the caching allocator's unused blocks back to the device."""
+        if self.memory_counters:
+            import torch
+
+            torch.cuda.empty_cache()
+
     def peak_memory_mib(self) -> dict:
         if not self.memory_counters:
             return {}
@@ -145,7 +155,9 @@ DEVICES = {
     # cuBLAS is deterministic only with a fixed workspace, set before its first handle is made.
     "cuda": Device("cuda", ddp_backend="nccl", event_timer=True, memory_counters=True, datasheet_peaks=True,
                    gemm_size=8192, finite_check_every=25, device_per_rank=True,
-                   deterministic_env=(("CUBLAS_WORKSPACE_CONFIG", ":4096:8"),)),
+                   deterministic_env=(("CUBLAS_WORKSPACE_CONFIG", ":4096:8"),),
+                   # ~2.7 ms a 4096^3 fp32 product on an H100: 20 of them per sync time the device, not launches.
+                   probe_size=4096, probe_products=20),
     "mps": Device("mps", ddp_backend="gloo", event_timer=False, memory_counters=False, datasheet_peaks=False,
                   gemm_size=4096, finite_check_every=25, device_per_rank=False),
 }

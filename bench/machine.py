@@ -29,7 +29,7 @@ MIN_WINDOW_S = 1.0
 BUSY_RULE = (f"other processes used more than {OTHERS_MAX_FRACTION:.0%} of the cores during the timed steps "
              f"(judged over {MIN_WINDOW_S:g} s of timed steps or more), or the GEMM probes before and after "
              f"training differ by more than {PROBE_MAX_CHANGE:.0%}")
-PROBE_SIZE = 256
+PROBE_SIZE = 256  # the CPU's; each device's size is in bench/devices.py
 # Best of as many 256^3 GEMMs (0.1-0.3 ms each on a CPU core) as fit in this window: 150-500 calls,
 # enough for the best to settle well inside the 15% the rule judges by; a longer window buys no
 # resolution on a quiet machine, and on a loaded one no length makes the probes agree.
@@ -65,24 +65,39 @@ def loadavg_1m() -> float | None:
 
 def gemm_probe_gflops(device: str = "cpu") -> float | None:
     """Best fp32 GEMM rate over a fraction of a second: small, so it costs little, and best-of, so one
-    preempted call does not decide it."""
+    preempted call does not decide it.  Sized per device (``bench/devices.py``): on a GPU a 256^3
+    product with a sync after it times the launch, not the device, so it is larger and several
+    products share one sync.  Always IEEE fp32 (TF32 off for the probe, restored after): in a tf32
+    cell the probe after training would otherwise run with TF32 on and the one before with it off."""
+    from bench.devices import device as device_kind
+    from bench.precision import fp32_matmul
+
+    kind = device_kind(device)
+    with fp32_matmul():
+        gflops = _timed_gemm(device, kind.probe_size, kind.probe_products, kind.synchronize)
+    kind.release_cached_memory()  # the probe's blocks would count in the cell's peak_reserved_mib
+    return gflops
+
+
+def _timed_gemm(device: str, n: int, products: int, sync) -> float:
+    """GFLOP/s of the best of a few timings of ``products`` n^3 products, one ``sync`` each."""
     import torch
 
-    from bench.devices import device as device_kind
-
     dev = torch.device(device)
-    a = torch.randn(PROBE_SIZE, PROBE_SIZE, device=dev)
-    b = torch.randn(PROBE_SIZE, PROBE_SIZE, device=dev)
-    sync = device_kind(device).synchronize
+    a = torch.randn(n, n, device=dev)
+    b = torch.randn(n, n, device=dev)
     a @ b
     sync()
     best, deadline = float("inf"), time.perf_counter() + PROBE_SECONDS
-    while time.perf_counter() < deadline:
+    while True:
         t0 = time.perf_counter()
-        a @ b
+        for _ in range(products):
+            a @ b
         sync()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * PROBE_SIZE**3 / best / 1e9
+        best = min(best, (time.perf_counter() - t0) / products)
+        if time.perf_counter() >= deadline:
+            break
+    return 2 * n**3 / best / 1e9
 
 
 class LoadWatch:

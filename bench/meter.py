@@ -308,7 +308,7 @@ class StepMeter:
             return {"phase_split": self.phases_off_why}
         per_step = self._phases.step_phase_s()
         cost = self._phases.cost_s()
-        return {"phase_split": "", **summarize(per_step, steps, warmup),
+        return {"phase_split": "", "phase_clock": self._phases.clock_name(), **summarize(per_step, steps, warmup),
                 "phase_cost_s_p50": percentile(cost[warmup:], 50) if cost[warmup:] else None}
 
     @property

@@ -24,6 +24,26 @@ DATASHEET_TFLOPS = {
 }
 
 
+# Streaming multiprocessors of each whole part: a device with fewer is a slice of one (a MIG
+# instance), whose peak is not the datasheet's.
+DATASHEET_SMS = {"H100 SXM": 132, "H100 PCIe": 114, "H100 NVL": 132, "H200 SXM": 132, "H200 NVL": 132,
+                 "A100": 108, "L40S": 142, "L40": 142, "L4": 58, "A10G": 80}
+
+
+def partial_device(gpu_name: str, key: str, sm_count: int | None) -> str | None:
+    """Why this GPU is not the whole datasheet part, or None: a MIG instance ("... MIG 3g.40gb", as
+    NVML names one) or fewer multiprocessors than the part has (CUDA names a MIG instance like its
+    parent GPU and reports the slice's multiprocessors)."""
+    import re
+
+    if "MIG" in set(re.findall(r"[A-Z0-9]+", gpu_name.upper())):
+        return f"a MIG instance ({gpu_name})"
+    whole = DATASHEET_SMS.get(key)
+    if sm_count and whole and sm_count < whole:
+        return f"{sm_count} of the {key}'s {whole} multiprocessors (a MIG instance?)"
+    return None
+
+
 def datasheet_key(gpu_name: str) -> str | None:
     """The datasheet entry of a GPU name as torch reports it, matched on whole words: "L40S" is not
     an "L4", an "H200 NVL" is not an H200 SXM.  None for a GPU not in the table (then measured)."""
@@ -87,14 +107,22 @@ def device_peak(device: str, precision: str) -> tuple[float, str]:
 
     kind = device_kind(device)
     where = "this CPU" if device == "cpu" else device
+    why_measured = ""
     if kind.datasheet_peaks:
         where = torch.cuda.get_device_name()  # this rank's GPU (set before), not GPU 0
         key = datasheet_key(where)
-        if key:
+        sms = getattr(torch.cuda.get_device_properties(torch.cuda.current_device()), "multi_processor_count", None)
+        partial = partial_device(where, key, sms) if key else None
+        if key and not partial:
             return DATASHEET_TFLOPS[key][precision], f"datasheet dense peak, {key} ({where}), {precision}"
+        why_measured = f" (not the datasheet's: {partial})" if partial else ""
         set_tf32(precision == "tf32")
     n = kind.gemm_size
-    return measure_gemm_tflops(device, precision, n), f"measured {n}^3 GEMM on {where}, {precision}"
+    tflops = measure_gemm_tflops(device, precision, n)
+    # The probe's n^2 blocks stay in the caching allocator: given back, or they would count in the
+    # cell's peak_reserved_mib (the meter resets the peaks to what is reserved when training starts).
+    kind.release_cached_memory()
+    return tflops, f"measured {n}^3 GEMM on {where}, {precision}{why_measured}"
 
 
 def train_flops_per_sequence(n_params_non_embedding: int, num_layers: int, hidden: int, length: int) -> float:

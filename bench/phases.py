@@ -110,6 +110,15 @@ class PhaseClock:
         self.enter("other")
 
     # -- read by the meter ---------------------------------------------------------------------
+    def clock_name(self) -> str:
+        """``host`` (perf_counter: when the CPU passed a boundary) or ``device-timeline`` (events:
+        when the device reached it, in stream order).  On the device timeline, while the CPU runs
+        ahead, host-side work (loading the next batch, a host sync) overlaps device work and is
+        counted in whichever phase the device was busy with; ``data`` is then the time the device
+        waited for a batch, not the time loading took.  The split's recorded cost is the CPU's
+        cost of recording the events."""
+        return "device-timeline" if self._dev.event_timer else "host"
+
     def step_phase_s(self) -> list[dict]:
         """Per closed step: seconds in each phase."""
         out = []

@@ -47,18 +47,42 @@ def _new_tf32_api() -> bool:
 
 
 def set_tf32(enabled: bool) -> None:
-    """TF32 is a process-wide switch; set it both ways, through one API, so no earlier default (or a
-    library's: Accelerate turns it on for compiled fp32 models on CUDA) leaks into a cell."""
+    """TF32 is a process-wide switch; set it both ways so no earlier default (or a library's:
+    Accelerate writes the legacy ``allow_tf32 = True`` for compiled fp32 models on CUDA) leaks into a
+    cell.  With the new API, every view of the switch is written so that all read the same: the
+    global precision (``set_float32_matmul_precision``, which the legacy views and inductor's caches
+    read), the per-backend ``fp32_precision``, then the legacy flags.  Writing only the per-backend
+    one after a legacy write leaves ``get_float32_matmul_precision()`` saying "high" with TF32 off,
+    and makes reading the legacy flag raise ("mix of the legacy and new APIs")."""
     import torch
 
     if _new_tf32_api():
         mode = "tf32" if enabled else "ieee"
+        torch.set_float32_matmul_precision("high" if enabled else "highest")
         torch.backends.cuda.matmul.fp32_precision = mode
         torch.backends.cudnn.conv.fp32_precision = mode
         torch.backends.cudnn.rnn.fp32_precision = mode
+        cpu_matmul = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
+        if cpu_matmul is not None and hasattr(cpu_matmul, "fp32_precision"):
+            cpu_matmul.fp32_precision = "ieee"  # TF32 is CUDA's: the global "high" must not reach the CPU's
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
     else:
         torch.backends.cuda.matmul.allow_tf32 = enabled
         torch.backends.cudnn.allow_tf32 = enabled
+
+
+class fp32_matmul:
+    """IEEE fp32 matmuls inside, the TF32 switch as it was after (the machine-load probe's)."""
+
+    def __enter__(self):
+        self._was = tf32_state()["cuda_matmul_tf32"]
+        set_tf32(False)
+        return self
+
+    def __exit__(self, *exc):
+        set_tf32(self._was)
+        return False
 
 
 def tf32_state() -> dict:

@@ -88,6 +88,9 @@ class Record:
     # and other; medians and means over the timed steps, per step one list per phase, how many steps'
     # phases add up to their step_s within 2%, and the split's own cost per step (median).
     phase_split: str = ""  # "" when on, else why it is off
+    # Which clock the split is on: "host" (perf_counter: when the CPU passed each boundary) or
+    # "device-timeline" (CUDA events: when the GPU reached it, in stream order); "" when off.
+    phase_clock: str = ""
     phase_s_p50: dict = field(default_factory=dict)
     phase_s_mean: dict = field(default_factory=dict)
     step_phase_s: dict = field(default_factory=dict)
@@ -108,6 +111,17 @@ class Record:
     # MFU's denominator: the device's peak for this precision, and where that figure comes from.
     device_peak_tflops: float | None = None
     device_peak_source: str = ""
+    device_peak_override: bool = False  # the peak is --peak-tflops, the user's, not measured or a datasheet's
+    # The GPU through NVML (bench/gpu_facts.py; the optional extra nvidia-ml-py): SM clock, throttle
+    # reasons, temperature, power and utilization at the cell's start and at the end of training;
+    # other processes on the GPU at the start; the energy counter over the timed steps and per
+    # timed sample.  Null where not read, and gpu_facts_why says why.
+    gpu_start: dict | None = None
+    gpu_end: dict | None = None
+    gpu_other_processes: list | None = None
+    gpu_energy_j: float | None = None
+    joules_per_sample: float | None = None
+    gpu_facts_why: str = ""
     # What ran: the settings read back from the live objects, the config asked for, the model and
     # data actually used, the machine and the library versions.
     settings: dict = field(default_factory=dict)

@@ -292,10 +292,16 @@ def _device_tables(cells: list[CellStats], plots: dict) -> list[str]:
                   "loop's own setup; the record's `setup_s` has each part). "
                   + "MFU: model FLOPs over the padded batches per second, over the peak of the cell's precision: "
                   + ("; ".join(f"{p}: {t * 1000:.1f} GFLOP/s ({src})" for p, (t, src) in peaks.items())
-                     if peaks else "no peak recorded") + ".", ""]
+                     if peaks else "no peak recorded") + "."
+                  + (" J/sample: the GPU's energy counter (NVML) over the timed steps, over their samples."
+                     if any(c.median("joules_per_sample") is not None for c in dev_cells) else ""), ""]
         header = ["loop", "precision"] + (["variant"] if any(c.variant for c in dev_cells) else []) + [
             "samples/s", "spread", "CV", "speed-up", "real tok/s", "step p50 ms", "step p90 ms", "peak MiB", "MFU",
             "startup s", "val acc", "val F1", "F1 95% CI", "final loss"]
+        # GPU energy over the timed steps (NVML), where some cell of this device has it.
+        energy = any(c.median("joules_per_sample") is not None for c in dev_cells)
+        if energy:
+            header.insert(header.index("MFU") + 1, "J/sample")
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for c in dev_cells:
             sps = c.median("samples_per_s")
@@ -312,6 +318,8 @@ def _device_tables(cells: list[CellStats], plots: dict) -> list[str]:
                 mem, _f(c.mfu(peaks.get(c.precision, (None,))[0]), "{:.2%}"), _startup(c),
                 _f(c.median("eval_accuracy"), "{:.4f}"), _f(c.median("eval_f1"), "{:.4f}"), _ci(c),
                 _f(c.median("train_loss_final"), "{:.4f}")]
+            if energy:
+                row.insert(header.index("J/sample"), _f(c.median("joules_per_sample"), "{:.3f}"))
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
         busy = [c for c in dev_cells if c.busy]
@@ -402,6 +410,16 @@ def _phases_section(cells: list[CellStats], plots: dict) -> list[str]:
                      + f" | {total * 1000:.1f} | {_f(cost and cost * 1e6, '{:.0f} µs')}"
                      + f"{_f(cost and total and cost / total, ' ({:.2%})', '')} | {ok_steps}/{all_steps} |")
     lines.append("")
+    timeline = sorted({c.device for c in split for r in c.ok if phase_clock(r) == "device-timeline"})
+    if timeline:
+        lines += [f"On {', '.join(md.code(d) for d in timeline)} the split is on the device's timeline "
+                  "(`phase_clock: device-timeline`): each boundary is an event that completes when the GPU reaches "
+                  "it, not when the CPU passed it. While the CPU runs ahead of the GPU, host work (fetching and "
+                  "collating the next batch, a host sync) overlaps GPU work and is counted in whichever phase the "
+                  "GPU was busy with: `data` there is the time the GPU waited for a batch (a loader that keeps "
+                  "ahead shows near zero, however long it takes), not the time loading took; on the host clock "
+                  "(`phase_clock: host`, the CPU) it is the loading itself. `split cost` there is the CPU's "
+                  "cost of recording the events.", ""]
     for device in dict.fromkeys(c.device for c in split):
         if (device, "phases") in plots:
             lines += [f"![where the time goes on {device}]({plots[(device, 'phases')]})", ""]
@@ -439,6 +457,13 @@ def _wall_section(cells: list[CellStats]) -> list[str]:
                      + f" | {_f(w['process_wall_s'])} | {_f(w['named'], '{:.1%}')} | {_f(w['fixed_cost_s'])}"
                      + f" | {_f(w['after_record_s'], '{:.2f}')} |")
     return lines + [""]
+
+
+def phase_clock(record: dict) -> str:
+    """The clock a record's phase split is on (records before the field: by the device's timer)."""
+    if record.get("phase_clock"):
+        return record["phase_clock"]
+    return "device-timeline" if str(record.get("device", "")).split(":")[0] == "cuda" else "host"
 
 
 WHY_HEADING = "Why do they differ?"

@@ -109,6 +109,20 @@ def remove_stale_cell_dirs() -> list[str]:
 
 
 _WORKER_SIGKILL = re.compile(r"Signal 9 |SIGKILL")
+
+
+def single_process_devices(cell: Cell, env: dict) -> dict:
+    """The environment that gives a one-process GPU cell one GPU: the first visible one.  On a host
+    with several GPUs the Trainer would otherwise spread a single-process cell over all of them with
+    ``nn.DataParallel`` (TrainingArguments sets ``n_gpu = device_count()`` when not distributed):
+    a batch of 8 x n_gpu, a loss per replica, phase hooks firing from replica threads.  Under
+    torchrun each rank takes its own GPU by LOCAL_RANK, and all visible GPUs are the node's."""
+    if cell.world_size != 1 or cell.device.split(":")[0] != "cuda":
+        return {}
+    visible = [d.strip() for d in env.get("CUDA_VISIBLE_DEVICES", "0").split(",") if d.strip()]
+    return {"CUDA_VISIBLE_DEVICES": visible[0]} if visible else {}  # "": none visible, left so
+
+
 LOG_DIR = "logs"  # OUT/logs/<cell_id>.log: everything a cell's process printed
 
 
@@ -351,6 +365,7 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
         env["TMPDIR"] = tmp
+        env.update(single_process_devices(cell, env))
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, preexec_fn=die_with_parent)
         created = _create_time(proc.pid)
@@ -505,6 +520,13 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
         memory_limit = default_memory_limit_bytes()
     if write:
         out_dir.mkdir(parents=True, exist_ok=True)
+    if not isolate:
+        # Cells in this process share its libraries, which read some settings once (cuBLAS its
+        # workspace): what a --parity cell needs is set before the first cell uses the device.
+        from bench.cell import deterministic_env_for
+
+        for key, value in deterministic_env_for(cells).items():
+            os.environ.setdefault(key, value)
     done = completed_ids(out_dir) if resume else set()
     made = []
     ran_s: list[float] = []  # seconds each cell run by this sweep took, for the ETA

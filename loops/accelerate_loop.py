@@ -17,7 +17,7 @@ from transformers import get_scheduler
 from bench.loop_api import LoopResult
 from bench.precision import plan, set_tf32
 from loops import native
-from loops.common import accumulation_group, adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
+from loops.common import ScaleWatch, accumulation_group, adamw_impl_kwargs, adamw_param_groups
 
 
 def train(cell, data, model, meter):
@@ -58,6 +58,7 @@ def train(cell, data, model, meter):
     lr_scheduler = get_scheduler(run.scheduler, optimizer=optimizer.optimizer, num_warmup_steps=run.warmup_steps,
                                  num_training_steps=num_training_steps)
 
+    scale = ScaleWatch(accelerator.scaler)  # fp16 skips, at one read of the scale per step
     meter.watch(optimizer)
     model.train()
     meter.start()
@@ -79,11 +80,11 @@ def train(cell, data, model, meter):
                     meter.enter("optimizer")  # unscale, clip, step, schedule, zero_grad
                 if accelerator.sync_gradients and run.max_grad_norm:
                     meter.observe_grad_norm(accelerator.clip_grad_norm_(model.parameters(), run.max_grad_norm))
-                scale_before = scale_of(accelerator.scaler)
+                scale_before = scale.before()
                 optimizer.step()  # a no-op on the micro-batches that only accumulate
                 optimizer.zero_grad()
             if accelerator.sync_gradients:
-                if not scaler_skipped(accelerator.scaler, scale_before):
+                if not scale.after(scale_before):
                     lr_scheduler.step()
                 meter.step()
                 step += 1

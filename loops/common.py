@@ -57,6 +57,49 @@ def scaler_skipped(scaler, scale_before) -> bool:
     return scaler is not None and scaler.is_enabled() and scaler.get_scale() < scale_before
 
 
+def unscales_in_step(optimizer) -> bool:
+    """Does this optimizer unscale fp16 gradients inside its own step (a fused AdamW)?  Then
+    ``GradScaler.step`` hands it the scale, unless ``unscale_`` was called first; Lightning's amp
+    plugins read the same attribute (``_optimizer_handles_unscaling``) to skip their ``unscale_``."""
+    return bool(getattr(optimizer, "_step_supports_amp_scaling", False))
+
+
 def scale_of(scaler):
     """The loss scale before a step (None without an active scaler)."""
     return scaler.get_scale() if scaler is not None and scaler.is_enabled() else None
+
+
+class ScaleWatch:
+    """fp16 skip detection at one host read of the scale per optimizer step (``scaler_skipped`` with
+    ``scale_of`` before the step takes two).  The scale changes only in ``GradScaler.update``, so the
+    scale after one step's update is the next step's scale before it: ``after()`` reads it once and
+    keeps it for the next ``before()``; before the first update the scale is the scaler's initial one,
+    known without a read.  Each read is a device sync that costs fp16 the CPU/GPU overlap bf16 keeps."""
+
+    def __init__(self, scaler):
+        self.scaler = scaler
+        self._scale = None  # the scale now, as last read (None: not yet known)
+        self.reads = 0
+
+    def active(self) -> bool:
+        return self.scaler is not None and self.scaler.is_enabled()
+
+    def before(self):
+        """The scale the coming step runs at (no read once known)."""
+        if not self.active():
+            return None
+        if self._scale is None:
+            initial = getattr(self.scaler, "_init_scale", None)  # the scale until the first update()
+            self._scale = float(initial) if initial is not None else self._read()
+        return self._scale
+
+    def after(self, scale_before) -> bool:
+        """After ``scaler.update()``: was the step just taken skipped?  One read."""
+        if not self.active() or scale_before is None:
+            return False
+        self._scale = self._read()
+        return self._scale < scale_before
+
+    def _read(self) -> float:
+        self.reads += 1
+        return self.scaler.get_scale()

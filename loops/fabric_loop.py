@@ -19,9 +19,23 @@ from transformers import get_scheduler
 
 from bench.loop_api import LoopResult
 from bench.precision import plan, set_tf32
-from loops.common import accumulation_group, adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
+from loops.common import ScaleWatch, accumulation_group, adamw_impl_kwargs, adamw_param_groups, unscales_in_step
 
 FABRIC_PRECISION = {"fp32": "32-true", "tf32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
+
+
+def clip_gradients(fabric, model, optimizer, scaler, max_norm):
+    """``fabric.clip_gradients``, with the two cases it gets wrong for this harness.  It raises on a
+    non-finite norm by default (``error_if_nonfinite=True``): under fp16 that is the overflow step the
+    scaler exists to skip, and anywhere else it is divergence, which the meter records from the norm
+    returned.  And it refuses to clip for an optimizer that unscales inside its own step (a fused
+    AdamW under fp16): the loop unscales through the scaler itself, as the manual loop does, and
+    ``GradScaler.step`` then hands the fused kernel gradients marked as unscaled."""
+    inner = getattr(optimizer, "optimizer", optimizer)
+    if scaler is not None and scaler.is_enabled() and unscales_in_step(inner):
+        scaler.unscale_(inner)
+        return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm, error_if_nonfinite=False)
+    return fabric.clip_gradients(model, optimizer, max_norm=max_norm, error_if_nonfinite=False)
 
 
 def train(cell, data, model, meter):
@@ -54,6 +68,7 @@ def train(cell, data, model, meter):
     lr_scheduler = get_scheduler(run.scheduler, optimizer=optimizer.optimizer, num_warmup_steps=run.warmup_steps,
                                  num_training_steps=num_training_steps)
     scaler = getattr(fabric._precision, "scaler", None)  # the fp16 loss scaler, if the precision has one
+    scale = ScaleWatch(scaler)  # fp16 skips, at one read of the scale per step
 
     meter.watch(optimizer)
     model.train()
@@ -74,10 +89,10 @@ def train(cell, data, model, meter):
                 continue
             meter.enter("optimizer")  # unscale, clip, step, schedule, zero_grad
             if run.max_grad_norm:
-                meter.observe_grad_norm(fabric.clip_gradients(model, optimizer, max_norm=run.max_grad_norm))
-            scale_before = scale_of(scaler)
+                meter.observe_grad_norm(clip_gradients(fabric, model, optimizer, scaler, run.max_grad_norm))
+            scale_before = scale.before()
             optimizer.step()
-            if not scaler_skipped(scaler, scale_before):  # an fp16 step the scaler skipped holds the schedule
+            if not scale.after(scale_before):  # an fp16 step the scaler skipped holds the schedule
                 lr_scheduler.step()
             optimizer.zero_grad()
             meter.step()

@@ -34,7 +34,7 @@ from transformers import get_scheduler
 from bench.loop_api import LoopResult
 from bench.precision import plan, set_tf32
 from loops import native
-from loops.common import accumulation_group, adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
+from loops.common import ScaleWatch, accumulation_group, adamw_impl_kwargs, adamw_param_groups, unscales_in_step
 
 LIGHTNING_PRECISION = {"fp32": "32-true", "tf32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
 
@@ -44,6 +44,7 @@ class MRPCModule(pl.LightningModule):
         super().__init__()
         self.model, self.run, self.meter = model, run, meter
         self._scale_before, self._skipped, self.seen = None, False, {}
+        self._scale = None  # ScaleWatch of the fp16 scaler, once the Trainer has made it
 
     def training_step(self, batch, batch_idx):
         outputs = self.model(**batch)
@@ -76,16 +77,31 @@ class MRPCModule(pl.LightningModule):
 
     def on_before_optimizer_step(self, optimizer):
         self.meter.enter("optimizer")  # after the backward, before clipping and the step
-        self._scale_before = scale_of(self._scaler())
+        self._scale_before = self._watch().before()
 
-    def optimizer_step(self, *args, **kwargs):
-        super().optimizer_step(*args, **kwargs)
-        self._skipped = scaler_skipped(self._scaler(), self._scale_before)
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+        def closure():
+            # Lightning's fp16 plugin runs the closure (forward, backward), then unscale_, then
+            # on_before_optimizer_step: the update begins when the closure returns, so the unscale
+            # is the optimizer's time, not `other`.
+            out = optimizer_closure()
+            self.meter.enter("optimizer")
+            return out
+
+        super().optimizer_step(epoch, batch_idx, optimizer, closure if optimizer_closure is not None else None)
+        self._skipped = self._watch().after(self._scale_before)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        # What Lightning does by default (the gradients are unscaled by now), keeping the norm for
-        # the meter's divergence check.
+        # What Lightning does by default, keeping the norm for the meter's divergence check.  Lightning
+        # unscales the gradients before this hook except for an optimizer that unscales inside its own
+        # step (a fused AdamW): those are unscaled here, or the clip would act on gradients 65536 times
+        # too large (and record scaled norms).  GradScaler.step then hands the fused kernel the
+        # gradients as unscaled, with the inf/nan found here.
         if gradient_clip_val:
+            scaler = self._scaler()
+            raw = getattr(optimizer, "_optimizer", optimizer)  # under a LightningOptimizer, the torch one
+            if scaler is not None and scaler.is_enabled() and unscales_in_step(raw):
+                scaler.unscale_(raw)
             self.meter.observe_grad_norm(torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val))
 
     def lr_scheduler_step(self, scheduler, metric):
@@ -103,6 +119,11 @@ class MRPCModule(pl.LightningModule):
 
     def _scaler(self):
         return getattr(self.trainer.precision_plugin, "scaler", None)
+
+    def _watch(self):
+        if self._scale is None or self._scale.scaler is not self._scaler():
+            self._scale = ScaleWatch(self._scaler())
+        return self._scale
 
 
 def train(cell, data, model, meter):

@@ -13,6 +13,7 @@ Changes from the tutorial, each needed to compare it fairly with the other two l
   + ``DistributedSampler``.
 """
 
+import contextlib
 import math
 import os
 
@@ -26,7 +27,7 @@ from transformers import get_scheduler
 from bench.dist import backend, torch_device
 from bench.loop_api import LoopResult, UnsupportedSetting
 from bench.precision import plan, set_tf32
-from loops.common import accumulation_group, adamw_impl_kwargs, adamw_param_groups, scale_of, scaler_skipped
+from loops.common import ScaleWatch, accumulation_group, adamw_impl_kwargs, adamw_param_groups
 
 
 def train(cell, data, model, meter):
@@ -77,11 +78,13 @@ def train(cell, data, model, meter):
     set_tf32(precision.tf32)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.grad_scaler)
     autocast_dtype = precision.torch_dtype()
+    scale = ScaleWatch(scaler)  # fp16 skips, at one read of the scale per step
 
     meter.watch(optimizer)
     model.train()
     meter.start()
     step = 0
+    no_sync_micro_batches = 0  # under DDP: micro-batches whose backward skipped the all-reduce
     for epoch in range(num_epochs):
         sampler.set_epoch(epoch)  # a new shuffle each epoch, the same one in every loop
         n_batches = len(train_dataloader)
@@ -89,11 +92,17 @@ def train(cell, data, model, meter):
         batches = ({k: v.to(device, non_blocking=True) for k, v in b.items()} for b in train_dataloader)
         # meter.batches: the wait for each batch, and its copy, is the step's `data` time.
         for i, batch in enumerate(meter.batches(batches)):
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                outputs = model(**batch)
             # Average over the micro-batches of this step (the last group of an epoch may be short).
             group_size, last = accumulation_group(i, n_batches, run.grad_accum)
-            scaler.scale(outputs.loss / group_size).backward()
+            # Under DDP, the micro-batches that only accumulate skip the gradient all-reduce (forward
+            # and backward inside no_sync), as the other four loops do; the group's last one reduces
+            # the sum of all of them.
+            accumulate_only = distributed and not last
+            with wrapped.no_sync() if accumulate_only else contextlib.nullcontext():
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    outputs = model(**batch)
+                scaler.scale(outputs.loss / group_size).backward()
+            no_sync_micro_batches += accumulate_only
             meter.observe(outputs.loss, batch)
             if not last:
                 continue
@@ -101,11 +110,11 @@ def train(cell, data, model, meter):
             if run.max_grad_norm:
                 scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                 meter.observe_grad_norm(torch.nn.utils.clip_grad_norm_(trained.parameters(), run.max_grad_norm))
-            scale_before = scale_of(scaler)
+            scale_before = scale.before()
             scaler.step(optimizer)
             scaler.update()
             # An fp16 step skipped for inf/nan gradients must not advance the schedule either.
-            if not scaler_skipped(scaler, scale_before):
+            if not scale.after(scale_before):
                 lr_scheduler.step()
             optimizer.zero_grad()
             meter.step()
@@ -114,7 +123,10 @@ def train(cell, data, model, meter):
                 break
     meter.stop()
 
+    extra = {"compiled": type(model).__name__ == "OptimizedModule"}
+    if distributed:
+        extra["ddp_no_sync_micro_batches"] = no_sync_micro_batches
     return LoopResult(model=trained, optimizer=optimizer, scheduler=lr_scheduler,
                       train_dataloader=train_dataloader, grad_scaler=scaler,
                       clip_max_norm=run.max_grad_norm, grad_accum=run.grad_accum, wrapped_model=wrapped,
-                      h2d_non_blocking=True, extra={"compiled": type(model).__name__ == "OptimizedModule"})
+                      h2d_non_blocking=True, extra=extra)

@@ -75,6 +75,9 @@ MACHINERY: dict[str, dict[str, tuple]] = {
         # The Trainer infers from BERT's **kwargs that the model divides by num_items_in_batch (it
         # does not): under --grad-accum N the gradient is N times the mean.  No effect at N = 1.
         "model_accepts_loss_kwargs": ("inferred", False),
+        # Tests every micro-batch's loss for nan/inf for its logs (an `if` on a device tensor: a sync
+        # per micro-batch on a GPU, even with logging off); the harness's meter checks divergence itself.
+        "logging_nan_inf_filter": (True, False),
     },
     "lightning": {
         # A progress bar, a model summary, a checkpoint every epoch and a logger writing to

@@ -12,8 +12,9 @@ explicitly, from the run config, so that the three loops train the same thing:
 - reporting, in-loop evaluation, checkpoints and logging off: the harness measures and evaluates.
 
 Per-step work the Trainer still does, recorded and shown in the report: the total gradient norm
-(even with clipping off) and a nan/inf check of each loss (``logging_nan_inf_filter``, a device sync
-per step on GPUs).
+(even with clipping off); under ``--defaults native`` also a nan/inf check of each loss for its logs
+(``logging_nan_inf_filter``, a device sync per micro-batch on GPUs; off under ``--defaults tutorial``,
+where logging is off and the harness's meter checks divergence).
 
 Additions to the stock Trainer, in a small subclass: batches come from the harness's shared
 sampler, each batch's loss goes to the meter, and the meter is told where the batches are fetched
@@ -28,7 +29,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from bench.loop_api import LoopResult, UnsupportedSetting
 from loops import native
 from bench.precision import plan, set_tf32
-from loops.common import scale_of, scaler_skipped
+from loops.common import ScaleWatch
 
 _OPTIM = {"torch-default": "adamw_torch", "fused": "adamw_torch_fused"}
 
@@ -57,13 +58,13 @@ class ScalerSkipCallback(TrainerCallback):
     ``optimizer.step`` was not called, which a fused optimizer always is."""
 
     def __init__(self, scaler):
-        self.scaler, self.scale_before = scaler, None
+        self.scale, self.scale_before = ScaleWatch(scaler), None  # one read of the scale per step
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        self.scale_before = scale_of(self.scaler)
+        self.scale_before = self.scale.before()
 
     def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
-        if scaler_skipped(self.scaler, self.scale_before) and hasattr(optimizer, "_is_overflow"):
+        if self.scale.after(self.scale_before) and hasattr(optimizer, "_is_overflow"):
             optimizer._is_overflow = True  # what AcceleratedOptimizer.step_was_skipped reports
 
 
@@ -108,7 +109,7 @@ def training_arguments(cell, output_dir):
         raise UnsupportedSetting("the Trainer always exempts biases and LayerNorm weights from weight decay")
     # The Trainer's own machinery: off under --defaults tutorial, its defaults under native (loops/native.py).
     machinery = native.machinery("trainer", run)
-    return TrainingArguments(
+    args = TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=run.batch_size,
         learning_rate=run.lr,
@@ -139,8 +140,20 @@ def training_arguments(cell, output_dir):
         eval_strategy="no",
         save_strategy=machinery["save_strategy"],
         logging_strategy=machinery["logging_strategy"],
+        logging_nan_inf_filter=machinery["logging_nan_inf_filter"],  # default True: a sync per micro-batch on GPUs
         disable_tqdm=machinery["disable_tqdm"],  # the harness draws one progress bar for every loop
     )
+    return one_gpu_per_process(args)
+
+
+def one_gpu_per_process(args):
+    """A single-process cell trains on one GPU, as every other loop does.  Not distributed, the
+    Trainer sets ``n_gpu = torch.cuda.device_count()`` and wraps the model in ``nn.DataParallel``
+    on a host with several GPUs: 8 x n_gpu pairs a step and a loss per replica.  The sweep pins a
+    cell's process to one GPU (``bench.sweep.single_process_devices``); this holds in-process too."""
+    if args.n_gpu > 1:
+        args._n_gpu = 1  # what TrainingArguments itself sets under DDP and for model parallelism
+    return args
 
 
 def train(cell, data, model, meter):
@@ -191,7 +204,7 @@ def train(cell, data, model, meter):
     if callable(getattr(trainer, "_get_grad_norm", None)):  # transformers 5, for its logs
         extra_work.append("computes the total gradient norm every step, clipping on or off")
     if args.logging_nan_inf_filter:
-        extra_work.append("checks every loss for nan/inf (`logging_nan_inf_filter`; a device sync per step on GPUs)")
+        extra_work.append("checks every loss for nan/inf (`logging_nan_inf_filter`; a device sync per micro-batch on GPUs)")
     return LoopResult(model=trainer.model, optimizer=optimizer, scheduler=scheduler,
                       train_dataloader=callback.train_dataloader, grad_scaler=trainer.accelerator.scaler,
                       wrapped_model=trainer.model_wrapped,

