@@ -2,7 +2,7 @@
 deliver on the same task (BERT on GLUE MRPC)?
 
 This package is the harness: configuration, data, models, measurement, records, sweep and CLI.
-The three training loops live in the sibling package ``loops``.
+The five training loops live in the sibling package ``loops``.
 """
 
 __version__ = "0.1.0"

@@ -254,7 +254,7 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
     clock.lap("harness_s")
     watch.probe("before")
     clock.lap("load_probes_s")
-    # Every loop starts from the same RNG state, so dropout draws the same masks in all three (the
+    # Every loop starts from the same RNG state, so dropout draws the same masks in all five (the
     # Trainer reseeds in its constructor with the same seed; the others draw from here on).
     from transformers import set_seed
 

@@ -1,4 +1,4 @@
-"""Run configuration: one dataclass of hyperparameters shared by the three loops, and the cell
+"""Run configuration: one dataclass of hyperparameters shared by the five loops, and the cell
 (loop x device x precision) that a sweep runs.
 
 Nothing here imports torch, so ``python -m bench --help`` stays fast.  The defaults are the

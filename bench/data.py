@@ -1,5 +1,5 @@
 """MRPC data: loading (Hub or a local copy of the Hub repository), pair tokenization, dynamic
-padding, and the one sample order that all three loops share."""
+padding, and the one sample order that all five loops share."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def _first_line(exc: BaseException) -> str:
 class EpochShuffleSampler:
     """A shuffled order of the training set, fixed by (seed, epoch).
 
-    All three loops draw batches through this one object, so with the same seed they see the same
+    All five loops draw batches through this one object, so with the same seed they see the same
     batches in the same order.  It owns its generator, so it consumes nothing from torch's global
     RNG (which dropout uses).  It is deliberately not a ``RandomSampler``: Accelerate would swap
     a RandomSampler for its own seedable one.  ``set_epoch`` follows the ``DistributedSampler``

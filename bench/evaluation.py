@@ -1,4 +1,4 @@
-"""One evaluation for all three loops, after training: the tutorial's eval loop with the GLUE
+"""One evaluation for all five loops, after training: the tutorial's eval loop with the GLUE
 MRPC metric (accuracy, F1 of the positive class), over the whole validation split.
 
 Under DDP each rank evaluates every world-size-th pair (no padding, so no duplicates), rank 0

@@ -1,4 +1,4 @@
-"""The one meter that times all three loops.
+"""The one meter that times all five loops.
 
 A loop calls ``start()`` just before its first batch, ``observe(loss, batch)`` after each
 forward/backward, and ``step()`` after each optimizer step (``step(loss, batch)`` does both).

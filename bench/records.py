@@ -15,7 +15,11 @@ from pathlib import Path
 from bench.config import ConfigError
 
 RESULTS_FILE = "results.jsonl"
-SCHEMA = 2  # 2: device_peak_tflops is one device's (1: summed over DDP ranks); strict JSON; machine_load; failure
+# 2: device_peak_tflops is one device's (1: summed over DDP ranks); strict JSON; machine_load; failure.
+# 3: seed and eval_predictions; wall_s; data_fingerprint; machine_busy may be null (too short to
+# judge); phase_clock, device_peak_override and the GPU facts (gpu_*, joules_per_sample).  Every new
+# field has a default, so records of schema 2 read as before.
+SCHEMA = 3
 
 
 class ResultsFileError(ConfigError):

@@ -25,7 +25,7 @@ TAIL_LINES = 15
 
 def launch_argv(cell: Cell, python: str, module: str, rendezvous: dict | None = None) -> list[str]:
     """How a cell's process(es) start: ``python -m bench.cell`` alone, or under torchrun for DDP.
-    torchrun is the launcher for all three loops: Accelerate and the Trainer read the same
+    torchrun is the launcher for every loop: Accelerate and the Trainer read the same
     RANK / WORLD_SIZE / MASTER_ADDR environment that ``accelerate launch`` would set."""
     if cell.world_size == 1:
         return [python, "-m", module]

@@ -6,7 +6,7 @@ Changes from the tutorial, each needed to compare it fairly with the other two l
 - batches come in the harness's shared order (``sampler=``) instead of ``shuffle=True``;
 - mixed precision through ``torch.autocast`` and, for fp16, a ``GradScaler``;
 - optional clipping / accumulation, off by default as in the tutorial, there so that a config that
-  asks for them trains the same thing in all three loops;
+  asks for them trains the same thing in every loop;
 - the harness's meter is called once per optimizer step, and told where the batches come from and
   where the update begins (for its split of each step into data/forward/backward/optimizer/other);
 - under torchrun (WORLD_SIZE > 1): the classic DDP recipe, ``init_process_group`` + ``DistributedDataParallel``

@@ -1,7 +1,7 @@
 """The tutorial's third way: ``TrainingArguments`` + ``Trainer``.
 
 Every ``TrainingArguments`` default that the tutorial's manual loop does not share is set here,
-explicitly, from the run config, so that the three loops train the same thing:
+explicitly, from the run config, so that the loops train the same thing:
 
 - ``max_grad_norm`` (default 1.0: the Trainer clips, the tutorial does not);
 - ``optim`` (default ``adamw_torch_fused``: the tutorial uses plain ``AdamW``);

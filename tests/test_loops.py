@@ -1,5 +1,5 @@
 """Each loop trains a few steps of a tiny random BERT on real MRPC pairs and writes a sane record;
-with the same seed the three see the same batches in the same order and end up in the same place."""
+with the same seed the loops see the same batches in the same order and end up in the same place."""
 
 import math
 

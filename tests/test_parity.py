@@ -1,4 +1,4 @@
-"""--parity: the three loops' step losses agree to 1e-5 relative for 50 steps in fp32 on the CPU,
+"""--parity: the loops' step losses agree to 1e-5 relative for 50 steps in fp32 on the CPU,
 and the check has teeth: one Trainer default turned back on breaks parity and the report names it."""
 
 import dataclasses
