@@ -81,18 +81,25 @@ def _tokens(key: str, value, action: argparse.Action, path: Path) -> list[str]:
     return [flag, text]
 
 
-def file_argv(path: str, run: argparse.ArgumentParser) -> list[str]:
-    """The file's options as command-line tokens (to go before the command line's own)."""
+def _file_options(path: str, run: argparse.ArgumentParser) -> list[list[str]]:
+    """The file's options, each as its command-line tokens (a flag and, unless a switch, its value)."""
     p = Path(path)
     known = actions(run)
-    argv = []
+    out = []
     for raw_key, value in _load(p).items():
         key = raw_key.replace("_", "-")
         if key not in known:
             raise ConfigError(f"--config {p}: unknown key {raw_key!r}; the keys are run's flags without dashes: "
                               f"{', '.join(sorted(known))}")
-        argv += _tokens(key, value, known[key], p)
-    return argv
+        tokens = _tokens(key, value, known[key], p)
+        if tokens:
+            out.append(tokens)
+    return out
+
+
+def file_argv(path: str, run: argparse.ArgumentParser) -> list[str]:
+    """The file's options as command-line tokens (to go before the command line's own)."""
+    return [t for option in _file_options(path, run) for t in option]
 
 
 def _rivals(run: argparse.ArgumentParser) -> dict[str, set[str]]:
@@ -113,13 +120,7 @@ def with_config(argv: list[str], path: str, run: argparse.ArgumentParser) -> lis
     at = argv.index("run") + 1
     given = {t.split("=", 1)[0] for t in argv[at:] if t.startswith("--")}
     rivals = _rivals(run)
-    tokens, i, mine = file_argv(path, run), 0, []
-    while i < len(tokens):  # each file option is its flag and, unless a switch, one value
-        flag = tokens[i]
-        width = 1 if i + 1 >= len(tokens) or tokens[i + 1].startswith("--") else 2
-        if not rivals.get(flag, set()) & given:
-            mine += tokens[i:i + width]
-        i += width
+    mine = [t for option in _file_options(path, run) if not rivals.get(option[0], set()) & given for t in option]
     return argv[:at] + mine + argv[at:]
 
 
