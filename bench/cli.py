@@ -293,7 +293,8 @@ def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list[di
     from bench.models import check_model
     from bench.outdir import check_comparable
     from bench.records import read_records
-    from bench.summary import latest_per_cell, summary_table
+    from bench.records import latest_per_cell
+    from bench.report.summary import summary_table
     from bench.sweep import run_sweep, training_share_line
 
     run = runs[0]
@@ -328,9 +329,9 @@ def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list[di
     print(f"report: {out / 'report.md'}", file=sys.stderr)
     print(f"bench: {training_share_line(made, _process_age_s())}", file=sys.stderr)
     wanted = {c.cell_id for c in cells}
-    latest = [r for r in latest_per_cell(records) if r.get("cell_id") in wanted]
-    bad = [r for r in latest if r["status"] == "failed"]
-    missing = wanted - {r["cell_id"] for r in latest}
+    latest = [r for r in latest_per_cell(records) if r.cell_id in wanted]
+    bad = [r for r in latest if r.status == "failed"]
+    missing = wanted - {r.cell_id for r in latest}
     if run.parity and not parity_holds(latest):
         return 1
     return 1 if bad or missing else 0
@@ -345,24 +346,15 @@ def _process_age_s() -> float:
     return time.time() - psutil.Process().create_time()
 
 
-def parity_holds(records: list[dict]) -> bool:
+def parity_holds(records: list) -> bool:
     """Print each loop's largest step-wise relative loss difference against the manual loop; False
     when two loops that train the same thing disagree.  Loops whose settings differ (their native
     defaults) are not expected to agree: said, with the difference, and no failure."""
-    from bench.analysis import PARITY_TOLERANCE, cells_of, comparison_groups, parity_rows, parity_verdict
+    from bench.analysis import cells_of, parity_lines
 
-    ok = True
-    for (device, precision, _), group in comparison_groups(cells_of(records)).items():
-        for row in parity_rows(group):
-            verdict = parity_verdict(row)
-            ok &= verdict != "fails"
-            where = f" at step {row['at_step']}" if row["at_step"] else ""
-            batches = "" if row["same_batches"] else ", different batches"
-            diff = "none" if row["max_rel_diff"] is None else f"{row['max_rel_diff']:.2e}"
-            said = {"agrees": "ok", "fails": f"FAILS (tolerance {PARITY_TOLERANCE:g})",
-                    "differs": "settings differ: not expected to agree (" + "; ".join(row["differs"]) + ")"}[verdict]
-            print(f"parity {device}/{precision}: {row['loop']} vs manual over {row['steps']} steps: largest relative "
-                  f"loss difference {diff}{where}{batches} -> {said}")
+    ok, lines = parity_lines(cells_of(records))
+    for line in lines:
+        print(line)
     return ok
 
 
@@ -391,15 +383,15 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             return cmd_run(args)
         if args.command == "report":
-            from bench.report import cmd_report
+            from bench.commands.report import cmd_report
 
             return cmd_report(args)
         if args.command == "compare":
-            from bench.compare import cmd_compare
+            from bench.commands.compare import cmd_compare
 
             return cmd_compare(args)
         if args.command == "explain":
-            from bench.explain import cmd_explain
+            from bench.commands.explain import cmd_explain
 
             return cmd_explain(args)
         if args.command == "env":

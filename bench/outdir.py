@@ -108,11 +108,12 @@ def check_no_links(out: Path) -> None:
 def check_report_target(report: Path) -> None:
     """``run`` and ``explain`` write OUT/report.md under ``report``'s rule: never over a file bench
     did not write (the user's notes), never through a link."""
-    from bench.report import REPORT_TITLE, _written_by
+    from bench.commands.report import written_by
+    from bench.report import REPORT_TITLE
     from bench.safeio import refuse_link
 
     refuse_link(report)
-    if report.exists() and (report.is_dir() or not _written_by(report, REPORT_TITLE)):
+    if report.exists() and (report.is_dir() or not written_by(report, REPORT_TITLE)):
         raise ConfigError(f"{report}: exists and was not written by bench; move it aside (the report is "
                           "written there) or give another --out")
 
@@ -159,16 +160,16 @@ def _differing(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def check_comparable(out: Path, cells: list[Cell], records: list[dict], resume: bool) -> None:
+def check_comparable(out: Path, cells: list[Cell], records: list, resume: bool) -> None:
     """Refuse to mix configurations in one OUT (see the module's docstring)."""
     if records and not resume:
         raise ConfigError(f"{out} already holds {len(records)} record(s); continue it with --resume {out}, "
                           "or give a new --out")
     by_axes: dict[tuple, dict] = {}
     for r in records:
-        cfg = r.get("config") or {}
+        cfg = r.config or {}
         if "run" in cfg:
-            by_axes.setdefault(_axes(cfg["run"], r["device"], r["loop"]), cfg)
+            by_axes.setdefault(_axes(cfg["run"], r.device, r.loop), cfg)
     for cell in cells:
         planned = cell.to_dict()
         old = by_axes.get(_axes(planned["run"], cell.device, cell.loop))

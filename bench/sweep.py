@@ -75,7 +75,7 @@ def completed_ids(out_dir: Path) -> set[str]:
     path = out_dir / RESULTS_FILE
     if not path.exists():
         return set()
-    return {r["cell_id"] for r in read_records(path, allow_empty=True) if r.get("status") in ("ok", "skipped")}
+    return {r.cell_id for r in read_records(path, allow_empty=True) if r.status in ("ok", "skipped")}
 
 
 CELL_DIR_PREFIX = "bench-cell-"

@@ -110,32 +110,11 @@ def named_s(wall: dict) -> float:
     return sum(v for k, v in wall.items() if k in _NAMES and v is not None)
 
 
-def fixed_cost_s(record: dict) -> float | None:
+def fixed_cost_s(record) -> float | None:
     """What a cell costs beyond its training and evaluation: ``process_wall_s`` less the warm-up and
     timed steps and the evaluations (the figure the fixed-cost benchmark gates)."""
-    wall, total = record.get("wall_s") or {}, record.get("process_wall_s")
+    wall, total = record.wall_s or {}, record.process_wall_s
     if not wall or total is None:
         return None
     work = sum(wall.get(k, 0.0) for k in ("warmup_steps_s", "timed_steps_s", "eval_during_training_s", "eval_s"))
     return total - work
-
-
-def cell_summary(records: list[dict]) -> dict | None:
-    """Median over a cell's repeats of each report column (``GROUPS``), the process's wall time, the
-    share the parts name, and ``after_record_s``; None when no record has ``wall_s``."""
-    import statistics
-
-    walls = [r for r in records if r.get("wall_s") and r.get("process_wall_s")]
-    if not walls:
-        return None
-
-    def med(values):
-        values = [v for v in values if v is not None]
-        return statistics.median(values) if values else None
-
-    out = {label: med([sum(r["wall_s"].get(k, 0.0) for k in keys) for r in walls]) for label, keys in GROUPS}
-    out["process_wall_s"] = med([r["process_wall_s"] for r in walls])
-    out["named"] = med([named_s(r["wall_s"]) / r["process_wall_s"] for r in walls])
-    out["after_record_s"] = med([r["wall_s"].get("after_record_s") for r in walls])
-    out["fixed_cost_s"] = med([fixed_cost_s(r) for r in walls])
-    return out

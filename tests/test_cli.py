@@ -167,11 +167,12 @@ def test_help_says_each_default_once_and_every_option_has_help():
 
 
 def test_version_and_summary_keep_their_formatting(capsys):
-    from bench.summary import summary_table
+    from bench.records import Record
+    from bench.report.summary import summary_table
 
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0 and "bench 0.1.0" in capsys.readouterr().out
-    table = summary_table([{"loop": "manual", "device": "cpu", "precision": "fp32", "status": "ok",
-                            "eval_f1": 0.0, "step_s_p50": 0.256}])
+    table = summary_table([Record(loop="manual", device="cpu", precision="fp32", status="ok", eval_f1=0.0,
+                                  step_s_p50=0.256)])
     assert "| 0.0000 " in table and "| 256.0 " in table

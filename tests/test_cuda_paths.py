@@ -76,7 +76,7 @@ def test_a_nan_under_fabric_clipping_is_recorded_as_divergence(tiny_run):
     from bench.cell import run_cell
 
     r = run_cell(Cell("fabric", "cpu", "fp32", tiny_run(max_grad_norm=1.0, lr=1e36)), progress=False)
-    assert r.status == "failed" and r.failure["kind"] == "diverged", (r.reason, r.failure)
+    assert r.status == "failed" and r.failure.kind == "diverged", (r.reason, r.failure)
     assert r.reason.startswith("diverged at step ")
 
 
@@ -226,15 +226,16 @@ def test_records_say_which_clock_the_split_is_on(cli_record, tmp_path):
     from bench.devices import DEVICES
     from bench.phases import PhaseClock
     from bench.records import read_records
-    from bench.report import PHASE_HEADING, render
+    from bench.report import render
+    from bench.report.phases import HEADING as PHASE_HEADING
 
     out, r = cli_record
-    assert r["status"] == "ok" and r["phase_clock"] == "host"
+    assert r.status == "ok" and r.phase_clock == "host"
     assert PhaseClock(DEVICES["cuda"]).clock_name() == "device-timeline"
     # The report says what the device timeline means for `data`, where a cell is on it, and shows
     # the GPU's energy per sample where a cell has it.
     gpu = dict(r, device="cuda", phase_clock="device-timeline", cell_id="manual-cuda-fp32-0", joules_per_sample=0.25,
-               config=dict(r["config"], device="cuda"))
+               config=dict(r.config, device="cuda"))
     (tmp_path / "results.jsonl").write_text((out / "results.jsonl").read_text())
     cpu_only = render(read_records(tmp_path), tmp_path / "cpu.md")
     assert "device-timeline" not in cpu_only.split(f"## {PHASE_HEADING}")[1] and "J/sample" not in cpu_only
@@ -250,17 +251,17 @@ def test_records_say_which_clock_the_split_is_on(cli_record, tmp_path):
 def test_a_cpu_record_has_the_gpu_fields_null_with_the_reason(cli_record):
     _, r = cli_record
     for name in ("gpu_start", "gpu_end", "gpu_other_processes", "gpu_energy_j", "joules_per_sample"):
-        assert name in r and r[name] is None, name
-    assert r["gpu_facts_why"] == "not a CUDA cell: no GPU facts"
+        assert getattr(r, name) is None, name
+    assert r.gpu_facts_why == "not a CUDA cell: no GPU facts"
 
 
 def test_peak_tflops_is_recorded_as_an_override_and_mfu_uses_it(cli_record):
     from bench.analysis import mfu
 
     _, r = cli_record
-    assert r["config"]["run"]["peak_tflops"] == 0.5 and r["device_peak_tflops"] == 0.5
-    assert r["device_peak_override"] is True and r["device_peak_source"].startswith("override: --peak-tflops 0.5")
-    assert r["setup_s"]["harness_peak_probe_s"] < 0.05  # no GEMM measured
+    assert r.run.peak_tflops == 0.5 and r.device_peak_tflops == 0.5
+    assert r.device_peak_override is True and r.device_peak_source.startswith("override: --peak-tflops 0.5")
+    assert r.setup_s.harness_peak_probe_s < 0.05  # no GEMM measured
     assert mfu(r) == pytest.approx(mfu(r, peak_tflops=0.5)) and mfu(r) == pytest.approx(2 * mfu(r, peak_tflops=1.0))
 
 

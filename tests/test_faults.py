@@ -64,14 +64,14 @@ def test_a_diverging_run_is_failed_with_its_steps_and_strict_json(glue_dir, tmp_
     result = run_cli(*_args(glue_dir, out, "--lr", "1e36", "--max-steps", "8", "--in-process", loops="manual,trainer"))
     assert result.returncode == 1, result.stderr[-2000:]
     records = read_records(out)
-    assert [r["status"] for r in records] == ["failed", "failed"]
+    assert [r.status for r in records] == ["failed", "failed"]
     for r in records:
-        assert r["reason"].startswith("diverged at step "), r["reason"]
-        step = int(r["reason"].split()[3])
-        assert "(loss nan)" in r["reason"] or "(loss inf)" in r["reason"] or "gradient norm" in r["reason"]
+        assert r.reason.startswith("diverged at step "), r.reason
+        step = int(r.reason.split()[3])
+        assert "(loss nan)" in r.reason or "(loss inf)" in r.reason or "gradient norm" in r.reason
         # The steps up to the divergence stay, with the non-finite one written as null.
-        assert len(r["step_losses"]) == step and r["step_losses"][-1] is None
-        assert all(x is not None for x in r["step_losses"][:-1])
+        assert len(r.step_losses) == step and r.step_losses[-1] is None
+        assert all(x is not None for x in r.step_losses[:-1])
     for line in (out / RESULTS_FILE).read_text().splitlines():
         _strict(line)  # RFC 8259: no bare NaN / Infinity
     assert "None: every cell ran and is ok" not in (out / "report.md").read_text()
@@ -140,7 +140,7 @@ def test_resume_with_another_lr_is_refused_naming_the_field(glue_dir, tmp_path):
     # More repeats of the same cells are comparable.
     more = run_cli(*_args(glue_dir, out, "--repeats", "2", "--in-process")[:-2], "--resume", str(out))
     assert more.returncode == 0, more.stderr[-2000:]
-    assert [r["repeat"] for r in read_records(out)] == [0, 1]
+    assert [r.repeat for r in read_records(out)] == [0, 1]
 
 
 def test_a_second_sweep_on_the_same_out_is_refused_naming_the_holder(glue_dir, tmp_path):
@@ -234,9 +234,9 @@ def test_user_strings_cannot_change_the_reports_structure(tmp_path):
                    timing_warmup_steps=1, step_samples=[8] * 3, step_padded_tokens=[64] * 3,
                    model={"name": evil, "weights": f"pretrained:{evil}", "tokenizer": evil},
                    data_source=f"local:{evil}", settings={"model_path": evil, "lr": 5e-5})
-        records.append(Record(**json.loads(r.to_json())).__dict__)
+        records.append(Record.from_dict(json.loads(r.to_json())))
     records.append(Record(loop="accelerate", device="cpu", precision="fp32", status="failed",
-                          reason=f"could not load {evil}").__dict__)
+                          reason=f"could not load {evil}"))
     text = render(records, tmp_path / "report.md")
     # Outside code blocks, no line comes from the evil string: the only level-1 heading is the
     # report's own, and every block that opens closes with the same (longer) fence.
@@ -351,7 +351,7 @@ def test_two_nodes_on_one_machine_make_one_record_written_by_node_0(glue_dir, tm
     results = [p.communicate(timeout=300) for p in nodes]
     assert [p.returncode for p in nodes] == [0, 0], [e[-1500:] for _, e in results]
     records = read_records(out)
-    assert len(records) == 1 and records[0]["status"] == "ok" and records[0]["world_size"] == 2
+    assert len(records) == 1 and records[0].status == "ok" and records[0].world_size == 2
     assert "node 0 records it" in results[1][1]
 
 
@@ -483,8 +483,8 @@ def test_disk_full_while_appending_keeps_whole_lines_and_resume_works(glue_dir, 
     assert "Traceback" not in full.stderr
     assert (out / RESULTS_FILE).read_bytes().startswith(before)  # nothing already there lost
     records = _lines(out)
-    assert [(r["repeat"], r["status"]) for r in records] == [(0, "ok"), (1, "failed")]
-    assert records[1]["failure"]["kind"] == "disk-full"
+    assert [(r.repeat, r.status) for r in records] == [(0, "ok"), (1, "failed")]
+    assert records[1].failure.kind == "disk-full"
     small_disk.free()
     again = run_cli(*_args(glue_dir, out, "--in-process", "--repeats", "2")[:-2], "--resume", str(out))
     assert again.returncode == 0, again.stderr[-2000:]
@@ -725,8 +725,8 @@ def test_a_cell_past_its_memory_limit_is_stopped_and_recorded_out_of_memory(glue
     code = main(_args(glue_dir, out, "--cell-memory-limit", "0.05"))  # the real parser: 51 MiB, below torch's import
     assert code == 1
     [r] = read_records(out)
-    assert r["status"] == "failed" and r["failure"]["kind"] == "out-of-memory"
-    assert r["reason"].startswith("out of memory (peak ") and "limit 0.05 GiB" in r["reason"], r["reason"]
+    assert r.status == "failed" and r.failure.kind == "out-of-memory"
+    assert r.reason.startswith("out of memory (peak ") and "limit 0.05 GiB" in r.reason, r.reason
 
 
 def test_a_kernel_oom_kill_is_recorded_as_out_of_memory(monkeypatch, tiny_run):
@@ -736,18 +736,18 @@ def test_a_kernel_oom_kill_is_recorded_as_out_of_memory(monkeypatch, tiny_run):
     # Without evidence of memory pressure, a SIGKILL stays a kill.
     monkeypatch.setattr(sweep, "_oom_kills", lambda: 0)
     r = sweep.run_isolated(cell, 120, False, "", module="tests.helpers.misbehaving_cell")
-    assert r.failure["kind"] == "killed" and "SIGKILL" in r.reason
+    assert r.failure.kind == "killed" and "SIGKILL" in r.reason
     # The cgroup's count of kernel OOM kills went up while the cell ran: out of memory.
     counts = iter([3, 4])
     monkeypatch.setattr(sweep, "_oom_kills", lambda: next(counts))
     r = sweep.run_isolated(cell, 120, False, "", module="tests.helpers.misbehaving_cell")
-    assert r.status == "failed" and r.failure["kind"] == "out-of-memory"
+    assert r.status == "failed" and r.failure.kind == "out-of-memory"
     assert r.reason.startswith("out of memory (peak ") and "kernel's OOM killer" in r.reason
     # Under torchrun the kernel's kill of a worker is an exit 1 saying "Signal 9 received by PID".
     counts = iter([3, 4])
     r = sweep.run_isolated(Cell("manual", "cpu", "fp32", tiny_run(seed=6)), 120, False, "",
                            module="tests.helpers.misbehaving_cell")
-    assert r.failure["kind"] == "out-of-memory" and "a worker was killed by the kernel's OOM killer" in r.reason
+    assert r.failure.kind == "out-of-memory" and "a worker was killed by the kernel's OOM killer" in r.reason
 
 
 # ---- the compare gate ----------------------------------------------------------------------------
@@ -808,7 +808,7 @@ def test_runs_on_different_data_are_not_compared_as_the_same(glue_dir, tmp_path)
     for name, where in (("a", glue_dir), ("b", other)):
         done = run_cli(*_args(where, tmp_path / name, "--in-process"))
         assert done.returncode == 0, done.stderr[-2000:]
-    fa, fb = (read_records(tmp_path / n)[0]["data_fingerprint"] for n in "ab")
+    fa, fb = (read_records(tmp_path / n)[0].data_fingerprint for n in "ab")
     assert fa.startswith("sha256:") and fb.startswith("sha256:") and fa != fb
     line = _one_line(run_cli("compare", str(tmp_path / "a"), str(tmp_path / "b")))
     assert "trained on different data (data_fingerprint" in line and "--differ data_fingerprint" in line
@@ -836,10 +836,10 @@ def test_a_window_too_short_to_judge_is_not_called_quiet():
     assert busy_verdict(dict(short, timed_window_s=None, others_cpu_fraction=None))[0] is None
     assert busy_verdict(dict(short, gemm_gflops_after=100.0))[0] is True  # the probes still say busy
     assert busy_verdict(dict(short, timed_window_s=5.0)) == (False, [])
-    from bench.summary import summary_table
+    from bench.report.summary import summary_table
 
-    r = json.loads(Record(loop="manual", device="cpu", precision="fp32", status="ok", machine_busy=None,
-                          machine_busy_why=why).to_json())
+    r = (Record(loop="manual", device="cpu", precision="fp32", status="ok", machine_busy=None,
+                          machine_busy_why=why))
     assert "ok (busy: not judged)" in summary_table([r])
 
 
@@ -877,7 +877,7 @@ def test_the_batch_and_accumulation_in_force_are_recorded_and_reported(glue_dir,
     done = run_cli(*_args(glue_dir, out, "--in-process", "--batch-size", "100000", "--grad-accum", "1000"))
     assert done.returncode == 0, done.stderr[-2000:]
     [r] = read_records(out)
-    assert (r["settings"]["batch_size_in_force"], r["settings"]["grad_accum_in_force"]) == (24, 1)
+    assert (r.settings["batch_size_in_force"], r.settings["grad_accum_in_force"]) == (24, 1)
     assert "batch 100000 (in force, as the training pairs allow: batch 100000 → 24; accumulation 1000 → 1)" in \
         (out / "report.md").read_text()
 

@@ -220,7 +220,7 @@ def test_other_commands_take_each_option(command, native_out, tmp_path, capsys):
                      *table["--fail-above"], "-o", *table["-o"]]) == 0
         assert "bench compare" in (tmp_path / "c.md").read_text()
     elif command == "explain":
-        from bench.explain import plan_flips
+        from bench.commands.explain import plan_flips
         from bench.records import read_records
 
         args = build_parser().parse_args(["explain", str(out), *[t for f, v in table.items() for t in (f, *v)]])
@@ -228,7 +228,7 @@ def test_other_commands_take_each_option(command, native_out, tmp_path, capsys):
             ("manual", "trainer", 2, 60.0, True)
         cells, found = plan_flips(read_records(out), args.from_loop, args.to_loop, args.repeats)
         assert cells and {c.repeat for c in cells} == {0, 1}
-        assert "max_grad_norm" in found[0]["settings"]
+        assert "max_grad_norm" in found[0]["differences"].settings
     elif command == "env":
         assert main(["env", "--json"]) == 0
         info = json.loads(capsys.readouterr().out)

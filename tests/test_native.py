@@ -69,25 +69,25 @@ def explained(glue_dir, tmp_path_factory):
 
 def test_explain_flips_each_difference_and_the_flips_close_the_loss_gap(explained):
     from bench.analysis import PARITY_TOLERANCE
-    from bench.explain import explain_rows
+    from bench.analysis.explain import explain_rows
 
     out, records, result = explained
     (found,) = explain_rows(records)
-    flipped = {r["setting"]: r for r in found["effects"]}
+    flipped = {r.setting: r for r in found.effects}
     # The native Trainer differs from the tutorial's loop in at least clipping and the AdamW implementation,
     # both flipped in the manual loop; its own machinery (logging, checkpoints, its bar) flipped off in the Trainer.
     assert {"max_grad_norm", "adamw"} <= set(flipped)
-    assert flipped["max_grad_norm"]["loop"] == "manual" and flipped["max_grad_norm"]["values"] == (None, 1.0)
+    assert flipped["max_grad_norm"].loop == "manual" and flipped["max_grad_norm"].values == (None, 1.0)
     assert {"logging_strategy", "save_strategy", "disable_tqdm"} <= set(flipped)
-    assert flipped["save_strategy"]["loop"] == "trainer"
+    assert flipped["save_strategy"].loop == "trainer"
     # DDP-only and GPU-only machinery is listed as inert, not run.
-    assert ("trainer", "average_tokens_across_devices") in found["differences"]["inert"]
-    assert found["differences"]["undeclared"] == []
+    assert ("trainer", "average_tokens_across_devices") in found.differences.inert
+    assert found.differences.undeclared == []
     # The proof: manual with every listed setting of the Trainer trains exactly what the Trainer trains,
     # though manual as it was does not.
-    assert found["parity_ab"] > 10 * PARITY_TOLERANCE
-    assert found["everything"]["parity"] <= PARITY_TOLERANCE
-    assert found["unexplained_s"] is not None
+    assert found.parity_ab > 10 * PARITY_TOLERANCE
+    assert found.everything.parity <= PARITY_TOLERANCE
+    assert found.unexplained_s is not None
     text = (out / "report.md").read_text()
     assert "## Why do they differ?" in text and "the listed settings are the whole difference" in text
     assert "| `max_grad_norm` | `None` → `1.0` | manual given trainer's value |" in text
@@ -124,13 +124,14 @@ def test_a_flip_a_loop_cannot_express_is_listed_with_its_reason():
     always exempts biases and LayerNorm); explain lists the flip with that reason instead of an effect."""
     import json
 
-    from bench.explain import explain_rows, flip_label
+    from bench.analysis.explain import explain_rows, flip_label
+    from bench.records import Record
     from tests.test_report import rec
 
     def with_run(r, **run):
         r.config["run"].update(defaults="native", **run)
         r.cell_id += run.get("flip", "")  # a flip is a cell of its own
-        return json.loads(r.to_json())
+        return Record.from_dict(json.loads(r.to_json()))
 
     records = [with_run(rec("trainer", sps=10), weight_decay_exempt=True),
                with_run(rec("accelerate", sps=11), weight_decay_exempt=False),
@@ -138,8 +139,8 @@ def test_a_flip_a_loop_cannot_express_is_listed_with_its_reason():
                                                              "from weight decay"),
                         weight_decay_exempt=False, flip=flip_label("trainer", "accelerate", "weight_decay_exempt"))]
     (found,) = explain_rows(records)
-    (row,) = found["effects"]
-    assert row["setting"] == "weight_decay_exempt" and row["effect_s"] is None
-    assert row["verdict"] == ("could not be flipped in trainer: the Trainer always exempts biases and LayerNorm "
+    (row,) = found.effects
+    assert row.setting == "weight_decay_exempt" and row.effect_s is None
+    assert row.verdict == ("could not be flipped in trainer: the Trainer always exempts biases and LayerNorm "
                               "weights from weight decay")
-    assert found["differences"]["settings"]["weight_decay_exempt"] == (True, False)
+    assert found.differences.settings["weight_decay_exempt"] == (True, False)

@@ -188,11 +188,16 @@ def test_gpu_names_match_whole_words(name, key):
 def test_mfu_takes_one_device_peak_whatever_the_world_size():
     from bench.analysis import device_peak_of, mfu
 
+    import dataclasses
+
+    from bench.records import Record
+
     model = {"n_params_non_embedding": 10**6, "num_layers": 2, "hidden_size": 64}
-    one = {"device_peak_tflops": 1.0, "device_peak_source": "datasheet", "world_size": 1, "timed_s": 1.0,
-           "timing_warmup_steps": 0, "step_samples": [8], "step_padded_tokens": [512], "model": model}
-    two = dict(one, world_size=2, device_peak_source="datasheet, per device (2 ranks)")
-    old = dict(two, device_peak_tflops=2.0, device_peak_source="datasheet, summed over 2 ranks")  # schema 1
+    one = Record(loop="manual", device="cpu", precision="fp32", status="ok", device_peak_tflops=1.0,
+                 device_peak_source="datasheet", world_size=1, timed_s=1.0, timing_warmup_steps=0, step_samples=[8],
+                 step_padded_tokens=[512], model=model)
+    two = dataclasses.replace(one, world_size=2, device_peak_source="datasheet, per device (2 ranks)")
+    old = dataclasses.replace(two, device_peak_tflops=2.0, device_peak_source="datasheet, summed over 2 ranks")  # schema 1
     assert device_peak_of(two) == device_peak_of(old) == 1.0
     # Twice the devices doing rank 0's work each: the same utilisation.
     assert mfu(two) == pytest.approx(mfu(one)) == pytest.approx(mfu(old))

@@ -12,7 +12,7 @@ def test_a_record_round_trips_and_reads_older_schemas():
                failure={"kind": "exception", "message": "x", "last_lines": ["a"]}, step_losses=[0.5, float("nan")])
     d = json.loads(r.to_json())
     assert d["step_losses"] == [0.5, None] and d["schema"] == SCHEMA
-    assert Record.from_dict(d).failure["kind"] == "exception"
+    assert Record.from_dict(d).failure.kind == "exception"
     old = {k: v for k, v in d.items() if k not in ("failure", "machine_load", "machine_busy", "machine_busy_why")}
     assert Record.from_dict(dict(old, schema=1, env={"output_tail": ["b"]})).env == {"output_tail": ["b"]}
 

@@ -79,7 +79,7 @@ def test_device_table_has_medians_spread_cv_and_speedup(report):
 
 
 def test_mfu_is_model_flops_over_the_peak():
-    r = json.loads(rec("manual", sps=10).to_json())
+    r = Record.from_dict(json.loads(rec("manual", sps=10).to_json()))
     # 2 timed steps of 8 sequences of 100 tokens: 6 N L + 12 layers h L^2 each, over 1.6 s, peak 0.1 TFLOP/s.
     per_seq = 6 * 10_000_000 * 100 + 12 * 6 * 384 * 100**2
     assert mfu(r) == pytest.approx(2 * 8 * per_seq / 1.6 / 0.1e12)
@@ -140,14 +140,14 @@ def _gap_records(factors, checksum=123):
     ([1.30], "30% slower in a single run; one run cannot tell a gap from the machine's run-to-run noise"),
 ])
 def test_loop_gap_is_paired_step_by_step_and_judged_against_the_repeats(factors, verdict):
-    from bench.analysis import cells_of, comparison_groups, gap_rows, gap_verdict
+    from bench.analysis import cells_of, comparison_groups, gap_rows
 
-    (group,) = comparison_groups(cells_of([json.loads(r.to_json()) for r in _gap_records(factors)])).values()
+    (group,) = comparison_groups(cells_of([Record.from_dict(json.loads(r.to_json())) for r in _gap_records(factors)])).values()
     (row,) = gap_rows(group)
-    assert row["loop"] == "trainer" and row["runs"] == len(factors)
+    assert row.loop == "trainer" and row.runs == len(factors)
     # the median of per-step ratios: batch-length variation within a run does not enter
-    assert row["step_ratio"] == pytest.approx(sorted(factors)[len(factors) // 2])
-    assert verdict in gap_verdict(row)
+    assert row.step_ratio == pytest.approx(sorted(factors)[len(factors) // 2])
+    assert verdict in row.verdict
 
 
 def test_loop_gap_needs_the_same_batches(tmp_path):
@@ -200,12 +200,12 @@ def _phased(record, **ms):
 
 
 def test_a_real_gap_is_named_by_the_phase_that_carries_it(tmp_path):
-    from bench.analysis import cells_of, comparison_groups, gap_rows, gap_verdict
+    from bench.analysis import cells_of, comparison_groups, gap_rows
 
     records = [_phased(r, optimizer=3 + 150 * (r.loop == "trainer")) for r in _gap_records([1.20, 1.15, 1.25])]
-    (group,) = comparison_groups(cells_of([json.loads(r.to_json()) for r in records])).values()
+    (group,) = comparison_groups(cells_of([Record.from_dict(json.loads(r.to_json())) for r in records])).values()
     (row,) = gap_rows(group)
-    assert "a real gap, +" in gap_verdict(row) and "ms/step: `optimizer` +150.0 ms" in gap_verdict(row)
+    assert "a real gap, +" in row.verdict and "ms/step: `optimizer` +150.0 ms" in row.verdict
     for r in records:
         append_record(tmp_path, r)
     text = render(read_records(tmp_path), tmp_path / "report.md")

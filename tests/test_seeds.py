@@ -14,10 +14,11 @@ from bench.cli import build_parser, main
 from bench.config import Cell, RunConfig
 from bench.evaluation import _accuracy_f1, bootstrap_ci95
 from bench.plan import plan_cells
-from bench.quality import (MIN_SEEDS, across_seeds, paired_difference, quality_rows, scores, time_to_target,
+from bench.analysis.quality import (MIN_SEEDS, across_seeds, paired_difference, quality_rows, scores, time_to_target,
                            verdict)
 from bench.records import Record, append_record, read_records
-from bench.report import QUALITY_HEADING, render
+from bench.report import render
+from bench.report.quality import HEADING as QUALITY_HEADING
 
 
 # ---- the paired bootstrap against hand-computed cases -----------------------------------------
@@ -131,13 +132,13 @@ def test_run_with_seeds_records_each_seed_and_resume_adds_a_seed(glue_dir, tmp_p
             "--timing-warmup", "1", "--train-samples", "24", "--eval-samples", "16", "--no-progress", "--in-process"]
     assert main([*base, "--seeds", "1,2", "--out", str(out)]) == 0
     records = read_records(out)
-    assert [(r["seed"], r["config"]["run"]["seed"]) for r in records] == [(1, 1), (2, 2)]
-    assert len({r["cell_id"] for r in records}) == 2
-    assert all(len(r["eval_predictions"]["predicted"]) == 16 for r in records)
+    assert [(r.seed, r.run.seed) for r in records] == [(1, 1), (2, 2)]
+    assert len({r.cell_id for r in records}) == 2
+    assert all(len(r.eval_predictions.predicted) == 16 for r in records)
     assert "| seed " in capsys.readouterr().out  # the summary table says which seed each row is
     # Resume with one more seed: only the new seed runs; the recorded ones are not run again.
     assert main([*base, "--seeds", "1,2,3", "--resume", str(out)]) == 0
-    assert [r["seed"] for r in read_records(out)] == [1, 2, 3]
+    assert [r.seed for r in read_records(out)] == [1, 2, 3]
 
 
 def test_resume_of_a_native_seed_sweep_matches_each_loop_to_its_own_config(tmp_path):
@@ -194,7 +195,7 @@ def test_a_seed_sets_head_order_and_dropout_the_same_in_every_loop(seeded_record
     for seed in (1, 2):
         r, m = records[(loop, seed)], records[("manual", seed)]
         assert r.status == "ok", r.reason
-        assert r.seed == seed and r.config["run"]["seed"] == seed
+        assert r.seed == seed and r.run.seed == seed
         assert bool((heads[(loop, seed)] == heads[("manual", seed)]).all())  # the same head at one seed
         assert r.batch_order_checksum == m.batch_order_checksum  # the same batches in the same order
         # Same head, same first batch, same dropout masks: the same first loss.
@@ -260,11 +261,11 @@ def test_seeds_are_never_pooled_as_repeats(three_seeds):
     assert {c.seed for c in cells} == {1, 2, 3} and {c.seedless_variant for c in cells} == {""}
     for (_, _, variant), group in comparison_groups(cells).items():
         assert len({c.seed for c in group}) == 1 and variant == f"seed {group[0].seed}"
-        assert {row["loop"] for row in gap_rows(group)} == {"accelerate", "trainer"}  # never manual vs manual
+        assert {row.loop for row in gap_rows(group)} == {"accelerate", "trainer"}  # never manual vs manual
 
 
 def test_compare_matches_cells_seed_by_seed(three_seeds):
-    from bench.compare import match
+    from bench.analysis.compare import match
 
     cells = cells_of(read_records(three_seeds))
     pairs, only_a, only_b = match(cells, list(reversed(cells)), set())
@@ -304,7 +305,7 @@ def test_report_has_the_quality_section_curve_plot_and_bottom_line(three_seeds, 
 def test_no_predictions_no_quality_section(three_seeds, tmp_path):
     records = read_records(three_seeds)
     for r in records:
-        r["eval_predictions"] = {}
+        r.eval_predictions = {}
     text = render(records, tmp_path / "report.md")
     assert QUALITY_HEADING not in text and "Quality across seeds" not in text
     assert not list(tmp_path.glob("*-f1.png"))

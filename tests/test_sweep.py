@@ -95,7 +95,7 @@ def test_all_precisions_on_cpu_records_skips_with_reasons(tmp_path, tiny_run):
     made = run_sweep(cells, tmp_path, isolate=False, progress=False)
     assert [(r.precision, r.status) for r in made] == [("tf32", "skipped"), ("fp16", "skipped")]
     assert all(r.reason for r in made)
-    assert [r["status"] for r in read_records(tmp_path)] == ["skipped", "skipped"]
+    assert [r.status for r in read_records(tmp_path)] == ["skipped", "skipped"]
 
 
 # ---- isolation ------------------------------------------------------------------------------
@@ -112,8 +112,8 @@ def test_a_misbehaving_cell_becomes_a_failed_record(seed, expect):
     assert record.status == "failed"
     assert expect in record.reason
     assert record.cell_id == cell.cell_id
-    assert any(f"seed {seed}" in line for line in record.failure["last_lines"])
-    assert record.failure["kind"] in ("exit", "killed") and not record.env
+    assert any(f"seed {seed}" in line for line in record.failure.last_lines)
+    assert record.failure.kind in ("exit", "killed") and not record.env
 
 
 def test_a_hanging_cell_is_killed_at_the_timeout():
@@ -129,7 +129,7 @@ def test_all_precisions_on_cpu_end_to_end(glue_dir, tmp_path):
     result = run_cli("run", "--loops", "manual", "--device", "cpu", "--precision", "all", "--model", "tiny",
                      "--glue-dir", glue_dir, "--max-steps", "2", "--timing-warmup", "1", "--train-samples", "16",
                      "--eval-samples", "8", "--out", str(out), "--no-progress")
-    statuses = {r["precision"]: r["status"] for r in read_records(out)}
+    statuses = {r.precision: r.status for r in read_records(out)}
     assert statuses == {"fp32": "ok", "bf16": "ok", "tf32": "skipped", "fp16": "skipped"}
     assert result.returncode == 0  # every cell that was not skipped is ok
 
@@ -154,8 +154,8 @@ def test_a_failing_cell_does_not_stop_the_sweep_but_fails_the_exit_code(glue_dir
                      "--glue-dir", glue_dir, "--max-steps", "2", "--timing-warmup", "1", "--train-samples", "16",
                      "--eval-samples", "8", "--out", str(out), "--no-progress")
     records = read_records(out)
-    assert [(r["loop"], r["status"]) for r in records] == [("manual", "failed"), ("trainer", "failed")]
-    assert all("could not load model" in r["reason"] for r in records)
+    assert [(r.loop, r.status) for r in records] == [("manual", "failed"), ("trainer", "failed")]
+    assert all("could not load model" in r.reason for r in records)
     assert result.returncode == 1
     assert (out / "report.md").exists()  # the report is written either way
 
@@ -187,8 +187,8 @@ def test_killed_sweep_resumes_with_every_cell_once(glue_dir, tmp_path):
     resumed = run_cli(*_sweep_args(glue_dir, out)[:-2], "--resume", str(out))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     records = read_records(out)
-    assert sorted(r["loop"] for r in records) == sorted(loops.available())  # each cell exactly once
-    assert len({r["cell_id"] for r in records}) == len(loops.available())
+    assert sorted(r.loop for r in records) == sorted(loops.available())  # each cell exactly once
+    assert len({r.cell_id for r in records}) == len(loops.available())
     assert results.read_text().startswith(first_lines)  # nothing recorded was rewritten
     assert "already recorded" in resumed.stderr
 
@@ -205,7 +205,7 @@ def test_resume_reruns_a_failed_cell_and_keeps_the_failure(glue_dir, tmp_path):
     result = run_cli(*[a for a in args if a != "all"][:2], "manual", *args[3:-2], "--resume", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     records = read_records(out)
-    assert [r["status"] for r in records] == ["failed", "ok"] and records[0]["cell_id"] == records[1]["cell_id"]
+    assert [r.status for r in records] == ["failed", "ok"] and records[0].cell_id == records[1].cell_id
 
 
 # ---- corrupt results ------------------------------------------------------------------------

@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
-from bench.wallclock import PARTS, WallClock, cell_summary, fixed_cost_s, named_s
+from bench.analysis.wall import wall_summary
+from bench.records import Record
+from bench.wallclock import PARTS, WallClock, fixed_cost_s, named_s
 from tests.conftest import ROOT
 
 
@@ -51,15 +53,18 @@ def test_fixed_cost_and_the_report_columns():
     wall = {k: 0.0 for k, _ in PARTS}
     wall.update(imports_s=2.0, warmup_steps_s=1.0, timed_steps_s=6.0, eval_s=1.5, eval_intervals_s=0.01,
                 after_record_s=0.2)
-    record = {"wall_s": wall, "process_wall_s": 10.6}
-    assert fixed_cost_s(record) == pytest.approx(10.6 - 8.5)  # the intervals are the harness's, not the work's
-    assert fixed_cost_s({"process_wall_s": 3.0}) is None  # an older record: nothing to say
-    summary = cell_summary([record, dict(record, process_wall_s=10.8)])
-    assert summary["start"] == 2.0 and summary["timed steps"] == 6.0 and summary["evaluation"] == pytest.approx(1.51)
-    assert summary["process_wall_s"] == pytest.approx(10.7) and summary["after_record_s"] == 0.2
-    assert summary["named"] == pytest.approx(statistics_median([10.51 / 10.6, 10.51 / 10.8]))
-    assert summary["fixed_cost_s"] == pytest.approx(2.2)
-    assert cell_summary([{"process_wall_s": 3.0}]) is None
+    def record(**kw):
+        return Record(loop="manual", device="cpu", precision="fp32", status="ok", **kw)
+
+    assert fixed_cost_s(record(wall_s=wall, process_wall_s=10.6)) == pytest.approx(10.6 - 8.5)  # the intervals are the harness's, not the work's
+    assert fixed_cost_s(record(process_wall_s=3.0)) is None  # an older record: nothing to say
+    summary = wall_summary([record(wall_s=wall, process_wall_s=10.6), record(wall_s=wall, process_wall_s=10.8)])
+    parts = summary.parts_s
+    assert parts["start"] == 2.0 and parts["timed steps"] == 6.0 and parts["evaluation"] == pytest.approx(1.51)
+    assert summary.process_wall_s == pytest.approx(10.7) and summary.after_record_s == 0.2
+    assert summary.named == pytest.approx(statistics_median([10.51 / 10.6, 10.51 / 10.8]))
+    assert summary.fixed_cost_s == pytest.approx(2.2)
+    assert wall_summary([record(process_wall_s=3.0)]) is None
 
 
 def statistics_median(values):
@@ -69,16 +74,16 @@ def statistics_median(values):
 
 
 def test_report_has_the_wall_table_only_for_records_that_have_wall_s(tmp_path):
-    import dataclasses
 
-    from bench.report import WALL_HEADING, render
+    from bench.report import render
+    from bench.report.wall import HEADING as WALL_HEADING
     from tests.test_report import rec
 
-    records = [dataclasses.asdict(rec(loop)) for loop in ("manual", "trainer")]
+    records = [rec(loop) for loop in ("manual", "trainer")]
     assert WALL_HEADING not in render(records, tmp_path / "old" / "report.md")  # committed reports unchanged
     for r in records:
-        r["wall_s"] = {k: 0.5 for k, _ in PARTS}
-        r["process_wall_s"] = 0.5 * len(PARTS) / 0.98  # 2% left unnamed
+        r.wall_s = {k: 0.5 for k, _ in PARTS}
+        r.process_wall_s = 0.5 * len(PARTS) / 0.98  # 2% left unnamed
     text = render(records, tmp_path / "new" / "report.md")
     table = text.split(f"## {WALL_HEADING}")[1].split("\n## ")[0]
     assert "| cpu | fp32 | - | manual | 1.00 | 1.00 | 1.00 | 0.50 | 0.50 | 0.50 | 1.50 | 2.00 | 8.2 | 98.0% |" in table

@@ -1,20 +1,22 @@
-"""Records: one JSON line per cell in OUT/results.jsonl, appended and flushed as each cell ends.
+"""What a record is: one cell's outcome, a dataclass with units in its field names.
 
-Plain dataclass, units in the field names.  Loadable with ``pandas.read_json(path, lines=True)``.
+The groups of facts a record holds as one object each (its setup, the machine's load, a failure,
+the quality floor, the model, the per-pair predictions, the evaluations on the way) are nested
+dataclasses; on disk each is the JSON object of its fields (an empty object when absent), so a
+line stays loadable with ``pandas.read_json(path, lines=True)``.  Free-form maps stay maps: the
+settings read back from a loop (their keys are the loop's), the environment, the config asked for,
+the per-phase and per-part seconds (keyed by phase and part).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from bench.config import ConfigError
+from bench.config import ConfigError, RunConfig, run_config_from_dict
 
-RESULTS_FILE = "results.jsonl"
 # 2: device_peak_tflops is one device's (1: summed over DDP ranks); strict JSON; machine_load; failure.
 # 3: seed and eval_predictions; wall_s; data_fingerprint; machine_busy may be null (too short to
 # judge); phase_clock, device_peak_override and the GPU facts (gpu_*, joules_per_sample).  Every new
@@ -24,6 +26,109 @@ SCHEMA = 3
 
 class ResultsFileError(ConfigError):
     """results.jsonl cannot be trusted as it is; the message names the file and line."""
+
+
+class _Group:
+    """A nested group of a record: built from its JSON object (unknown keys refused, so nothing is
+    silently dropped), written back as the object of its set fields."""
+
+    @classmethod
+    def coerce(cls, value):
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            if not value:
+                return None
+            unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
+            if unknown:
+                raise ResultsFileError(f"not a bench record: {cls.__name__} has no field(s) {', '.join(unknown)}")
+            return cls(**value)
+        raise ResultsFileError(f"not a bench record: {cls.__name__} is {value!r}, not an object")
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass
+class Setup(_Group):
+    """Seconds before the first step: each part, and total_s of imports, model, data and the loop's own
+    setup; the harness's GEMM peak probe apart (not in the total)."""
+    imports_s: float | None = None
+    model_s: float | None = None
+    data_s: float | None = None
+    loop_setup_s: float | None = None
+    total_s: float | None = None
+    harness_peak_probe_s: float | None = None
+
+
+@dataclass
+class MachineLoad(_Group):
+    """Was the machine quiet (bench/machine.py)?  Other processes' CPU over the timed steps, load
+    averages, a GEMM probe before and after training."""
+    cores: int | None = None
+    loadavg_1m_start: float | None = None
+    loadavg_1m_end: float | None = None
+    gemm_gflops_before: float | None = None
+    gemm_gflops_after: float | None = None
+    others_cpu_cores: float | None = None
+    others_cpu_fraction: float | None = None
+    timed_window_s: float | None = None
+
+
+@dataclass
+class Failure(_Group):
+    """Why a cell failed: its kind (config, exception, diverged, would-time-out, timeout, killed, exit,
+    check, disk-full), the message, the process's last lines and each DDP rank's own error lines."""
+    kind: str = ""
+    message: str = ""
+    last_lines: list = field(default_factory=list)
+    rank_errors: list | None = None
+
+
+@dataclass
+class Baseline(_Group):
+    """The majority class of the validation labels and what predicting it for every pair scores."""
+    label: int = 0
+    accuracy: float = 0.0
+    f1: float = 0.0
+
+
+@dataclass
+class Model(_Group):
+    """The model a cell trained: as asked, where its weights and tokenizer came from, its size."""
+    name: str = ""
+    weights: str = ""
+    tokenizer: str = ""
+    n_params: int = 0
+    n_params_non_embedding: int = 0  # what the 6 N flops-per-token rule counts
+    num_layers: int = 0
+    hidden_size: int = 0
+    attn_implementation: str = ""
+    dropout: str = ""
+
+
+@dataclass
+class Predictions(_Group):
+    """Per validation pair, parallel lists sorted by index: the predicted and the reference label and
+    the positive-class probability (6 digits)."""
+    index: list = field(default_factory=list)
+    predicted: list = field(default_factory=list)
+    reference: list = field(default_factory=list)
+    prob_positive: list = field(default_factory=list)
+
+
+@dataclass
+class EvalPoint(_Group):
+    """One evaluation during training (--eval-every): after which step, wall seconds from the first step."""
+    step: int = 0
+    wall_s: float = 0.0
+    eval_f1: float = 0.0
+    eval_accuracy: float = 0.0
+
+
+# Each nested field and its type; eval_curve is a list of them.
+_GROUPS = {"setup_s": Setup, "machine_load": MachineLoad, "failure": Failure, "eval_majority_baseline": Baseline,
+           "model": Model, "eval_predictions": Predictions}
 
 
 @dataclass
@@ -54,7 +159,7 @@ class Record:
     train_wall_s: float | None = None
     # Startup: imports_s, model_s, data_s, loop_setup_s (the loop's own, up to its first step) and
     # total_s of those; harness_peak_probe_s apart.  process_wall_s: process start to record built.
-    setup_s: dict = field(default_factory=dict)
+    setup_s: Setup | None = None
     process_wall_s: float | None = None
     # Where the cell's wall time went (bench/wallclock.py: PARTS): each part measured where its work
     # is done, adding up to process_wall_s (taken just before the record is serialised); the sweep
@@ -75,18 +180,18 @@ class Record:
     eval_examples: int | None = None
     eval_accuracy_ci95: list = field(default_factory=list)  # [lo, hi], bootstrap over the validation pairs
     eval_f1_ci95: list = field(default_factory=list)
-    eval_majority_baseline: dict = field(default_factory=dict)  # label, accuracy, f1 of predicting the majority
+    eval_majority_baseline: Baseline | None = None  # label, accuracy, f1 of predicting the majority
     # Per validation pair, parallel lists sorted by index: index, predicted label, reference label and
     # the positive-class probability (rounded to 6 digits), so every quality figure (F1, accuracy, their
     # intervals, paired differences between loops) can be recomputed from the record alone.
-    eval_predictions: dict = field(default_factory=dict)
+    eval_predictions: Predictions | None = None
     eval_s: float | None = None
     train_loss_final: float | None = None
     # Time to accuracy (--eval-every K --target-f1 F): wall seconds from the first step, evaluations
     # included, until validation F1 first reached F; the curve of every evaluation on the way.
     time_to_target_s: float | None = None
     time_to_target_step: int | None = None
-    eval_curve: list = field(default_factory=list)
+    eval_curve: list[EvalPoint] = field(default_factory=list)
     eval_during_training_s: float | None = None
     # Where the time goes (bench/phases.py): each step split into data, forward, backward, optimizer
     # and other; medians and means over the timed steps, per step one list per phase, how many steps'
@@ -109,7 +214,7 @@ class Record:
     step_padded_tokens: list = field(default_factory=list)
     # Was the machine quiet?  Other processes' CPU time during the timed steps, load averages, a GEMM
     # probe before and after training; busy by bench.machine.BUSY_RULE.
-    machine_load: dict = field(default_factory=dict)
+    machine_load: MachineLoad | None = None
     machine_busy: bool | None = None
     machine_busy_why: list = field(default_factory=list)
     # MFU's denominator: the device's peak for this precision, and where that figure comes from.
@@ -130,20 +235,19 @@ class Record:
     # data actually used, the machine and the library versions.
     settings: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
-    model: dict = field(default_factory=dict)
+    model: Model | None = None
     data_source: str = ""
     data_fingerprint: str = ""  # sha256 of the pairs and labels used (bench.data.data_fingerprint); "" before it existed
     env: dict = field(default_factory=dict)
     command: str = ""
     # Why a failed cell failed: kind (config, exception, diverged, would-time-out, timeout, killed,
     # exit, check), the message, the process's last lines (and each DDP rank's own error lines).
-    failure: dict = field(default_factory=dict)
+    failure: Failure | None = None
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Record":
-        """A record read back: a newer schema is refused, an older one read (its fields are a subset;
-        schema 1's failure output lived in ``env``), and a key this Record has no field for is an
-        error, never dropped."""
+    def check_keys(cls, d: dict) -> None:
+        """A newer schema is refused, an older one read (its fields are a subset; schema 1's failure
+        output lived in ``env``), and a key this Record has no field for is an error, never dropped."""
         schema = d.get("schema", 1)
         if not isinstance(schema, int) or isinstance(schema, bool):
             raise ResultsFileError(f"a record whose schema is {schema!r}, not a number: not a bench record")
@@ -152,11 +256,49 @@ class Record:
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ResultsFileError(f"not a bench record of schema {schema}: unknown field(s) {', '.join(unknown)}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Record":
+        """A record read back (``check_keys``), its nested groups built from their objects."""
+        cls.check_keys(d)
         return cls(**d)
+
+    def __setattr__(self, name, value):
+        """A nested group set as its JSON object (a writer may hand either) becomes its dataclass; the
+        rest is set as given."""
+        if name in _GROUPS:
+            value = _GROUPS[name].coerce(value)
+        elif name == "eval_curve":
+            value = [EvalPoint.coerce(p) for p in value or []]
+        object.__setattr__(self, name, value)
+
+    @property
+    def run(self) -> RunConfig:
+        """The run config the cell was asked to run (``config.run``; defaults where a record of an older
+        schema has no such field, and for a cell that failed before its config was recorded)."""
+        return run_config_from_dict((self.config or {}).get("run") or {})
+
+    @property
+    def run_as_recorded(self) -> dict:
+        """``config.run`` as written: a record of an older schema names only the settings it had (what
+        a report says of its settings, without today's defaults filled in)."""
+        return (self.config or {}).get("run") or {}
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict:
+        """The JSON object of the record: each group as its object, an absent group as {}."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in _GROUPS:
+            d[name] = d[name].to_dict() if d[name] is not None else {}
+        d["eval_curve"] = [p.to_dict() for p in self.eval_curve]
+        return {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in d.items()}
 
     def to_json(self) -> str:
         """One line of strict JSON (RFC 8259): a nan or inf anywhere is written as null."""
-        return json.dumps(finite_or_null(dataclasses.asdict(self)), allow_nan=False, default=str)
+        return json.dumps(finite_or_null(self.to_dict()), allow_nan=False, default=str)
 
 
 def finite_or_null(obj):
@@ -168,104 +310,3 @@ def finite_or_null(obj):
     if isinstance(obj, (list, tuple)):
         return [finite_or_null(v) for v in obj]
     return obj
-
-
-REQUIRED_FIELDS = ("loop", "device", "precision", "status")
-
-
-def append_record(out_dir: str | Path, record: Record) -> None:
-    """Append one line and make it durable before the next cell starts."""
-    from bench.safeio import append_line
-
-    path = Path(out_dir) / RESULTS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    append_line(path, record.to_json() + "\n")  # whole, or the file as it was
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"non-finite number {name}")
-
-
-# Fields the report and compare compute with: a value of the wrong type is an error naming it.
-_NUMBER_FIELDS = ("samples_per_s", "real_tokens_per_s", "padded_tokens_per_s", "step_s_p50", "step_s_p90",
-                  "step_s_mean", "timed_s", "peak_alloc_mib", "peak_reserved_mib", "peak_rss_mib", "eval_accuracy",
-                  "eval_f1", "train_loss_final", "process_wall_s", "device_peak_tflops")
-_LIST_FIELDS = ("step_losses", "step_s", "step_samples", "step_real_tokens", "step_padded_tokens", "step_lrs",
-                "eval_accuracy_ci95", "eval_f1_ci95", "per_rank", "eval_curve")
-_DICT_FIELDS = ("config", "settings", "model", "env", "setup_s", "machine_load", "failure", "phase_s_p50",
-                "phase_s_mean", "step_phase_s")
-
-
-def _wrong_type(rec: dict) -> str | None:
-    """Why a record's field cannot be used as the record type says, or None."""
-    for k in ("loop", "device", "precision", "status"):
-        if not isinstance(rec.get(k), str):
-            return f"field {k!r} is {rec.get(k)!r}, not a string"
-    for k in _NUMBER_FIELDS:
-        v = rec.get(k)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            return f"field {k!r} is {v!r}, not a number"
-    for k in _LIST_FIELDS:
-        if k in rec and not isinstance(rec[k], list):
-            return f"field {k!r} is {rec[k]!r}, not a list"
-    for k in _DICT_FIELDS:
-        if k in rec and not isinstance(rec[k], dict):
-            return f"field {k!r} is {rec[k]!r}, not an object"
-    cfg = rec.get("config")
-    if rec.get("status") == "ok" and isinstance(cfg, dict) and cfg and not isinstance(cfg.get("run"), dict):
-        return "field 'config' has no 'run' settings"
-    if rec.get("status") == "ok" and cfg == {} and "cell_id" in rec and rec.get("cell_id"):
-        return "field 'config' is empty (an ok record says what ran)"
-    return None
-
-
-def read_records(path: str | Path, allow_empty: bool = False) -> list[dict]:
-    """All records of a results file (or of OUT/results.jsonl), refusing anything untrustworthy:
-    a line that is not JSON (a truncated last write, a foreign file) is an error naming the line."""
-    path = Path(path)
-    if path.is_dir() and path.name != RESULTS_FILE:
-        path = path / RESULTS_FILE
-    if not path.exists():
-        raise ResultsFileError(f"{path}: no such results file")
-    if path.is_dir():
-        raise ResultsFileError(f"{path}: is a folder, not a results file")
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise ResultsFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    records = []
-    for number, bline in enumerate(io.BytesIO(raw), 1):
-        try:
-            line = bline.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ResultsFileError(f"{path}:{number}: not UTF-8 text (byte {bline[exc.start]:#04x} at column "
-                                   f"{exc.start + 1}): not a bench record") from None
-        if not line.strip():
-            continue
-        last = not line.endswith("\n")
-        try:
-            rec = json.loads(line, parse_constant=_refuse_constant)
-        except json.JSONDecodeError as exc:
-            what = "truncated last line (a write that did not finish)" if last else "not a JSON record"
-            raise ResultsFileError(f"{path}:{number}: {what}: {exc.msg}") from exc
-        except ValueError as exc:  # NaN, Infinity: strict JSON (RFC 8259) has no such numbers
-            raise ResultsFileError(f"{path}:{number}: {exc}: bench writes none (strict JSON), so the line "
-                                   "was edited; not a bench record") from None
-        if last:  # whole JSON but no newline: the next append would glue onto it
-            raise ResultsFileError(f"{path}:{number}: truncated last line (no newline: a write that did not "
-                                   "finish, or an edit)")
-        missing = [k for k in REQUIRED_FIELDS if not isinstance(rec, dict) or k not in rec]
-        if missing:
-            raise ResultsFileError(f"{path}:{number}: not a bench record (no {'/'.join(map(repr, missing))} field)")
-        try:
-            Record.from_dict(rec)  # the schema and the fields checked; the report reads the plain dict
-        except (ResultsFileError, TypeError) as exc:
-            raise ResultsFileError(f"{path}:{number}: {exc}") from None
-        wrong = _wrong_type(rec)
-        if wrong:
-            raise ResultsFileError(f"{path}:{number}: not a bench record: {wrong}")
-        records.append(rec)
-    if not records and not allow_empty:
-        raise ResultsFileError(f"{path}: holds no records (an empty file); nothing to report")
-    return records

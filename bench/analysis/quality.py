@@ -24,28 +24,29 @@ from collections import OrderedDict
 
 import numpy as np
 
-from bench.analysis import CellStats, LOOP_ORDER, order_of
+from bench.analysis.cells import LOOP_ORDER, REFERENCE_LOOP, CellStats, order_of
+from bench.analysis.columns import EVAL_ACCURACY, EVAL_F1, SAMPLES_PER_S
+from bench.records import Record
 
 RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 MIN_SEEDS = 3  # fewer seeds give no interval across seeds worth a verdict
 MLPERF_MIN_RUNS = 5  # MLPerf Training drops the fastest and the slowest run from 5 or more
-REFERENCE_LOOP = "manual"
 
 
 # ---------------------------------------------------------------------------------------------
 # Scores and the paired bootstrap
 # ---------------------------------------------------------------------------------------------
 
-def predictions_of(record: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def predictions_of(record: Record) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(index, predicted, reference) of a record's validation pairs, sorted by index; None when the
     record holds none (records before per-pair predictions, failed cells)."""
-    p = record.get("eval_predictions") or {}
-    if not p.get("index"):
+    p = record.eval_predictions
+    if p is None or not p.index:
         return None
-    index = np.asarray(p["index"], dtype=np.int64)
+    index = np.asarray(p.index, dtype=np.int64)
     order = np.argsort(index, kind="stable")
-    return index[order], np.asarray(p["predicted"], dtype=np.int8)[order], np.asarray(p["reference"], dtype=np.int8)[order]
+    return index[order], np.asarray(p.predicted, dtype=np.int8)[order], np.asarray(p.reference, dtype=np.int8)[order]
 
 
 def scores(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,17 +133,16 @@ def _mlperf_mean(values: np.ndarray) -> float | None:
     return float(np.mean(np.sort(values)[1:-1]))
 
 
-def time_to_target(records: list[dict]) -> dict | None:
+def time_to_target(records: list[Record]) -> dict | None:
     """Over one record per seed: how many reached the target, and the median and MLPerf mean of the
     wall seconds and steps to it (``inf``: not reached at the median / in the trimmed mean); None
     when the records evaluated during training without a target."""
-    target = next((r["config"]["run"].get("target_f1") for r in records
-                   if (r.get("config") or {}).get("run", {}).get("target_f1")), None)
+    target = next((r.run.target_f1 for r in records if r.run.target_f1), None)
     if target is None or not records:
         return None
-    secs = np.array([r["time_to_target_s"] if r.get("time_to_target_s") is not None else np.inf for r in records])
-    steps = np.array([r["time_to_target_step"] if r.get("time_to_target_step") is not None else np.inf
-                      for r in records], dtype=float)
+    secs = np.array([r.time_to_target_s if r.time_to_target_s is not None else np.inf for r in records])
+    steps = np.array([r.time_to_target_step if r.time_to_target_step is not None else np.inf for r in records],
+                     dtype=float)
     return {"target_f1": target, "seeds": len(records), "reached": int(np.sum(np.isfinite(secs))),
             "median_s": float(np.median(secs)), "median_step": float(np.median(steps)),
             "mlperf_mean_s": _mlperf_mean(secs), "mlperf_mean_step": _mlperf_mean(steps)}
@@ -152,9 +152,9 @@ def time_to_target(records: list[dict]) -> dict | None:
 # The comparison of a report: groups, rows, curves
 # ---------------------------------------------------------------------------------------------
 
-def _first_with_predictions(c: CellStats) -> dict | None:
+def _first_with_predictions(c: CellStats) -> Record | None:
     """The cell's first ok run holding per-pair predictions (repeats of one seed repeat its timing)."""
-    return next((r for r in c.ok if r.get("eval_predictions")), None)
+    return next((r for r in c.ok if r.eval_predictions), None)
 
 
 def seed_groups(cells: list[CellStats]) -> OrderedDict:
@@ -162,7 +162,7 @@ def seed_groups(cells: list[CellStats]) -> OrderedDict:
     that differ only by seed, the unit of the across-seed comparison."""
     groups: OrderedDict = OrderedDict()
     for c in cells:
-        if c.ok and not c.run.get("flip"):
+        if c.ok and not c.run.flip:
             groups.setdefault((c.device, c.precision, c.seedless_variant), OrderedDict()).setdefault(c.loop, {})[c.seed] = c
     for key, by_loop in groups.items():
         groups[key] = OrderedDict(sorted(by_loop.items(), key=lambda kv: order_of(kv[0], LOOP_ORDER)))
@@ -171,9 +171,9 @@ def seed_groups(cells: list[CellStats]) -> OrderedDict:
 
 def loop_summary(by_seed: dict) -> dict:
     """One loop across its seeds: F1 and accuracy mean and seed sd (sd needs two seeds), samples/s."""
-    f1 = [c.median("eval_f1") for c in by_seed.values() if c.median("eval_f1") is not None]
-    acc = [c.median("eval_accuracy") for c in by_seed.values() if c.median("eval_accuracy") is not None]
-    sps = [c.median("samples_per_s") for c in by_seed.values() if c.median("samples_per_s") is not None]
+    f1 = [c.median(EVAL_F1) for c in by_seed.values() if c.median(EVAL_F1) is not None]
+    acc = [c.median(EVAL_ACCURACY) for c in by_seed.values() if c.median(EVAL_ACCURACY) is not None]
+    sps = [c.median(SAMPLES_PER_S) for c in by_seed.values() if c.median(SAMPLES_PER_S) is not None]
     return {"seeds": len(by_seed), "f1_mean": statistics.fmean(f1) if f1 else None,
             "f1_sd": statistics.stdev(f1) if len(f1) > 1 else None,
             "acc_mean": statistics.fmean(acc) if acc else None,
@@ -221,7 +221,7 @@ def quality_rows(cells: list[CellStats]) -> list[dict]:
         for loop, by_seed in by_loop.items():
             runs = [c.ok[0] for c in by_seed.values()]
             loops[loop] = {**loop_summary(by_seed), "comparison": comparisons.get(loop),
-                           "time_to_target": time_to_target(runs) if any(r.get("eval_curve") for r in runs) else None}
+                           "time_to_target": time_to_target(runs) if any(r.eval_curve for r in runs) else None}
         out.append({"device": device, "precision": precision, "variant": variant, "loops": loops})
     return out
 
@@ -231,7 +231,7 @@ def f1_curves(by_loop: dict) -> dict:
     lowest and highest seed (the band); loops without curves left out."""
     out = {}
     for loop, by_seed in by_loop.items():
-        curves = [{e["step"]: e["eval_f1"] for e in c.ok[0].get("eval_curve") or []} for c in by_seed.values()]
+        curves = [{e.step: e.eval_f1 for e in c.ok[0].eval_curve} for c in by_seed.values()]
         curves = [cv for cv in curves if cv]
         if not curves:
             continue

@@ -1,0 +1,171 @@
+"""Cells: the records of one cell over its repeats, summarised, and the groups they are compared in.
+
+A cell is a loop on a device at a precision under one run config; its repeats share a key.  Cells of
+one device, precision and variant (one per loop) are expected to train the same thing at identical
+settings, and are compared against their manual loop.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import OrderedDict
+from typing import Callable
+
+from bench.config import RunConfig
+from bench.records import Record, latest_per_cell
+from loops import LOOPS
+
+LOOP_ORDER = tuple(LOOPS)
+PRECISION_ORDER = ("fp32", "tf32", "bf16", "fp16")
+REFERENCE_LOOP = "manual"
+
+# A value of a record (a typed accessor, or a column of bench.analysis.columns).
+Getter = Callable[[Record], "float | None"]
+
+# Settings that name a loop's own machinery rather than what it trains; shown, never flagged.  Each
+# record adds the keys its loop declared (``loop_specific_keys``: the keys of its LoopResult.extra).
+LOOP_SPECIFIC = {"param_groups", "grad_scaler_final_scale", "device", "loop_specific_keys", "extra_work_per_step",
+                 "compiled", "h2d_non_blocking"}  # how a loop moves its batches is its machinery, not its math
+
+
+def loop_specific(settings_of_loops: dict) -> set:
+    """Generic loop-specific keys, those each loop declared, and (records before the declaration)
+    keys named after their loop."""
+    keys = set(LOOP_SPECIFIC)
+    for loop, settings in settings_of_loops.items():
+        keys |= set(settings.get("loop_specific_keys") or ())
+        keys |= {k for k in settings if k.startswith(f"{loop}_")}
+    return keys
+
+
+def order_of(value, order):
+    return order.index(value) if value in order else len(order)
+
+
+def run_json(run: RunConfig) -> str:
+    return json.dumps(run.to_dict(), sort_keys=True)
+
+
+def group_key(r: Record) -> tuple:
+    """The cell without its repeat index: repeats of one cell share a key."""
+    return r.loop, r.device, r.precision, run_json(r.run)
+
+
+# What may tell the cells of one report apart, and how a variant names it.
+VARYING = ("preset", "batch_size", "defaults", "seed")
+
+
+def variant_of(run: RunConfig, varying: set[str]) -> str:
+    """A short name for what distinguishes this cell's run config when one report holds several
+    (tutorial settings beside a preset, a batch-size sweep); empty when there is one."""
+    parts = []
+    if "preset" in varying:
+        parts.append(run.preset or "tutorial")
+    if "batch_size" in varying:
+        parts.append(f"bs {run.batch_size}")
+    if "defaults" in varying:
+        parts.append(run.defaults or "tutorial")
+    if "seed" in varying:  # seeds are never pooled as repeats of one cell
+        parts.append(f"seed {run.seed}")
+    if run.flip:
+        parts.append(f"flip {run.flip}")
+    return " ".join(parts)
+
+
+def varying_of(records: list[Record]) -> set[str]:
+    return {key for key in VARYING if len({json.dumps(getattr(r.run, key)) for r in records}) > 1}
+
+
+class CellStats:
+    """The repeats of one cell, summarised.  Values are read through getters
+    (``c.median(columns.EVAL_F1)``, ``c.median(lambda r: r.timed_s)``), never by field name."""
+
+    def __init__(self, records: list[Record], varying: set[str]):
+        self.records = records
+        self.ok = [r for r in records if r.status == "ok"]
+        first = records[0]
+        self.loop, self.device, self.precision = first.loop, first.device, first.precision
+        self.run: RunConfig = first.run
+        self.variant = variant_of(self.run, varying)
+        # The seed (head init, sample order, dropout), and the variant without it: what the cells of
+        # one loop at different seeds share (bench/analysis/quality.py compares the loops across seeds).
+        self.seed = first.seed if first.seed is not None else self.run.seed
+        self.seedless_variant = variant_of(self.run, varying - {"seed"})
+
+    @property
+    def first(self) -> Record:
+        """The first ok run (the one whose step lists and settings the tables show), else the first."""
+        return self.ok[0] if self.ok else self.records[0]
+
+    def values(self, get: Getter) -> list:
+        return [v for v in (get(r) for r in self.ok) if v is not None]
+
+    def median(self, get: Getter):
+        v = self.values(get)
+        return statistics.median(v) if v else None
+
+    def spread(self, get: Getter):
+        v = self.values(get)
+        return (min(v), max(v)) if len(v) > 1 else None
+
+    def cv(self, get: Getter):
+        v = self.values(get)
+        return statistics.stdev(v) / statistics.fmean(v) if len(v) > 1 and statistics.fmean(v) else None
+
+    def startup_s(self) -> float | None:
+        """Median seconds before the first step (the records' ``setup_s.total_s``)."""
+        return self.median(lambda r: r.setup_s.total_s if r.setup_s else None)
+
+    def f1_ci95(self) -> list | None:
+        """The F1 interval of the cell's first run that has one (bootstrap over the validation pairs)."""
+        return next((r.eval_f1_ci95 for r in self.ok if r.eval_f1_ci95), None)
+
+    def phases(self) -> dict | None:
+        """Mean seconds per step in each phase (bench/phases.py), the median over the repeats that
+        recorded a split; None when none did."""
+        from bench.phases import PHASES
+
+        split = [r.phase_s_mean for r in self.ok if r.phase_s_mean]
+        return {p: statistics.median(s[p] for s in split) for p in PHASES} if split else None
+
+    @property
+    def busy(self) -> bool:
+        """Some run of this cell was measured while the machine was busy (bench.machine.BUSY_RULE)."""
+        return any(r.machine_busy for r in self.ok)
+
+    def mfu(self, peak_tflops: float | None = None):
+        from bench.analysis.mfu import mfu
+
+        v = [x for x in (mfu(r, peak_tflops) for r in self.ok) if x is not None]
+        return statistics.median(v) if v else None
+
+
+def cells_of(records: list[Record]) -> list[CellStats]:
+    groups: OrderedDict = OrderedDict()
+    latest = latest_per_cell(records)
+    varying = varying_of(latest)
+    for r in latest:
+        groups.setdefault(group_key(r), []).append(r)
+    cells = [CellStats(rs, varying) for rs in groups.values()]
+    cells.sort(key=lambda c: (c.device, c.variant, order_of(c.precision, PRECISION_ORDER), order_of(c.loop, LOOP_ORDER)))
+    return cells
+
+
+def comparison_groups(cells: list[CellStats]) -> OrderedDict:
+    """Cells that should train the same thing: same device, precision and variant, one per loop."""
+    groups: OrderedDict = OrderedDict()
+    for c in cells:
+        groups.setdefault((c.device, c.precision, c.variant), []).append(c)
+    return groups
+
+
+def manual_cell(group: list[CellStats]) -> CellStats | None:
+    """The reference of a comparison group: its manual loop, if it ran."""
+    return next((c for c in group if c.loop == REFERENCE_LOOP and c.ok), None)
+
+
+def tutorial_baseline(cells: list[CellStats]) -> CellStats | None:
+    """The manual loop in fp32 at the tutorial's settings (no preset, batch 8), else manual fp32."""
+    manual = [c for c in cells if c.loop == REFERENCE_LOOP and c.precision == "fp32" and c.ok]
+    return next((c for c in manual if not c.run.preset and c.run.batch_size == 8), manual[0] if manual else None)

@@ -1,0 +1,54 @@
+"""MFU: model FLOPs per second over the peak of the devices that ran them, one peak per device and
+precision for all cells of a report."""
+
+from __future__ import annotations
+
+from bench.analysis.cells import CellStats
+from bench.peak import train_flops_per_sequence
+from bench.records import Record
+
+HANDED = ", handed from cell "  # a peak the sweep measured once and handed on (bench/sweep.py)
+
+
+def device_peak_of(r: Record) -> float | None:
+    """One device's peak (TFLOP/s) from a record; records before schema 2 stored DDP cells' peak
+    summed over the ranks."""
+    peak = r.device_peak_tflops
+    if peak and "summed over" in (r.device_peak_source or ""):
+        peak /= r.world_size or 1
+    return peak
+
+
+def mfu(r: Record, peak_tflops: float | None = None) -> float | None:
+    """Model FLOPs per second over the timed steps, divided by the peak of every device that ran
+    them (one device's peak times the world size).  Under DDP the step lists are rank 0's: the FLOPs
+    are rank 0's times the world size (the ranks' batches differ, their number and size do not)."""
+    m = r.model
+    peak = (peak_tflops or device_peak_of(r) or 0) * (r.world_size or 1)
+    samples, padded = r.step_samples or [], r.step_padded_tokens or []
+    w = r.timing_warmup_steps or 0
+    if not (peak and samples and padded and r.timed_s and m and m.n_params_non_embedding):
+        return None
+    flops = 0.0
+    for n, tokens in zip(samples[w:], padded[w:]):
+        length = tokens / n  # every sequence of a batch is padded to the same length
+        flops += n * train_flops_per_sequence(m.n_params_non_embedding, m.num_layers, m.hidden_size, length)
+    return flops * (r.world_size or 1) / r.timed_s / (peak * 1e12)
+
+
+def shared_peaks(cells: list[CellStats]) -> dict[str, tuple[float, str]]:
+    """One peak per precision for all cells of a device: a datasheet figure as recorded, or the
+    best of the GEMM measurements the cells made on the spot (one measurement swings with the
+    load of a shared machine; the best is the closest to what the device can do)."""
+    out: dict[str, tuple[float, str]] = {}
+    for precision in dict.fromkeys(c.precision for c in cells):
+        recs = [r for c in cells if c.precision == precision for r in c.ok if device_peak_of(r)]
+        if not recs:
+            continue
+        best = max(recs, key=device_peak_of)
+        source = (best.device_peak_source or "").split(", summed over")[0]
+        if source.startswith("measured"):
+            measured = [r for r in recs if HANDED not in (r.device_peak_source or "")]
+            source = f"best of {len(measured)} on-the-spot measurements, {source}"
+        out[precision] = (device_peak_of(best), source + " (per device)")
+    return out

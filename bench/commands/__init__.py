@@ -1,0 +1,1 @@
+"""One module per subcommand: what ``python -m bench SUBCOMMAND`` does once its arguments are parsed."""

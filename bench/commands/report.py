@@ -1,0 +1,66 @@
+"""``bench report OUT``: the Markdown (and optionally the CSV) of a results folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bench.config import ConfigError
+
+
+def written_by(path: Path, title: str) -> bool:
+    """The file starts as bench writes it (its title): bench never writes over a file it did not write."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().startswith(title)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def cmd_report(args) -> int:
+    source = Path(args.results)
+    results = source / "results.jsonl" if source.is_dir() else source
+    out_md = Path(args.output) if args.output else results.parent / "report.md"
+    try:
+        return _report(args, source, results, out_md)
+    except OSError as exc:  # a read-only folder, a name too long: one line, nothing half-written
+        raise ConfigError(f"{exc.filename or out_md}: cannot be written ({exc.strerror or exc}); "
+                          "give -o a path in a folder you can write to") from None
+
+
+def _check_targets(args, results: Path, out_md: Path, csv_path: Path | None) -> None:
+    """The report never writes over records, nor over any file it did not write itself, nor through a link."""
+    from bench.report import REPORT_TITLE
+    from bench.report.cells_csv import FIRST_COLUMN
+    from bench.safeio import refuse_link
+
+    flag = "-o " if args.output else ""
+    refuse_link(out_md)
+    if out_md.exists() and out_md.resolve() == results.resolve():
+        raise ConfigError(f"-o {out_md}: that is the results file being reported on; give a .md path")
+    if out_md.is_dir():
+        raise ConfigError(f"-o {out_md}: is a folder; give a .md file path")
+    if out_md.exists() and not written_by(out_md, REPORT_TITLE):
+        raise ConfigError(f"{flag}{out_md}: exists and was not written by bench report; "
+                          + ("give a new path" if flag else "move it aside, or give -o PATH"))
+    if out_md.suffix.lower() != ".md":
+        raise ConfigError(f"-o {out_md}: the report is Markdown; give a path ending in .md")
+    if csv_path is not None and csv_path.exists() and (csv_path.resolve() == results.resolve() or
+                                                       not written_by(csv_path, FIRST_COLUMN)):
+        raise ConfigError(f"--csv {csv_path}: exists and was not written by bench report; give a new path")
+
+
+def _report(args, source: Path, results: Path, out_md: Path) -> int:
+    from bench.records import read_records
+    from bench.report import render
+    from bench.report.cells_csv import write_csv
+
+    csv_path = Path(args.csv) if getattr(args, "csv", None) else None
+    _check_targets(args, results, out_md, csv_path)
+    records = read_records(source)
+    render(records, out_md)
+    print(f"report: {out_md}", file=sys.stderr)
+    if csv_path is not None:
+        write_csv(records, csv_path)
+        print(f"csv: {csv_path}", file=sys.stderr)
+    return 0

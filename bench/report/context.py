@@ -1,0 +1,43 @@
+"""What every section of one report reads: the records and their analysis, computed once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.analysis.cells import CellStats, cells_of
+from bench.analysis.explain import Explained, explain_rows
+from bench.analysis.quality import quality_rows
+from bench.records import Record
+
+
+@dataclass
+class Context:
+    records: list[Record]
+    cells: list[CellStats]  # every cell, `bench explain`'s flip cells included
+    main: list[CellStats]  # the cells that compare loops (no flip)
+    explained: list[Explained]  # `bench explain`'s effects, if any flip cell ran
+    quality: list[dict]  # the paired quality comparison, where records hold per-pair predictions
+    out_md: Path
+    plots: dict = field(default_factory=dict)  # section module -> its plots' file names, by the section's keys
+
+    @classmethod
+    def of(cls, records: list[Record], out_md: Path) -> "Context":
+        cells = cells_of(records)
+        main = [c for c in cells if not c.run.flip]
+        return cls(records=records, cells=cells, main=main, explained=explain_rows(records),
+                   quality=quality_rows(main), out_md=out_md)
+
+    def plots_of(self, section: str) -> dict:
+        """The plots a section drew (its ``plots``), by the keys it chose."""
+        return self.plots.get(section, {})
+
+    @property
+    def main_ok(self) -> list[Record]:
+        """The ok runs of the cells that compare loops."""
+        return [r for c in self.main for r in c.ok]
+
+    @property
+    def explained_any(self) -> bool:
+        """Some cell of these records is a `bench explain` flip."""
+        return any(r.run.flip for r in self.records)

@@ -1,0 +1,106 @@
+"""Per device, one row per cell: every column of the registry shown in tables, and its plots."""
+
+from __future__ import annotations
+
+from bench import markdown as md
+from bench.analysis.cells import CellStats, tutorial_baseline
+from bench.analysis.columns import JOULES_PER_SAMPLE, PEAK_MIB, SAMPLES_PER_S, TABLE, TableContext, shown_in
+from bench.analysis.mfu import shared_peaks
+from bench.report import plotting
+from bench.report.context import Context
+
+
+def device_cells(cells: list[CellStats]) -> dict[str, list[CellStats]]:
+    """The ok cells of each device, in the report's order."""
+    out = {}
+    for device in dict.fromkeys(c.device for c in cells):
+        ok = [c for c in cells if c.device == device and c.ok]
+        if ok:
+            out[device] = ok
+    return out
+
+
+def table_context(dev_cells: list[CellStats]) -> TableContext:
+    return TableContext(base=tutorial_baseline(dev_cells), peaks=shared_peaks(dev_cells),
+                        counters=any(c.median(lambda r: r.peak_alloc_mib) is not None for c in dev_cells))
+
+
+def _intro(device: str, dev_cells: list[CellStats], ctx: TableContext) -> str:
+    repeats = max(len(c.ok) for c in dev_cells)
+    peaks = ctx.peaks
+    return (f"Samples/s is the median of {repeats} run(s) per cell, each in a fresh process; spread is min–max "
+            "and CV the coefficient of variation across them. Speed-up is against manual-fp32 on this device"
+            + ("" if ctx.base else " (no manual-fp32 cell here)") + ". "
+            + (f"Memory is {device} peak allocated (peak reserved in brackets). " if ctx.counters else
+               "Memory is the cell process's peak RSS. ")
+            + "Startup: seconds from the cell's start to the loop's first step (imports, model, data, the "
+            "loop's own setup; the record's `setup_s` has each part). "
+            + "MFU: model FLOPs over the padded batches per second, over the peak of the cell's precision: "
+            + ("; ".join(f"{p}: {t * 1000:.1f} GFLOP/s ({src})" for p, (t, src) in peaks.items())
+               if peaks else "no peak recorded") + "."
+            + (" J/sample: the GPU's energy counter (NVML) over the timed steps, over their samples."
+               if any(c.median(JOULES_PER_SAMPLE) is not None for c in dev_cells) else ""))
+
+
+def _table(dev_cells: list[CellStats], ctx: TableContext) -> list[str]:
+    columns = [col for col in shown_in(TABLE) if not col.optional or any(col.value(c, ctx) is not None
+                                                                        for c in dev_cells)]
+    variant = any(c.variant for c in dev_cells)
+    header = ["loop", "precision"] + (["variant"] if variant else []) + [col.label for col in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for c in dev_cells:
+        row = [c.loop + (" ⚠ busy" if c.busy else ""), c.precision] + ([c.variant or "tutorial"] if variant else [])
+        lines.append("| " + " | ".join(row + [col.shown(c, ctx) for col in columns]) + " |")
+    return lines + [""]
+
+
+def _busy(dev_cells: list[CellStats]) -> list[str]:
+    busy = [c for c in dev_cells if c.busy]
+    if not busy:
+        return []
+    from bench.machine import BUSY_RULE
+
+    return [f"⚠ busy: {len(busy)} cell(s) had a run measured while the machine was busy ({BUSY_RULE}); "
+            "their speed says more about the machine than about the loop: "
+            + "; ".join(f"{c.loop} {c.precision}: " + md.text(", ".join(
+                w for r in c.ok for w in (r.machine_busy_why or []))) for c in busy) + ".", ""]
+
+
+def lines(ctx: Context) -> list[str]:
+    out = []
+    drawn = ctx.plots_of(__name__)
+    for device, dev_cells in device_cells(ctx.cells).items():
+        tctx = table_context(dev_cells)
+        out += [f"## {device}", "", _intro(device, dev_cells, tctx), ""] + _table(dev_cells, tctx) + _busy(dev_cells)
+        for name in ("throughput", "memory"):
+            if (device, name) in drawn:
+                out += [f"![{name} on {device}]({drawn[(device, name)]})", ""]
+    return out
+
+
+def _bars(plt, device: str, dev: list[CellStats], name: str, ylabel: str, get, out_md) -> str:
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(dev) + 2), 4))
+    ax.bar(range(len(dev)), [c.median(get) or 0 for c in dev], color=[plotting.color_of(c.loop) for c in dev])
+    if name == "throughput":
+        for i, c in enumerate(dev):
+            s = c.spread(get)
+            if s:
+                ax.plot([i, i], s, color="black", linewidth=1)
+    ax.set_xticks(range(len(dev)))
+    ax.set_xticklabels([plotting.cell_label(c) for c in dev], fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{name} on {device}")
+    fig.tight_layout()
+    return plotting.save(plt, fig, plotting.png(out_md, device, name))
+
+
+def plots(ctx: Context, plt) -> dict:
+    """Per device: samples/s (with the spread over repeats) and peak memory, one bar per cell."""
+    made = {}
+    for device, dev in device_cells(ctx.cells).items():
+        counters = table_context(dev).counters
+        made[(device, "throughput")] = _bars(plt, device, dev, "throughput", "samples/s (median)", SAMPLES_PER_S,
+                                             ctx.out_md)
+        made[(device, "memory")] = _bars(plt, device, dev, "memory", "peak MiB" + (
+            f" ({device} allocated)" if counters else " (process RSS)"), PEAK_MIB, ctx.out_md)
+    return made

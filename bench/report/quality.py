@@ -1,0 +1,182 @@
+"""Does any loop fine-tune better?  Per seed group, each loop's F1 across seeds paired against the
+manual loop's on the same validation pairs, its time to target, and its F1 over the steps."""
+
+from __future__ import annotations
+
+import math
+
+from bench.analysis.quality import MIN_SEEDS, MLPERF_MIN_RUNS, RESAMPLES, f1_curves, seed_groups
+from bench.report import plotting
+from bench.report.context import Context
+from bench.report.format import anchor, f
+
+HEADING = "Does any loop fine-tune better?"
+
+
+def _pm(mean, sd) -> str:
+    """An F1 mean with its seed sd, or the value alone at one seed."""
+    if mean is None:
+        return "-"
+    return f"{mean:.4f} ± {sd:.4f}" if sd is not None else f"{mean:.4f} (one seed)"
+
+
+def _ci_signed(ci) -> str:
+    return f"{ci[0]:+.4f} to {ci[1]:+.4f}" if ci else "-"
+
+
+def _title(q: dict) -> str:
+    return f"{q['device']} / {q['precision']}" + (f" / {q['variant']}" if q["variant"] else "")
+
+
+def _seeds_said(q: dict) -> str:
+    seeds = sorted({row["seed"] for loop in q["loops"].values() if loop["comparison"]
+                    for row in loop["comparison"]["per_seed"]}, key=str)
+    return ", ".join(str(s) for s in seeds)
+
+
+def _to_target(t: dict | None) -> str:
+    """A loop's time to target over seeds, in words."""
+    if not t:
+        return ""
+    if not t["reached"]:
+        return f"never reached F1 {t['target_f1']} ({t['seeds']} seed(s))"
+    median = "not reached at the median" if math.isinf(t["median_s"]) else f"{t['median_s']:.0f} s (step {t['median_step']:.0f})"
+    return f"median time to F1 {t['target_f1']} {median}, reached at {t['reached']} of {t['seeds']} seed(s)"
+
+
+def _bottom_loop(loop: str, v: dict, ref: dict) -> str:
+    t = _to_target(v["time_to_target"])
+    if loop == "manual":
+        return (f"- **manual**: the reference, {f(v['samples_per_s'])} samples/s; val F1 "
+                f"{_pm(v['f1_mean'], v['f1_sd'])}" + (f" over {v['seeds']} seeds" if v["seeds"] > 1 else "")
+                + (f"; {t}" if t else "") + ".")
+    c = v["comparison"]
+    ratio = (v["samples_per_s"] / ref["samples_per_s"] if v["samples_per_s"] and ref["samples_per_s"] else None)
+    speed = f"{f(ratio, '{:.2f}')}× manual's samples/s, median over seeds"
+    if c is None:
+        return f"- **{loop}** ({speed}): no paired comparison (no predictions on manual's pairs at a shared seed)."
+    return (f"- **{loop}** ({speed}): val F1 {_pm(v['f1_mean'], v['f1_sd'])} against manual's "
+            f"{_pm(ref['f1_mean'], ref['f1_sd'])}; paired difference {c['f1_diff']:+.4f} "
+            f"(95% CI {_ci_signed(c['f1_diff_ci95'])}): **{c['verdict']}**, {c['why']}" + (f"; {t}" if t else "") + ".")
+
+
+def bottom_lines(ctx: Context) -> list[str]:
+    """The bottom line's quality verdict: one sentence per loop, next to its speed."""
+    lines = []
+    for q in ctx.quality:
+        ref = q["loops"].get("manual")
+        if ref is None or not any(v["comparison"] for v in q["loops"].values()):
+            continue
+        seeds = _seeds_said(q)
+        lines += [f"**Quality across seeds, {_title(q)}** ({'seeds' if ',' in seeds else 'seed'} {seeds}; "
+                  f"[paired comparison]({anchor(HEADING)})):", ""]
+        lines += [_bottom_loop(loop, v, ref) for loop, v in q["loops"].items()] + [""]
+    return lines
+
+
+INTRO = ("Each loop against the manual loop on the same validation pairs. A seed fixes the classifier head's "
+         "initialisation, the sample order and the dropout stream, the same in every loop, so at one seed two "
+         "loops' predictions pair up pair by pair: `F1 − manual` is the loop's F1 minus manual's on the same "
+         f"pairs, with a 95% paired bootstrap interval ({RESAMPLES} resamples of the pairs, the same for both "
+         "loops). Across seeds it is the mean of those differences, with a two-level bootstrap interval "
+         "(resample the seeds, then the pairs inside each drawn seed), which holds both the seed's draw and the "
+         "validation set's size; `seed sd` is the standard deviation of the loop's F1 across seeds. A loop is "
+         f"called better or worse only when that interval lies wholly on one side of 0, with at least {MIN_SEEDS} "
+         "seeds. Every figure is recomputed from the records' per-pair predictions (`eval_predictions`).")
+
+
+def _loop_table(q: dict) -> list[str]:
+    lines = ["| loop | seeds | val F1 mean ± seed sd | val acc mean | F1 − manual | 95% CI (seeds and pairs) | "
+             "acc − manual | 95% CI (seeds and pairs) | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    for loop, v in q["loops"].items():
+        c = v["comparison"]
+        if loop == "manual":
+            cols = ["reference", "", "", "", ""]
+        elif c is None:
+            cols = ["-", "-", "-", "-", "no predictions on manual's pairs at a shared seed"]
+        else:
+            cols = [f"{c['f1_diff']:+.4f}", _ci_signed(c["f1_diff_ci95"]), f"{c['acc_diff']:+.4f}",
+                    _ci_signed(c["acc_diff_ci95"]), f"**{c['verdict']}**: {c['why']}"]
+        lines.append(f"| {loop} | {v['seeds']} | {_pm(v['f1_mean'], v['f1_sd'])} | {f(v['acc_mean'], '{:.4f}')} | "
+                     + " | ".join(cols) + " |")
+    return lines + [""]
+
+
+def _n(value, fmt: str) -> str:
+    return "-" if value is None else ("not reached" if math.isinf(value) else fmt.format(value))
+
+
+def _target_table(q: dict) -> list[str]:
+    targets = {loop: v["time_to_target"] for loop, v in q["loops"].items() if v["time_to_target"]}
+    if not targets:
+        return []
+    lines = ["Time to target over seeds: wall seconds (evaluations included) and optimizer steps until "
+             "validation F1 first reached the target; a seed that never reached it counts as slower than "
+             f"every seed that did. The MLPerf mean drops the fastest and the slowest seed (from "
+             f"{MLPERF_MIN_RUNS} seeds).", "",
+             "| loop | target F1 | seeds reached | median s | median steps | MLPerf mean s | MLPerf mean steps |",
+             "|---|---|---|---|---|---|---|"]
+    for loop, t in targets.items():
+        lines.append(f"| {loop} | {t['target_f1']} | {t['reached']}/{t['seeds']} | {_n(t['median_s'], '{:.1f}')} | "
+                     f"{_n(t['median_step'], '{:.0f}')} | {_n(t['mlperf_mean_s'], '{:.1f}')} | "
+                     f"{_n(t['mlperf_mean_step'], '{:.0f}')} |")
+    return lines + [""]
+
+
+def _per_seed_table(q: dict) -> list[str]:
+    per_seed = [(loop, row) for loop, v in q["loops"].items() if v["comparison"] for row in v["comparison"]["per_seed"]]
+    if not per_seed:
+        return []
+    lines = ["Per seed, paired on the same validation pairs:", "",
+             "| loop | seed | val F1 | manual's val F1 | F1 − manual | 95% CI (pairs) | acc − manual | "
+             "95% CI (pairs) | pairs predicted differently |", "|---|---|---|---|---|---|---|---|---|"]
+    for loop, row in per_seed:
+        lines.append(f"| {loop} | {row['seed']} | {row['f1_b']:.4f} | {row['f1_a']:.4f} | {row['f1_diff']:+.4f} | "
+                     f"{_ci_signed(row['f1_diff_ci95'])} | {row['acc_diff']:+.4f} | "
+                     f"{_ci_signed(row['acc_diff_ci95'])} | {row['pairs_differing']} of {row['pairs']} |")
+    return lines + [""]
+
+
+def lines(ctx: Context) -> list[str]:
+    if not ctx.quality:
+        return []
+    out = [f"## {HEADING}", "", INTRO, ""]
+    drawn = ctx.plots_of(__name__)
+    for q in ctx.quality:
+        out += [f"### {_title(q)}", ""] + _loop_table(q) + _target_table(q) + _per_seed_table(q)
+        key = (q["device"], q["precision"], q["variant"])
+        if key in drawn:
+            out += [f"![validation F1 over steps, {_title(q)}]({drawn[key]})", ""]
+    return out
+
+
+def _draw_curves(plt, curves: dict, by_loop: dict, key: tuple, out_md) -> str:
+    device, precision, variant = key
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for loop, cv in curves.items():
+        color, (style, width) = plotting.color_of(loop), plotting.style_of(loop)  # loops that agree stay visible
+        ax.plot(cv["step"], cv["mean"], color=color, linestyle=style, linewidth=width,
+                label=f"{loop} (mean of {cv['seeds']} seed(s))")
+        if cv["seeds"] > 1:
+            ax.fill_between(cv["step"], cv["lo"], cv["hi"], color=color, alpha=0.15, linewidth=0)
+    target = next((c.run.target_f1 for by_seed in by_loop.values() for c in by_seed.values() if c.run.target_f1), None)
+    if target:
+        ax.axhline(target, color="0.5", linestyle=":", linewidth=1, label=f"target F1 {target}")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("validation F1 (band: lowest to highest seed)")
+    ax.set_title(f"validation F1, {device} / {precision}" + (f" / {variant}" if variant else ""))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return plotting.save(plt, fig, plotting.png(out_md, device, precision, *([variant] if variant else []), "f1"))
+
+
+def plots(ctx: Context, plt) -> dict:
+    """Per seed group with per-pair predictions and evaluation curves: validation F1 over the steps,
+    one line per loop (mean over seeds) with a band from its lowest to its highest seed."""
+    wanted = {(q["device"], q["precision"], q["variant"]) for q in ctx.quality}
+    made = {}
+    for key, by_loop in seed_groups(ctx.main).items():
+        curves = f1_curves(by_loop) if key in wanted else {}
+        if curves:
+            made[key] = _draw_curves(plt, curves, by_loop, key, ctx.out_md)
+    return made

@@ -1,0 +1,23 @@
+"""The report's sections, in order: each a module with ``lines(ctx)`` (its Markdown) and, where it
+draws, ``plots(ctx, plt)`` (its PNGs, by keys its ``lines`` reads back from ``ctx.plots_of``)."""
+
+from __future__ import annotations
+
+from bench.report import (bottom_line, devices, fast_path, gaps, not_run, parity, phases, quality, setup,
+                              time_to_accuracy, title, wall, why)
+
+SECTIONS = (
+    title,  # what the report is made from
+    bottom_line,  # the answer: speed and quality per loop, what the evidence supports and cannot tell
+    setup,  # the command, the environment, what was trained
+    devices,  # per device, every table column of the registry
+    fast_path,  # each loop under a preset beside its tutorial settings
+    gaps,  # each loop's step time against the manual loop's
+    phases,  # where a step's time goes
+    wall,  # where a cell's wall time goes
+    why,  # bench explain: each difference between two loops' native setups
+    quality,  # quality across seeds, paired on the same validation pairs
+    time_to_accuracy,  # validation F1 during training
+    parity,  # do the loops train the same thing, and their settings side by side
+    not_run,  # skipped and failed cells
+)

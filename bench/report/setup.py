@@ -1,0 +1,84 @@
+"""The command, the environment and what was trained: what a reader needs to rerun the report."""
+
+from __future__ import annotations
+
+import json
+
+from bench import markdown as md
+from bench.records import Record
+from bench.report.context import Context
+
+
+def _environment(env: dict) -> list[str]:
+    rows = [("python", env.get("python")), ("torch", env.get("torch")), ("transformers", env.get("transformers")),
+            ("accelerate", env.get("accelerate")), ("datasets", env.get("datasets")),
+            ("lightning", env.get("lightning") or "not installed"),
+            ("CPU", f"{env.get('cpu_name', '?')}, family/model {env.get('cpu_family_model', '?')} (torch capability "
+                    f"{env.get('cpu_capability', '?')}, AMX-BF16 {'yes' if env.get('amx_bf16') else 'no'}, "
+                    f"AVX512-BF16 {'yes' if env.get('avx512_bf16') else 'no'}, {env.get('torch_threads', '?')} threads)"),
+            ("GPU", f"{env['gpu_name']} x{env.get('gpu_count')} (compute capability {env.get('gpu_capability')}, "
+                    f"CUDA {env.get('cuda')})" if env.get("gpu_name") else "none used"),
+            ("platform", env.get("platform")), ("git", env.get("git_sha"))]
+    return ["## Environment", "", "| | |", "|---|---|"] + [f"| {k} | {md.text(v)} |" for k, v in rows] + [""]
+
+
+def in_force(ok: list[Record]) -> str:
+    """What a batch size or an accumulation larger than the data became (records that say so)."""
+    said = []
+    for key, asked, what in (("batch_size_in_force", lambda r: r.run.batch_size, "batch"),
+                             ("grad_accum_in_force", lambda r: r.run.grad_accum, "accumulation")):
+        pairs = {(asked(r), (r.settings or {}).get(key)) for r in ok}
+        cut = sorted({f"{a} → {got}" for a, got in pairs if got is not None and a is not None and got != a})
+        if cut:
+            said.append(f"{what} {', '.join(cut)}")
+    return f" (in force, as the training pairs allow: {'; '.join(said)})" if said else ""
+
+
+def majority_line(records: list[Record]) -> list[str]:
+    """The floor every fine-tuned model must clear, from the validation labels in the records."""
+    base = next((r.eval_majority_baseline for r in records if r.eval_majority_baseline), None)
+    if not base:
+        return []
+    said = "equivalent" if base.label == 1 else "not equivalent"
+    return [f"- quality floor: predicting \"{said}\" for every validation pair scores accuracy {base.accuracy:.4f}, "
+            f"F1 {base.f1:.4f} (the majority class); a cell at or below it has learned nothing the class balance "
+            "does not give. F1 intervals are 95% bootstrap intervals over the validation pairs: cells whose "
+            "intervals overlap are not told apart by this validation set"]
+
+
+def _trained(ok: list[Record]) -> list[str]:
+    r0 = ok[0]
+    m = r0.model
+    runs = [r.run_as_recorded for r in ok]
+
+    def common(key, fmt=str):
+        """The setting if every ok cell shares it; the variant columns say what differs."""
+        values = {json.dumps(run.get(key), sort_keys=True) for run in runs}
+        return fmt(runs[0].get(key)) if len(values) == 1 else "varies by cell"
+
+    steps = f"{common('max_steps')} optimizer steps" if runs[0].get("max_steps") else f"{common('epochs')} epochs"
+    models = {json.dumps(r.model.to_dict() if r.model else {}, sort_keys=True) for r in ok}
+    if common("model") == "varies by cell" or len(models) > 1:
+        model_line = "- model: varies by cell (each record names its model, weights and size)"
+    else:
+        model_line = (f"- model: {md.code(common('model'))} — weights {md.code(m.weights if m else None)}; "
+                      f"tokenizer {md.code(m.tokenizer if m else None)}; {(m.n_params if m else 0) / 1e6:.1f} M "
+                      f"parameters, {m.num_layers if m else None} layers, hidden {m.hidden_size if m else None}")
+    return ["## What was trained", "", model_line,
+            f"- data: {md.code(r0.data_source)} — {common('train_samples', lambda v: v or 3668)} training pairs, "
+            f"{r0.eval_examples} validation pairs",
+            f"- schedule: lr {common('lr')}, batch {common('batch_size')}{in_force(ok)}, {steps}, {common('scheduler')} "
+            f"decay, {common('warmup_steps')} warm-up steps, weight decay {common('weight_decay')}, "
+            f"clipping {common('max_grad_norm', lambda v: v or 'none')}, AdamW {common('adamw')}, seed {common('seed')}",
+            f"- timing: the first {common('timing_warmup')} optimizer steps of each run are left out; "
+            "a step is wall time from the end of one optimizer step to the end of the next",
+            *majority_line(ok), ""]
+
+
+def lines(ctx: Context) -> list[str]:
+    records = ctx.records
+    commands = list(dict.fromkeys(r.command for r in records if r.command))
+    ok = [r for r in records if r.status == "ok"]
+    out = ["## Command", ""] + md.fenced(commands or ["(not recorded)"]) + [""]
+    out += _environment((ok or records)[0].env or {})
+    return out + (_trained(ok) if ok else [])

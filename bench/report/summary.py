@@ -1,0 +1,32 @@
+"""The table a run prints when it ends: the latest record of each cell, the registry's summary columns."""
+
+from __future__ import annotations
+
+from bench.analysis.cells import CellStats
+from bench.analysis.columns import SUMMARY, shown_in
+from bench.records import Record, latest_per_cell
+
+
+def _status(r: Record) -> str:
+    if r.machine_busy:
+        return r.status + " (busy machine)"
+    if r.machine_busy is None and r.machine_busy_why:  # null with a why: too short to judge (not "quiet")
+        return r.status + " (busy: not judged)"
+    return r.status
+
+
+def summary_table(records: list[Record]) -> str:
+    from tabulate import tabulate
+
+    latest = latest_per_cell(records)
+    seeds = len({r.seed for r in latest}) > 1  # a --seeds sweep: which seed each row is
+    columns = shown_in(SUMMARY)
+    rows = []
+    for r in latest:
+        one = CellStats([r], set())
+        rows.append([r.loop, r.device, r.precision, *([r.seed] if seeds else []), r.repeat, _status(r),
+                     *(col.shown(one) for col in columns), (r.reason or "")[:80]])
+    headers = ["loop", "device", "precision", *(["seed"] if seeds else []), "rep", "status",
+               *(col.label for col in columns), "reason"]
+    # disable_numparse: the cells keep the formatting given above ("0.8122", not "0.8122" re-read as 0.8122 -> "0.81")
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
