@@ -29,10 +29,10 @@ REF = [1] * 6 + [0] * 4  # 6 paraphrases, 4 not
 def test_identical_predictions_differ_by_zero_with_a_zero_width_interval():
     pred = [1, 1, 1, 0, 1, 0, 0, 1, 0, 0]
     row = paired_difference(pred, pred, REF)
-    assert row["f1_diff"] == 0 and row["acc_diff"] == 0 and row["pairs_differing"] == 0
-    assert row["f1_diff_ci95"] == [0.0, 0.0] and row["acc_diff_ci95"] == [0.0, 0.0]
+    assert row.f1_diff == 0 and row.acc_diff == 0 and row.pairs_differing == 0
+    assert row.f1_diff_ci95 == [0.0, 0.0] and row.acc_diff_ci95 == [0.0, 0.0]
     both = across_seeds([(pred, pred, REF)] * 3)
-    assert both["f1_diff"] == 0 and both["f1_diff_ci95"] == [0.0, 0.0] and both["acc_diff_ci95"] == [0.0, 0.0]
+    assert both.f1_diff == 0 and both.f1_diff_ci95 == [0.0, 0.0] and both.acc_diff_ci95 == [0.0, 0.0]
     assert verdict(both, identical=True)[0] == "not told apart"
 
 
@@ -40,17 +40,17 @@ def test_one_flipped_pair_gives_the_exact_difference():
     a = list(REF)  # perfect: accuracy 1, F1 1
     b = [0] + REF[1:]  # one paraphrase missed: tp 5, fn 1 -> F1 10/11, accuracy 9/10
     row = paired_difference(a, b, REF)
-    assert row["f1_a"] == 1.0 and row["f1_b"] == pytest.approx(10 / 11, abs=1e-15)
-    assert row["f1_diff"] == pytest.approx(-1 / 11, abs=1e-15) and row["acc_diff"] == pytest.approx(-0.1, abs=1e-15)
-    assert row["pairs_differing"] == 1
+    assert row.f1_a == 1.0 and row.f1_b == pytest.approx(10 / 11, abs=1e-15)
+    assert row.f1_diff == pytest.approx(-1 / 11, abs=1e-15) and row.acc_diff == pytest.approx(-0.1, abs=1e-15)
+    assert row.pairs_differing == 1
     # B is never better on any resample (it errs on a superset of A's pairs), and a resample that misses
     # the flipped pair ((9/10)^10 = 35% of them) sees no difference: the interval ends at exactly 0.
-    lo, hi = row["f1_diff_ci95"]
+    lo, hi = row.f1_diff_ci95
     assert lo < -1 / 11 < hi == 0.0
     # Across seeds: the same flip at every seed averages to the same difference; at half the seeds, to half.
-    assert across_seeds([(a, b, REF)] * 3)["f1_diff"] == pytest.approx(-1 / 11, abs=1e-15)
+    assert across_seeds([(a, b, REF)] * 3).f1_diff == pytest.approx(-1 / 11, abs=1e-15)
     half = across_seeds([(a, b, REF), (a, a, REF)])
-    assert half["f1_diff"] == pytest.approx(-1 / 22, abs=1e-15) and half["acc_diff"] == pytest.approx(-0.05)
+    assert half.f1_diff == pytest.approx(-1 / 22, abs=1e-15) and half.acc_diff == pytest.approx(-0.05)
 
 
 def test_scores_are_glue_mrpc_accuracy_and_f1():
@@ -74,7 +74,7 @@ def _seed_case(n_wrong: int, n: int = 200, seed: int = 0):
 def test_verdict_worse_better_and_too_few_seeds():
     seeds = [_seed_case(40, seed=s) for s in range(MIN_SEEDS)]
     worse = across_seeds([(a, b, ref) for ref, a, b in seeds])
-    assert worse["f1_diff_ci95"][1] < 0
+    assert worse.f1_diff_ci95[1] < 0
     word, why = verdict(worse, identical=False)
     assert word == "worse" and f"across {MIN_SEEDS} seeds" in why
     better = across_seeds([(b, a, ref) for ref, a, b in seeds])
@@ -92,14 +92,15 @@ def test_verdict_worse_better_and_too_few_seeds():
 
 def test_time_to_target_counts_seeds_that_never_reach_it():
     def r(s, step):
-        return {"config": {"run": {"target_f1": 0.85}}, "time_to_target_s": s, "time_to_target_step": step}
+        return Record(loop="manual", device="cpu", precision="fp32", status="ok", config={"run": {"target_f1": 0.85}},
+                      time_to_target_s=s, time_to_target_step=step)
 
     five = time_to_target([r(10.0, 100), r(20.0, 200), r(30.0, 300), r(None, None), r(40.0, 400)])
     # Sorted 10, 20, 30, 40, never: median 30; MLPerf drops 10 and "never", mean of 20, 30, 40.
-    assert (five["reached"], five["seeds"], five["median_s"], five["median_step"]) == (4, 5, 30.0, 300.0)
-    assert (five["mlperf_mean_s"], five["mlperf_mean_step"]) == (30.0, 300.0)
+    assert (five.reached, five.seeds, five.median_s, five.median_step) == (4, 5, 30.0, 300.0)
+    assert (five.mlperf_mean_s, five.mlperf_mean_step) == (30.0, 300.0)
     three = time_to_target([r(10.0, 100), r(None, None), r(None, None)])
-    assert three["median_s"] == float("inf") and three["mlperf_mean_s"] is None and three["reached"] == 1
+    assert three.median_s == float("inf") and three.mlperf_mean_s is None and three.reached == 1
 
 
 # ---- the seed axis in the plan, the cells and the command line --------------------------------
@@ -212,14 +213,14 @@ def test_predictions_in_the_record_reproduce_its_f1_and_accuracy(seeded_records,
     labels = load_mrpc(glue_dir)[0]["validation"]["label"][:16]
     for r in seeded_records[0].values():
         p = r.eval_predictions
-        assert p["index"] == list(range(r.eval_examples)) and p["reference"] == labels
-        assert len(p["predicted"]) == len(p["prob_positive"]) == 16
-        assert all(0 <= q <= 1 for q in p["prob_positive"])
+        assert p.index == list(range(r.eval_examples)) and p.reference == labels
+        assert len(p.predicted) == len(p.prob_positive) == 16
+        assert all(0 <= q <= 1 for q in p.prob_positive)
         # The predicted label is the likelier class (a tie, at 6 digits, would say nothing).
-        assert all(pred == int(q > 0.5) for pred, q in zip(p["predicted"], p["prob_positive"]) if abs(q - 0.5) > 1e-6)
-        acc, f1 = _accuracy_f1(p["predicted"], p["reference"])
+        assert all(pred == int(q > 0.5) for pred, q in zip(p.predicted, p.prob_positive) if abs(q - 0.5) > 1e-6)
+        acc, f1 = _accuracy_f1(p.predicted, p.reference)
         assert (acc, f1) == (r.eval_accuracy, r.eval_f1)
-        assert bootstrap_ci95(p["predicted"], p["reference"]) == (r.eval_accuracy_ci95, r.eval_f1_ci95)
+        assert bootstrap_ci95(p.predicted, p.reference) == (r.eval_accuracy_ci95, r.eval_f1_ci95)
 
 
 # ---- the analysis and the report --------------------------------------------------------------
@@ -275,15 +276,15 @@ def test_compare_matches_cells_seed_by_seed(three_seeds):
 
 def test_quality_rows_pair_each_loop_with_manual_across_seeds(three_seeds):
     (q,) = quality_rows(cells_of(read_records(three_seeds)))
-    trainer, accelerate = q["loops"]["trainer"]["comparison"], q["loops"]["accelerate"]["comparison"]
-    assert [row["seed"] for row in trainer["per_seed"]] == [1, 2, 3]
-    assert trainer["verdict"] == "worse" and trainer["f1_diff_ci95"][1] < 0
-    assert accelerate["verdict"] == "not told apart" and accelerate["f1_diff"] == 0
-    assert q["loops"]["manual"]["f1_mean"] == 1.0 and q["loops"]["manual"]["f1_sd"] == 0.0
-    assert q["loops"]["trainer"]["f1_sd"] > 0
-    t = q["loops"]["trainer"]["time_to_target"]
-    assert (t["reached"], t["seeds"], t["median_s"]) == (0, 3, float("inf"))
-    assert q["loops"]["manual"]["time_to_target"]["median_s"] == 20.0
+    trainer, accelerate = q.loops["trainer"].comparison, q.loops["accelerate"].comparison
+    assert [row.seed for row in trainer.per_seed] == [1, 2, 3]
+    assert trainer.verdict == "worse" and trainer.across.f1_diff_ci95[1] < 0
+    assert accelerate.verdict == "not told apart" and accelerate.across.f1_diff == 0
+    assert q.loops["manual"].f1_mean == 1.0 and q.loops["manual"].f1_sd == 0.0
+    assert q.loops["trainer"].f1_sd > 0
+    t = q.loops["trainer"].time_to_target
+    assert (t.reached, t.seeds, t.median_s) == (0, 3, float("inf"))
+    assert q.loops["manual"].time_to_target.median_s == 20.0
 
 
 def test_report_has_the_quality_section_curve_plot_and_bottom_line(three_seeds, tmp_path):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import statistics
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -62,12 +63,79 @@ def scores(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return acc, f1
 
 
+@dataclass
+class Difference:
+    """B minus A on the same validation pairs, with 95% bootstrap intervals."""
+    f1_diff: float
+    acc_diff: float
+    f1_diff_ci95: list
+    acc_diff_ci95: list
+
+
+@dataclass
+class PairedDifference(Difference):
+    """At one seed: both loops' scores, the paired difference, how many pairs they predicted apart."""
+    f1_a: float
+    f1_b: float
+    acc_a: float
+    acc_b: float
+    pairs: int
+    pairs_differing: int
+    seed: int | None = None
+
+
+@dataclass
+class AcrossSeeds(Difference):
+    """The mean over seeds of the per-seed difference; the interval holds the seeds' draw and the pairs'."""
+    seeds: int
+
+
+@dataclass
+class LoopComparison:
+    loop: str
+    reference: str
+    per_seed: list  # PairedDifference per seed both ran
+    across: AcrossSeeds
+    verdict: str  # better / worse / not told apart
+    why: str
+
+
+@dataclass
+class TimeToTarget:
+    target_f1: float
+    seeds: int
+    reached: int
+    median_s: float  # inf: not reached at the median
+    median_step: float
+    mlperf_mean_s: float | None  # None under MLPERF_MIN_RUNS seeds
+    mlperf_mean_step: float | None
+
+
+@dataclass
+class LoopQuality:
+    seeds: int
+    f1_mean: float | None
+    f1_sd: float | None  # None at one seed
+    acc_mean: float | None
+    samples_per_s: float | None  # median over seeds
+    comparison: LoopComparison | None = None  # against the reference loop; None for it, or without shared pairs
+    time_to_target: TimeToTarget | None = None
+
+
+@dataclass
+class QualityGroup:
+    device: str
+    precision: str
+    variant: str  # without the seed
+    loops: OrderedDict  # loop -> LoopQuality, in the registry's order
+
+
 def _interval(values: np.ndarray) -> list[float]:
     lo, hi = np.quantile(values, [0.025, 0.975])
     return [float(lo), float(hi)]
 
 
-def paired_difference(pred_a, pred_b, ref, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict:
+def paired_difference(pred_a, pred_b, ref, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED) -> PairedDifference:
     """B minus A on the same pairs: the F1 and accuracy difference and their 95% paired bootstrap
     intervals (each resample draws the pairs once, for both)."""
     pred_a, pred_b, ref = (np.asarray(x, dtype=np.int8) for x in (pred_a, pred_b, ref))
@@ -76,13 +144,13 @@ def paired_difference(pred_a, pred_b, ref, resamples: int = RESAMPLES, seed: int
     idx = np.random.default_rng(seed).integers(0, len(ref), size=(resamples, len(ref)), dtype=np.int32)
     acc_ra, f1_ra = scores(pred_a[idx], ref[idx])
     acc_rb, f1_rb = scores(pred_b[idx], ref[idx])
-    return {"f1_a": float(f1_a), "f1_b": float(f1_b), "acc_a": float(acc_a), "acc_b": float(acc_b),
-            "f1_diff": float(f1_b - f1_a), "acc_diff": float(acc_b - acc_a),
-            "f1_diff_ci95": _interval(f1_rb - f1_ra), "acc_diff_ci95": _interval(acc_rb - acc_ra),
-            "pairs": int(len(ref)), "pairs_differing": int(np.sum(pred_a != pred_b))}
+    return PairedDifference(f1_a=float(f1_a), f1_b=float(f1_b), acc_a=float(acc_a), acc_b=float(acc_b),
+                            f1_diff=float(f1_b - f1_a), acc_diff=float(acc_b - acc_a),
+                            f1_diff_ci95=_interval(f1_rb - f1_ra), acc_diff_ci95=_interval(acc_rb - acc_ra),
+                            pairs=int(len(ref)), pairs_differing=int(np.sum(pred_a != pred_b)))
 
 
-def across_seeds(per_seed: list[tuple], resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict:
+def across_seeds(per_seed: list[tuple], resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED) -> AcrossSeeds:
     """The mean over seeds of B minus A, with a two-level bootstrap interval: each resample draws the
     seeds with replacement, then the pairs inside each drawn seed, and averages the drawn seeds'
     differences.  ``per_seed``: (pred_a, pred_b, ref) per seed, every seed on the same number of pairs."""
@@ -98,17 +166,17 @@ def across_seeds(per_seed: list[tuple], resamples: int = RESAMPLES, seed: int = 
     r_ref = ref[seeds, pairs]
     acc_ra, f1_ra = scores(a[seeds, pairs], r_ref)
     acc_rb, f1_rb = scores(b[seeds, pairs], r_ref)
-    return {"seeds": int(n_seeds), "f1_diff": float(np.mean(f1_b - f1_a)), "acc_diff": float(np.mean(acc_b - acc_a)),
-            "f1_diff_ci95": _interval(np.mean(f1_rb - f1_ra, axis=1)),
-            "acc_diff_ci95": _interval(np.mean(acc_rb - acc_ra, axis=1))}
+    return AcrossSeeds(seeds=int(n_seeds), f1_diff=float(np.mean(f1_b - f1_a)), acc_diff=float(np.mean(acc_b - acc_a)),
+                       f1_diff_ci95=_interval(np.mean(f1_rb - f1_ra, axis=1)),
+                       acc_diff_ci95=_interval(np.mean(acc_rb - acc_ra, axis=1)))
 
 
-def verdict(summary: dict, identical: bool) -> tuple[str, str]:
+def verdict(summary: AcrossSeeds, identical: bool) -> tuple[str, str]:
     """(``better`` / ``worse`` / ``not told apart``, why) of a loop's F1 against the reference's,
     from ``across_seeds``'s summary; ``identical``: the two predicted the same label on every pair
     at every seed."""
-    n = summary["seeds"]
-    lo, hi = summary["f1_diff_ci95"]
+    n = summary.seeds
+    lo, hi = summary.f1_diff_ci95
     ci = f"95% CI {lo:+.3f} to {hi:+.3f}"
     if identical:
         return "not told apart", f"the same prediction on every pair at every seed ({n}): difference 0"
@@ -133,7 +201,7 @@ def _mlperf_mean(values: np.ndarray) -> float | None:
     return float(np.mean(np.sort(values)[1:-1]))
 
 
-def time_to_target(records: list[Record]) -> dict | None:
+def time_to_target(records: list[Record]) -> TimeToTarget | None:
     """Over one record per seed: how many reached the target, and the median and MLPerf mean of the
     wall seconds and steps to it (``inf``: not reached at the median / in the trimmed mean); None
     when the records evaluated during training without a target."""
@@ -143,9 +211,9 @@ def time_to_target(records: list[Record]) -> dict | None:
     secs = np.array([r.time_to_target_s if r.time_to_target_s is not None else np.inf for r in records])
     steps = np.array([r.time_to_target_step if r.time_to_target_step is not None else np.inf for r in records],
                      dtype=float)
-    return {"target_f1": target, "seeds": len(records), "reached": int(np.sum(np.isfinite(secs))),
-            "median_s": float(np.median(secs)), "median_step": float(np.median(steps)),
-            "mlperf_mean_s": _mlperf_mean(secs), "mlperf_mean_step": _mlperf_mean(steps)}
+    return TimeToTarget(target_f1=target, seeds=len(records), reached=int(np.sum(np.isfinite(secs))),
+                        median_s=float(np.median(secs)), median_step=float(np.median(steps)),
+                        mlperf_mean_s=_mlperf_mean(secs), mlperf_mean_step=_mlperf_mean(steps))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,18 +237,18 @@ def seed_groups(cells: list[CellStats]) -> OrderedDict:
     return groups
 
 
-def loop_summary(by_seed: dict) -> dict:
+def loop_summary(by_seed: dict) -> LoopQuality:
     """One loop across its seeds: F1 and accuracy mean and seed sd (sd needs two seeds), samples/s."""
     f1 = [c.median(EVAL_F1) for c in by_seed.values() if c.median(EVAL_F1) is not None]
     acc = [c.median(EVAL_ACCURACY) for c in by_seed.values() if c.median(EVAL_ACCURACY) is not None]
     sps = [c.median(SAMPLES_PER_S) for c in by_seed.values() if c.median(SAMPLES_PER_S) is not None]
-    return {"seeds": len(by_seed), "f1_mean": statistics.fmean(f1) if f1 else None,
-            "f1_sd": statistics.stdev(f1) if len(f1) > 1 else None,
-            "acc_mean": statistics.fmean(acc) if acc else None,
-            "samples_per_s": statistics.median(sps) if sps else None}
+    return LoopQuality(seeds=len(by_seed), f1_mean=statistics.fmean(f1) if f1 else None,
+                       f1_sd=statistics.stdev(f1) if len(f1) > 1 else None,
+                       acc_mean=statistics.fmean(acc) if acc else None,
+                       samples_per_s=statistics.median(sps) if sps else None)
 
 
-def compare_loops(by_loop: dict, reference: str = REFERENCE_LOOP) -> list[dict]:
+def compare_loops(by_loop: dict, reference: str = REFERENCE_LOOP) -> list[LoopComparison]:
     """Each loop of one seed group against the reference loop: per seed the paired difference, across
     the seeds both ran the mean difference, its interval and the verdict.  Only seeds at which both
     recorded predictions on the same pairs with the same labels are compared."""
@@ -197,32 +265,35 @@ def compare_loops(by_loop: dict, reference: str = REFERENCE_LOOP) -> list[dict]:
             pa, pb = (predictions_of(r) if r else None for r in (ra, rb))
             if pa is None or pb is None or not (np.array_equal(pa[0], pb[0]) and np.array_equal(pa[2], pb[2])):
                 continue  # not the same pairs: no paired comparison
-            per_seed.append({"seed": seed, **paired_difference(pa[1], pb[1], pa[2])})
+            row = paired_difference(pa[1], pb[1], pa[2])
+            row.seed = seed
+            per_seed.append(row)
             inputs.append((pa[1], pb[1], pa[2]))
         if not per_seed or len({len(x[2]) for x in inputs}) > 1:
             continue
         summary = across_seeds(inputs)
-        identical = all(row["pairs_differing"] == 0 for row in per_seed)
+        identical = all(row.pairs_differing == 0 for row in per_seed)
         word, why = verdict(summary, identical)
-        rows.append({"loop": loop, "reference": reference, "per_seed": per_seed, **summary,
-                     "verdict": word, "why": why})
+        rows.append(LoopComparison(loop=loop, reference=reference, per_seed=per_seed, across=summary, verdict=word,
+                                   why=why))
     return rows
 
 
-def quality_rows(cells: list[CellStats]) -> list[dict]:
+def quality_rows(cells: list[CellStats]) -> list[QualityGroup]:
     """Per seed group that holds per-pair predictions: each loop's summary across seeds, its paired
     comparison with the manual loop, and its time to target; empty when no record has predictions."""
     out = []
     for (device, precision, variant), by_loop in seed_groups(cells).items():
         if not any(_first_with_predictions(c) for by_seed in by_loop.values() for c in by_seed.values()):
             continue
-        comparisons = {row["loop"]: row for row in compare_loops(by_loop)}
+        comparisons = {row.loop: row for row in compare_loops(by_loop)}
         loops = OrderedDict()
         for loop, by_seed in by_loop.items():
             runs = [c.ok[0] for c in by_seed.values()]
-            loops[loop] = {**loop_summary(by_seed), "comparison": comparisons.get(loop),
-                           "time_to_target": time_to_target(runs) if any(r.eval_curve for r in runs) else None}
-        out.append({"device": device, "precision": precision, "variant": variant, "loops": loops})
+            loops[loop] = loop_summary(by_seed)
+            loops[loop].comparison = comparisons.get(loop)
+            loops[loop].time_to_target = time_to_target(runs) if any(r.eval_curve for r in runs) else None
+        out.append(QualityGroup(device=device, precision=precision, variant=variant, loops=loops))
     return out
 
 

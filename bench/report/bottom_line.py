@@ -9,7 +9,7 @@ from bench.analysis.columns import EVAL_F1, PEAK_MIB, SAMPLES_PER_S
 from bench.analysis.gaps import GapRow, gap_rows, phase_note
 from bench.analysis.parity import Parity, parity_rows
 from bench.analysis.verdicts import GAP_TOLERANCE, PARITY_TOLERANCE, Kind, say
-from bench.report import gaps, parity, phases, why
+from bench.report import gaps, parity, phases, quality, why
 from bench.report.context import Context
 from bench.report.format import anchor, f
 
@@ -80,7 +80,7 @@ def lines(ctx: Context) -> list[str]:
     out = [f"## {HEADING}", ""]
     for key, group in groups:
         out += _group(ctx, key, group, base)
-    return out
+    return out + quality.bottom_lines(ctx)  # and what each loop delivers, across seeds
 
 
 def _speed_supports(rows: dict) -> list[str]:

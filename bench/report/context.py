@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.analysis.cells import CellStats, cells_of
 from bench.analysis.explain import Explained, explain_rows
-from bench.analysis.quality import quality_rows
+from bench.analysis.quality import QualityGroup, quality_rows
 from bench.records import Record
 
 
@@ -17,7 +17,7 @@ class Context:
     cells: list[CellStats]  # every cell, `bench explain`'s flip cells included
     main: list[CellStats]  # the cells that compare loops (no flip)
     explained: list[Explained]  # `bench explain`'s effects, if any flip cell ran
-    quality: list[dict]  # the paired quality comparison, where records hold per-pair predictions
+    quality: list[QualityGroup]  # the paired quality comparison, where records hold per-pair predictions
     out_md: Path
     plots: dict = field(default_factory=dict)  # section module -> its plots' file names, by the section's keys
 

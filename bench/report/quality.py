@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 
-from bench.analysis.quality import MIN_SEEDS, MLPERF_MIN_RUNS, RESAMPLES, f1_curves, seed_groups
+from bench.analysis.quality import (MIN_SEEDS, MLPERF_MIN_RUNS, RESAMPLES, LoopQuality, QualityGroup, TimeToTarget,
+                                    f1_curves, seed_groups)
 from bench.report import plotting
 from bench.report.context import Context
 from bench.report.format import anchor, f
@@ -24,53 +25,53 @@ def _ci_signed(ci) -> str:
     return f"{ci[0]:+.4f} to {ci[1]:+.4f}" if ci else "-"
 
 
-def _title(q: dict) -> str:
-    return f"{q['device']} / {q['precision']}" + (f" / {q['variant']}" if q["variant"] else "")
+def _title(q: QualityGroup) -> str:
+    return f"{q.device} / {q.precision}" + (f" / {q.variant}" if q.variant else "")
 
 
-def _seeds_said(q: dict) -> str:
-    seeds = sorted({row["seed"] for loop in q["loops"].values() if loop["comparison"]
-                    for row in loop["comparison"]["per_seed"]}, key=str)
+def _seeds_said(q: QualityGroup) -> str:
+    seeds = sorted({row.seed for loop in q.loops.values() if loop.comparison for row in loop.comparison.per_seed},
+                   key=str)
     return ", ".join(str(s) for s in seeds)
 
 
-def _to_target(t: dict | None) -> str:
+def _to_target(t: TimeToTarget | None) -> str:
     """A loop's time to target over seeds, in words."""
     if not t:
         return ""
-    if not t["reached"]:
-        return f"never reached F1 {t['target_f1']} ({t['seeds']} seed(s))"
-    median = "not reached at the median" if math.isinf(t["median_s"]) else f"{t['median_s']:.0f} s (step {t['median_step']:.0f})"
-    return f"median time to F1 {t['target_f1']} {median}, reached at {t['reached']} of {t['seeds']} seed(s)"
+    if not t.reached:
+        return f"never reached F1 {t.target_f1} ({t.seeds} seed(s))"
+    median = "not reached at the median" if math.isinf(t.median_s) else f"{t.median_s:.0f} s (step {t.median_step:.0f})"
+    return f"median time to F1 {t.target_f1} {median}, reached at {t.reached} of {t.seeds} seed(s)"
 
 
-def _bottom_loop(loop: str, v: dict, ref: dict) -> str:
-    t = _to_target(v["time_to_target"])
+def _bottom_loop(loop: str, v: LoopQuality, ref: LoopQuality) -> str:
+    t = _to_target(v.time_to_target)
     if loop == "manual":
-        return (f"- **manual**: the reference, {f(v['samples_per_s'])} samples/s; val F1 "
-                f"{_pm(v['f1_mean'], v['f1_sd'])}" + (f" over {v['seeds']} seeds" if v["seeds"] > 1 else "")
+        return (f"- **manual**: the reference, {f(v.samples_per_s)} samples/s; val F1 "
+                f"{_pm(v.f1_mean, v.f1_sd)}" + (f" over {v.seeds} seeds" if v.seeds > 1 else "")
                 + (f"; {t}" if t else "") + ".")
-    c = v["comparison"]
-    ratio = (v["samples_per_s"] / ref["samples_per_s"] if v["samples_per_s"] and ref["samples_per_s"] else None)
+    c = v.comparison
+    ratio = v.samples_per_s / ref.samples_per_s if v.samples_per_s and ref.samples_per_s else None
     speed = f"{f(ratio, '{:.2f}')}× manual's samples/s, median over seeds"
     if c is None:
         return f"- **{loop}** ({speed}): no paired comparison (no predictions on manual's pairs at a shared seed)."
-    return (f"- **{loop}** ({speed}): val F1 {_pm(v['f1_mean'], v['f1_sd'])} against manual's "
-            f"{_pm(ref['f1_mean'], ref['f1_sd'])}; paired difference {c['f1_diff']:+.4f} "
-            f"(95% CI {_ci_signed(c['f1_diff_ci95'])}): **{c['verdict']}**, {c['why']}" + (f"; {t}" if t else "") + ".")
+    return (f"- **{loop}** ({speed}): val F1 {_pm(v.f1_mean, v.f1_sd)} against manual's "
+            f"{_pm(ref.f1_mean, ref.f1_sd)}; paired difference {c.across.f1_diff:+.4f} "
+            f"(95% CI {_ci_signed(c.across.f1_diff_ci95)}): **{c.verdict}**, {c.why}" + (f"; {t}" if t else "") + ".")
 
 
 def bottom_lines(ctx: Context) -> list[str]:
     """The bottom line's quality verdict: one sentence per loop, next to its speed."""
     lines = []
     for q in ctx.quality:
-        ref = q["loops"].get("manual")
-        if ref is None or not any(v["comparison"] for v in q["loops"].values()):
+        ref = q.loops.get("manual")
+        if ref is None or not any(v.comparison for v in q.loops.values()):
             continue
         seeds = _seeds_said(q)
         lines += [f"**Quality across seeds, {_title(q)}** ({'seeds' if ',' in seeds else 'seed'} {seeds}; "
                   f"[paired comparison]({anchor(HEADING)})):", ""]
-        lines += [_bottom_loop(loop, v, ref) for loop, v in q["loops"].items()] + [""]
+        lines += [_bottom_loop(loop, v, ref) for loop, v in q.loops.items()] + [""]
     return lines
 
 
@@ -85,19 +86,20 @@ INTRO = ("Each loop against the manual loop on the same validation pairs. A seed
          "seeds. Every figure is recomputed from the records' per-pair predictions (`eval_predictions`).")
 
 
-def _loop_table(q: dict) -> list[str]:
+def _loop_table(q: QualityGroup) -> list[str]:
     lines = ["| loop | seeds | val F1 mean ± seed sd | val acc mean | F1 − manual | 95% CI (seeds and pairs) | "
              "acc − manual | 95% CI (seeds and pairs) | verdict |", "|---|---|---|---|---|---|---|---|---|"]
-    for loop, v in q["loops"].items():
-        c = v["comparison"]
+    for loop, v in q.loops.items():
+        c = v.comparison
         if loop == "manual":
             cols = ["reference", "", "", "", ""]
         elif c is None:
             cols = ["-", "-", "-", "-", "no predictions on manual's pairs at a shared seed"]
         else:
-            cols = [f"{c['f1_diff']:+.4f}", _ci_signed(c["f1_diff_ci95"]), f"{c['acc_diff']:+.4f}",
-                    _ci_signed(c["acc_diff_ci95"]), f"**{c['verdict']}**: {c['why']}"]
-        lines.append(f"| {loop} | {v['seeds']} | {_pm(v['f1_mean'], v['f1_sd'])} | {f(v['acc_mean'], '{:.4f}')} | "
+            a = c.across
+            cols = [f"{a.f1_diff:+.4f}", _ci_signed(a.f1_diff_ci95), f"{a.acc_diff:+.4f}",
+                    _ci_signed(a.acc_diff_ci95), f"**{c.verdict}**: {c.why}"]
+        lines.append(f"| {loop} | {v.seeds} | {_pm(v.f1_mean, v.f1_sd)} | {f(v.acc_mean, '{:.4f}')} | "
                      + " | ".join(cols) + " |")
     return lines + [""]
 
@@ -106,8 +108,8 @@ def _n(value, fmt: str) -> str:
     return "-" if value is None else ("not reached" if math.isinf(value) else fmt.format(value))
 
 
-def _target_table(q: dict) -> list[str]:
-    targets = {loop: v["time_to_target"] for loop, v in q["loops"].items() if v["time_to_target"]}
+def _target_table(q: QualityGroup) -> list[str]:
+    targets = {loop: v.time_to_target for loop, v in q.loops.items() if v.time_to_target}
     if not targets:
         return []
     lines = ["Time to target over seeds: wall seconds (evaluations included) and optimizer steps until "
@@ -117,23 +119,22 @@ def _target_table(q: dict) -> list[str]:
              "| loop | target F1 | seeds reached | median s | median steps | MLPerf mean s | MLPerf mean steps |",
              "|---|---|---|---|---|---|---|"]
     for loop, t in targets.items():
-        lines.append(f"| {loop} | {t['target_f1']} | {t['reached']}/{t['seeds']} | {_n(t['median_s'], '{:.1f}')} | "
-                     f"{_n(t['median_step'], '{:.0f}')} | {_n(t['mlperf_mean_s'], '{:.1f}')} | "
-                     f"{_n(t['mlperf_mean_step'], '{:.0f}')} |")
+        lines.append(f"| {loop} | {t.target_f1} | {t.reached}/{t.seeds} | {_n(t.median_s, '{:.1f}')} | "
+                     f"{_n(t.median_step, '{:.0f}')} | {_n(t.mlperf_mean_s, '{:.1f}')} | {_n(t.mlperf_mean_step, '{:.0f}')} |")
     return lines + [""]
 
 
-def _per_seed_table(q: dict) -> list[str]:
-    per_seed = [(loop, row) for loop, v in q["loops"].items() if v["comparison"] for row in v["comparison"]["per_seed"]]
+def _per_seed_table(q: QualityGroup) -> list[str]:
+    per_seed = [(loop, row) for loop, v in q.loops.items() if v.comparison for row in v.comparison.per_seed]
     if not per_seed:
         return []
     lines = ["Per seed, paired on the same validation pairs:", "",
              "| loop | seed | val F1 | manual's val F1 | F1 − manual | 95% CI (pairs) | acc − manual | "
              "95% CI (pairs) | pairs predicted differently |", "|---|---|---|---|---|---|---|---|---|"]
     for loop, row in per_seed:
-        lines.append(f"| {loop} | {row['seed']} | {row['f1_b']:.4f} | {row['f1_a']:.4f} | {row['f1_diff']:+.4f} | "
-                     f"{_ci_signed(row['f1_diff_ci95'])} | {row['acc_diff']:+.4f} | "
-                     f"{_ci_signed(row['acc_diff_ci95'])} | {row['pairs_differing']} of {row['pairs']} |")
+        lines.append(f"| {loop} | {row.seed} | {row.f1_b:.4f} | {row.f1_a:.4f} | {row.f1_diff:+.4f} | "
+                     f"{_ci_signed(row.f1_diff_ci95)} | {row.acc_diff:+.4f} | "
+                     f"{_ci_signed(row.acc_diff_ci95)} | {row.pairs_differing} of {row.pairs} |")
     return lines + [""]
 
 
@@ -144,7 +145,7 @@ def lines(ctx: Context) -> list[str]:
     drawn = ctx.plots_of(__name__)
     for q in ctx.quality:
         out += [f"### {_title(q)}", ""] + _loop_table(q) + _target_table(q) + _per_seed_table(q)
-        key = (q["device"], q["precision"], q["variant"])
+        key = (q.device, q.precision, q.variant)
         if key in drawn:
             out += [f"![validation F1 over steps, {_title(q)}]({drawn[key]})", ""]
     return out
@@ -173,7 +174,7 @@ def _draw_curves(plt, curves: dict, by_loop: dict, key: tuple, out_md) -> str:
 def plots(ctx: Context, plt) -> dict:
     """Per seed group with per-pair predictions and evaluation curves: validation F1 over the steps,
     one line per loop (mean over seeds) with a band from its lowest to its highest seed."""
-    wanted = {(q["device"], q["precision"], q["variant"]) for q in ctx.quality}
+    wanted = {(q.device, q.precision, q.variant) for q in ctx.quality}
     made = {}
     for key, by_loop in seed_groups(ctx.main).items():
         curves = f1_curves(by_loop) if key in wanted else {}

@@ -1,0 +1,115 @@
+"""The nested groups of a record: each a dataclass, on disk the JSON object of its set fields."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from bench.config import ConfigError
+
+
+class ResultsFileError(ConfigError):
+    """results.jsonl cannot be trusted as it is; the message names the file and line."""
+
+
+class _Group:
+    """A nested group of a record: built from its JSON object (unknown keys refused, so nothing is
+    silently dropped), written back as the object of its set fields."""
+
+    @classmethod
+    def coerce(cls, value):
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            if not value:
+                return None
+            unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
+            if unknown:
+                raise ResultsFileError(f"not a bench record: {cls.__name__} has no field(s) {', '.join(unknown)}")
+            return cls(**value)
+        raise ResultsFileError(f"not a bench record: {cls.__name__} is {value!r}, not an object")
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass
+class Setup(_Group):
+    """Seconds before the first step: each part, and total_s of imports, model, data and the loop's own
+    setup; the harness's GEMM peak probe apart (not in the total)."""
+    imports_s: float | None = None
+    model_s: float | None = None
+    data_s: float | None = None
+    loop_setup_s: float | None = None
+    total_s: float | None = None
+    harness_peak_probe_s: float | None = None
+
+
+@dataclass
+class MachineLoad(_Group):
+    """Was the machine quiet (bench/machine.py)?  Other processes' CPU over the timed steps, load
+    averages, a GEMM probe before and after training."""
+    cores: int | None = None
+    loadavg_1m_start: float | None = None
+    loadavg_1m_end: float | None = None
+    gemm_gflops_before: float | None = None
+    gemm_gflops_after: float | None = None
+    others_cpu_cores: float | None = None
+    others_cpu_fraction: float | None = None
+    timed_window_s: float | None = None
+
+
+@dataclass
+class Failure(_Group):
+    """Why a cell failed: its kind (config, exception, diverged, would-time-out, timeout, killed, exit,
+    check, disk-full), the message, the process's last lines and each DDP rank's own error lines."""
+    kind: str = ""
+    message: str = ""
+    last_lines: list = field(default_factory=list)
+    rank_errors: list | None = None
+
+
+@dataclass
+class Baseline(_Group):
+    """The majority class of the validation labels and what predicting it for every pair scores."""
+    label: int = 0
+    accuracy: float = 0.0
+    f1: float = 0.0
+
+
+@dataclass
+class Model(_Group):
+    """The model a cell trained: as asked, where its weights and tokenizer came from, its size."""
+    name: str = ""
+    weights: str = ""
+    tokenizer: str = ""
+    n_params: int = 0
+    n_params_non_embedding: int = 0  # what the 6 N flops-per-token rule counts
+    num_layers: int = 0
+    hidden_size: int = 0
+    attn_implementation: str = ""
+    dropout: str = ""
+
+
+@dataclass
+class Predictions(_Group):
+    """Per validation pair, parallel lists sorted by index: the predicted and the reference label and
+    the positive-class probability (6 digits)."""
+    index: list = field(default_factory=list)
+    predicted: list = field(default_factory=list)
+    reference: list = field(default_factory=list)
+    prob_positive: list = field(default_factory=list)
+
+
+@dataclass
+class EvalPoint(_Group):
+    """One evaluation during training (--eval-every): after which step, wall seconds from the first step."""
+    step: int = 0
+    wall_s: float = 0.0
+    eval_f1: float = 0.0
+    eval_accuracy: float = 0.0
+
+
+# Each nested field and its type; eval_curve is a list of them.
+GROUPS = {"setup_s": Setup, "machine_load": MachineLoad, "failure": Failure, "eval_majority_baseline": Baseline,
+           "model": Model, "eval_predictions": Predictions}

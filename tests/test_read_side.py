@@ -1,0 +1,110 @@
+"""The read side's contracts: analysis and report read records by attribute, never by a field's
+name; every report section is one module listed once; one column registry drives the device
+tables, the CSV, the run's summary and ``bench compare``."""
+
+import ast
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.analysis import columns
+from bench.records import GROUPS, Record
+from bench.report.sections import SECTIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORD_FIELDS = {f.name for f in dataclasses.fields(Record)} | {
+    f.name for group in GROUPS.values() for f in dataclasses.fields(group)}
+
+
+def _string_lookups(path: Path) -> list[str]:
+    """Each `x["field"]`, `x.get("field")` and `getattr(x, "field")` of a record field in a module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        key = None
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            key = node.slice.value
+        elif isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            at = {"get": 0, "getattr": 1, "hasattr": 1}.get(name)
+            if at is not None and len(node.args) > at and isinstance(node.args[at], ast.Constant):
+                key = node.args[at].value
+        if isinstance(key, str) and key in RECORD_FIELDS:
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {key!r}")
+    return found
+
+
+def test_no_record_field_is_looked_up_by_string_in_analysis_or_report():
+    modules = sorted((ROOT / "bench" / "analysis").rglob("*.py")) + sorted((ROOT / "bench" / "report").rglob("*.py"))
+    assert len(modules) > 10
+    found = [hit for path in modules for hit in _string_lookups(path)]
+    assert not found, "record fields looked up by name (read them as attributes):\n" + "\n".join(found)
+
+
+def test_the_lookup_check_finds_a_lookup(tmp_path):
+    """The check above can fail: a module that reads a record as a dict is caught, all three ways."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f(r):\n    return r['samples_per_s'], r.get('eval_f1'), getattr(r, 'total_s')\n")
+    assert len(_string_lookups_at(bad)) == 3
+
+
+def _string_lookups_at(path: Path) -> list[str]:
+    global ROOT
+    saved, ROOT = ROOT, path.parent
+    try:
+        return _string_lookups(path)
+    finally:
+        ROOT = saved
+
+
+def test_every_section_is_one_module_with_its_lines():
+    names = [s.__name__ for s in SECTIONS]
+    assert len(set(names)) == len(names) and all(n.startswith("bench.report.") for n in names)
+    for section in SECTIONS:
+        assert callable(section.lines), section.__name__
+        assert not hasattr(section, "plots") or callable(section.plots), section.__name__
+        assert Path(section.__file__).parent == ROOT / "bench" / "report"
+
+
+@pytest.fixture
+def records(tmp_path):
+    from tests.test_report import rec
+
+    out = []
+    for loop, sps in (("manual", 10.0), ("trainer", 9.0)):
+        r = rec(loop, sps=sps)
+        r.padding_fraction = 0.25 if loop == "manual" else 0.5
+        out.append(Record.from_dict(json.loads(r.to_json())))
+    return out
+
+
+def test_a_column_for_a_record_field_is_one_registry_line(records, tmp_path, monkeypatch):
+    """Adding `padding_fraction` to COLUMNS puts it in the device table, the CSV and compare's
+    columns, with its label, format and aggregation, and nowhere else is touched."""
+    from bench.report import render
+    from bench.report.cells_csv import csv_rows
+
+    padding = columns.Column("padding_fraction", "padding", lambda r: r.padding_fraction, "{:.1%}",
+                             better=columns.LOWER, shows=frozenset({columns.TABLE, columns.CSV}))
+    before = render(records, tmp_path / "before.md")
+    assert "| padding |" not in before
+    monkeypatch.setattr(columns, "COLUMNS", columns.COLUMNS + (padding,))
+    after = render(records, tmp_path / "after.md")
+    header = next(line for line in after.splitlines() if line.startswith("| loop | precision | samples/s"))
+    assert header.endswith("| padding |")
+    assert any(line.startswith("| manual | fp32 |") and line.endswith("| 25.0% |") for line in after.splitlines())
+    assert [row["padding_fraction"] for row in csv_rows(records)] == [0.25, 0.5]
+
+
+def test_the_summary_and_compare_draw_their_columns_from_the_registry(records):
+    from bench.analysis.compare import ratio_columns
+    from bench.report.summary import summary_table
+
+    header = summary_table(records).splitlines()[0]
+    for column in columns.shown_in(columns.SUMMARY):
+        assert f" {column.label} " in header
+    assert {c.name for c in ratio_columns()} == {c.name for c in columns.shown_in(columns.COMPARE)} - {"eval_f1"}
+    for column in columns.COLUMNS:  # each declares which way is better where it is a figure to compare
+        assert column.better in ("", columns.HIGHER, columns.LOWER)
+        assert columns.COMPARE not in column.shows or column.better
