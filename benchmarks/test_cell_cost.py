@@ -55,9 +55,9 @@ def measure(out: Path, max_steps: int, eval_samples: int | None = None, glue_dir
     sweep_s = time.time() - t0
     if done.returncode != 0:
         raise RuntimeError(f"the sweep failed ({done.returncode}): {done.stderr[-2000:]}")
-    records = [r for r in read_records(out) if r["status"] == "ok"]
-    fixed = {r["loop"]: fixed_cost_s(r) for r in records}
-    timed = sum(r["timed_s"] for r in records)
+    records = [r for r in read_records(out) if r.status == "ok"]
+    fixed = {r.loop: fixed_cost_s(r) for r in records}
+    timed = sum(r.timed_s for r in records)
     return {
         "command": " ".join(argv[1:]),
         "cells": len(records),
@@ -67,11 +67,11 @@ def measure(out: Path, max_steps: int, eval_samples: int | None = None, glue_dir
         # The first figure (6.2 s on a 2-core Zen 5 before the cuts), computable from any record:
         # process_wall_s - train_wall_s - eval_s (train_wall_s holds the steps and in-training evaluations).
         "process_minus_train_eval_s_median": statistics.median(
-            r["process_wall_s"] - r["train_wall_s"] - r["eval_s"] for r in records),
-        "process_wall_s_median": statistics.median(r["process_wall_s"] for r in records),
-        "parts_s_median": {k: statistics.median(r["wall_s"][k] for r in records) for k, _ in PARTS},
-        "after_record_s_median": statistics.median(r["wall_s"].get("after_record_s", 0.0) for r in records),
-        "named_share_min": min(named_s(r["wall_s"]) / r["process_wall_s"] for r in records),
+            r.process_wall_s - r.train_wall_s - r.eval_s for r in records),
+        "process_wall_s_median": statistics.median(r.process_wall_s for r in records),
+        "parts_s_median": {k: statistics.median(r.wall_s[k] for r in records) for k, _ in PARTS},
+        "after_record_s_median": statistics.median(r.wall_s.get("after_record_s", 0.0) for r in records),
+        "named_share_min": min(named_s(r.wall_s) / r.process_wall_s for r in records),
         "timed_steps_s": timed,
         "sweep_wall_s": sweep_s,
         "timed_share": timed / sweep_s,

@@ -108,3 +108,42 @@ def test_the_summary_and_compare_draw_their_columns_from_the_registry(records):
     for column in columns.COLUMNS:  # each declares which way is better where it is a figure to compare
         assert column.better in ("", columns.HIGHER, columns.LOWER)
         assert columns.COMPARE not in column.shows or column.better
+
+
+def _seeded(loop, seed, step_s_mean, flip="", **run):
+    from tests.test_report import rec
+
+    r = rec(loop, sps=10.0)
+    r.config["run"].update(defaults="native", seed=seed, flip=flip, **run)
+    r.seed, r.step_s_mean = seed, step_s_mean
+    r.cell_id = f"{loop}-{seed}-{flip}"
+    return Record.from_dict(json.loads(r.to_json()))
+
+
+def test_explain_pairs_each_flip_with_the_base_cells_of_its_own_seed(tmp_path):
+    """Under --seeds, a flip at seed 2 is measured against seed 2's cells, never seed 1's: each seed
+    gets its own explanation, said per seed in the report."""
+    from bench.analysis.explain import explain_rows, flip_label
+    from bench.report import render
+
+    flip = flip_label("manual", "trainer", "max_grad_norm")
+    records = []
+    for seed, (base, flipped) in ((1, (0.100, 0.110)), (2, (0.200, 0.260))):
+        records += [_seeded("manual", seed, base), _seeded("trainer", seed, base + 0.05, max_grad_norm=1.0),
+                    _seeded("manual", seed, flipped, flip=flip, max_grad_norm=1.0)]
+    found = explain_rows(records)
+    assert [(e.seed, e.cell_a.seed, e.cell_b.seed) for e in found] == [(1, 1, 1), (2, 2, 2)]
+    assert [round(e.effects[0].effect_s, 6) for e in found] == [0.01, 0.06]
+    text = render(records, tmp_path / "report.md")
+    assert "### cpu / fp32 / seed 1: manual → trainer" in text and "### cpu / fp32 / seed 2: manual → trainer" in text
+
+
+def test_compare_says_the_seed_of_each_row_of_a_seeds_sweep(tmp_path):
+    from bench.report.compare import render
+
+    records = [_seeded(loop, seed, 0.1) for loop in ("manual", "trainer") for seed in (1, 2)]
+    text, cmp = render(records, records, ("a", "b"), set(), None)
+    assert [(r.loop, r.seed) for r in cmp.rows] == [("manual", 1), ("trainer", 1), ("manual", 2), ("trainer", 2)]
+    assert "| loop | device | precision | seed |" in text and "| manual | cpu | fp32 | 2 |" in text
+    one_seed = [r for r in records if r.seed == 1]
+    assert "| seed |" not in render(one_seed, one_seed, ("a", "b"), set(), None)[0]

@@ -94,6 +94,7 @@ class CompareRow:
     loop: str
     device: str
     precision: str
+    seed: int | None  # the run config's seed (a --seeds sweep compares seed by seed)
     a: dict  # column name -> A's value, for every compare column
     b: dict
     ratios: dict  # column name -> B over A (columns with a better direction, quality aside)
@@ -119,7 +120,7 @@ def row(a: CellStats, b: CellStats) -> CompareRow:
     vb = {c.name: c.value(b) for c in shown_in(COMPARE)}
     ratios = {c.name: _ratio(va[c.name], vb[c.name]) for c in ratio_columns()}
     busy = a.busy or b.busy
-    return CompareRow(loop=a.loop, device=a.device, precision=a.precision, a=va, b=vb, ratios=ratios, paired=paired,
+    return CompareRow(loop=a.loop, device=a.device, precision=a.precision, seed=a.seed, a=va, b=vb, ratios=ratios, paired=paired,
                       busy=busy, verdict=verdict(ratios[SAMPLES_PER_S.name], paired, busy))
 
 

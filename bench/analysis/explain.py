@@ -79,6 +79,7 @@ class Explained:
     """One device/precision/pair of loops: the base cells, the effects, what is left unexplained."""
     device: str
     precision: str
+    seed: int | None  # both base cells' (the flips inherit it)
     a: str
     b: str
     cell_a: CellStats
@@ -99,11 +100,17 @@ def _native_cells(cells: list[CellStats], loop: str) -> list[CellStats]:
     return sorted(found, key=lambda c: c.run.defaults != "native")
 
 
+def _where(c: CellStats) -> tuple:
+    """What a flip and its base cells share: the device, the precision and the seed (at another seed
+    the head, the order and the dropout differ, so a step's time and loss are not paired)."""
+    return c.device, c.precision, c.seed
+
+
 def base_pairs(cells: list[CellStats], a: str, b: str) -> list[tuple[CellStats, CellStats]]:
-    """(A's cell, B's cell) per device and precision, both without a flip."""
+    """(A's cell, B's cell) per device, precision and seed, both without a flip."""
     pairs = []
     for ca in _native_cells(cells, a):
-        cb = next((c for c in _native_cells(cells, b) if (c.device, c.precision) == (ca.device, ca.precision)), None)
+        cb = next((c for c in _native_cells(cells, b) if _where(c) == _where(ca)), None)
         if cb is not None:
             pairs.append((ca, cb))
     if not pairs:
@@ -229,18 +236,19 @@ def explain_rows(records: list[Record]) -> list[Explained]:
     cells = cells_of(records)
     flips = [c for c in cells if parse_flip(c.run.flip)]
     out = []
-    for device, precision, a, b in dict.fromkeys((c.device, c.precision, *parse_flip(c.run.flip)[:2]) for c in flips):
+    for where, a, b in dict.fromkeys((_where(c), *parse_flip(c.run.flip)[:2]) for c in flips):
         try:
-            ca, cb = next((x, y) for x, y in base_pairs(cells, a, b) if (x.device, x.precision) == (device, precision))
+            ca, cb = next((x, y) for x, y in base_pairs(cells, a, b) if _where(x) == where)
         except (StopIteration, ConfigError):
             continue
+        device, precision, seed = where
         step = (lambda r: r.step_s_mean)
         step_a, step_b = ca.median(step), cb.median(step)
-        found = Explained(device=device, precision=precision, a=a, b=b, cell_a=ca, cell_b=cb, step_a_s=step_a,
+        found = Explained(device=device, precision=precision, seed=seed, a=a, b=b, cell_a=ca, cell_b=cb, step_a_s=step_a,
                           step_b_s=step_b, total_s=step_b - step_a if step_a and step_b else None,
                           parity_ab=_parity(ca, cb), differences=differences(ca, cb))
         for c in flips:
-            if (c.device, c.precision, *parse_flip(c.run.flip)[:2]) != (device, precision, a, b):
+            if (_where(c), *parse_flip(c.run.flip)[:2]) != (where, a, b):
                 continue
             row = _effect(c, ca, cb, a, b, step_a)
             if row.setting == ALL:

@@ -36,7 +36,7 @@ def plan_flips(records: list[Record], a: str, b: str, repeats: int | None = None
     found, per_repeat = [], {}
     for ca, cb in base_pairs(cells_of(records), a, b):
         diff = differences(ca, cb)
-        found.append({"device": ca.device, "precision": ca.precision, "differences": diff})
+        found.append({"device": ca.device, "precision": ca.precision, "seed": ca.seed, "differences": diff})
         config = ca.ok[0].config or {}
         for loop, run in _planned(a, b, diff, ca.run, cb.run):
             run.validate()

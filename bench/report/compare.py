@@ -35,11 +35,13 @@ def _differs_line(records_a: list[Record], records_b: list[Record], cmp: Compari
 def _table(cmp: Comparison) -> list[str]:
     ratios = ratio_columns()
     sps = SAMPLES_PER_S.name
-    header = (["loop", "device", "precision", f"{SAMPLES_PER_S.label} A", f"{SAMPLES_PER_S.label} B"]
+    seeds = len({r.seed for r in cmp.rows}) > 1  # a --seeds sweep: which seed each row is
+    header = (["loop", "device", "precision", *(["seed"] if seeds else []), f"{SAMPLES_PER_S.label} A",
+               f"{SAMPLES_PER_S.label} B"]
               + [f"{c.label} B/A" for c in ratios] + [f"{EVAL_F1.label} A → B", "verdict"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in cmp.rows:
-        cells = [r.loop, r.device, r.precision, f(r.a[sps]), f(r.b[sps])]
+        cells = [r.loop, r.device, r.precision, *([str(r.seed)] if seeds else []), f(r.a[sps]), f(r.b[sps])]
         cells += [f(r.ratios[c.name], "{:.3f}") for c in ratios]
         cells += [f"{f(r.a[EVAL_F1.name], EVAL_F1.fmt)} → {f(r.b[EVAL_F1.name], EVAL_F1.fmt)}", r.verdict]
         lines.append("| " + " | ".join(cells) + " |")

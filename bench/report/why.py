@@ -20,9 +20,14 @@ def _ms(v) -> str:
     return "-" if v is None else f"{v * 1000:+.1f}"
 
 
-def _effects(e: Explained) -> list[str]:
+def _seed_said(ctx: Context, e: Explained) -> str:
+    """" / seed N" where flips ran at more than one seed (each seed's flips pair with its own cells)."""
+    return f" / seed {e.seed}" if len({x.seed for x in ctx.explained}) > 1 else ""
+
+
+def _effects(e: Explained, seed_said: str) -> list[str]:
     a, b = e.a, e.b
-    lines = [f"### {e.device} / {e.precision}: {a} → {b}", "",
+    lines = [f"### {e.device} / {e.precision}{seed_said}: {a} → {b}", "",
              f"Mean step: {a} {f(e.step_a_s and e.step_a_s * 1000)} ms, {b} "
              f"{f(e.step_b_s and e.step_b_s * 1000)} ms: {_ms(e.total_s)} ms to explain.", "",
              "| difference | values (" + a + " → " + b + ") | flipped in | effect ms/step | runs | verdict | phase | "
@@ -63,10 +68,10 @@ def lines(ctx: Context) -> list[str]:
     out = [f"## {HEADING}", "", INTRO, ""]
     drawn = ctx.plots_of(__name__)
     for e in ctx.explained:
-        out += _effects(e) + _lists(e)
-        key = (e.device, e.precision, e.a, e.b)
+        out += _effects(e, _seed_said(ctx, e)) + _lists(e)
+        key = (e.device, e.precision, e.seed, e.a, e.b)
         if key in drawn:
-            out += [f"![why {e.a} and {e.b} differ, {e.device} / {e.precision}]({drawn[key]})", ""]
+            out += [f"![why {e.a} and {e.b} differ, {e.device} / {e.precision}{_seed_said(ctx, e)}]({drawn[key]})", ""]
     return out
 
 
@@ -94,6 +99,7 @@ def plots(ctx: Context, plt) -> dict:
         ax.set_ylabel("ms per optimizer step (mean)")
         ax.set_title(f"{e.a} → {e.b}, {e.device} / {e.precision}: what each difference adds")
         fig.tight_layout()
-        made[(e.device, e.precision, e.a, e.b)] = plotting.save(
-            plt, fig, plotting.png(ctx.out_md, e.device, e.precision, e.a, e.b, "why"))
+        seed = [f"seed{e.seed}"] if _seed_said(ctx, e) else []
+        made[(e.device, e.precision, e.seed, e.a, e.b)] = plotting.save(
+            plt, fig, plotting.png(ctx.out_md, e.device, e.precision, *seed, e.a, e.b, "why"))
     return made
