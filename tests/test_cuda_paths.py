@@ -234,8 +234,8 @@ def test_records_say_which_clock_the_split_is_on(cli_record, tmp_path):
     assert PhaseClock(DEVICES["cuda"]).clock_name() == "device-timeline"
     # The report says what the device timeline means for `data`, where a cell is on it, and shows
     # the GPU's energy per sample where a cell has it.
-    gpu = dict(r, device="cuda", phase_clock="device-timeline", cell_id="manual-cuda-fp32-0", joules_per_sample=0.25,
-               config=dict(r.config, device="cuda"))
+    gpu = dict(r.to_dict(), device="cuda", phase_clock="device-timeline", cell_id="manual-cuda-fp32-0",
+               joules_per_sample=0.25, config=dict(r.config, device="cuda"))
     (tmp_path / "results.jsonl").write_text((out / "results.jsonl").read_text())
     cpu_only = render(read_records(tmp_path), tmp_path / "cpu.md")
     assert "device-timeline" not in cpu_only.split(f"## {PHASE_HEADING}")[1] and "J/sample" not in cpu_only

@@ -147,3 +147,16 @@ def test_compare_says_the_seed_of_each_row_of_a_seeds_sweep(tmp_path):
     assert "| loop | device | precision | seed |" in text and "| manual | cpu | fp32 | 2 |" in text
     one_seed = [r for r in records if r.seed == 1]
     assert "| seed |" not in render(one_seed, one_seed, ("a", "b"), set(), None)[0]
+
+
+def test_a_new_section_is_one_file_and_one_line_in_sections(records, tmp_path, monkeypatch):
+    from bench.report import render, sections
+    from tests.helpers import sample_section
+
+    for r in records:
+        r.timed_steps = 2
+    monkeypatch.setattr(sections, "SECTIONS", sections.SECTIONS[:-1] + (sample_section, sections.SECTIONS[-1]))
+    text = render(records, tmp_path / "report.md")
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings[-2:] == [f"## {sample_section.HEADING}", "## Skipped and failed cells"]
+    assert "- manual: 2\n- trainer: 2" in text

@@ -7,7 +7,7 @@ from pathlib import Path
 from bench.records import Record
 from bench.report.context import Context
 from bench.report.plotting import pyplot
-from bench.report.sections import SECTIONS
+from bench.report import sections
 
 
 def render(records: list[Record], out_md: Path) -> str:
@@ -17,10 +17,10 @@ def render(records: list[Record], out_md: Path) -> str:
     out_md.parent.mkdir(parents=True, exist_ok=True)
     ctx = Context.of(records, out_md)
     plt = pyplot()
-    for section in SECTIONS:
+    for section in sections.SECTIONS:
         if hasattr(section, "plots"):
             ctx.plots[section.__name__] = section.plots(ctx, plt)
-    text = "\n".join(line for section in SECTIONS for line in section.lines(ctx)).rstrip() + "\n"
+    text = "\n".join(line for section in sections.SECTIONS for line in section.lines(ctx)).rstrip() + "\n"
     write_atomic(out_md, text)  # a full disk or a kill leaves the old report, never half of one
     return text
 
