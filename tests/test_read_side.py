@@ -74,27 +74,27 @@ def records(tmp_path):
     out = []
     for loop, sps in (("manual", 10.0), ("trainer", 9.0)):
         r = rec(loop, sps=sps)
-        r.padding_fraction = 0.25 if loop == "manual" else 0.5
+        r.padding_fraction, r.step_s_mean = (0.25, 0.8125) if loop == "manual" else (0.5, 0.9)
         out.append(Record.from_dict(json.loads(r.to_json())))
     return out
 
 
 def test_a_column_for_a_record_field_is_one_registry_line(records, tmp_path, monkeypatch):
-    """Adding `padding_fraction` to COLUMNS puts it in the device table, the CSV and compare's
-    columns, with its label, format and aggregation, and nowhere else is touched."""
+    """Adding a column for `step_s_mean` to COLUMNS puts it in the device table and the CSV, with its
+    label, format, scale and aggregation, and nowhere else is touched."""
     from bench.report import render
     from bench.report.cells_csv import csv_rows
 
-    padding = columns.Column("padding_fraction", "padding", lambda r: r.padding_fraction, "{:.1%}",
-                             better=columns.LOWER, shows=frozenset({columns.TABLE, columns.CSV}))
+    mean = columns.Column("step_s_mean", "step mean ms", lambda r: r.step_s_mean, better=columns.LOWER, unit="s",
+                          scale=1000, shows=columns.TABLE_CSV)
     before = render(records, tmp_path / "before.md")
-    assert "| padding |" not in before
-    monkeypatch.setattr(columns, "COLUMNS", columns.COLUMNS + (padding,))
+    assert "| step mean ms |" not in before
+    monkeypatch.setattr(columns, "COLUMNS", columns.COLUMNS + (mean,))
     after = render(records, tmp_path / "after.md")
     header = next(line for line in after.splitlines() if line.startswith("| loop | precision | samples/s"))
-    assert header.endswith("| padding |")
-    assert any(line.startswith("| manual | fp32 |") and line.endswith("| 25.0% |") for line in after.splitlines())
-    assert [row["padding_fraction"] for row in csv_rows(records)] == [0.25, 0.5]
+    assert header.endswith("| step mean ms |")
+    assert any(line.startswith("| manual | fp32 |") and line.endswith("| 812.5 |") for line in after.splitlines())
+    assert [row["step_s_mean"] for row in csv_rows(records)] == [0.8125, 0.9]
 
 
 def test_the_summary_and_compare_draw_their_columns_from_the_registry(records):

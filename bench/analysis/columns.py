@@ -4,9 +4,10 @@ better and how it aggregates over a cell's repeats.
 
 A column for an existing record field is one line in ``COLUMNS``::
 
-    Column("padding_fraction", "padding", lambda r: r.padding_fraction, "{:.1%}", better=LOWER),
+    Column("padding_fraction", "padding", lambda r: r.padding_fraction, "{:.1%}", better=LOWER, shows=TABLE_CSV),
 
-and it appears in the device tables and the CSV.  ``shows`` says where a column appears: ``table``
+and it appears in the device tables and the CSV (that line is in ``COLUMNS``: the padded tokens'
+share that carried no text, which ``group_by_length`` and ``pad_to_multiple_of`` move).  ``shows`` says where a column appears: ``table``
 (the report's per-device table), ``csv``, ``summary`` (the table a run prints, one row per record)
 and ``compare`` (B over A).  A column whose value needs the cell's neighbours (the speed-up over the
 device's manual fp32 cell, MFU over the device's peak) reads them from a ``TableContext``.
@@ -25,6 +26,7 @@ from bench.records import Record
 HIGHER, LOWER = "higher", "lower"
 TABLE, CSV, SUMMARY, COMPARE = "table", "csv", "summary", "compare"
 EVERYWHERE = frozenset({TABLE, CSV, SUMMARY})
+TABLE_CSV = frozenset({TABLE, CSV})
 
 
 def first(values: list):
@@ -134,6 +136,7 @@ COLUMNS: tuple[Column, ...] = (
            shows=frozenset({TABLE, CSV})),
     Column("speed_up", "speed-up", derive=_speed_up, fmt="{:.2f}×", better=HIGHER, shows=frozenset({TABLE, CSV})),
     Column("real_tokens_per_s", "real tok/s", lambda r: r.real_tokens_per_s, "{:.0f}", better=HIGHER, unit="tokens/s"),
+    Column("padding_fraction", "padding", lambda r: r.padding_fraction, "{:.1%}", better=LOWER, shows=TABLE_CSV),
     STEP_S_P50,
     Column("step_s_p90", "step p90 ms", lambda r: r.step_s_p90, better=LOWER, unit="s", scale=1000,
            shows=frozenset({TABLE, CSV})),
