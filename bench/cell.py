@@ -1,7 +1,9 @@
 """Run one cell (loop x device x precision) and turn it into a Record.
 
 ``run_cell`` runs in the calling process (the tests use it directly); ``python -m bench.cell
-CELL.json RESULT.json`` is how a sweep runs each cell in a fresh process of its own.
+CELL.json RESULT.json`` is how a sweep runs each cell in a fresh process of its own.  What the cell
+does between its start and its record is in two steps of their own: ``bench/cellrun.py`` (setup
+and the loop's run) and ``bench/cellrecord.py`` (the record, with DDP ranks merged).
 """
 
 from __future__ import annotations
