@@ -1,13 +1,13 @@
 """Command line: ``python -m bench run | report | compare | explain | env | inspect``.
 
-Parsing imports nothing heavy, so ``--help`` and bad input answer at once.
+This module only builds the parser (one builder per subcommand, and per option group of ``run``)
+and hands the parsed arguments to the subcommand's function (``bench/commands/``).  Parsing
+imports nothing heavy, so ``--help`` and bad input answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import shlex
 import signal
 import sys
 from pathlib import Path
@@ -17,6 +17,7 @@ from bench.argtypes import _seed_list
 from bench import __version__
 from bench.config import (ADAMW_IMPLS, ATTN_IMPLS, DEVICES, LOOP_NAMES, PRECISIONS, PRESETS, SCHEDULERS,
                           ConfigError, RunConfig)
+from bench.commands.run import plan_from_args  # noqa: F401  (the command line up to its plan; tests use it here)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,7 +39,6 @@ class _DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
-    d = RunConfig()
     parser = _Parser(
         prog=prog,
         description="Fine-tune BERT on GLUE MRPC with five loops (a manual PyTorch loop, an Accelerate loop, the "
@@ -46,10 +46,27 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
                     "JSONL, reports to Markdown.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,compare,explain,env,inspect}")
+    for add in (_add_run, _add_report, _add_compare, _add_explain, _add_env, _add_inspect):
+        add(sub)
+    return parser
 
+
+def _add_run(sub) -> None:
+    d = RunConfig()
     run = sub.add_parser("run", help="train and measure a matrix of cells (loop x device x precision)",
                          formatter_class=_DefaultsOnce)
-    m = run.add_argument_group("matrix")
+    _run_matrix(run.add_argument_group("matrix"))
+    _run_model_and_data(run.add_argument_group("model and data"), d)
+    _run_hyperparameters(run.add_argument_group("hyperparameters (defaults: the tutorial's)"), d)
+    _run_fast_path(run.add_argument_group(
+        "fast path (each recorded in the cell config; default: the tutorial's settings)"), d)
+    _run_time_to_accuracy(run.add_argument_group("time to accuracy"))
+    _run_measurement(run.add_argument_group("measurement and control"), d)
+    _run_recipes(run.add_argument_group("recipes"))
+
+
+def _run_matrix(m) -> None:
+    """Which cells: loops x devices x precisions, repeats, processes and nodes."""
     m.add_argument("--loops", type=_choice_list(LOOP_NAMES, "loop"), default="all",
                    help=f"all, or a comma list of: {', '.join(LOOP_NAMES)}")
     m.add_argument("--device", type=_choice_list(DEVICES, "device"), default="cpu",
@@ -63,7 +80,10 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     m.add_argument("--node-rank", type=_non_negative_int, default=0, help="this node's rank (multi-node)")
     m.add_argument("--master-addr", default="127.0.0.1", help="address of node 0 (multi-node)")
     m.add_argument("--master-port", type=_positive_int, default=29500, help="port on node 0 (multi-node)")
-    w = run.add_argument_group("model and data")
+
+
+def _run_model_and_data(w, d: RunConfig) -> None:
+    """The model and the MRPC pairs it trains and is evaluated on."""
     w.add_argument("--model", default=d.model,
                    help="a Hub id, a local model folder, or an alias: minilm-l6 (packaged, offline), tiny (random, tests)")
     w.add_argument("--no-weights", action="store_true", help="random weights from the model's config (throughput only)")
@@ -71,7 +91,10 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
                    help="local copy of the Hub repo nyu-mll/glue (default: $BENCH_GLUE_DIR, else the Hub)")
     w.add_argument("--train-samples", type=_positive_int, default=None, help="use the first N training pairs")
     w.add_argument("--eval-samples", type=_positive_int, default=None, help="use the first N validation pairs")
-    h = run.add_argument_group("hyperparameters (defaults: the tutorial's)")
+
+
+def _run_hyperparameters(h, d: RunConfig) -> None:
+    """The training hyperparameters, the tutorial's by default."""
     h.add_argument("--batch-size", type=_positive_int_list, default=None,
                    help=f"per-process batch size, or a comma list to sweep (default {d.batch_size})")
     h.add_argument("--lr", type=_positive_float, default=d.lr, help="AdamW learning rate, peak of the schedule")
@@ -101,7 +124,10 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
                             "across seeds (--repeats repeats one seed, for timing noise)")
     h.add_argument("--eval-batch-size", type=_positive_int, default=d.eval_batch_size,
                    help="batch size of the validation pass")
-    f = run.add_argument_group("fast path (each recorded in the cell config; default: the tutorial's settings)")
+
+
+def _run_fast_path(f, d: RunConfig) -> None:
+    """The fast-path options, each recorded in the cell's config."""
     f.add_argument("--preset", type=_choice_list(("tutorial",) + PRESETS, "preset"), default=None,
                    help=f"{', '.join(('tutorial',) + PRESETS)}, or a comma list of them to run side by side. fast: "
                         "the fastest measured combination of the options below for each device (flags given win); "
@@ -112,11 +138,17 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     f.add_argument("--attn", choices=ATTN_IMPLS, default=None, help=f"attention kernel (default {d.attn})")
     f.add_argument("--num-workers", type=_non_negative_int, default=None, help="DataLoader workers (default 0)")
     f.add_argument("--pin-memory", action="store_true", default=None, help="pinned host memory for batches")
-    t = run.add_argument_group("time to accuracy")
+
+
+def _run_time_to_accuracy(t) -> None:
+    """Evaluation during training, and the F1 whose first reaching is timed."""
     t.add_argument("--eval-every", type=_positive_int, default=None,
                    help="evaluate every K optimizer steps (excluded from throughput, included in time-to-accuracy)")
     t.add_argument("--target-f1", type=_fraction, default=None, help="record the wall time until validation F1 first reaches this")
-    x = run.add_argument_group("measurement and control")
+
+
+def _run_measurement(x, d: RunConfig) -> None:
+    """How cells are timed, where their records go, and what stops a cell."""
     x.add_argument("--timing-warmup", type=_non_negative_int, default=d.timing_warmup,
                    help="first optimizer steps left out of the timing (not the learning-rate warm-up)")
     x.add_argument("--parity", action="store_true",
@@ -137,7 +169,10 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
                    help="no progress bars (there are none anyway when stderr is not a terminal)")
     x.add_argument("--in-process", action="store_true",
                    help="run cells in this process (faster start, no isolation: for debugging)")
-    c = run.add_argument_group("recipes")
+
+
+def _run_recipes(c) -> None:
+    """A whole run as one TOML or JSON file."""
     c.add_argument("--config", metavar="FILE", default=None,
                    help="read options from a TOML or JSON file: its keys are this command's flags without the "
                         "dashes (max-grad-norm = 1.0, loops = [\"manual\", \"trainer\"]); flags given on the "
@@ -145,12 +180,18 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     c.add_argument("--print-config", action="store_true",
                    help="print the resolved options as such a TOML file and exit without running")
 
+
+def _add_report(sub) -> None:
+    """``bench report OUT``."""
     rep = sub.add_parser("report", help="render a Markdown report (with plots) from a results folder or file")
     rep.add_argument("results", help="OUT folder of a run, or its results.jsonl")
     rep.add_argument("-o", "--output", default=None, help="Markdown file to write (default: OUT/report.md)")
     rep.add_argument("--csv", metavar="FILE", default=None,
                      help="also write the flat per-cell table (one row per cell: medians over its repeats) as CSV")
 
+
+def _add_compare(sub) -> None:
+    """``bench compare A B``."""
     cmp_ = sub.add_parser("compare", help="two result folders cell by cell: ratios B/A and a noise-aware verdict",
                           description="Match the cells of two runs (same loop, device, precision, processes and "
                                       "training settings) and print B/A ratios of samples/s, step time, peak memory, "
@@ -165,6 +206,9 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
                       help="exit 1 if some cell's samples/s in B is more than PCT%% below A's (a CI gate)")
     cmp_.add_argument("-o", "--output", default=None, help="write the Markdown here instead of to stdout")
 
+
+def _add_explain(sub) -> None:
+    """``bench explain OUT --from A --to B``."""
     exp = sub.add_parser("explain", help="why two loops run with their own defaults differ: each difference flipped alone",
                          description="For the two loops' cells in OUT (made with `run --defaults native`), run A with "
                                      "each differing setting set to B's value, and each loop without its library's "
@@ -178,184 +222,22 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     exp.add_argument("--cell-timeout", type=_positive_float, default=None, help="seconds before a cell is killed")
     exp.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+
+def _add_env(sub) -> None:
+    """``bench env``."""
     env = sub.add_parser("env", help="versions, CPU model and flags, cores, memory, GPUs, load: paste it beside a figure")
     env.add_argument("--json", action="store_true",
                      help="one JSON object: torch.utils.collect_env's fields (driver, CUDA, cuDNN, NCCL where present) "
                           "and bench's own (CPU family/model and vector capability, loops installed, the environment "
                           "variables that change results)")
 
+
+def _add_inspect(sub) -> None:
+    """``bench inspect``."""
     ins = sub.add_parser("inspect", help="what the model and tokenizer look like: the tutorial's opening, made useful")
     ins.add_argument("--model", default="minilm-l6", help="Hub id, local folder, or alias (default: minilm-l6)")
     ins.add_argument("--sentence1", default="This is the first sentence.", help="first sentence of the pair to encode")
     ins.add_argument("--sentence2", default="This is the second one.", help="second sentence of the pair to encode")
-    return parser
-
-
-FAST_PATH_FLAGS = ("group_by_length", "pad_to_multiple_of", "compile", "attn", "num_workers", "pin_memory", "adamw")
-# Hyperparameters with no fast-path role that a loop's native defaults may set (loops/native.py).
-NATIVE_HYPERPARAMETERS = ("max_grad_norm", "weight_decay", "warmup_steps")
-
-
-def _run_configs(args) -> tuple[list[RunConfig], set[str]]:
-    """One run config per batch size; the fast-path fields the user set explicitly."""
-    from bench.data import resolve_glue_dir
-
-    fast = {k: getattr(args, k) for k in FAST_PATH_FLAGS if getattr(args, k) is not None}
-    # What the user set by flag: a preset leaves these alone, and they win over a loop's native
-    # defaults (--defaults native).  Only the fast-path ones are passed through ``fast``; the
-    # hyperparameters are passed by name below.
-    explicit = set(fast) | {k for k in ("batch_size", *NATIVE_HYPERPARAMETERS) if getattr(args, k) is not None}
-    d = RunConfig()
-    runs = []
-    for batch_size in args.batch_size or [RunConfig.batch_size]:  # validated with the plan
-        run = RunConfig(
-            model=args.model, no_weights=args.no_weights, glue_dir=resolve_glue_dir(args.glue_dir),
-            train_samples=args.train_samples, eval_samples=args.eval_samples,
-            lr=args.lr, batch_size=batch_size, epochs=args.epochs, max_steps=args.max_steps,
-            scheduler=args.scheduler,
-            warmup_steps=d.warmup_steps if args.warmup_steps is None else args.warmup_steps,
-            weight_decay=d.weight_decay if args.weight_decay is None else args.weight_decay, defaults=args.defaults,
-            max_grad_norm=args.max_grad_norm, grad_accum=args.grad_accum, seed=args.seed,
-            eval_batch_size=args.eval_batch_size, timing_warmup=args.timing_warmup, parity=args.parity, phases=args.phases,
-            eval_every=args.eval_every, target_f1=args.target_f1, peak_tflops=args.peak_tflops, **fast)
-        runs.append(run)
-    return runs, explicit
-
-
-def plan_from_args(args) -> tuple[list[RunConfig], list]:
-    """The command line's path up to the validated plan, touching neither data, model nor OUT: one
-    run config per batch size, and every cell of the matrix (each run config validated)."""
-    from bench.cell import skip_reason
-    from bench.plan import plan_cells
-    from bench.sweep import refuse_explicit
-
-    runs, explicit = _run_configs(args)
-    if args.node_rank >= args.nnodes:
-        raise ConfigError(f"--node-rank {args.node_rank} must be below --nnodes {args.nnodes}")
-    loops = _installed_loops(*args.loops)
-    devices, devices_explicit = args.device
-    precisions, precisions_explicit = args.precision
-    refuse_explicit(devices, precisions, devices_explicit, precisions_explicit, skip_reason, nproc=args.nproc)
-    presets = [None if name == "tutorial" else name for name in args.preset[0]] if args.preset else [None]
-    cells = plan_cells(loops, devices, precisions, runs, presets, repeats=args.repeats, nproc=args.nproc,
-                       nnodes=args.nnodes, explicit=explicit, seeds=args.seeds)
-    return runs, cells
-
-
-def cmd_run(args) -> int:
-    if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
-        raise ConfigError("give either --out or --resume OUT, not two different folders")
-    runs, cells = plan_from_args(args)
-    out = Path(args.resume or args.out or Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    if args.resume and not out.is_dir():
-        raise ConfigError(f"--resume {out}: no such folder")
-    if args.node_rank > 0:
-        # Another node: its ranks train, node 0 holds the lock and writes every record.
-        return _sweep(args, runs, cells, out, records=None)
-    from bench.outdir import OutLock, check_writable, recorded, remove_if_untouched
-
-    # The plan above refused what cannot run (--nproc past the cores among it) before OUT is made.
-    created = not out.exists()
-    check_writable(out)
-    lock = OutLock(out).acquire()
-    try:
-        return _sweep(args, runs, cells, out, records=recorded(out))
-    except ConfigError:
-        lock.release()
-        if created:  # a refused run leaves no empty OUT behind
-            remove_if_untouched(out)
-        raise
-    finally:
-        lock.release()
-
-
-def _installed_loops(names: list[str], explicit: bool) -> list[str]:
-    """The loops asked for that can run here: by name, a missing extra package is an error; through
-    ``all``, a loop whose package is missing is left out, and the run says so."""
-    import loops as registry
-
-    missing = {name: registry.missing_package(name) for name in names}
-    missing = {name: pkg for name, pkg in missing.items() if pkg}
-    if missing and explicit:
-        name, pkg = next(iter(missing.items()))
-        raise ConfigError(f"--loops {name}: needs the package {pkg!r}, not installed here (pip install -e \".[{pkg}]\")")
-    if missing:
-        print(f"bench: --loops all: leaving out {', '.join(missing)} (needs {', '.join(sorted(set(missing.values())))}, "
-              f"not installed: pip install -e \".[{'],['.join(sorted(set(missing.values())))}]\")", file=sys.stderr)
-    return [name for name in names if name not in missing]
-
-
-def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list[dict] | None) -> int:
-    """Check the plan's cells against OUT, run them, summarise.  ``records``: OUT's records (None on
-    a node other than 0, which writes nothing)."""
-    from bench.data import load_mrpc
-    from bench.machine import busy_now
-    from bench.models import check_model
-    from bench.outdir import check_comparable
-    from bench.records import read_records
-    from bench.records import latest_per_cell
-    from bench.report.summary import summary_table
-    from bench.sweep import run_sweep, training_share_line
-
-    run = runs[0]
-    # Fail fast, in one line, on what no cell could get past: the data and the model.
-    load_mrpc(run.glue_dir)
-    check_model(run)
-    if records is not None:
-        check_comparable(out, cells, records, resume=bool(args.resume))
-    rendezvous = None if args.nnodes == 1 else {"node_rank": args.node_rank, "master_addr": args.master_addr,
-                                                 "master_port": args.master_port}
-    command = shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]])
-    busy = busy_now()
-    if busy:
-        print(f"bench: warning: {busy}", file=sys.stderr)
-    print(f"{len(cells)} cells -> {out}/", file=sys.stderr)
-    made = run_sweep(cells, out, cell_timeout=args.cell_timeout, resume=bool(args.resume),
-              # Progress bars only on a terminal: piped or logged output gets no \r frames.
-              progress=not args.no_progress and sys.stderr.isatty(), command=command, isolate=not args.in_process, rendezvous=rendezvous,
-              write=records is not None,
-              memory_limit=None if args.cell_memory_limit is None else int(args.cell_memory_limit * 2**30))
-    if records is None:
-        return 0  # node 0 holds the records and the report
-    records = read_records(out)
-    print(summary_table(records))
-    from bench.report import render
-
-    try:
-        render(records, out / "report.md")  # written whatever the cells' outcome
-    except OSError as exc:  # every record is written already; only the report is missing
-        raise ConfigError(f"{exc.filename or out / 'report.md'}: the report cannot be written "
-                          f"({exc.strerror or exc}); the records are whole: run `bench report {out}` later") from None
-    print(f"report: {out / 'report.md'}", file=sys.stderr)
-    print(f"bench: {training_share_line(made, _process_age_s())}", file=sys.stderr)
-    wanted = {c.cell_id for c in cells}
-    latest = [r for r in latest_per_cell(records) if r.cell_id in wanted]
-    bad = [r for r in latest if r.status == "failed"]
-    missing = wanted - {r.cell_id for r in latest}
-    if run.parity and not parity_holds(latest):
-        return 1
-    return 1 if bad or missing else 0
-
-
-def _process_age_s() -> float:
-    """Seconds since this process began (its imports included): the sweep's wall clock."""
-    import time
-
-    import psutil
-
-    return time.time() - psutil.Process().create_time()
-
-
-def parity_holds(records: list) -> bool:
-    """Print each loop's largest step-wise relative loss difference against the manual loop; False
-    when two loops that train the same thing disagree.  Loops whose settings differ (their native
-    defaults) are not expected to agree: said, with the difference, and no failure."""
-    from bench.analysis import cells_of, parity_lines
-
-    ok, lines = parity_lines(cells_of(records))
-    for line in lines:
-        print(line)
-    return ok
 
 
 class Terminated(BaseException):
@@ -374,14 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if args.command == "run":
-            from bench import recipe
+            from bench.commands.run import run_command
 
-            if args.config:  # the file's options first, so that the command line's win
-                args = parser.parse_args(recipe.with_config(argv, args.config, recipe.run_parser(parser)))
-            if args.print_config:
-                print(recipe.to_toml(args, recipe.run_parser(parser)), end="")
-                return 0
-            return cmd_run(args)
+            return run_command(parser, argv, args)
         if args.command == "report":
             from bench.commands.report import cmd_report
 
@@ -395,11 +272,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return cmd_explain(args)
         if args.command == "env":
-            from bench.envinfo import cmd_env
+            from bench.commands.env import cmd_env
 
             return cmd_env(args)
         if args.command == "inspect":
-            from bench.inspect_model import cmd_inspect
+            from bench.commands.inspect import cmd_inspect
 
             return cmd_inspect(args)
     except ConfigError as exc:

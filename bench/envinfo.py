@@ -180,15 +180,3 @@ def describe_json() -> dict:
 
 _PACKAGES = ("torch", "transformers", "accelerate", "datasets", "evaluate", "lightning", "pandas", "tabulate",
              "pytest-benchmark")
-
-
-def cmd_env(args) -> int:
-    if getattr(args, "json", False):
-        import json
-
-        print(json.dumps(describe_json(), indent=2, sort_keys=True, default=str))
-        return 0
-    print("Copy and paste this into an issue or beside a figure you quote:\n")
-    for key, value in describe():
-        print(f"- {key}: {value}")
-    return 0

@@ -29,6 +29,9 @@ DATASHEET_TFLOPS = {
 DATASHEET_SMS = {"H100 SXM": 132, "H100 PCIe": 114, "H100 NVL": 132, "H200 SXM": 132, "H200 NVL": 132,
                  "A100": 108, "L40S": 142, "L40": 142, "L4": 58, "A10G": 80}
 
+# How a record says its peak was measured once per sweep by another cell and handed on (bench/sweep.py).
+HANDED = ", handed from cell "
+
 
 def partial_device(gpu_name: str, key: str, sm_count: int | None) -> str | None:
     """Why this GPU is not the whole datasheet part, or None: a MIG instance ("... MIG 3g.40gb", as

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -53,6 +54,18 @@ def disk_full(path: Path, exc: OSError, what: str = "") -> DiskFull:
                     f"{' (' + what + ')' if what else ''} ({free_space(folder)})")
 
 
+@contextlib.contextmanager
+def full_disk_said(path: Path):
+    """An ENOSPC / EDQUOT raised inside, once the caller's own clean-up has run, as one ``DiskFull``
+    line naming ``path``'s folder and its free space; any other error as it is."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in NO_SPACE:
+            raise disk_full(path, exc) from None
+        raise
+
+
 def refuse_link(path: Path) -> None:
     if os.path.islink(path):
         raise LinkRefused(f"{path} is a symbolic link (to {os.readlink(path)}); bench writes no file through a "
@@ -76,20 +89,19 @@ def append_line(path: Path, line: str) -> None:
     fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         size = os.fstat(fd).st_size
-        try:
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)")
-            os.fsync(fd)
-        except BaseException as exc:
+        with full_disk_said(path):
             try:
-                os.ftruncate(fd, size)
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)")
                 os.fsync(fd)
-            except OSError:
-                pass
-            if isinstance(exc, OSError) and exc.errno in NO_SPACE:
-                raise disk_full(path, exc) from None
-            raise
+            except BaseException:
+                try:
+                    os.ftruncate(fd, size)
+                    os.fsync(fd)
+                except OSError:
+                    pass
+                raise
     finally:
         os.close(fd)
 
@@ -100,28 +112,27 @@ def write_atomic(path: Path, data: bytes | str | None = None, writer=None) -> No
     path = Path(path)
     refuse_link(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if writer is None:
-            raw = data.encode("utf-8") if isinstance(data, str) else data
-            with os.fdopen(fd, "wb") as f:
-                f.write(raw)
-                f.flush()
-                os.fsync(f.fileno())
-        else:
-            os.close(fd)
-            writer(tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as exc:
+    with full_disk_said(path):
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
-            raise disk_full(path, exc) from None
-        raise
+            if writer is None:
+                raw = data.encode("utf-8") if isinstance(data, str) else data
+                with os.fdopen(fd, "wb") as f:
+                    f.write(raw)
+                    f.flush()
+                    os.fsync(f.fileno())
+            else:
+                os.close(fd)
+                writer(tmp)
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")

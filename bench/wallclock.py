@@ -14,8 +14,14 @@ It lies after ``process_wall_s`` and is not part of its sum.
 
 from __future__ import annotations
 
+import datetime as _dt
 import time
 from contextlib import contextmanager
+
+
+def utc_now() -> str:
+    """Now in UTC, to the second: a record's ``started_at`` and ``finished_at``, a log's headers."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 # In the order they happen; (key, what it is).
 PARTS = (

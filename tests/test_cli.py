@@ -124,7 +124,7 @@ def test_real_mrpc_is_the_hub_repos_text(real_glue_dir):
 
 
 def test_parser_defaults_are_the_tutorials():
-    from bench.cli import _run_configs
+    from bench.commands.run import _run_configs
 
     (run,), explicit = _run_configs(build_parser().parse_args(["run"]))
     assert (run.lr, run.batch_size, run.epochs, run.warmup_steps, run.weight_decay, run.seed) == (5e-5, 8, 3, 0, 0.0, 42)
@@ -134,14 +134,14 @@ def test_parser_defaults_are_the_tutorials():
 
 
 def test_batch_size_is_a_sweep_axis():
-    from bench.cli import _run_configs
+    from bench.commands.run import _run_configs
 
     runs, explicit = _run_configs(build_parser().parse_args(["run", "--batch-size", "8,16,32"]))
     assert [r.batch_size for r in runs] == [8, 16, 32] and "batch_size" in explicit
 
 
 def test_preset_fills_fast_path_per_device_and_explicit_flags_win():
-    from bench.cli import _run_configs
+    from bench.commands.run import _run_configs
     from bench.presets import PRESETS, apply_preset
 
     args = build_parser().parse_args(["run", "--preset", "tutorial,fast", "--adamw", "for-loop"])

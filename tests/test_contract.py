@@ -107,7 +107,7 @@ def test_the_registry_is_the_one_list_of_loops():
 
 
 def test_a_loop_whose_package_is_missing_is_left_out_of_all_and_refused_by_name(monkeypatch, capsys):
-    from bench.cli import _installed_loops
+    from bench.commands.run import _installed_loops
     from bench.config import ConfigError
 
     monkeypatch.setitem(loops.LOOPS, "imaginary", ("loops.imaginary_loop", "no_such_package_here"))

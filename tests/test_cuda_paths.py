@@ -58,7 +58,7 @@ def test_the_sweep_pins_a_single_process_gpu_cell_to_one_gpu(monkeypatch, tmp_pa
         def wait(self, timeout=None):
             return 2
 
-    monkeypatch.setattr(sweep.subprocess, "Popen", NoProcess)
+    monkeypatch.setattr("subprocess.Popen", NoProcess)  # how bench.isolated starts the cell
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     sweep.run_isolated(Cell("trainer", "cuda", "fp32", RunConfig(model="tiny")), None, False, "test")
     assert seen["env"]["CUDA_VISIBLE_DEVICES"] == "0"

@@ -730,16 +730,16 @@ def test_a_cell_past_its_memory_limit_is_stopped_and_recorded_out_of_memory(glue
 
 
 def test_a_kernel_oom_kill_is_recorded_as_out_of_memory(monkeypatch, tiny_run):
-    from bench import sweep
+    from bench import memwatch, sweep
 
     cell = Cell("manual", "cpu", "fp32", tiny_run(seed=4))  # the stand-in cell SIGKILLs itself
     # Without evidence of memory pressure, a SIGKILL stays a kill.
-    monkeypatch.setattr(sweep, "_oom_kills", lambda: 0)
+    monkeypatch.setattr(memwatch, "_oom_kills", lambda: 0)
     r = sweep.run_isolated(cell, 120, False, "", module="tests.helpers.misbehaving_cell")
     assert r.failure.kind == "killed" and "SIGKILL" in r.reason
     # The cgroup's count of kernel OOM kills went up while the cell ran: out of memory.
     counts = iter([3, 4])
-    monkeypatch.setattr(sweep, "_oom_kills", lambda: next(counts))
+    monkeypatch.setattr(memwatch, "_oom_kills", lambda: next(counts))
     r = sweep.run_isolated(cell, 120, False, "", module="tests.helpers.misbehaving_cell")
     assert r.status == "failed" and r.failure.kind == "out-of-memory"
     assert r.reason.startswith("out of memory (peak ") and "kernel's OOM killer" in r.reason

@@ -14,8 +14,8 @@ from bench.cli import build_parser, main
 from bench.config import Cell, RunConfig
 from bench.evaluation import _accuracy_f1, bootstrap_ci95
 from bench.plan import plan_cells
-from bench.analysis.quality import (MIN_SEEDS, across_seeds, paired_difference, quality_rows, scores, time_to_target,
-                           verdict)
+from bench.analysis.bootstrap import across_seeds, paired_difference, scores
+from bench.analysis.quality import MIN_SEEDS, quality_rows, time_to_target, verdict
 from bench.records import Record, append_record, read_records
 from bench.report import render
 from bench.report.quality import HEADING as QUALITY_HEADING

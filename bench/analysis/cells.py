@@ -134,11 +134,6 @@ class CellStats:
         """Some run of this cell was measured while the machine was busy (bench.machine.BUSY_RULE)."""
         return any(r.machine_busy for r in self.ok)
 
-    def mfu(self, peak_tflops: float | None = None):
-        from bench.analysis.mfu import mfu
-
-        v = [x for x in (mfu(r, peak_tflops) for r in self.ok) if x is not None]
-        return statistics.median(v) if v else None
 
 
 def cells_of(records: list[Record]) -> list[CellStats]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from bench.analysis.cells import CellStats
+from bench.analysis.mfu import cell_mfu
 from bench.phases import PHASES
 from bench.records import Record
 
@@ -101,7 +102,7 @@ def _speed_up(c: CellStats, ctx: TableContext):
 
 
 def _mfu(c: CellStats, ctx: TableContext):
-    return c.mfu(ctx.peaks.get(c.precision, (None,))[0])
+    return cell_mfu(c, ctx.peaks.get(c.precision, (None,))[0])
 
 
 def _ci_text(c: CellStats, ctx: TableContext) -> str:

@@ -3,11 +3,11 @@ precision for all cells of a report."""
 
 from __future__ import annotations
 
-from bench.analysis.cells import CellStats
-from bench.peak import train_flops_per_sequence
-from bench.records import Record
+import statistics
 
-HANDED = ", handed from cell "  # a peak the sweep measured once and handed on (bench/sweep.py)
+from bench.analysis.cells import CellStats
+from bench.peak import HANDED, train_flops_per_sequence
+from bench.records import Record
 
 
 def device_peak_of(r: Record) -> float | None:
@@ -34,6 +34,12 @@ def mfu(r: Record, peak_tflops: float | None = None) -> float | None:
         length = tokens / n  # every sequence of a batch is padded to the same length
         flops += n * train_flops_per_sequence(m.n_params_non_embedding, m.num_layers, m.hidden_size, length)
     return flops * (r.world_size or 1) / r.timed_s / (peak * 1e12)
+
+
+def cell_mfu(c: CellStats, peak_tflops: float | None = None) -> float | None:
+    """The median over the cell's ok repeats of their MFU (over ``peak_tflops``, else each one's own)."""
+    v = [x for x in (mfu(r, peak_tflops) for r in c.ok) if x is not None]
+    return statistics.median(v) if v else None
 
 
 def shared_peaks(cells: list[CellStats]) -> dict[str, tuple[float, str]]:

@@ -1,1 +1,1 @@
-"""One module per subcommand: what ``python -m bench SUBCOMMAND`` does once its arguments are parsed."""
+"""One module per subcommand of ``python -m bench``: what each does once ``bench.cli`` has parsed it."""

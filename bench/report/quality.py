@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 
-from bench.analysis.quality import (MIN_SEEDS, MLPERF_MIN_RUNS, RESAMPLES, LoopQuality, QualityGroup, TimeToTarget,
-                                    f1_curves, seed_groups)
+from bench.analysis.bootstrap import RESAMPLES
+from bench.analysis.quality import (MIN_SEEDS, MLPERF_MIN_RUNS, LoopQuality, QualityGroup, TimeToTarget, f1_curves,
+                                    seed_groups)
 from bench.report import plotting
 from bench.report.context import Context
 from bench.report.format import anchor, f
