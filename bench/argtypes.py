@@ -7,7 +7,7 @@ import argparse
 import math
 
 
-def _choice_list(valid: tuple[str, ...], what: str):
+def choice_list(valid: tuple[str, ...], what: str):
     """A comma list of choices or ``all``; remembers whether ``all`` was used."""
 
     def parse(text: str) -> tuple[list[str], bool]:
@@ -23,7 +23,7 @@ def _choice_list(valid: tuple[str, ...], what: str):
     return parse
 
 
-def _int_at_least(minimum: int):
+def int_at_least(minimum: int):
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -36,8 +36,8 @@ def _int_at_least(minimum: int):
     return parse
 
 
-def _int_in(lo: int, hi: int):
-    at_least = _int_at_least(lo)
+def int_in(lo: int, hi: int):
+    at_least = int_at_least(lo)
 
     def parse(text: str) -> int:
         value = at_least(text)
@@ -48,34 +48,34 @@ def _int_in(lo: int, hi: int):
     return parse
 
 
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 
 
-def _positive_int_list(text: str) -> list[int]:
-    values = [_positive_int(t) for t in text.split(",") if t.strip()]
+def positive_int_list(text: str) -> list[int]:
+    values = [positive_int(t) for t in text.split(",") if t.strip()]
     if not values:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}")
     return list(dict.fromkeys(values))
 
 
-def _seed_list(text: str) -> list[int]:
+def seed_list(text: str) -> list[int]:
     """A comma list of seeds (each in numpy's and torch's range), repeats dropped, order kept."""
-    seed = _int_in(0, 2**32 - 1)
+    seed = int_in(0, 2**32 - 1)
     values = [seed(t.strip()) for t in text.split(",") if t.strip()]
     if not values:
         raise argparse.ArgumentTypeError(f"expected seeds separated by commas, got {text!r}")
     return list(dict.fromkeys(values))
 
 
-def _fraction(text: str) -> float:
-    value = _positive_float(text)
+def fraction(text: str) -> float:
+    value = positive_float(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
     return value
 
 
-def _finite_float(text: str) -> float:
+def finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -85,15 +85,15 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _non_negative_float(text: str) -> float:
-    value = _finite_float(text)
+def non_negative_float(text: str) -> float:
+    value = finite_float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
-def _positive_float(text: str) -> float:
-    value = _finite_float(text)
+def positive_float(text: str) -> float:
+    value = finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value

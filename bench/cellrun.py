@@ -18,7 +18,7 @@ from bench.machine import LoadWatch
 from bench.meter import StepMeter, StopTraining
 from bench.models import load_model
 from bench.peak import device_peak
-from bench.precision import plan
+from bench.precision import precision_plan
 from bench.records import Record
 from bench.settings import PrecisionProbe
 
@@ -64,7 +64,7 @@ def set_up(r: CellRun, peak: tuple[float, str] | None, progress: bool, budget) -
     r.data = prepare(cell.run, tokenizer)
     setup["data_s"] = time.perf_counter() - t
     clock.lap("data_s")
-    r.precision = plan(cell.precision)
+    r.precision = precision_plan(cell.precision)
     r.meter = _meter(r, progress, budget)
     r.probe = PrecisionProbe(r.model, cell.device)
     clock.lap("harness_s")

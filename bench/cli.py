@@ -12,8 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
-from bench.argtypes import (_choice_list, _int_in, _positive_int, _non_negative_int, _positive_int_list, _fraction, _non_negative_float, _positive_float)
-from bench.argtypes import _seed_list
+from bench.argtypes import (choice_list, int_in, positive_int, non_negative_int, positive_int_list, fraction, non_negative_float, positive_float)
+from bench.argtypes import seed_list
 from bench import __version__
 from bench.config import (ADAMW_IMPLS, ATTN_IMPLS, DEVICES, LOOP_NAMES, PRECISIONS, PRESETS, SCHEDULERS,
                           ConfigError, RunConfig)
@@ -67,19 +67,19 @@ def _add_run(sub) -> None:
 
 def _run_matrix(m) -> None:
     """Which cells: loops x devices x precisions, repeats, processes and nodes."""
-    m.add_argument("--loops", type=_choice_list(LOOP_NAMES, "loop"), default="all",
+    m.add_argument("--loops", type=choice_list(LOOP_NAMES, "loop"), default="all",
                    help=f"all, or a comma list of: {', '.join(LOOP_NAMES)}")
-    m.add_argument("--device", type=_choice_list(DEVICES, "device"), default="cpu",
+    m.add_argument("--device", type=choice_list(DEVICES, "device"), default="cpu",
                    help=f"all, or a comma list of: {', '.join(DEVICES)}")
-    m.add_argument("--precision", type=_choice_list(PRECISIONS, "precision"), default="fp32",
+    m.add_argument("--precision", type=choice_list(PRECISIONS, "precision"), default="fp32",
                    help=f"all, or a comma list of: {', '.join(PRECISIONS)}")
-    m.add_argument("--repeats", type=_positive_int, default=1, help="runs of each cell, each in a fresh process")
-    m.add_argument("--nproc", type=_positive_int, default=1,
+    m.add_argument("--repeats", type=positive_int, default=1, help="runs of each cell, each in a fresh process")
+    m.add_argument("--nproc", type=positive_int, default=1,
                    help="processes per node: > 1 launches each cell with torchrun (DDP; nccl on GPUs, gloo on the CPU)")
-    m.add_argument("--nnodes", type=_positive_int, default=1, help="nodes (run the same command on each, with --node-rank)")
-    m.add_argument("--node-rank", type=_non_negative_int, default=0, help="this node's rank (multi-node)")
+    m.add_argument("--nnodes", type=positive_int, default=1, help="nodes (run the same command on each, with --node-rank)")
+    m.add_argument("--node-rank", type=non_negative_int, default=0, help="this node's rank (multi-node)")
     m.add_argument("--master-addr", default="127.0.0.1", help="address of node 0 (multi-node)")
-    m.add_argument("--master-port", type=_positive_int, default=29500, help="port on node 0 (multi-node)")
+    m.add_argument("--master-port", type=positive_int, default=29500, help="port on node 0 (multi-node)")
 
 
 def _run_model_and_data(w, d: RunConfig) -> None:
@@ -89,79 +89,79 @@ def _run_model_and_data(w, d: RunConfig) -> None:
     w.add_argument("--no-weights", action="store_true", help="random weights from the model's config (throughput only)")
     w.add_argument("--glue-dir", default=None,
                    help="local copy of the Hub repo nyu-mll/glue (default: $BENCH_GLUE_DIR, else the Hub)")
-    w.add_argument("--train-samples", type=_positive_int, default=None, help="use the first N training pairs")
-    w.add_argument("--eval-samples", type=_positive_int, default=None, help="use the first N validation pairs")
+    w.add_argument("--train-samples", type=positive_int, default=None, help="use the first N training pairs")
+    w.add_argument("--eval-samples", type=positive_int, default=None, help="use the first N validation pairs")
 
 
 def _run_hyperparameters(h, d: RunConfig) -> None:
     """The training hyperparameters, the tutorial's by default."""
-    h.add_argument("--batch-size", type=_positive_int_list, default=None,
+    h.add_argument("--batch-size", type=positive_int_list, default=None,
                    help=f"per-process batch size, or a comma list to sweep (default {d.batch_size})")
-    h.add_argument("--lr", type=_positive_float, default=d.lr, help="AdamW learning rate, peak of the schedule")
-    h.add_argument("--epochs", type=_positive_int, default=d.epochs, help="passes over the training pairs")
-    h.add_argument("--max-steps", type=_positive_int, default=None, help="stop after N optimizer steps (the schedule ends there)")
-    h.add_argument("--warmup-steps", type=_non_negative_int, default=None,
+    h.add_argument("--lr", type=positive_float, default=d.lr, help="AdamW learning rate, peak of the schedule")
+    h.add_argument("--epochs", type=positive_int, default=d.epochs, help="passes over the training pairs")
+    h.add_argument("--max-steps", type=positive_int, default=None, help="stop after N optimizer steps (the schedule ends there)")
+    h.add_argument("--warmup-steps", type=non_negative_int, default=None,
                    help=f"learning-rate warm-up steps (default {d.warmup_steps})")
     h.add_argument("--scheduler", choices=SCHEDULERS, default=d.scheduler, help="learning-rate schedule over the steps")
-    h.add_argument("--weight-decay", type=_non_negative_float, default=None,
+    h.add_argument("--weight-decay", type=non_negative_float, default=None,
                    help=f"AdamW weight decay (default {d.weight_decay}; biases and LayerNorm weights exempt, as in the Trainer)")
     h.add_argument("--defaults", choices=("tutorial", "native"), default=d.defaults,
                    help="tutorial: every loop set to the tutorial's settings (compares the loops' machinery); "
                         "native: each loop with its library's own defaults where no flag says otherwise "
                         "(loops/native.py; `bench explain` then measures what each difference is worth)")
-    h.add_argument("--max-grad-norm", type=_positive_float, default=None,
+    h.add_argument("--max-grad-norm", type=positive_float, default=None,
                    help="clip gradients to this norm (default: no clipping, as in the tutorial; the Trainer's own default is 1.0)")
     h.add_argument("--adamw", choices=ADAMW_IMPLS, default=None,
                    help=f"AdamW update implementation (default {d.adamw}; the Trainer's own default is fused)")
-    h.add_argument("--grad-accum", type=_positive_int, default=d.grad_accum,
+    h.add_argument("--grad-accum", type=positive_int, default=d.grad_accum,
                    help="micro-batches per optimizer step (their losses averaged)")
     seeds = h.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=_int_in(0, 2**32 - 1), default=d.seed,
+    seeds.add_argument("--seed", type=int_in(0, 2**32 - 1), default=d.seed,
                        help="seed of the sample order, the classifier head and dropout")
-    seeds.add_argument("--seeds", type=_seed_list, default=None,
+    seeds.add_argument("--seeds", type=seed_list, default=None,
                        help="a comma list of seeds to sweep (e.g. 1,2,3): each seed is its own cell, with the same "
                             "head, order and dropout in every loop; the report then compares the loops' quality "
                             "across seeds (--repeats repeats one seed, for timing noise)")
-    h.add_argument("--eval-batch-size", type=_positive_int, default=d.eval_batch_size,
+    h.add_argument("--eval-batch-size", type=positive_int, default=d.eval_batch_size,
                    help="batch size of the validation pass")
 
 
 def _run_fast_path(f, d: RunConfig) -> None:
     """The fast-path options, each recorded in the cell's config."""
-    f.add_argument("--preset", type=_choice_list(("tutorial",) + PRESETS, "preset"), default=None,
+    f.add_argument("--preset", type=choice_list(("tutorial",) + PRESETS, "preset"), default=None,
                    help=f"{', '.join(('tutorial',) + PRESETS)}, or a comma list of them to run side by side. fast: "
                         "the fastest measured combination of the options below for each device (flags given win); "
                         "tutorial: none of them (default)")
     f.add_argument("--group-by-length", action="store_true", default=None, help="batches of pairs of similar length")
-    f.add_argument("--pad-to-multiple-of", type=_positive_int, default=None, help="round each batch's length up")
+    f.add_argument("--pad-to-multiple-of", type=positive_int, default=None, help="round each batch's length up")
     f.add_argument("--compile", action="store_true", default=None, help="torch.compile, through each loop's own switch")
     f.add_argument("--attn", choices=ATTN_IMPLS, default=None, help=f"attention kernel (default {d.attn})")
-    f.add_argument("--num-workers", type=_non_negative_int, default=None, help="DataLoader workers (default 0)")
+    f.add_argument("--num-workers", type=non_negative_int, default=None, help="DataLoader workers (default 0)")
     f.add_argument("--pin-memory", action="store_true", default=None, help="pinned host memory for batches")
 
 
 def _run_time_to_accuracy(t) -> None:
     """Evaluation during training, and the F1 whose first reaching is timed."""
-    t.add_argument("--eval-every", type=_positive_int, default=None,
+    t.add_argument("--eval-every", type=positive_int, default=None,
                    help="evaluate every K optimizer steps (excluded from throughput, included in time-to-accuracy)")
-    t.add_argument("--target-f1", type=_fraction, default=None, help="record the wall time until validation F1 first reaches this")
+    t.add_argument("--target-f1", type=fraction, default=None, help="record the wall time until validation F1 first reaches this")
 
 
 def _run_measurement(x, d: RunConfig) -> None:
     """How cells are timed, where their records go, and what stops a cell."""
-    x.add_argument("--timing-warmup", type=_non_negative_int, default=d.timing_warmup,
+    x.add_argument("--timing-warmup", type=non_negative_int, default=d.timing_warmup,
                    help="first optimizer steps left out of the timing (not the learning-rate warm-up)")
     x.add_argument("--parity", action="store_true",
                    help="deterministic kernels, so the loops' step losses can be compared step by step (dropout stays on: every loop starts from the same RNG state)")
     x.add_argument("--no-phases", dest="phases", action="store_false",
                    help="do not split steps into data/forward/backward/optimizer/other (the split costs "
                         "well under 1%% of a step and is on by default; always off under --compile)")
-    x.add_argument("--peak-tflops", type=_positive_float, default=None, metavar="X",
+    x.add_argument("--peak-tflops", type=positive_float, default=None, metavar="X",
                    help="one device's peak TFLOP/s for MFU, instead of the datasheet's or a measured GEMM (recorded as an override)")
     x.add_argument("--out", default=None, help="output folder (default: runs/<timestamp>/)")
     x.add_argument("--resume", metavar="OUT", default=None, help="continue the sweep in OUT, skipping cells already ok or skipped")
-    x.add_argument("--cell-timeout", type=_positive_float, default=None, help="seconds before a cell is killed and marked failed")
-    x.add_argument("--cell-memory-limit", metavar="GIB", type=_positive_float, default=None,
+    x.add_argument("--cell-timeout", type=positive_float, default=None, help="seconds before a cell is killed and marked failed")
+    x.add_argument("--cell-memory-limit", metavar="GIB", type=positive_float, default=None,
                    help="GiB of memory (RSS of the cell's whole process tree) a cell may hold before it is stopped "
                         "and recorded as failed: out of memory (default: 75%% of this machine's memory; not "
                         "watched under --in-process)")
@@ -202,7 +202,7 @@ def _add_compare(sub) -> None:
     cmp_.add_argument("--differ", metavar="FIELDS", default=None,
                       help="comma list of run settings that differ on purpose (e.g. num_workers); cells that differ "
                            "in any other setting are refused")
-    cmp_.add_argument("--fail-above", metavar="PCT", type=_non_negative_float, default=None,
+    cmp_.add_argument("--fail-above", metavar="PCT", type=non_negative_float, default=None,
                       help="exit 1 if some cell's samples/s in B is more than PCT%% below A's (a CI gate)")
     cmp_.add_argument("-o", "--output", default=None, help="write the Markdown here instead of to stdout")
 
@@ -217,9 +217,9 @@ def _add_explain(sub) -> None:
     exp.add_argument("out", metavar="OUT", help="results folder holding both loops' cells")
     exp.add_argument("--from", dest="from_loop", required=True, choices=LOOP_NAMES, help="loop A (e.g. manual)")
     exp.add_argument("--to", dest="to_loop", required=True, choices=LOOP_NAMES, help="loop B (e.g. trainer)")
-    exp.add_argument("--repeats", type=_positive_int, default=None,
+    exp.add_argument("--repeats", type=positive_int, default=None,
                      help="runs of each flip cell (default: as many as OUT holds of loop A's cell)")
-    exp.add_argument("--cell-timeout", type=_positive_float, default=None, help="seconds before a cell is killed")
+    exp.add_argument("--cell-timeout", type=positive_float, default=None, help="seconds before a cell is killed")
     exp.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -29,7 +29,7 @@ class PrecisionPlan:
         return getattr(torch, self.autocast_dtype) if self.autocast_dtype else None
 
 
-def plan(precision: str) -> PrecisionPlan:
+def precision_plan(precision: str) -> PrecisionPlan:
     return {
         "fp32": PrecisionPlan("fp32", None, False, False),
         "tf32": PrecisionPlan("tf32", None, False, True),

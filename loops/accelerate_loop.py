@@ -15,14 +15,14 @@ from torch.utils.data import DataLoader
 from transformers import get_scheduler
 
 from bench.loop_api import LoopResult
-from bench.precision import plan, set_tf32
+from bench.precision import precision_plan, set_tf32
 from loops import native
 from loops.common import ScaleWatch, accumulation_group, adamw_impl_kwargs, adamw_param_groups
 
 
 def train(cell, data, model, meter):
     run = cell.run
-    precision = plan(cell.precision)
+    precision = precision_plan(cell.precision)
     machinery = native.machinery("accelerate", run)  # the library's own knobs (loops/native.py)
     # Batch and sequence dims dynamic under --compile: every batch has its own length, and the
     # epoch's last batch its own size; static shapes would recompile inside the timed steps.

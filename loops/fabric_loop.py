@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from transformers import get_scheduler
 
 from bench.loop_api import LoopResult
-from bench.precision import plan, set_tf32
+from bench.precision import precision_plan, set_tf32
 from loops.common import ScaleWatch, accumulation_group, adamw_impl_kwargs, adamw_param_groups, unscales_in_step
 
 FABRIC_PRECISION = {"fp32": "32-true", "tf32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
@@ -40,7 +40,7 @@ def clip_gradients(fabric, model, optimizer, scaler, max_norm):
 
 def train(cell, data, model, meter):
     run = cell.run
-    precision = plan(cell.precision)
+    precision = precision_plan(cell.precision)
     # Under torchrun Fabric reads the ranks from the environment; it must be told the same shape.
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     world = int(os.environ.get("WORLD_SIZE", "1"))

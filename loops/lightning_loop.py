@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from transformers import get_scheduler
 
 from bench.loop_api import LoopResult
-from bench.precision import plan, set_tf32
+from bench.precision import precision_plan, set_tf32
 from loops import native
 from loops.common import ScaleWatch, accumulation_group, adamw_impl_kwargs, adamw_param_groups, unscales_in_step
 
@@ -147,7 +147,7 @@ def train(cell, data, model, meter):
         num_sanity_val_steps=0, limit_val_batches=0,
         deterministic=None,  # left to the harness (--parity sets deterministic kernels for every loop)
     )
-    set_tf32(plan(cell.precision).tf32)  # Lightning has no TF32 switch: torch's process-wide one
+    set_tf32(precision_plan(cell.precision).tf32)  # Lightning has no TF32 switch: torch's process-wide one
     if machinery["model_train"]:
         model.train()  # as the tutorial's loop does: dropout on (Lightning would keep from_pretrained's eval mode)
     module = MRPCModule(torch.compile(model, dynamic=True) if run.compile else model, run, meter)

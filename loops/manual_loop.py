@@ -26,13 +26,13 @@ from transformers import get_scheduler
 
 from bench.dist import backend, torch_device
 from bench.loop_api import LoopResult, UnsupportedSetting
-from bench.precision import plan, set_tf32
+from bench.precision import precision_plan, set_tf32
 from loops.common import ScaleWatch, accumulation_group, adamw_impl_kwargs, adamw_param_groups
 
 
 def train(cell, data, model, meter):
     run = cell.run
-    precision = plan(cell.precision)
+    precision = precision_plan(cell.precision)
     # This rank's device: under DDP on GPUs, cuda:LOCAL_RANK (the harness made it the current one).
     device = torch.device(torch_device(cell.device))
     sampler = data.sampler

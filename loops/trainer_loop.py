@@ -28,7 +28,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 
 from bench.loop_api import LoopResult, UnsupportedSetting
 from loops import native
-from bench.precision import plan, set_tf32
+from bench.precision import precision_plan, set_tf32
 from loops.common import ScaleWatch
 
 _OPTIM = {"torch-default": "adamw_torch", "fused": "adamw_torch_fused"}
@@ -104,7 +104,7 @@ class SharedOrderTrainer(Trainer):
 
 def training_arguments(cell, output_dir):
     run = cell.run
-    precision = plan(cell.precision)
+    precision = precision_plan(cell.precision)
     if not run.weight_decay_exempt:
         raise UnsupportedSetting("the Trainer always exempts biases and LayerNorm weights from weight decay")
     # The Trainer's own machinery: off under --defaults tutorial, its defaults under native (loops/native.py).
@@ -192,7 +192,7 @@ def train(cell, data, model, meter):
             trainer.model_accepts_loss_kwargs = False
         # The Accelerator the Trainer built turns TF32 on for a compiled fp32 model on CUDA, and
         # TrainingArguments(torch_compile=True) does too: the precision asked for is set again.
-        set_tf32(plan(cell.precision).tf32)
+        set_tf32(precision_plan(cell.precision).tf32)
         if run.compile:  # as in the other loops: batch and sequence dims dynamic, no recompiles
             trainer.accelerator.state.dynamo_plugin.dynamic = True
         trainer.train()

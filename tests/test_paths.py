@@ -126,7 +126,7 @@ def test_a_skipped_fp16_step_holds_the_schedule(cpu_fp16_scaler, tiny_run, loop,
 def test_tf32_is_set_and_read_through_one_api():
     import torch
 
-    from bench.precision import plan, set_tf32, tf32_state
+    from bench.precision import precision_plan, set_tf32, tf32_state
     from bench.settings import precision_mismatch
 
     set_tf32(True)
@@ -134,7 +134,7 @@ def test_tf32_is_set_and_read_through_one_api():
     torch.backends.cuda.matmul.allow_tf32 = True  # a library on the legacy flag (Accelerate under compile)
     state = tf32_state()  # read without the "mix of the legacy and new APIs" error
     assert state["cuda_matmul_tf32"] is True
-    assert "TF32 matmuls were on" in precision_mismatch(plan("fp32"), {"device": "cuda", "autocast_dtype": None,
+    assert "TF32 matmuls were on" in precision_mismatch(precision_plan("fp32"), {"device": "cuda", "autocast_dtype": None,
                                                                       "grad_scaler": False, **state})
     set_tf32(False)
     assert tf32_state()["cuda_matmul_tf32"] is False and tf32_state()["cudnn_conv_tf32"] is False
