@@ -46,7 +46,7 @@ class ModelInfo:
     dropout: str = ""
 
 
-def _load_tokenizer(source: str, local_only: bool = False):
+def load_tokenizer(source: str, local_only: bool = False):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(source, local_files_only=local_only)
@@ -58,11 +58,11 @@ def _tokenizer_for_random_model(name: str, source: str | None):
     as bert-base-uncased)."""
     if source is not None:
         try:
-            return _load_tokenizer(source, local_only=not Path(source).is_dir()), source
+            return load_tokenizer(source, local_only=not Path(source).is_dir()), source
         except Exception:
             pass
     path = packaged_model_path()
-    return _load_tokenizer(path), f"packaged-uncased:{path}"
+    return load_tokenizer(path), f"packaged-uncased:{path}"
 
 
 def check_model(run: RunConfig) -> None:
@@ -80,7 +80,7 @@ def check_model(run: RunConfig) -> None:
 
         try:
             vocab = AutoConfig.from_pretrained(source).vocab_size
-            tokenizer = _load_tokenizer(source)
+            tokenizer = load_tokenizer(source)
         except Exception:
             return  # each cell records why it cannot load the model
         check_vocabulary(name, tokenizer, vocab)
@@ -163,7 +163,7 @@ def load_model(run: RunConfig, num_labels: int = 2):
                 model = AutoModelForSequenceClassification.from_config(config)
                 weights = f"random-init:{config_source}"
             else:
-                tokenizer = _load_tokenizer(source)
+                tokenizer = load_tokenizer(source)
                 tok_source = source
                 model = AutoModelForSequenceClassification.from_pretrained(source, **overrides)
                 weights = f"pretrained:{source}"

@@ -25,9 +25,9 @@ def cmd_inspect(args) -> int:
         base = AutoModel.from_pretrained(source)
         cls_model, info = AutoModelForSequenceClassification.from_pretrained(source, num_labels=2,
                                                                              output_loading_info=True)
-        from bench.models import _load_tokenizer
+        from bench.models import load_tokenizer
 
-        tokenizer = _load_tokenizer(source)
+        tokenizer = load_tokenizer(source)
     except Exception as exc:
         raise ConfigError(f"could not load {args.model!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from exc
 
