@@ -51,8 +51,8 @@ def test_evaluation_covers_each_validation_pair_once(ddp_records, loop):
     from bench.evaluation import _accuracy_f1
 
     p = r.eval_predictions
-    assert p["index"] == list(range(N_EVAL)) and len(p["prob_positive"]) == N_EVAL
-    assert _accuracy_f1(p["predicted"], p["reference"]) == (r.eval_accuracy, r.eval_f1)
+    assert p.index == list(range(N_EVAL)) and len(p.prob_positive) == N_EVAL
+    assert _accuracy_f1(p.predicted, p.reference) == (r.eval_accuracy, r.eval_f1)
 
 
 def test_only_rank_0_wrote_and_settings_name_ddp(ddp_records):
@@ -79,6 +79,6 @@ def test_a_failing_rank_fails_the_cell_without_hanging(glue_dir):
     r = run_isolated(Cell("manual", "cpu", "fp32", run, nproc=2), timeout_s=240, progress=False, command="test",
                      module="tests.helpers.misbehaving_cell")
     assert r.status == "failed"
-    assert "rank 1 gives up" in " ".join(r.failure["rank_errors"]) and r.failure["kind"] == "exit"
+    assert "rank 1 gives up" in " ".join(r.failure.rank_errors) and r.failure.kind == "exit"
     assert not r.reason.startswith("timed out"), r.reason
     assert time.monotonic() - t0 < 200

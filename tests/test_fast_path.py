@@ -46,15 +46,15 @@ def test_time_to_accuracy_excludes_evaluation_from_throughput(tiny_run):
     run = tiny_run(max_steps=6, timing_warmup=1, eval_every=2, target_f1=0.01, eval_samples=64)
     r = run_cell(Cell("manual", "cpu", "fp32", run), progress=False)
     assert r.status == "ok", r.reason
-    assert [e["step"] for e in r.eval_curve] == [2, 4, 6]
+    assert [e.step for e in r.eval_curve] == [2, 4, 6]
     assert r.eval_during_training_s > 0
     # The step clock restarts after each evaluation: no step carries an evaluation's time.
     assert sum(r.step_s) + r.eval_during_training_s <= r.train_wall_s + 1e-6
-    walls = [e["wall_s"] for e in r.eval_curve]
+    walls = [e.wall_s for e in r.eval_curve]
     assert walls == sorted(walls)
-    reached = [e for e in r.eval_curve if e["eval_f1"] >= 0.01]
+    reached = [e for e in r.eval_curve if e.eval_f1 >= 0.01]
     if reached:
-        assert r.time_to_target_step == reached[0]["step"] and r.time_to_target_s == reached[0]["wall_s"]
+        assert r.time_to_target_step == reached[0].step and r.time_to_target_s == reached[0].wall_s
     else:
         assert r.time_to_target_s is None
 

@@ -40,11 +40,11 @@ def test_record_is_sane(fp32_records, loop):
     # Quality with its uncertainty and its floor: the interval holds the score, the baseline is the data's.
     lo, hi = r.eval_f1_ci95
     assert lo <= r.eval_f1 <= hi and r.eval_accuracy_ci95[0] <= r.eval_accuracy <= r.eval_accuracy_ci95[1]
-    assert r.eval_majority_baseline["label"] in (0, 1) and 0.5 <= r.eval_majority_baseline["accuracy"] <= 1
+    assert r.eval_majority_baseline.label in (0, 1) and 0.5 <= r.eval_majority_baseline.accuracy <= 1
     # Startup cost in its parts; the loop's own setup (Accelerator, Trainer, prepare...) is never free.
     s = r.setup_s
-    assert s["loop_setup_s"] > 0 and s["model_s"] > 0 and s["data_s"] > 0 and s["imports_s"] >= 0
-    assert s["total_s"] == pytest.approx(s["imports_s"] + s["model_s"] + s["data_s"] + s["loop_setup_s"])
+    assert s.loop_setup_s > 0 and s.model_s > 0 and s.data_s > 0 and s.imports_s >= 0
+    assert s.total_s == pytest.approx(s.imports_s + s.model_s + s.data_s + s.loop_setup_s)
     assert r.process_wall_s is None  # run in the test's own process
     # Where the time goes: five phases per step, adding up to the step's time, at a measured cost.
     assert r.phase_split == "" and r.phase_sum_ok_steps == r.steps == len(r.step_phase_s["forward"])
@@ -56,7 +56,7 @@ def test_record_is_sane(fp32_records, loop):
     assert r.peak_rss_mib > 100 and r.peak_alloc_mib is None  # no CUDA counters on the CPU
     assert r.eval_examples == 48 and 0 <= r.eval_accuracy <= 1 and 0 <= r.eval_f1 <= 1
     assert r.config["run"]["lr"] == 5e-5 and r.config["run"]["batch_size"] == 8
-    assert r.model["weights"].startswith("random-init") and "uncased" in r.model["tokenizer"]
+    assert r.model.weights.startswith("random-init") and "uncased" in r.model.tokenizer
     assert r.data_source.startswith("local:")
     for key in ("python", "torch", "transformers", "accelerate", "datasets", "git_sha", "cpu_name"):
         assert key in r.env
