@@ -53,3 +53,20 @@ def tiny_run(glue_dir):
         return RunConfig(**base)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def failing_rank_cell(glue_dir):
+    """One two-rank cell whose rank 1 raises (seed 5 in the stand-in cell) while rank 0 would wait in
+    a collective: (its record, the seconds it took).  Run once; test_ddp and test_faults read it."""
+    import time
+
+    from bench.config import Cell, RunConfig
+    from bench.sweep import run_isolated
+
+    run = RunConfig(model="tiny", glue_dir=glue_dir, train_samples=48, eval_samples=16, max_steps=3,
+                    timing_warmup=1, seed=5)
+    t0 = time.monotonic()
+    r = run_isolated(Cell("manual", "cpu", "fp32", run, nproc=2), timeout_s=240, progress=False, command="test",
+                     module="tests.helpers.misbehaving_cell")
+    return r, time.monotonic() - t0
