@@ -22,6 +22,29 @@ def pytest_report_header(config):
             f"MRPC: a generated MRPC-shaped fixture (${GLUE_DIR_ENV} unset); tests that need real text skip"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cpu_peak_measured_once():
+    """MFU's CPU peak, measured once a session per precision and handed to every later in-process
+    cell, as a sweep hands its first cell's measurement to the rest (bench/sweep.py): measuring the
+    same GEMM again in each cell (about a second) tells no test anything new.  Cells in their own
+    process (the CLI's sweeps, run_isolated) still measure theirs; other devices are not cached."""
+    from bench import peak
+
+    real, measured = peak.device_peak, {}
+
+    def device_peak(device, precision):
+        if device != "cpu":
+            return real(device, precision)
+        if precision not in measured:
+            measured[precision] = real(device, precision)
+        return measured[precision]
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(peak, "device_peak", device_peak)
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def glue_dir(tmp_path_factory) -> str:
     """MRPC for the tests: the real copy $BENCH_GLUE_DIR names, else the generated fixture."""
