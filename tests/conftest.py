@@ -22,6 +22,29 @@ def pytest_report_header(config):
             f"MRPC: a generated MRPC-shaped fixture (${GLUE_DIR_ENV} unset); tests that need real text skip"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cpu_peak_measured_once():
+    """MFU's CPU peak, measured once a session per precision and handed to every later in-process
+    cell, as a sweep hands its first cell's measurement to the rest (bench/sweep.py): measuring the
+    same GEMM again in each cell (about a second) tells no test anything new.  Cells in their own
+    process (the CLI's sweeps, run_isolated) still measure theirs; other devices are not cached."""
+    from bench import peak
+
+    real, measured = peak.device_peak, {}
+
+    def device_peak(device, precision):
+        if device != "cpu":
+            return real(device, precision)
+        if precision not in measured:
+            measured[precision] = real(device, precision)
+        return measured[precision]
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(peak, "device_peak", device_peak)
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def glue_dir(tmp_path_factory) -> str:
     """MRPC for the tests: the real copy $BENCH_GLUE_DIR names, else the generated fixture."""
@@ -53,3 +76,20 @@ def tiny_run(glue_dir):
         return RunConfig(**base)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def failing_rank_cell(glue_dir):
+    """One two-rank cell whose rank 1 raises (seed 5 in the stand-in cell) while rank 0 would wait in
+    a collective: (its record, the seconds it took).  Run once; test_ddp and test_faults read it."""
+    import time
+
+    from bench.config import Cell, RunConfig
+    from bench.sweep import run_isolated
+
+    run = RunConfig(model="tiny", glue_dir=glue_dir, train_samples=48, eval_samples=16, max_steps=3,
+                    timing_warmup=1, seed=5)
+    t0 = time.monotonic()
+    r = run_isolated(Cell("manual", "cpu", "fp32", run, nproc=2), timeout_s=240, progress=False, command="test",
+                     module="tests.helpers.misbehaving_cell")
+    return r, time.monotonic() - t0

@@ -35,6 +35,24 @@ def _args(glue_dir, out, *extra, loops="manual"):
             "--no-progress", *extra, "--out", str(out)]
 
 
+@pytest.fixture(scope="module")
+def one_cell_out(glue_dir, tmp_path_factory):
+    """One short in-process sweep of ``_args``, run once for the module: the tests that need an OUT
+    holding a finished cell (to resume, fill the disk under, or compare against) start from a copy."""
+    out = tmp_path_factory.mktemp("one-cell") / "out"
+    first = run_cli(*_args(glue_dir, out, "--in-process"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    return out
+
+
+def _copy_out(src, dest):
+    """A copy of a finished OUT at ``dest`` (its records, report, plots, logs and lock file)."""
+    import shutil
+
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
 def _one_line(result):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, result.stderr[-2000:]
@@ -126,10 +144,8 @@ def test_config_validation_refuses_what_the_cli_cannot_see():
 # ---- one OUT, one configuration, one writer -----------------------------------------------------
 
 
-def test_resume_with_another_lr_is_refused_naming_the_field(glue_dir, tmp_path):
-    out = tmp_path / "out"
-    first = run_cli(*_args(glue_dir, out, "--in-process"))
-    assert first.returncode == 0, first.stderr[-2000:]
+def test_resume_with_another_lr_is_refused_naming_the_field(glue_dir, tmp_path, one_cell_out):
+    out = _copy_out(one_cell_out, tmp_path / "out")
     before = (out / RESULTS_FILE).read_text()
     line = _one_line(run_cli(*_args(glue_dir, out, "--lr", "1e-4", "--in-process")[:-2], "--resume", str(out)))
     assert "run.lr (5e-05 recorded, 0.0001 now)" in line
@@ -312,13 +328,8 @@ def test_a_ddp_cell_past_its_timeout_leaves_no_worker(glue_dir, tmp_path):
     assert _wait_for(lambda: not _cell_processes(os.getpid()), 20), _cell_processes(os.getpid())
 
 
-def test_a_failing_rank_is_named_with_its_own_error(glue_dir):
-    from bench.sweep import run_isolated
-
-    run = RunConfig(model="tiny", glue_dir=glue_dir, train_samples=48, eval_samples=16, max_steps=3,
-                    timing_warmup=1, seed=5)
-    r = run_isolated(Cell("manual", "cpu", "fp32", run, nproc=2), timeout_s=240, progress=False, command="test",
-                     module="tests.helpers.misbehaving_cell")
+def test_a_failing_rank_is_named_with_its_own_error(failing_rank_cell):
+    r, _ = failing_rank_cell  # the two-rank cell whose rank 1 raises, shared with test_ddp
     assert r.status == "failed"
     assert r.reason.endswith("rank 1: RuntimeError: rank 1 gives up"), r.reason
     assert "*****" not in r.reason
@@ -377,9 +388,9 @@ def test_a_cell_measured_beside_two_busy_processes_is_marked_busy(tiny_run):
     assert record.status == "ok", record.reason
     load = record.machine_load
     assert record.machine_busy is True, load
-    assert load["others_cpu_fraction"] > 0.10 and load["loadavg_1m_start"] is not None
-    assert load["timed_window_s"] >= 1.0
-    assert load["gemm_gflops_before"] > 0 and load["gemm_gflops_after"] > 0
+    assert load.others_cpu_fraction > 0.10 and load.loadavg_1m_start is not None
+    assert load.timed_window_s >= 1.0
+    assert load.gemm_gflops_before > 0 and load.gemm_gflops_after > 0
     assert any("other processes used" in why for why in record.machine_busy_why)
 
 
@@ -396,12 +407,14 @@ def test_the_busy_rule():
 
 
 def test_the_report_refuses_to_call_a_gap_real_when_either_side_was_busy():
-    from bench.analysis import gap_verdict
+    import dataclasses
 
-    row = {"loop": "trainer", "runs": 3, "step_ratio": 1.3, "step_ratio_range": (1.2, 1.4), "busy": True,
-           "extra_work": []}
-    assert "not called real: the machine was busy" in gap_verdict(row)
-    assert "a real gap" in gap_verdict(dict(row, busy=False))
+    from bench.analysis import GapRow
+
+    row = GapRow(loop="trainer", runs=3, sps_ratio=0.77, step_ratio=1.3, step_ratio_range=(1.2, 1.4), busy=True,
+                 manual_cv=None, phase_delta_s=None)
+    assert "not called real: the machine was busy" in row.verdict
+    assert "a real gap" in dataclasses.replace(row, busy=False).verdict
 
 
 # ---- the regression gate -----------------------------------------------------------------------
@@ -470,10 +483,8 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
-def test_disk_full_while_appending_keeps_whole_lines_and_resume_works(glue_dir, small_disk):
-    out = small_disk.mnt / "out"
-    first = run_cli(*_args(glue_dir, out, "--in-process"))
-    assert first.returncode == 0, first.stderr[-2000:]
+def test_disk_full_while_appending_keeps_whole_lines_and_resume_works(glue_dir, small_disk, one_cell_out):
+    out = _copy_out(one_cell_out, small_disk.mnt / "out")
     before = (out / RESULTS_FILE).read_bytes()
     small_disk(keep=8192)  # room for the lock's PID and a short failed record, not for the whole record
     full = run_cli(*_args(glue_dir, out, "--in-process", "--repeats", "2")[:-2], "--resume", str(out))
@@ -491,10 +502,8 @@ def test_disk_full_while_appending_keeps_whole_lines_and_resume_works(glue_dir, 
     assert [(r["repeat"], r["status"]) for r in _lines(out)] == [(0, "ok"), (1, "failed"), (1, "ok")]
 
 
-def test_disk_full_for_the_log_and_the_record_loses_nothing(glue_dir, small_disk):
-    out = small_disk.mnt / "out"
-    first = run_cli(*_args(glue_dir, out, "--in-process"))
-    assert first.returncode == 0, first.stderr[-2000:]
+def test_disk_full_for_the_log_and_the_record_loses_nothing(glue_dir, small_disk, one_cell_out):
+    out = _copy_out(one_cell_out, small_disk.mnt / "out")
     before = (out / RESULTS_FILE).read_bytes()
     small_disk(keep=4096)  # the lock's PID fits; the cell's log cannot be written, nor any record
     full = run_cli(*_args(glue_dir, out, "--repeats", "2")[:-2], "--resume", str(out))
@@ -509,10 +518,8 @@ def test_disk_full_for_the_log_and_the_record_loses_nothing(glue_dir, small_disk
     assert [(r["repeat"], r["status"]) for r in _lines(out)] == [(0, "ok"), (1, "ok")]
 
 
-def test_disk_full_during_the_report_leaves_the_old_report(glue_dir, small_disk):
-    out = small_disk.mnt / "out"
-    first = run_cli(*_args(glue_dir, out, "--in-process"))
-    assert first.returncode == 0, first.stderr[-2000:]
+def test_disk_full_during_the_report_leaves_the_old_report(glue_dir, small_disk, one_cell_out):
+    out = _copy_out(one_cell_out, small_disk.mnt / "out")
     report = (out / "report.md").read_bytes()
     records = (out / RESULTS_FILE).read_bytes()
     small_disk(keep=0)
@@ -669,7 +676,7 @@ def test_plot_names_from_records_stay_inside_the_report_folder(tmp_path):
                  config=cell.to_dict(), samples_per_s=10.0, step_s=[0.1] * 3, step_losses=[0.7, 0.6, 0.5],
                  timed_s=0.2, timing_warmup_steps=1, step_samples=[8] * 3, peak_rss_mib=100.0)
     out = tmp_path / "a" / "b" / "c"
-    render([json.loads(rec.to_json())], out / "report.md")
+    render([Record.from_dict(json.loads(rec.to_json()))], out / "report.md")
     assert not list(tmp_path.rglob("*escaped*")) or all(p.parent == out for p in tmp_path.rglob("*escaped*"))
     pngs = list(tmp_path.rglob("*.png"))
     assert pngs and all(p.parent == out for p in pngs)
@@ -795,7 +802,7 @@ def _glue_copy(glue_dir, folder, edit=None):
     return str(folder)
 
 
-def test_runs_on_different_data_are_not_compared_as_the_same(glue_dir, tmp_path):
+def test_runs_on_different_data_are_not_compared_as_the_same(glue_dir, tmp_path, one_cell_out):
     import pyarrow as pa
 
     def flip_first_label(table):
@@ -805,9 +812,9 @@ def test_runs_on_different_data_are_not_compared_as_the_same(glue_dir, tmp_path)
                                 pa.array(labels, type=table.schema.field("label").type))
 
     other = _glue_copy(glue_dir, tmp_path / "glue", flip_first_label)
-    for name, where in (("a", glue_dir), ("b", other)):
-        done = run_cli(*_args(where, tmp_path / name, "--in-process"))
-        assert done.returncode == 0, done.stderr[-2000:]
+    _copy_out(one_cell_out, tmp_path / "a")  # a: the module's sweep on glue_dir
+    done = run_cli(*_args(other, tmp_path / "b", "--in-process"))
+    assert done.returncode == 0, done.stderr[-2000:]
     fa, fb = (read_records(tmp_path / n)[0].data_fingerprint for n in "ab")
     assert fa.startswith("sha256:") and fb.startswith("sha256:") and fa != fb
     line = _one_line(run_cli("compare", str(tmp_path / "a"), str(tmp_path / "b")))

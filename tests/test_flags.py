@@ -192,7 +192,7 @@ def native_out(glue_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("native") / "out"
     result = run_cli("run", "--loops", "manual,trainer", "--defaults", "native", "--model", "tiny", "--glue-dir",
                      glue_dir, "--max-steps", "4", "--timing-warmup", "1", "--train-samples", "32",
-                     "--eval-samples", "8", "--parity", "--out", str(out))
+                     "--eval-samples", "8", "--parity", "--in-process", "--out", str(out))
     return out, result
 
 
@@ -278,7 +278,7 @@ def hyper_records(glue_dir, tmp_path_factory):
     assert result.returncode == 0, result.stderr
     from bench.records import Record
 
-    return [Record.from_dict(r) for r in read_records(out)]
+    return read_records(out)
 
 
 @pytest.mark.parametrize("loop", loops.available())

@@ -52,15 +52,32 @@ def test_the_trainers_machinery_is_native_or_the_harness_and_single_entries_flip
 @pytest.fixture(scope="module")
 def explained(glue_dir, tmp_path_factory):
     """manual and trainer with their own defaults, then `bench explain` between them (tiny BERT,
-    deterministic kernels, a learning rate high enough that clipping at 1.0 acts)."""
+    deterministic kernels, a learning rate high enough that clipping at 1.0 acts).  Every cell in
+    this process: the run with --in-process, explain (which has no such flag) through the real
+    parser with its sweep told isolate=False; test_explain_again_runs_nothing_twice runs explain as
+    a command of its own."""
+    import contextlib
+    import io
+    import sys
+    import types
+
+    from bench import sweep
+    from bench.cli import main
     from tests.test_cli import run_cli
 
     out = tmp_path_factory.mktemp("native") / "out"
     common = ["--model", "tiny", "--glue-dir", glue_dir, "--train-samples", "48", "--eval-samples", "16",
               "--max-steps", "6", "--timing-warmup", "1", "--lr", "2e-3", "--parity", "--no-progress"]
-    made = run_cli("run", "--loops", "manual,trainer", "--defaults", "native", "--out", str(out), *common)
+    made = run_cli("run", "--loops", "manual,trainer", "--defaults", "native", "--out", str(out), *common,
+                   "--in-process")
     assert made.returncode in (0, 1), made.stderr[-2000:]  # 1: the loops' losses differ, as they should here
-    explained = run_cli("explain", str(out), "--from", "manual", "--to", "trainer", "--no-progress")
+    real_run_sweep, stdout, stderr = sweep.run_sweep, io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        patch.setattr(sweep, "run_sweep", lambda *a, **kw: real_run_sweep(*a, **dict(kw, isolate=False)))
+        argv = ["explain", str(out), "--from", "manual", "--to", "trainer", "--no-progress"]
+        patch.setattr(sys, "argv", ["bench", *argv])  # the command the flip records name
+        code = main(argv)
+    explained = types.SimpleNamespace(returncode=code, stdout=stdout.getvalue(), stderr=stderr.getvalue())
     assert explained.returncode == 0, explained.stderr[-2000:]
     from bench.records import read_records
 

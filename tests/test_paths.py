@@ -151,7 +151,7 @@ def test_the_trainer_leaves_tf32_to_the_harness(tiny_run):
     for precision in ("fp32", "tf32", "bf16"):
         args = training_arguments(Cell("trainer", "cpu", precision, tiny_run()), "/tmp/unused")
         assert args.tf32 is None
-    r = run_cell(Cell("trainer", "cpu", "fp32", tiny_run()), progress=False)
+    r = run_cell(Cell("trainer", "cpu", "fp32", tiny_run(max_steps=2, timing_warmup=1)), progress=False)  # settings only
     assert r.status == "ok", r.reason
     assert r.settings["cuda_matmul_tf32"] is False
 
@@ -161,7 +161,8 @@ def test_the_trainer_leaves_tf32_to_the_harness(tiny_run):
 
 @pytest.mark.parametrize("loop", LOOPS)
 def test_copies_are_non_blocking_and_ddp_settings_are_read_back(tiny_run, loop):
-    r = run_cell(Cell(loop, "cpu", "fp32", tiny_run(pin_memory=False)), progress=False)
+    r = run_cell(Cell(loop, "cpu", "fp32", tiny_run(pin_memory=False, max_steps=2, timing_warmup=1)),  # settings only
+                 progress=False)
     assert r.status == "ok", r.reason
     # The Lightning loops copy with non_blocking on accelerators only (from CPU to CPU nothing moves).
     assert r.settings["h2d_non_blocking"] is (loop not in ("fabric", "lightning"))
@@ -228,7 +229,7 @@ def test_the_accelerate_loop_evaluates_the_uncompiled_model(monkeypatch, tiny_ru
         return unwrap(self, model, *args, **kwargs)
 
     monkeypatch.setattr(accelerate.Accelerator, "unwrap_model", spy)
-    r = run_cell(Cell("accelerate", "cpu", "fp32", tiny_run()), progress=False)
+    r = run_cell(Cell("accelerate", "cpu", "fp32", tiny_run(max_steps=2, timing_warmup=1)), progress=False)
     assert r.status == "ok" and seen.get("keep_torch_compile") is False
 
 

@@ -154,7 +154,8 @@ def test_resume_of_a_native_seed_sweep_matches_each_loop_to_its_own_config(tmp_p
 
     cells = planned()
     assert cells[0].run.max_grad_norm != cells[1].run.max_grad_norm  # the Trainer clips out of the box
-    records = [{"loop": c.loop, "device": c.device, "config": c.to_dict()} for c in cells[:2]]  # seed 1 recorded
+    records = [Record(loop=c.loop, device=c.device, precision=c.precision, status="ok", config=c.to_dict())
+               for c in cells[:2]]  # seed 1 recorded
     check_comparable(tmp_path, cells, records, resume=True)
     with pytest.raises(ConfigError, match="run.lr"):
         check_comparable(tmp_path, planned(lr=1e-4), records, resume=True)

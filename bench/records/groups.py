@@ -62,11 +62,14 @@ class MachineLoad(_Group):
 @dataclass
 class Failure(_Group):
     """Why a cell failed: its kind (config, exception, diverged, would-time-out, timeout, killed, exit,
-    check, disk-full), the message, the process's last lines and each DDP rank's own error lines."""
+    check, disk-full, out-of-memory), the message, the process's last lines, each DDP rank's own error
+    lines, and for out-of-memory the peak and the limit."""
     kind: str = ""
     message: str = ""
     last_lines: list = field(default_factory=list)
     rank_errors: list | None = None
+    peak_rss_bytes: int | None = None  # out-of-memory: the cell's peak and the --cell-memory-limit it passed
+    limit_bytes: int | None = None
 
 
 @dataclass
