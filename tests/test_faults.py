@@ -494,8 +494,8 @@ def test_disk_full_while_appending_keeps_whole_lines_and_resume_works(glue_dir, 
     assert "Traceback" not in full.stderr
     assert (out / RESULTS_FILE).read_bytes().startswith(before)  # nothing already there lost
     records = _lines(out)
-    assert [(r.repeat, r.status) for r in records] == [(0, "ok"), (1, "failed")]
-    assert records[1].failure.kind == "disk-full"
+    assert [(r["repeat"], r["status"]) for r in records] == [(0, "ok"), (1, "failed")]
+    assert records[1]["failure"]["kind"] == "disk-full"
     small_disk.free()
     again = run_cli(*_args(glue_dir, out, "--in-process", "--repeats", "2")[:-2], "--resume", str(out))
     assert again.returncode == 0, again.stderr[-2000:]
