@@ -5,7 +5,6 @@ field declares (``MERGE`` tables, ``bench/ranks.py``)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from bench import dist
@@ -33,7 +32,7 @@ def stopped_record(r: CellRun, stopped) -> Record:
     env = environment(r.cell.device)
     r.clock.lap("env_s")
     r.extra.update(r.gpu.fields(r.gpu.energy_j(), _timed_samples(r.summary)))
-    record = Record(status="failed", reason=stopped.reason(), model=dataclasses.asdict(r.info), **r.extra,
+    record = Record(status="failed", reason=stopped.reason(), model=r.info, **r.extra,
                     failure={"kind": kind, "message": stopped.reason(), "last_lines": []},
                     data_source=r.data.source, data_fingerprint=r.data.fingerprint, machine_load=load,
                     machine_busy=busy, machine_busy_why=why, env=env, finished_at=utc_now(), **r.fields, **r.base)
@@ -101,7 +100,7 @@ def finished_record(r: CellRun, ranks: list[dict], scores: dict) -> Record:
     busy, why = r.busy
     record = Record(status="failed" if problems else "ok", reason="; ".join(problems), **r.extra,
                     failure={"kind": "check", "message": "; ".join(problems), "last_lines": []} if problems else {},
-                    settings=r.settings, model=dataclasses.asdict(r.info), data_source=r.data.source,
+                    settings=r.settings, model=r.info, data_source=r.data.source,
                     data_fingerprint=r.data.fingerprint,
                     world_size=len(ranks), per_rank=ranks if len(ranks) > 1 else [],
                     machine_load=r.load, machine_busy=busy, machine_busy_why=why,

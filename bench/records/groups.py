@@ -82,9 +82,10 @@ class Baseline(_Group):
 
 @dataclass
 class Model(_Group):
-    """The model a cell trained: as asked, where its weights and tokenizer came from, its size."""
-    name: str = ""
-    weights: str = ""
+    """The model a cell trained: as asked, where its weights and tokenizer came from, its size
+    (built by bench.models when it loads the model)."""
+    name: str = ""  # as asked (--model)
+    weights: str = ""  # "pretrained:<source>" or "random-init:<config source>"
     tokenizer: str = ""
     n_params: int = 0
     n_params_non_embedding: int = 0  # what the 6 N flops-per-token rule counts
