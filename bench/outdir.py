@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from bench.config import Cell, ConfigError
-from bench.records import RESULTS_FILE, read_records
+from bench.records import RESULTS_FILE, Record, read_records
 
 LOCK_FILE = ".bench.lock"
 
@@ -130,7 +130,7 @@ def remove_if_untouched(out: Path) -> None:
         pass
 
 
-def recorded(out: Path) -> list[dict]:
+def recorded(out: Path) -> list[Record]:
     """OUT's records, refusing a results file that is not whole (never glued onto, never rewritten)."""
     path = out / RESULTS_FILE
     if not path.exists():
@@ -180,3 +180,24 @@ def check_comparable(out: Path, cells: list[Cell], records: list, resume: bool) 
         if diffs:
             raise ConfigError(f"--resume {out}: this sweep's cells differ from what {out} recorded for "
                               f"{cell.device}: {'; '.join(diffs)}. Resume with the same settings, or give a new --out")
+
+
+CPU_IDENTITY = ("cpu_name", "cpu_family_model", "amx_bf16", "avx512_bf16")  # read without torch
+
+
+def other_machines(out: Path, records: list[Record]) -> str | None:
+    """A warning when OUT's runs were measured on another CPU than this one (a virtual machine's CPU
+    changes between sessions): resuming mixes machines, which the report then shows run by run."""
+    from bench.precision import cpu_features
+
+    here = cpu_features()
+    said = lambda env: (f"{env.get('cpu_name') or '?'} family/model {env.get('cpu_family_model') or '?'}, "
+                        f"AVX512-BF16 {'yes' if env.get('avx512_bf16') else 'no'}, "
+                        f"AMX-BF16 {'yes' if env.get('amx_bf16') else 'no'}")
+    others = {said(r.env) for r in records
+              if r.env and r.env.get("torch") and any(r.env.get(k) != here[k] for k in CPU_IDENTITY)}
+    if not others:
+        return None
+    return (f"--resume {out}: some of its runs were measured on another CPU ({'; '.join(sorted(others))}) than "
+            f"this one ({said(here)}): the report will say which runs ran where, and compares their time "
+            "figures only within one machine")

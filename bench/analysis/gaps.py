@@ -6,6 +6,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from bench.analysis.cells import CellStats, manual_cell
+from bench.analysis.machines import Environment
 from bench.analysis.verdicts import Kind, paired_kind, say
 
 
@@ -42,6 +43,12 @@ def phase_delta(base: CellStats, other: CellStats) -> dict | None:
     return {p: mine[p] - theirs[p] for p in mine} if mine and theirs else None
 
 
+def _same_machine(r, m) -> bool:
+    """Both runs were measured on one machine (or either does not say: records from before)."""
+    a, b = Environment.of(r), Environment.of(m)
+    return a is None or b is None or a.hardware == b.hardware
+
+
 def _step_ratio(r, m) -> float | None:
     """The median over steps of run r's step time over run m's for the same batch."""
     w = max(r.timing_warmup_steps or 0, m.timing_warmup_steps or 0)
@@ -64,11 +71,13 @@ def gap_rows(group: list[CellStats]) -> list[GapRow]:
         per_run = []
         for r in c.ok:
             m = next((x for x in ref.ok if x.repeat == r.repeat), None)
-            if m is not None and m.batch_order_checksum == r.batch_order_checksum:
+            if m is not None and m.batch_order_checksum == r.batch_order_checksum and _same_machine(r, m):
                 ratio = _step_ratio(r, m)
                 if ratio is not None:
                     per_run.append(ratio)
         sps, ref_sps = c.median(lambda r: r.samples_per_s), ref.median(lambda r: r.samples_per_s)
+        if not all(_same_machine(r, m) for r in c.ok for m in ref.ok):
+            sps = None  # medians measured on different machines: no ratio
         settings = c.ok[0].settings or {}
         out.append(GapRow(loop=c.loop, runs=len(per_run), sps_ratio=sps / ref_sps if sps and ref_sps else None,
                           step_ratio=statistics.median(per_run) if per_run else None,

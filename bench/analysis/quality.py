@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import statistics
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from bench.analysis.bootstrap import AcrossSeeds, across_seeds, paired_difference
 from bench.analysis.cells import LOOP_ORDER, REFERENCE_LOOP, CellStats, order_of
 from bench.analysis.columns import EVAL_ACCURACY, EVAL_F1, SAMPLES_PER_S
+from bench.analysis.machines import Environment
 from bench.records import Record
 
 MIN_SEEDS = 3  # fewer seeds give no interval across seeds worth a verdict
@@ -77,6 +78,11 @@ class LoopQuality:
     f1_sd: float | None  # None at one seed
     acc_mean: float | None
     samples_per_s: float | None  # median over seeds
+    # Median over the seeds both ran on one machine of this loop's samples/s over the reference's at
+    # that seed (a seed's loops run side by side in one sweep; seeds may not: --resume elsewhere).
+    speed_ratio: float | None = None
+    # seed -> wall seconds to the target F1 at that seed (None: not reached), under --target-f1
+    to_target_s: dict = field(default_factory=dict)
     comparison: LoopComparison | None = None  # against the reference loop; None for it, or without shared pairs
     time_to_target: TimeToTarget | None = None
 
@@ -87,6 +93,7 @@ class QualityGroup:
     precision: str
     variant: str  # without the seed
     loops: OrderedDict  # loop -> LoopQuality, in the registry's order
+    machines: int = 1  # the machines its runs were measured on: above 1, times compare within a seed only
 
 
 def verdict(summary: AcrossSeeds, identical: bool) -> tuple[str, str]:
@@ -166,6 +173,18 @@ def loop_summary(by_seed: dict) -> LoopQuality:
                        samples_per_s=statistics.median(sps) if sps else None)
 
 
+def speed_ratio(by_seed: dict, ref: dict | None) -> float | None:
+    """Median over the seeds both ran on one machine of by_seed's samples/s over ref's."""
+    ratios = []
+    for seed in set(by_seed) & set(ref or {}):
+        a, b = by_seed[seed], ref[seed]
+        machines = {env.hardware for env in map(Environment.of, a.ok + b.ok) if env is not None}
+        sa, sb = a.median(SAMPLES_PER_S), b.median(SAMPLES_PER_S)
+        if len(machines) <= 1 and sa and sb:
+            ratios.append(sa / sb)
+    return statistics.median(ratios) if ratios else None
+
+
 def compare_loops(by_loop: dict, reference: str = REFERENCE_LOOP) -> list[LoopComparison]:
     """Each loop of one seed group against the reference loop: per seed the paired difference, across
     the seeds both ran the mean difference, its interval and the verdict.  Only seeds at which both
@@ -210,8 +229,14 @@ def quality_rows(cells: list[CellStats]) -> list[QualityGroup]:
             runs = [c.ok[0] for c in by_seed.values()]
             loops[loop] = loop_summary(by_seed)
             loops[loop].comparison = comparisons.get(loop)
+            loops[loop].speed_ratio = speed_ratio(by_seed, by_loop.get(REFERENCE_LOOP))
             loops[loop].time_to_target = time_to_target(runs) if any(r.eval_curve for r in runs) else None
-        out.append(QualityGroup(device=device, precision=precision, variant=variant, loops=loops))
+            if loops[loop].time_to_target:
+                loops[loop].to_target_s = {seed: c.ok[0].time_to_target_s for seed, c in by_seed.items()}
+        runs = [r for by_seed in by_loop.values() for c in by_seed.values() for r in c.ok]
+        machines = len({env.hardware for env in map(Environment.of, runs) if env is not None})
+        out.append(QualityGroup(device=device, precision=precision, variant=variant, loops=loops,
+                                machines=max(machines, 1)))
     return out
 
 

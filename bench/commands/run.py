@@ -105,13 +105,13 @@ def _installed_loops(names: list[str], explicit: bool) -> list[str]:
     return [name for name in names if name not in missing]
 
 
-def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list[dict] | None) -> int:
+def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list | None) -> int:
     """Check the plan's cells against OUT, run them, summarise.  ``records``: OUT's records (None on
     a node other than 0, which writes nothing)."""
     from bench.data import load_mrpc
     from bench.machine import busy_now
     from bench.models import check_model
-    from bench.outdir import check_comparable
+    from bench.outdir import check_comparable, other_machines
     from bench.records import read_records
     from bench.records import latest_per_cell
     from bench.report.summary import summary_table
@@ -123,6 +123,9 @@ def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list[di
     check_model(run)
     if records is not None:
         check_comparable(out, cells, records, resume=bool(args.resume))
+        elsewhere = other_machines(out, records)
+        if elsewhere:
+            print(f"bench: warning: {elsewhere}", file=sys.stderr)
     rendezvous = None if args.nnodes == 1 else {"node_rank": args.node_rank, "master_addr": args.master_addr,
                                                  "master_port": args.master_port}
     command = shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]])

@@ -50,7 +50,8 @@ def _quality(c: CellStats, base) -> str:
 
 def _group(ctx: Context, key: tuple, group: list[CellStats], base) -> list[str]:
     device, precision, variant = key
-    env = ctx.main_ok[0].env or {}
+    runs = [r for c in group for r in c.ok]
+    env = runs[0].env or {}
     counters = any(c.median(lambda r: r.peak_alloc_mib) is not None for c in group)
     mem_word = "allocated" if counters else "RSS"
     repeats = min(len(c.ok) for c in group)
@@ -58,9 +59,15 @@ def _group(ctx: Context, key: tuple, group: list[CellStats], base) -> list[str]:
     length = f"{run.max_steps} steps" if run.max_steps else f"{run.epochs} epochs"
     where = (f"{env.get('cpu_name', '?')} family/model {env.get('cpu_family_model', '?')}, "
              f"{env.get('torch_threads', '?')} threads" if device == "cpu" else env.get("gpu_name") or device)
+    envs = ctx.environments
+    if envs.mixed_machines and envs.machine_count(runs) > 1:
+        where = f"{envs.machine_count(runs)} machines: environments {', '.join(envs.letters(runs))}"
+    elif envs.mixed:
+        where += f"; environment {', '.join(envs.letters(runs))}"
     lines = [f"**{device} / {precision}{' / ' + variant if variant else ''}** ({where}; {length} of "
              f"{md.code(run.model)}, {repeats} run(s) per cell):", ""]
-    rows = {row.loop: row for row in gap_rows(group)}
+    across = ctx.environments.machine_count(runs) > 1  # no gap verdict between machines
+    rows = {} if across else {row.loop: row for row in gap_rows(group)}
     ref = manual_cell(group)
     for c in group:
         dev_link = anchor(c.device)
@@ -68,7 +75,22 @@ def _group(ctx: Context, key: tuple, group: list[CellStats], base) -> list[str]:
                      f"[peak {f(c.median(PEAK_MIB), '{:.0f}')} MiB {mem_word}]({dev_link}); "
                      f"[startup {f(c.startup_s())} s]({dev_link}).")
     lines.append("")
-    return lines + picks(group, rows, base, repeats, explained=ctx.explained_any)
+    return lines + picks(group, rows, base, repeats, explained=ctx.explained_any, machines=_machines(ctx, runs),
+                         across_machines=across)
+
+
+def _machines(ctx: Context, runs: list) -> str:
+    """What the group's figures compare with, as the machines its runs and the report's ran on allow."""
+    envs = ctx.environments
+    if not envs.mixed_machines:
+        return "one machine: these figures compare within this CPU/GPU class only"
+    letters = ", ".join(envs.letters(runs))
+    if envs.machine_count(runs) > 1:
+        return (f"these runs were measured on {envs.machine_count(runs)} machines (environments {letters}, "
+                f"[Environment]({anchor('Environment')})): their speed, memory and startup do not compare with "
+                "each other, only their F1 does")
+    return (f"{len(envs.machines)} machines in these records ([Environment]({anchor('Environment')})): this "
+            f"group's figures (environment {letters}) compare only with those measured on its machine")
 
 
 def lines(ctx: Context) -> list[str]:
@@ -140,10 +162,14 @@ def _training_supports(group: list[CellStats], explained: bool) -> list[str]:
     return out
 
 
-def picks(group: list[CellStats], rows: dict, base, repeats: int, explained: bool = False) -> list[str]:
-    """What the evidence of one group supports, and what it cannot tell."""
+def picks(group: list[CellStats], rows: dict, base, repeats: int, explained: bool = False,
+          machines: str = "one machine: these figures compare within this CPU/GPU class only",
+          across_machines: bool = False) -> list[str]:
+    """What the evidence of one group supports, and what it cannot tell; ``machines``: what its
+    figures compare with, as the machines of its runs allow; ``across_machines``: its runs were
+    measured on more than one machine, so nothing is said of their speed, memory or startup."""
     run = group[0].run
-    supports, cannot = _speed_supports(rows), []
+    supports, cannot = ([] if across_machines else _speed_supports(rows)), []
     cis = {c.loop: c.f1_ci95() for c in group}
     cis = {k: v for k, v in cis.items() if v}
     if len(cis) > 1 and max(lo for lo, _ in cis.values()) <= min(hi for _, hi in cis.values()):
@@ -154,11 +180,11 @@ def picks(group: list[CellStats], rows: dict, base, repeats: int, explained: boo
         cannot.append(f"quality: every loop scores exactly the majority-class floor (F1 {base.f1:.4f}): after "
                       f"{run.max_steps or run.epochs} {'steps' if run.max_steps else 'epochs'} none "
                       "has learned beyond the class balance, so quality cannot rank them; train longer")
-    supports += _extremes(group) + _training_supports(group, explained)
+    supports += ([] if across_machines else _extremes(group)) + _training_supports(group, explained)
     if repeats < 2:
         cannot.append("one run per cell: a gap cannot be told from this machine's run-to-run noise (`--repeats 3`)")
     if any(c.busy for c in group):
         cannot.append("some runs were measured on a busy machine (⚠ busy): their speed is the machine's")
-    cannot.append("one machine: these figures compare within this CPU/GPU class only")
+    cannot.append(machines)
     return (["Supported: " + "; ".join(supports) + "."] if supports else []) + \
         ["", "Cannot tell: " + "; ".join(cannot) + ".", ""]

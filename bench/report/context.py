@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bench.analysis.cells import CellStats, cells_of
 from bench.analysis.explain import Explained, explain_rows
+from bench.analysis.machines import Environments
 from bench.analysis.quality import QualityGroup, quality_rows
 from bench.records import Record
 
@@ -18,6 +19,7 @@ class Context:
     main: list[CellStats]  # the cells that compare loops (no flip)
     explained: list[Explained]  # `bench explain`'s effects, if any flip cell ran
     quality: list[QualityGroup]  # the paired quality comparison, where records hold per-pair predictions
+    environments: Environments  # where each run was measured (one, unless gathered over sessions)
     out_md: Path
     plots: dict = field(default_factory=dict)  # section module -> its plots' file names, by the section's keys
 
@@ -26,7 +28,7 @@ class Context:
         cells = cells_of(records)
         main = [c for c in cells if not c.run.flip]
         return cls(records=records, cells=cells, main=main, explained=explain_rows(records),
-                   quality=quality_rows(main), out_md=out_md)
+                   quality=quality_rows(main), environments=Environments.of(records), out_md=out_md)
 
     def plots_of(self, section: str) -> dict:
         """The plots a section drew (its ``plots``), by the keys it chose."""

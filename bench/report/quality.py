@@ -46,15 +46,15 @@ def _to_target(t: TimeToTarget | None) -> str:
     return f"median time to F1 {t.target_f1} {median}, reached at {t.reached} of {t.seeds} seed(s)"
 
 
-def _bottom_loop(loop: str, v: LoopQuality, ref: LoopQuality) -> str:
+def _bottom_loop(loop: str, v: LoopQuality, ref: LoopQuality, machines: int = 1) -> str:
     t = _to_target(v.time_to_target)
     if loop == "manual":
-        return (f"- **manual**: the reference, {f(v.samples_per_s)} samples/s; val F1 "
+        mixed = f" (median over seeds measured on {machines} machines)" if machines > 1 else ""
+        return (f"- **manual**: the reference, {f(v.samples_per_s)} samples/s{mixed}; val F1 "
                 f"{_pm(v.f1_mean, v.f1_sd)}" + (f" over {v.seeds} seeds" if v.seeds > 1 else "")
                 + (f"; {t}" if t else "") + ".")
     c = v.comparison
-    ratio = v.samples_per_s / ref.samples_per_s if v.samples_per_s and ref.samples_per_s else None
-    speed = f"{f(ratio, '{:.2f}')}× manual's samples/s, median over seeds"
+    speed = f"{f(v.speed_ratio, '{:.2f}')}× manual's samples/s, median over seeds"
     if c is None:
         return f"- **{loop}** ({speed}): no paired comparison (no predictions on manual's pairs at a shared seed)."
     return (f"- **{loop}** ({speed}): val F1 {_pm(v.f1_mean, v.f1_sd)} against manual's "
@@ -72,7 +72,7 @@ def bottom_lines(ctx: Context) -> list[str]:
         seeds = _seeds_said(q)
         lines += [f"**Quality across seeds, {_title(q)}** ({'seeds' if ',' in seeds else 'seed'} {seeds}; "
                   f"[paired comparison]({anchor(HEADING)})):", ""]
-        lines += [_bottom_loop(loop, v, ref) for loop, v in q.loops.items()] + [""]
+        lines += [_bottom_loop(loop, v, ref, q.machines) for loop, v in q.loops.items()] + [""]
     return lines
 
 
@@ -116,7 +116,10 @@ def _target_table(q: QualityGroup) -> list[str]:
     lines = ["Time to target over seeds: wall seconds (evaluations included) and optimizer steps until "
              "validation F1 first reached the target; a seed that never reached it counts as slower than "
              f"every seed that did. The MLPerf mean drops the fastest and the slowest seed (from "
-             f"{MLPERF_MIN_RUNS} seeds).", "",
+             f"{MLPERF_MIN_RUNS} seeds)." + (
+                 f" These runs were measured on {q.machines} machines ([Environment]({anchor('Environment')})): "
+                 "a seed's loops ran side by side and compare with each other, but a median over seeds mixes "
+                 "machines; the per-seed table below has each seed's times." if q.machines > 1 else ""), "",
              "| loop | target F1 | seeds reached | median s | median steps | MLPerf mean s | MLPerf mean steps |",
              "|---|---|---|---|---|---|---|"]
     for loop, t in targets.items():
@@ -129,14 +132,25 @@ def _per_seed_table(q: QualityGroup) -> list[str]:
     per_seed = [(loop, row) for loop, v in q.loops.items() if v.comparison for row in v.comparison.per_seed]
     if not per_seed:
         return []
+    ref = q.loops.get("manual")
+    timed = bool(ref and ref.to_target_s)
     lines = ["Per seed, paired on the same validation pairs:", "",
              "| loop | seed | val F1 | manual's val F1 | F1 − manual | 95% CI (pairs) | acc − manual | "
-             "95% CI (pairs) | pairs predicted differently |", "|---|---|---|---|---|---|---|---|---|"]
+             "95% CI (pairs) | pairs predicted differently |" + (" s to target | manual's |" if timed else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if timed else "")]
     for loop, row in per_seed:
-        lines.append(f"| {loop} | {row.seed} | {row.f1_b:.4f} | {row.f1_a:.4f} | {row.f1_diff:+.4f} | "
-                     f"{_ci_signed(row.f1_diff_ci95)} | {row.acc_diff:+.4f} | "
-                     f"{_ci_signed(row.acc_diff_ci95)} | {row.pairs_differing} of {row.pairs} |")
+        line = (f"| {loop} | {row.seed} | {row.f1_b:.4f} | {row.f1_a:.4f} | {row.f1_diff:+.4f} | "
+                f"{_ci_signed(row.f1_diff_ci95)} | {row.acc_diff:+.4f} | "
+                f"{_ci_signed(row.acc_diff_ci95)} | {row.pairs_differing} of {row.pairs} |")
+        if timed:
+            line += (f" {_seconds(q.loops[loop].to_target_s.get(row.seed))} | "
+                     f"{_seconds(ref.to_target_s.get(row.seed))} |")
+        lines.append(line)
     return lines + [""]
+
+
+def _seconds(value) -> str:
+    return "not reached" if value is None else f"{value:.0f}"
 
 
 def lines(ctx: Context) -> list[str]:

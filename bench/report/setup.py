@@ -9,8 +9,8 @@ from bench.records import Record
 from bench.report.context import Context
 
 
-def _environment(env: dict) -> list[str]:
-    rows = [("python", env.get("python")), ("torch", env.get("torch")), ("transformers", env.get("transformers")),
+def _rows(env: dict) -> list[tuple[str, str]]:
+    return [("python", env.get("python")), ("torch", env.get("torch")), ("transformers", env.get("transformers")),
             ("accelerate", env.get("accelerate")), ("datasets", env.get("datasets")),
             ("lightning", env.get("lightning") or "not installed"),
             ("CPU", f"{env.get('cpu_name', '?')}, family/model {env.get('cpu_family_model', '?')} (torch capability "
@@ -19,7 +19,48 @@ def _environment(env: dict) -> list[str]:
             ("GPU", f"{env['gpu_name']} x{env.get('gpu_count')} (compute capability {env.get('gpu_capability')}, "
                     f"CUDA {env.get('cuda')})" if env.get("gpu_name") else "none used"),
             ("platform", env.get("platform")), ("git", env.get("git_sha"))]
-    return ["## Environment", "", "| | |", "|---|---|"] + [f"| {k} | {md.text(v)} |" for k, v in rows] + [""]
+
+
+def _environment(env: dict) -> list[str]:
+    return ["## Environment", "", "| | |", "|---|---|"] + [f"| {k} | {md.text(v)} |" for k, v in _rows(env)] + [""]
+
+
+def _where(runs: list[Record], every: list[str], seeded: bool) -> str:
+    """Which runs of a report one environment holds: its loops, per seed where the report's seeds vary."""
+    def loops(names):
+        names = list(dict.fromkeys(names))
+        return "every loop" if set(names) == set(every) and len(every) > 1 else ", ".join(names)
+
+    if not seeded:
+        return f"{len(runs)} run(s): {loops(r.loop for r in runs)}"
+    by_seed: dict = {}
+    for r in runs:
+        by_seed.setdefault(r.run.seed, []).append(r.loop)
+    seeds = sorted(by_seed, key=lambda s: (s is None, s))
+    return f"{len(runs)} run(s): " + "; ".join(f"seed {s}: {loops(by_seed[s])}" for s in seeds)
+
+
+def _environments(ctx: Context) -> list[str]:
+    """One column per environment the runs were measured in, and which runs ran in each."""
+    envs = ctx.environments
+    every = list(dict.fromkeys(r.loop for r in ctx.records))
+    seeded = len({r.run.seed for rs in envs.runs.values() for r in rs}) > 1
+    letters = [envs.letter(e) for e in envs.seen]
+    cols = [_rows(envs.runs[e][0].env) for e in envs.seen]
+    differ = [len({col[i][1] for col in cols}) > 1 for i in range(len(cols[0]))]
+    n = len(envs.machines)
+    head = (f"These runs were measured in {len(envs.seen)} environments, "
+            + (f"on {n} machines" if n > 1 else "on one machine") +
+            " (a folder continued with `--resume` in another session, or gathered over sessions): "
+            + ("a time figure compares only with one measured on the same machine; F1 does not depend on it. "
+               if n > 1 else "the software differs, and time figures may move with it. ")
+            + "The rows marked *differs* tell them apart.")
+    out = ["## Environment", "", head, "", "| | " + " | ".join(letters) + " | |", "|---|" + "---|" * len(letters) + "---|"]
+    out.append("| runs | " + " | ".join(_where(envs.runs[e], every, seeded) for e in envs.seen) + " | |")
+    for i, (key, _) in enumerate(cols[0]):
+        mark = " *differs* |" if differ[i] else " |"
+        out.append(f"| {key} | " + " | ".join(md.text(col[i][1]) for col in cols) + " |" + mark)
+    return out + [""]
 
 
 def in_force(ok: list[Record]) -> str:
@@ -80,5 +121,5 @@ def lines(ctx: Context) -> list[str]:
     commands = list(dict.fromkeys(r.command for r in records if r.command))
     ok = [r for r in records if r.status == "ok"]
     out = ["## Command", ""] + md.fenced(commands or ["(not recorded)"]) + [""]
-    out += _environment((ok or records)[0].env or {})
+    out += _environments(ctx) if ctx.environments.mixed else _environment((ok or records)[0].env or {})
     return out + (_trained(ok) if ok else [])
