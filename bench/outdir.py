@@ -194,8 +194,9 @@ def other_machines(out: Path, records: list[Record]) -> str | None:
     said = lambda env: (f"{env.get('cpu_name') or '?'} family/model {env.get('cpu_family_model') or '?'}, "
                         f"AVX512-BF16 {'yes' if env.get('avx512_bf16') else 'no'}, "
                         f"AMX-BF16 {'yes' if env.get('amx_bf16') else 'no'}")
-    others = {said(r.env) for r in records
-              if r.env and r.env.get("torch") and any(r.env.get(k) != here[k] for k in CPU_IDENTITY)}
+    # A key a record lacks (recorded before it was) is unknown, not different.
+    others = {said(r.env) for r in records if r.env and r.env.get("torch")
+              and any(r.env.get(k) is not None and r.env.get(k) != here[k] for k in CPU_IDENTITY)}
     if not others:
         return None
     return (f"--resume {out}: some of its runs were measured on another CPU ({'; '.join(sorted(others))}) than "

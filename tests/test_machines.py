@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bench.analysis import cells_of, comparison_groups, gap_rows
-from bench.analysis.machines import Environment, Environments
+from bench.analysis.machines import Environment, Environments, same_machine
 from bench.analysis.quality import quality_rows
 from bench.cli import main
 from bench.precision import cpu_features
@@ -22,16 +22,19 @@ ZEN3 = {"python": "3.11.7", "torch": "2.13.0+cpu", "transformers": "5.24.0", "ac
 ZEN5 = {**ZEN3, "cpu_capability": "AVX512", "cpu_family_model": "26/2", "avx512_bf16": True}
 
 
+SPS = {"manual": {1: 10.0, 2: 11.0, 3: 20.0}, "accelerate": {1: 9.0, 2: 9.0, 3: 9.0},
+       "trainer": {1: 12.0, 2: 15.0, 3: 13.0}}  # samples/s on Zen 3; three times as many on Zen 5
+
+
 def _sweep(out, where):
     """manual, accelerate, trainer at seeds 1-3; ``where(loop, seed)`` is the environment of each run.
-    trainer is wrong on 40 of 200 pairs; samples/s: manual 10, accelerate 9, trainer 12 on Zen 3,
-    all three times as fast on Zen 5."""
+    trainer is wrong on 40 of 200 pairs."""
     for seed in (1, 2, 3):
         ref, a, b = _seed_case(40, seed=seed)
-        for loop, pred, sps, reached in (("manual", a, 10.0, (10.0 * seed, 20)), ("accelerate", a, 9.0, (9.0, 20)),
-                                         ("trainer", b, 12.0, None)):
+        for loop, pred, reached in (("manual", a, (10.0 * seed, 20)), ("accelerate", a, (9.0, 20)),
+                                    ("trainer", b, None)):
             env = where(loop, seed)
-            r = _rec(loop, seed, pred, ref, sps * (3 if env is ZEN5 else 1), [0.6, 0.8, 0.9], reached)
+            r = _rec(loop, seed, pred, ref, SPS[loop][seed] * (3 if env is ZEN5 else 1), [0.6, 0.8, 0.9], reached)
             r.env = dict(env)
             append_record(out, r)
     return read_records(out)
@@ -98,15 +101,20 @@ def trainer_elsewhere(tmp_path):
 
 
 def test_no_speed_verdict_between_runs_of_two_machines(trainer_elsewhere, tmp_path):
-    for _, group in comparison_groups(cells_of(trainer_elsewhere)).items():
+    for (_, _, variant), group in comparison_groups(cells_of(trainer_elsewhere)).items():
+        seed = int(variant.split()[-1])
         rows = {row.loop: row for row in gap_rows(group)}
         assert rows["trainer"].step_ratio is None and rows["trainer"].sps_ratio is None  # 3x faster: the machine
-        assert rows["accelerate"].step_ratio == pytest.approx(1.0) and rows["accelerate"].sps_ratio == pytest.approx(0.9)
+        assert rows["trainer"].phase_delta_s is None and rows["trainer"].other_machine
+        assert rows["accelerate"].step_ratio == pytest.approx(1.0)
+        assert rows["accelerate"].sps_ratio == pytest.approx(9 / SPS["manual"][seed])
     text = render(trainer_elsewhere, tmp_path / "report.md")
     bottom = _section(text, "Bottom line")
     assert "**cpu / fp32 / seed 1** (2 machines: environments A, B;" in bottom
     trainer = next(line for line in bottom.splitlines() if line.startswith("- **trainer**: "))
     assert "manual's" not in trainer and "36.0 samples/s" in trainer
+    accelerate = next(line for line in bottom.splitlines() if line.startswith("- **accelerate**: "))
+    assert "[step time 1.00× manual's]" in accelerate  # same machine as manual's: still judged
     assert "these runs were measured on 2 machines (environments A, B" in bottom
     assert "only their F1 does" in bottom
     assert "startup:" not in bottom and "memory:" not in bottom  # no extremes across machines
@@ -114,21 +122,80 @@ def test_no_speed_verdict_between_runs_of_two_machines(trainer_elsewhere, tmp_pa
 
 def test_quality_compares_speed_and_time_to_target_within_a_seeds_machine(trainer_elsewhere, seed3_elsewhere, tmp_path):
     (q,) = quality_rows(cells_of(trainer_elsewhere))
-    assert q.machines == 2
+    assert q.machines == 2 and q.seed_split
     assert q.loops["trainer"].speed_ratio is None  # never on manual's machine
-    assert q.loops["accelerate"].speed_ratio == pytest.approx(0.9)
+    assert q.loops["accelerate"].speed_ratio == pytest.approx(9 / 11)  # median of 0.9, 0.82, 0.45
+    assert q.loops["manual"].machines == 1 and q.loops["trainer"].machines == 1
+    text = render(trainer_elsewhere, tmp_path / "elsewhere.md")
+    section, bottom = _section(text, QUALITY_HEADING), _section(text, "Bottom line")
+    assert "and some seed's loops did not." in section
+    row = next(line for line in section.splitlines() if line.startswith("| trainer | 1 |") and "of 200" in line)
+    assert row.endswith("| another machine than manual's | - |")  # no time set beside manual's across machines
+    manual = next(line for line in bottom.splitlines() if line.startswith("- **manual**: the reference"))
+    assert "machines" not in manual  # manual's own runs are all on one machine
+    assert "- **trainer** (-× manual's samples/s" in bottom
+
     (q,) = quality_rows(cells_of(seed3_elsewhere))
-    assert q.loops["trainer"].speed_ratio == pytest.approx(1.2)  # every seed's ratio is 1.2 on its own machine
-    assert q.loops["manual"].to_target_s == {1: 10.0, 2: 20.0, 3: 30.0}
+    # Per seed on its own machine: 1.2, 1.36, 0.65 -> 1.2 (the ratio of the medians would be 15/11).
+    assert q.loops["trainer"].speed_ratio == pytest.approx(1.2)
+    assert q.loops["manual"].to_target_s == {1: 10.0, 2: 20.0, 3: 30.0} and not q.seed_split
     text = render(seed3_elsewhere, tmp_path / "report.md")
     section = _section(text, QUALITY_HEADING)
-    assert "These runs were measured on 2 machines" in section and "a median over seeds mixes machines" in section
+    assert "These runs were measured on 2 machines" in section and "(every seed's loops did)." in section
     assert "| accelerate | 3 |" in section
     row = next(line for line in section.splitlines() if line.startswith("| trainer | 3 |") and "of 200" in line)
     assert row.endswith("| not reached | 30 |")  # per seed: the loop's time to target and manual's
     bottom = _section(text, "Bottom line")
     assert "- **trainer** (1.20× manual's samples/s, median over seeds)" in bottom
-    assert "- **manual**: the reference, 10.0 samples/s (median over seeds measured on 2 machines)" in bottom
+    assert "- **manual**: the reference, 11.0 samples/s (median over seeds measured on 2 machines)" in bottom
+
+
+def test_a_cpu_cell_and_a_cuda_cell_of_one_box_are_one_machine_and_old_records_match_any(seed3_elsewhere):
+    cpu = seed3_elsewhere[0]
+    cuda = dataclasses.replace(cpu, device="cuda")
+    cuda.env = {**ZEN3, "gpu_name": "NVIDIA H200", "gpu_count": 1, "gpu_capability": "9.0", "cuda": "12.8"}
+    old = dataclasses.replace(cpu)
+    old.env = {k: v for k, v in ZEN3.items() if k not in ("cpu_family_model", "avx512_bf16")}  # before those keys
+    envs = Environments.of([cpu, cuda, old])
+    assert len(envs.seen) == 3 and len(envs.machines) == 1  # three environments, one machine
+    assert same_machine([cpu, cuda, old])
+    assert not same_machine([cpu, seed3_elsewhere[-1]])  # Zen 3 and Zen 5
+    other_gpu = dataclasses.replace(cuda)
+    other_gpu.env = {**cuda.env, "gpu_name": "NVIDIA H100"}
+    assert not same_machine([cuda, other_gpu]) and same_machine([cpu, other_gpu])
+
+
+def test_the_devices_table_and_gap_table_give_no_ratio_across_machines(trainer_elsewhere, tmp_path):
+    text = render(trainer_elsewhere, tmp_path / "report.md")
+    gaps = _section(text, "Is each loop as fast as the manual loop?")
+    trainer = [line for line in gaps.splitlines() if "| trainer |" in line]
+    assert len(trainer) == 3 and all("measured on another machine than the manual loop's runs" in x for x in trainer)
+    assert all("| - | - |" in x for x in trainer)  # no samples/s ratio, no step ratio
+    accelerate = next(line for line in gaps.splitlines() if "| seed 1 | accelerate |" in line)
+    assert "| 0.900 | 1.000 |" in accelerate
+    speedup = _column(text, "trainer", "speed-up")
+    assert speedup and all(v == "-" for v in speedup)  # 3.6x would be the machine
+
+
+def _column(text, loop, label):
+    """The values of one column of the device table, for one loop's rows."""
+    section = _section(text, "cpu")
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [h.strip() for h in lines[0].strip("|").split("|")]
+    i = header.index(label)
+    rows = [[v.strip() for v in line.strip("|").split("|")] for line in lines[2:]]
+    return [row[i] for row in rows if loop in row]
+
+
+def test_resume_warning_ignores_keys_an_old_record_lacks(tmp_path):
+    from bench.outdir import other_machines
+
+    here = cpu_features()
+    r = _rec("manual", 1, [1, 0], [1, 0])
+    r.env = {"torch": "2.13.0+cpu", "cpu_name": here["cpu_name"]}  # recorded before family/model and the flags
+    assert other_machines(tmp_path, [r]) is None
+    r.env = {**r.env, "cpu_family_model": "99/9"}
+    assert "family/model 99/9" in other_machines(tmp_path, [r])
 
 
 def test_resume_on_another_cpu_warns_in_one_line(glue_dir, tmp_path, capsys):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from bench.analysis.cells import CellStats
+from bench.analysis.machines import same_machine
 from bench.analysis.mfu import cell_mfu
 from bench.phases import PHASES
 from bench.records import Record
@@ -98,7 +99,7 @@ def _spread_text(c: CellStats, ctx: TableContext) -> str:
 
 def _speed_up(c: CellStats, ctx: TableContext):
     sps, base = c.median(SAMPLES_PER_S), ctx.base.median(SAMPLES_PER_S) if ctx.base else None
-    return sps / base if sps and base else None
+    return sps / base if sps and base and same_machine(c.ok + ctx.base.ok) else None
 
 
 def _mfu(c: CellStats, ctx: TableContext):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from bench.analysis.cells import CellStats, cells_of, loop_specific
 from bench.analysis.gaps import phase_delta, phase_note
+from bench.analysis.machines import same_machine
 from bench.analysis.parity import loss_difference
 from bench.analysis.verdicts import Kind, paired_kind, say
 from bench.config import ConfigError
@@ -179,7 +180,7 @@ def _paired_s(base: CellStats, other: CellStats) -> list[float]:
     out = []
     for r in other.ok:
         m = next((x for x in base.ok if x.repeat == r.repeat), None)
-        if m is not None and r.step_s_mean and m.step_s_mean:
+        if m is not None and r.step_s_mean and m.step_s_mean and same_machine([r, m]):
             out.append(r.step_s_mean - m.step_s_mean)
     return out
 
@@ -223,7 +224,7 @@ def _effect(c: CellStats, ca: CellStats, cb: CellStats, a: str, b: str, step_a: 
                  loss_final=_delta(base, c, lambda r: r.train_loss_final, None, sign),
                  f1=_delta(base, c, lambda r: r.eval_f1, None, sign), runs=len(deltas),
                  values=(run_a.get(setting), run_b.get(setting)) if setting in run_a else None)
-    ph = phase_delta(base, c)
+    ph = phase_delta(base, c) if same_machine(base.ok + c.ok) else None
     if ph:
         row.phases = {k: sign * v for k, v in ph.items()}
         row.phase_note = phase_note(row.phases)
@@ -245,7 +246,8 @@ def explain_rows(records: list[Record]) -> list[Explained]:
         step = (lambda r: r.step_s_mean)
         step_a, step_b = ca.median(step), cb.median(step)
         found = Explained(device=device, precision=precision, seed=seed, a=a, b=b, cell_a=ca, cell_b=cb, step_a_s=step_a,
-                          step_b_s=step_b, total_s=step_b - step_a if step_a and step_b else None,
+                          step_b_s=step_b,
+                          total_s=step_b - step_a if step_a and step_b and same_machine(ca.ok + cb.ok) else None,
                           parity_ab=_parity(ca, cb), differences=differences(ca, cb))
         for c in flips:
             if (_where(c), *parse_flip(c.run.flip)[:2]) != (where, a, b):

@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from bench.analysis.cells import CellStats, manual_cell
-from bench.analysis.machines import Environment
+from bench.analysis.machines import same_machine
 from bench.analysis.verdicts import Kind, paired_kind, say
 
 
@@ -21,6 +21,7 @@ class GapRow:
     manual_cv: float | None
     phase_delta_s: dict | None  # per phase, this loop's mean seconds a step minus manual's
     extra_work: list = field(default_factory=list)  # the per-step work the loop declares beyond manual's
+    other_machine: bool = False  # some of its runs and manual's were measured on different machines
 
     @property
     def kind(self) -> Kind:
@@ -31,6 +32,8 @@ class GapRow:
 
     @property
     def verdict(self) -> str:
+        if self.other_machine and not self.runs:
+            return "not comparable: measured on another machine than the manual loop's runs (see *Environment*)"
         lo, hi = self.step_ratio_range or (None, None)
         where = f", {phase_note(self.phase_delta_s)}" if self.phase_delta_s else ""
         why = "; ".join(self.extra_work) or "no per-step extra work is recorded for this loop"
@@ -41,12 +44,6 @@ def phase_delta(base: CellStats, other: CellStats) -> dict | None:
     """Per phase, other's mean seconds a step minus base's; None unless both recorded a split."""
     mine, theirs = other.phases(), base.phases()
     return {p: mine[p] - theirs[p] for p in mine} if mine and theirs else None
-
-
-def _same_machine(r, m) -> bool:
-    """Both runs were measured on one machine (or either does not say: records from before)."""
-    a, b = Environment.of(r), Environment.of(m)
-    return a is None or b is None or a.hardware == b.hardware
 
 
 def _step_ratio(r, m) -> float | None:
@@ -71,19 +68,19 @@ def gap_rows(group: list[CellStats]) -> list[GapRow]:
         per_run = []
         for r in c.ok:
             m = next((x for x in ref.ok if x.repeat == r.repeat), None)
-            if m is not None and m.batch_order_checksum == r.batch_order_checksum and _same_machine(r, m):
+            if m is not None and m.batch_order_checksum == r.batch_order_checksum and same_machine([r, m]):
                 ratio = _step_ratio(r, m)
                 if ratio is not None:
                     per_run.append(ratio)
         sps, ref_sps = c.median(lambda r: r.samples_per_s), ref.median(lambda r: r.samples_per_s)
-        if not all(_same_machine(r, m) for r in c.ok for m in ref.ok):
-            sps = None  # medians measured on different machines: no ratio
+        one_machine = same_machine(c.ok + ref.ok)  # else no ratio of medians, no phase difference
         settings = c.ok[0].settings or {}
-        out.append(GapRow(loop=c.loop, runs=len(per_run), sps_ratio=sps / ref_sps if sps and ref_sps else None,
+        out.append(GapRow(loop=c.loop, runs=len(per_run),
+                          sps_ratio=sps / ref_sps if sps and ref_sps and one_machine else None,
                           step_ratio=statistics.median(per_run) if per_run else None,
                           step_ratio_range=(min(per_run), max(per_run)) if per_run else None,
                           busy=c.busy or ref.busy, manual_cv=ref.cv(lambda r: r.samples_per_s),
-                          phase_delta_s=phase_delta(ref, c),
+                          phase_delta_s=phase_delta(ref, c) if one_machine else None, other_machine=not one_machine,
                           extra_work=[f"{c.loop} {text}" for text in settings.get("extra_work_per_step") or ()]))
     return out
 

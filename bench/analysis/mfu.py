@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 
 from bench.analysis.cells import CellStats
+from bench.analysis.machines import same_machine
 from bench.peak import HANDED, train_flops_per_sequence
 from bench.records import Record
 
@@ -49,8 +50,8 @@ def shared_peaks(cells: list[CellStats]) -> dict[str, tuple[float, str]]:
     out: dict[str, tuple[float, str]] = {}
     for precision in dict.fromkeys(c.precision for c in cells):
         recs = [r for c in cells if c.precision == precision for r in c.ok if device_peak_of(r)]
-        if not recs:
-            continue
+        if not recs or not same_machine(recs):
+            continue  # none, or measured on several machines: each run's MFU over its own peak
         best = max(recs, key=device_peak_of)
         source = (best.device_peak_source or "").split(", summed over")[0]
         if source.startswith("measured"):

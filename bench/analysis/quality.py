@@ -28,7 +28,7 @@ import numpy as np
 from bench.analysis.bootstrap import AcrossSeeds, across_seeds, paired_difference
 from bench.analysis.cells import LOOP_ORDER, REFERENCE_LOOP, CellStats, order_of
 from bench.analysis.columns import EVAL_ACCURACY, EVAL_F1, SAMPLES_PER_S
-from bench.analysis.machines import Environment
+from bench.analysis.machines import Environments, same_machine
 from bench.records import Record
 
 MIN_SEEDS = 3  # fewer seeds give no interval across seeds worth a verdict
@@ -83,6 +83,9 @@ class LoopQuality:
     speed_ratio: float | None = None
     # seed -> wall seconds to the target F1 at that seed (None: not reached), under --target-f1
     to_target_s: dict = field(default_factory=dict)
+    # seed -> its runs and the reference's at that seed were measured on one machine
+    beside_reference: dict = field(default_factory=dict)
+    machines: int = 1  # the machines its own runs were measured on
     comparison: LoopComparison | None = None  # against the reference loop; None for it, or without shared pairs
     time_to_target: TimeToTarget | None = None
 
@@ -93,7 +96,9 @@ class QualityGroup:
     precision: str
     variant: str  # without the seed
     loops: OrderedDict  # loop -> LoopQuality, in the registry's order
-    machines: int = 1  # the machines its runs were measured on: above 1, times compare within a seed only
+    machines: int = 1  # the machines its runs were measured on: above 1, a median over seeds mixes them
+    # Some seed's loops were not all measured on one machine: times at that seed do not compare.
+    seed_split: bool = False
 
 
 def verdict(summary: AcrossSeeds, identical: bool) -> tuple[str, str]:
@@ -178,9 +183,8 @@ def speed_ratio(by_seed: dict, ref: dict | None) -> float | None:
     ratios = []
     for seed in set(by_seed) & set(ref or {}):
         a, b = by_seed[seed], ref[seed]
-        machines = {env.hardware for env in map(Environment.of, a.ok + b.ok) if env is not None}
         sa, sb = a.median(SAMPLES_PER_S), b.median(SAMPLES_PER_S)
-        if len(machines) <= 1 and sa and sb:
+        if same_machine(a.ok + b.ok) and sa and sb:
             ratios.append(sa / sb)
     return statistics.median(ratios) if ratios else None
 
@@ -229,14 +233,20 @@ def quality_rows(cells: list[CellStats]) -> list[QualityGroup]:
             runs = [c.ok[0] for c in by_seed.values()]
             loops[loop] = loop_summary(by_seed)
             loops[loop].comparison = comparisons.get(loop)
-            loops[loop].speed_ratio = speed_ratio(by_seed, by_loop.get(REFERENCE_LOOP))
+            ref = by_loop.get(REFERENCE_LOOP) or {}
+            loops[loop].speed_ratio = speed_ratio(by_seed, ref)
+            loops[loop].beside_reference = {seed: same_machine(c.ok + ref[seed].ok) for seed, c in by_seed.items()
+                                            if seed in ref}
+            loops[loop].machines = max(len(Environments.of([r for c in by_seed.values() for r in c.ok]).machines), 1)
             loops[loop].time_to_target = time_to_target(runs) if any(r.eval_curve for r in runs) else None
             if loops[loop].time_to_target:
                 loops[loop].to_target_s = {seed: c.ok[0].time_to_target_s for seed, c in by_seed.items()}
         runs = [r for by_seed in by_loop.values() for c in by_seed.values() for r in c.ok]
-        machines = len({env.hardware for env in map(Environment.of, runs) if env is not None})
+        seeds = {seed for by_seed in by_loop.values() for seed in by_seed}
+        split = any(not same_machine([r for by_seed in by_loop.values() if seed in by_seed for r in by_seed[seed].ok])
+                    for seed in seeds)
         out.append(QualityGroup(device=device, precision=precision, variant=variant, loops=loops,
-                                machines=max(machines, 1)))
+                                machines=max(len(Environments.of(runs).machines), 1), seed_split=split))
     return out
 
 

@@ -63,11 +63,11 @@ def _group(ctx: Context, key: tuple, group: list[CellStats], base) -> list[str]:
     if envs.mixed_machines and envs.machine_count(runs) > 1:
         where = f"{envs.machine_count(runs)} machines: environments {', '.join(envs.letters(runs))}"
     elif envs.mixed:
-        where += f"; environment {', '.join(envs.letters(runs))}"
+        where += f"; {_env_said(envs.letters(runs))}"
     lines = [f"**{device} / {precision}{' / ' + variant if variant else ''}** ({where}; {length} of "
              f"{md.code(run.model)}, {repeats} run(s) per cell):", ""]
-    across = ctx.environments.machine_count(runs) > 1  # no gap verdict between machines
-    rows = {} if across else {row.loop: row for row in gap_rows(group)}
+    across = ctx.environments.machine_count(runs) > 1
+    rows = {row.loop: row for row in gap_rows(group) if not row.other_machine}  # no gap verdict between machines
     ref = manual_cell(group)
     for c in group:
         dev_link = anchor(c.device)
@@ -79,6 +79,10 @@ def _group(ctx: Context, key: tuple, group: list[CellStats], base) -> list[str]:
                          across_machines=across)
 
 
+def _env_said(letters: list[str]) -> str:
+    return f"environment {', '.join(letters)}" if letters else "environment not recorded"
+
+
 def _machines(ctx: Context, runs: list) -> str:
     """What the group's figures compare with, as the machines its runs and the report's ran on allow."""
     envs = ctx.environments
@@ -86,11 +90,11 @@ def _machines(ctx: Context, runs: list) -> str:
         return "one machine: these figures compare within this CPU/GPU class only"
     letters = ", ".join(envs.letters(runs))
     if envs.machine_count(runs) > 1:
-        return (f"these runs were measured on {envs.machine_count(runs)} machines (environments {letters}, "
+        return (f"these runs were measured on {envs.machine_count(runs)} machines (environments {letters}; "
                 f"[Environment]({anchor('Environment')})): their speed, memory and startup do not compare with "
                 "each other, only their F1 does")
     return (f"{len(envs.machines)} machines in these records ([Environment]({anchor('Environment')})): this "
-            f"group's figures (environment {letters}) compare only with those measured on its machine")
+            f"group's figures ({_env_said(envs.letters(runs))}) compare only with those measured on its machine")
 
 
 def lines(ctx: Context) -> list[str]:

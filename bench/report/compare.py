@@ -6,6 +6,7 @@ from bench import markdown as md
 from bench.analysis.cells import cells_of
 from bench.analysis.columns import EVAL_F1, SAMPLES_PER_S
 from bench.analysis.compare import Comparison, compare, fingerprint, ratio_columns
+from bench.analysis.machines import Environments
 from bench.analysis.verdicts import GAP_TOLERANCE
 from bench.records import Record
 from bench.report.format import f
@@ -28,6 +29,11 @@ def _differs_line(records_a: list[Record], records_b: list[Record], cmp: Compari
                if any(not fingerprint(c) for c in cells)]
     if unknown:  # records made before the data was fingerprinted: not known to be the same
         env_diff.append(f"the data is not fingerprinted in {' and '.join(unknown)} (older records)")
+    for label, records in (("A", records_a), ("B", records_b)):
+        n = len(Environments.of(records).machines)
+        if n > 1:  # the first run's environment above does not stand for all of them
+            env_diff.append(f"{label}'s runs were measured on {n} machines (its report's *Environment* says which "
+                            "ran where): its ratios mix them")
     return ("What differs besides the code under test: " + ("; ".join(env_diff) if env_diff else "nothing recorded")
             + (f"; settings named with --differ: {', '.join(sorted(named))}" if named else "") + ".")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bench import markdown as md
 from bench.analysis.cells import tutorial_baseline
 from bench.analysis.columns import EVAL_F1, SAMPLES_PER_S
+from bench.analysis.machines import same_machine
 from bench.report.context import Context
 from bench.report.format import f
 
@@ -28,8 +29,9 @@ def lines(ctx: Context) -> list[str]:
                     and not b.run.preset), None)
         manual = tutorial_baseline([b for b in cells if b.device == c.device])
         sps = c.median(SAMPLES_PER_S)
-        own_sps = own.median(SAMPLES_PER_S) if own else None
-        man_sps = manual.median(SAMPLES_PER_S) if manual else None
+        # A ratio only of runs measured on one machine (a folder resumed elsewhere may hold two).
+        own_sps = own.median(SAMPLES_PER_S) if own and same_machine(c.ok + own.ok) else None
+        man_sps = manual.median(SAMPLES_PER_S) if manual and same_machine(c.ok + manual.ok) else None
         run = c.run.to_dict()
         knobs = ", ".join(f"{k}={run[k]}" for k in KNOBS
                           if run[k] not in (None, False, 0, "sdpa", "torch-default") or k == "batch_size")

@@ -46,10 +46,10 @@ def _to_target(t: TimeToTarget | None) -> str:
     return f"median time to F1 {t.target_f1} {median}, reached at {t.reached} of {t.seeds} seed(s)"
 
 
-def _bottom_loop(loop: str, v: LoopQuality, ref: LoopQuality, machines: int = 1) -> str:
+def _bottom_loop(loop: str, v: LoopQuality, ref: LoopQuality) -> str:
     t = _to_target(v.time_to_target)
     if loop == "manual":
-        mixed = f" (median over seeds measured on {machines} machines)" if machines > 1 else ""
+        mixed = f" (median over seeds measured on {v.machines} machines)" if v.machines > 1 else ""
         return (f"- **manual**: the reference, {f(v.samples_per_s)} samples/s{mixed}; val F1 "
                 f"{_pm(v.f1_mean, v.f1_sd)}" + (f" over {v.seeds} seeds" if v.seeds > 1 else "")
                 + (f"; {t}" if t else "") + ".")
@@ -72,7 +72,7 @@ def bottom_lines(ctx: Context) -> list[str]:
         seeds = _seeds_said(q)
         lines += [f"**Quality across seeds, {_title(q)}** ({'seeds' if ',' in seeds else 'seed'} {seeds}; "
                   f"[paired comparison]({anchor(HEADING)})):", ""]
-        lines += [_bottom_loop(loop, v, ref, q.machines) for loop, v in q.loops.items()] + [""]
+        lines += [_bottom_loop(loop, v, ref) for loop, v in q.loops.items()] + [""]
     return lines
 
 
@@ -116,16 +116,22 @@ def _target_table(q: QualityGroup) -> list[str]:
     lines = ["Time to target over seeds: wall seconds (evaluations included) and optimizer steps until "
              "validation F1 first reached the target; a seed that never reached it counts as slower than "
              f"every seed that did. The MLPerf mean drops the fastest and the slowest seed (from "
-             f"{MLPERF_MIN_RUNS} seeds)." + (
-                 f" These runs were measured on {q.machines} machines ([Environment]({anchor('Environment')})): "
-                 "a seed's loops ran side by side and compare with each other, but a median over seeds mixes "
-                 "machines; the per-seed table below has each seed's times." if q.machines > 1 else ""), "",
+             f"{MLPERF_MIN_RUNS} seeds)." + _machines_said(q), "",
              "| loop | target F1 | seeds reached | median s | median steps | MLPerf mean s | MLPerf mean steps |",
              "|---|---|---|---|---|---|---|"]
     for loop, t in targets.items():
         lines.append(f"| {loop} | {t.target_f1} | {t.reached}/{t.seeds} | {_n(t.median_s, '{:.1f}')} | "
                      f"{_n(t.median_step, '{:.0f}')} | {_n(t.mlperf_mean_s, '{:.1f}')} | {_n(t.mlperf_mean_step, '{:.0f}')} |")
     return lines + [""]
+
+
+def _machines_said(q: QualityGroup) -> str:
+    if q.machines < 2:
+        return ""
+    return (f" These runs were measured on {q.machines} machines ([Environment]({anchor('Environment')})): a median "
+            "over seeds mixes them; the per-seed table below sets a loop's time beside manual's only where both "
+            "ran on one machine" + (", and some seed's loops did not." if q.seed_split else
+                                    " (every seed's loops did)."))
 
 
 def _per_seed_table(q: QualityGroup) -> list[str]:
@@ -142,7 +148,9 @@ def _per_seed_table(q: QualityGroup) -> list[str]:
         line = (f"| {loop} | {row.seed} | {row.f1_b:.4f} | {row.f1_a:.4f} | {row.f1_diff:+.4f} | "
                 f"{_ci_signed(row.f1_diff_ci95)} | {row.acc_diff:+.4f} | "
                 f"{_ci_signed(row.acc_diff_ci95)} | {row.pairs_differing} of {row.pairs} |")
-        if timed:
+        if timed and not q.loops[loop].beside_reference.get(row.seed, True):
+            line += " another machine than manual's | - |"
+        elif timed:
             line += (f" {_seconds(q.loops[loop].to_target_s.get(row.seed))} | "
                      f"{_seconds(ref.to_target_s.get(row.seed))} |")
         lines.append(line)

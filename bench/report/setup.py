@@ -5,24 +5,13 @@ from __future__ import annotations
 import json
 
 from bench import markdown as md
+from bench.analysis.machines import environment_rows
 from bench.records import Record
 from bench.report.context import Context
 
 
-def _rows(env: dict) -> list[tuple[str, str]]:
-    return [("python", env.get("python")), ("torch", env.get("torch")), ("transformers", env.get("transformers")),
-            ("accelerate", env.get("accelerate")), ("datasets", env.get("datasets")),
-            ("lightning", env.get("lightning") or "not installed"),
-            ("CPU", f"{env.get('cpu_name', '?')}, family/model {env.get('cpu_family_model', '?')} (torch capability "
-                    f"{env.get('cpu_capability', '?')}, AMX-BF16 {'yes' if env.get('amx_bf16') else 'no'}, "
-                    f"AVX512-BF16 {'yes' if env.get('avx512_bf16') else 'no'}, {env.get('torch_threads', '?')} threads)"),
-            ("GPU", f"{env['gpu_name']} x{env.get('gpu_count')} (compute capability {env.get('gpu_capability')}, "
-                    f"CUDA {env.get('cuda')})" if env.get("gpu_name") else "none used"),
-            ("platform", env.get("platform")), ("git", env.get("git_sha"))]
-
-
 def _environment(env: dict) -> list[str]:
-    return ["## Environment", "", "| | |", "|---|---|"] + [f"| {k} | {md.text(v)} |" for k, v in _rows(env)] + [""]
+    return ["## Environment", "", "| | |", "|---|---|"] + [f"| {k} | {md.text(v)} |" for k, v in environment_rows(env)] + [""]
 
 
 def _where(runs: list[Record], every: list[str], seeded: bool) -> str:
@@ -46,14 +35,14 @@ def _environments(ctx: Context) -> list[str]:
     every = list(dict.fromkeys(r.loop for r in ctx.records))
     seeded = len({r.run.seed for rs in envs.runs.values() for r in rs}) > 1
     letters = [envs.letter(e) for e in envs.seen]
-    cols = [_rows(envs.runs[e][0].env) for e in envs.seen]
+    cols = [list(e.rows) for e in envs.seen]
     differ = [len({col[i][1] for col in cols}) > 1 for i in range(len(cols[0]))]
     n = len(envs.machines)
     head = (f"These runs were measured in {len(envs.seen)} environments, "
             + (f"on {n} machines" if n > 1 else "on one machine") +
             " (a folder continued with `--resume` in another session, or gathered over sessions): "
             + ("a time figure compares only with one measured on the same machine; F1 does not depend on it. "
-               if n > 1 else "the software differs, and time figures may move with it. ")
+               if n > 1 else "the threads or the software differ, and time figures may move with them. ")
             + "The rows marked *differs* tell them apart.")
     out = ["## Environment", "", head, "", "| | " + " | ".join(letters) + " | |", "|---|" + "---|" * len(letters) + "---|"]
     out.append("| runs | " + " | ".join(_where(envs.runs[e], every, seeded) for e in envs.seen) + " | |")
