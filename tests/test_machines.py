@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bench.analysis import cells_of, comparison_groups, gap_rows
-from bench.analysis.machines import Environment, Environments, same_machine
+from bench.analysis.machines import Environment, Environments, machine_count, same_machine
 from bench.analysis.quality import quality_rows
 from bench.cli import main
 from bench.precision import cpu_features
@@ -54,7 +54,7 @@ def test_environments_group_runs_by_machine_and_software(seed3_elsewhere):
     envs = Environments.of(seed3_elsewhere)
     assert len(envs.seen) == 2 and envs.mixed_machines
     assert [envs.letter_of(r) for r in seed3_elsewhere] == ["A"] * 6 + ["B"] * 3
-    assert envs.machine_count(seed3_elsewhere[:6]) == 1 and envs.machine_count(seed3_elsewhere) == 2
+    assert machine_count(seed3_elsewhere[:6]) == 1 and machine_count(seed3_elsewhere) == 2
     # A new commit on the same machine is another environment, not another machine.
     other_sha = dataclasses.replace(seed3_elsewhere[0])
     other_sha.env = {**ZEN3, "git_sha": "bbbb"}
@@ -156,13 +156,23 @@ def test_a_cpu_cell_and_a_cuda_cell_of_one_box_are_one_machine_and_old_records_m
     cuda.env = {**ZEN3, "gpu_name": "NVIDIA H200", "gpu_count": 1, "gpu_capability": "9.0", "cuda": "12.8"}
     old = dataclasses.replace(cpu)
     old.env = {k: v for k, v in ZEN3.items() if k not in ("cpu_family_model", "avx512_bf16")}  # before those keys
-    envs = Environments.of([cpu, cuda, old])
-    assert len(envs.seen) == 3 and len(envs.machines) == 1  # three environments, one machine
-    assert same_machine([cpu, cuda, old])
+    ddp = dataclasses.replace(cuda)
+    ddp.env = {**cuda.env, "gpu_count": 8, "torch_threads": 1}  # a DDP cell of the same box sees all its GPUs
+    assert not Environments.of([cpu, cuda, ddp]).mixed  # one sweep's CPU, CUDA and DDP cells: one environment
+    envs = Environments.of([cpu, cuda, ddp, old])
+    assert len(envs.seen) == 2 and len(envs.machines) == 1 and not envs.mixed_machines  # the old one: its rows
+    assert same_machine([cpu, cuda, ddp, old])
     assert not same_machine([cpu, seed3_elsewhere[-1]])  # Zen 3 and Zen 5
     other_gpu = dataclasses.replace(cuda)
     other_gpu.env = {**cuda.env, "gpu_name": "NVIDIA H100"}
     assert not same_machine([cuda, other_gpu]) and same_machine([cpu, other_gpu])
+    # The best-known runs found the machines, whatever came first: a CPU cell first, then two GPUs.
+    envs = Environments.of([cpu, cuda, other_gpu])
+    assert len(envs.machines) == 2 and envs.mixed_machines and machine_count([cpu, cuda, other_gpu]) == 2
+    # An old record first, then Zen 3 and Zen 5: two machines, not one.
+    zen5 = seed3_elsewhere[-1]
+    envs = Environments.of([old, cpu, zen5])
+    assert len(envs.machines) == 2 and envs.mixed_machines and machine_count([old, cpu, zen5]) == 2
 
 
 def test_the_devices_table_and_gap_table_give_no_ratio_across_machines(trainer_elsewhere, tmp_path):

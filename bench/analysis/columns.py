@@ -92,8 +92,12 @@ def _memory_text(c: CellStats, ctx: TableContext) -> str:
     return text + (f" ({reserved:.0f})" if ctx.counters and reserved is not None else "")
 
 
+def _cv(c: CellStats, ctx: TableContext):
+    return c.cv(SAMPLES_PER_S) if same_machine(c.ok) else None  # repeats on two machines: no CV
+
+
 def _spread_text(c: CellStats, ctx: TableContext) -> str:
-    spread = c.spread(SAMPLES_PER_S)
+    spread = c.spread(SAMPLES_PER_S) if same_machine(c.ok) else None  # repeats on two machines: no spread
     return f"{spread[0]:.1f}–{spread[1]:.1f}" if spread else "-"
 
 
@@ -134,7 +138,7 @@ JOULES_PER_SAMPLE = Column("joules_per_sample", "J/sample", lambda r: r.joules_p
 COLUMNS: tuple[Column, ...] = (
     SAMPLES_PER_S,
     Column("samples_per_s_spread", "spread", text=_spread_text, shows=frozenset({TABLE})),
-    Column("samples_per_s_cv", "CV", derive=lambda c, ctx: c.cv(SAMPLES_PER_S), fmt="{:.1%}",
+    Column("samples_per_s_cv", "CV", derive=_cv, fmt="{:.1%}",
            shows=frozenset({TABLE, CSV})),
     Column("speed_up", "speed-up", derive=_speed_up, fmt="{:.2f}×", better=HIGHER, shows=frozenset({TABLE, CSV})),
     Column("real_tokens_per_s", "real tok/s", lambda r: r.real_tokens_per_s, "{:.0f}", better=HIGHER, unit="tokens/s"),

@@ -214,7 +214,8 @@ def _effect(c: CellStats, ca: CellStats, cb: CellStats, a: str, b: str, step_a: 
         base, sign, how = ca, 1, f"{a} given {b}'s value"
     else:
         base, sign, how = cb, -1, f"{b} without it"
-    deltas = [sign * d for d in _paired_s(base, c)]
+    # The effect is over A's step: only when A, B and the flip were measured on one machine.
+    deltas = [sign * d for d in _paired_s(base, c)] if same_machine(ca.ok + cb.ok + c.ok) else []
     failed = next((r.reason for r in reversed(c.records) if r.status != "ok"), "") if not c.ok else ""
     run_a, run_b = ca.run.to_dict(), cb.run.to_dict()
     row = Effect(setting=setting, loop=c.loop, how=how, deltas_s=deltas,

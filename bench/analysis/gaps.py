@@ -79,7 +79,8 @@ def gap_rows(group: list[CellStats]) -> list[GapRow]:
                           sps_ratio=sps / ref_sps if sps and ref_sps and one_machine else None,
                           step_ratio=statistics.median(per_run) if per_run else None,
                           step_ratio_range=(min(per_run), max(per_run)) if per_run else None,
-                          busy=c.busy or ref.busy, manual_cv=ref.cv(lambda r: r.samples_per_s),
+                          busy=c.busy or ref.busy,
+                          manual_cv=ref.cv(lambda r: r.samples_per_s) if same_machine(ref.ok) else None,
                           phase_delta_s=phase_delta(ref, c) if one_machine else None, other_machine=not one_machine,
                           extra_work=[f"{c.loop} {text}" for text in settings.get("extra_work_per_step") or ()]))
     return out

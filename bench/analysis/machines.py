@@ -21,7 +21,7 @@ from string import ascii_uppercase
 from bench.records import Record
 
 CPU = ("cpu_name", "cpu_family_model", "cpu_capability", "amx_bf16", "avx512_bf16")
-GPU = ("gpu_name", "gpu_count", "gpu_capability")
+GPU = ("gpu_name", "gpu_capability")  # not gpu_count: a single-process cell sees one GPU of a DDP box's N
 
 
 def measured(record: Record) -> bool:
@@ -65,46 +65,79 @@ def same_machine(records: list[Record]) -> bool:
 
 @dataclass(frozen=True)
 class Environment:
-    rows: tuple  # environment_rows, as the report shows them
+    """The software and the CPU a run had; the GPU and the threads are left out of it: one sweep's
+    CPU cells and CUDA cells, or its DDP cells (one thread per rank), share an environment."""
+    key: tuple
 
     @classmethod
     def of(cls, record: Record) -> "Environment | None":
-        return cls(rows=tuple(environment_rows(record.env))) if measured(record) else None
+        if not measured(record):
+            return None
+        env = {k: v for k, v in record.env.items() if k not in ("torch_threads", "cuda", *GPU, "gpu_count",
+                                                                "gpu_memory_mib")}
+        return cls(key=tuple((label, text) for label, text in environment_rows(env) if label != "GPU"))
 
 
 def _letter(i: int) -> str:
     return ascii_uppercase[i] if i < 26 else f"{ascii_uppercase[i // 26 - 1]}{ascii_uppercase[i % 26]}"
 
 
+def _known(machine: Machine) -> int:
+    return sum(v is not None for v in machine.cpu + machine.gpu)
+
+
+def _merged(a: Machine, b: Machine) -> Machine:
+    """What two matching machines say together: each key from whichever knows it."""
+    pick = lambda x, y: tuple(u if u is not None else v for u, v in zip(x, y))
+    return Machine(cpu=pick(a.cpu, b.cpu), gpu=pick(a.gpu, b.gpu))
+
+
+def cluster(machines: list[Machine]) -> list[Machine]:
+    """The distinct machines among these, the best-known first: a run that says most (a CUDA cell,
+    a new record) founds a machine, one that says less joins the first it matches and fills in
+    nothing it contradicts."""
+    out: list[Machine] = []
+    for m in sorted(dict.fromkeys(machines), key=_known, reverse=True):
+        i = next((i for i, known in enumerate(out) if known.matches(m)), None)
+        if i is None:
+            out.append(m)
+        else:
+            out[i] = _merged(out[i], m)
+    return out
+
+
 @dataclass
 class Environments:
     """The environments of a report's runs, in the order first seen, each with a letter, and the
-    machines they ran on (one environment's runs share one machine)."""
+    machines they ran on."""
     seen: list  # Environment, first-seen order
     runs: dict  # Environment -> its records
-    machines: list  # Machine, one per distinct machine, first-seen order
+    machines: list  # Machine, one per distinct machine (``cluster``)
+    one_machine: bool  # same_machine over every measured run
 
     @classmethod
     def of(cls, records: list[Record]) -> "Environments":
         runs: dict = {}
-        machines: list = []
         for r in records:
             env = Environment.of(r)
-            if env is None:
-                continue
-            runs.setdefault(env, []).append(r)
-            if not any(m.matches(Machine.of(r)) for m in machines):
-                machines.append(Machine.of(r))
-        return cls(seen=list(runs), runs=runs, machines=machines)
+            if env is not None:
+                runs.setdefault(env, []).append(r)
+        measured_runs = [r for rs in runs.values() for r in rs]
+        return cls(seen=list(runs), runs=runs, machines=cluster([Machine.of(r) for r in measured_runs]),
+                   one_machine=same_machine(measured_runs))
 
     @property
     def mixed(self) -> bool:
-        """Runs from more than one environment (machine, threads or software)."""
+        """Runs from more than one environment (CPU or software)."""
         return len(self.seen) > 1
 
     @property
     def mixed_machines(self) -> bool:
-        return len(self.machines) > 1
+        return len(self.machines) > 1 or not self.one_machine
+
+    @property
+    def machine_total(self) -> int:
+        return max(len(self.machines), 1 if self.one_machine else 2)
 
     def letter(self, env: Environment) -> str:
         return _letter(self.seen.index(env))
@@ -117,7 +150,15 @@ class Environments:
         """The letters of the environments these records ran in, in order."""
         return sorted({self.letter_of(r) for r in records} - {None}, key=lambda s: (len(s), s))
 
-    def machine_count(self, records: list[Record]) -> int:
-        """On how many of the report's machines these runs were measured."""
-        return len({next(i for i, m in enumerate(self.machines) if m.matches(Machine.of(r)))
-                    for r in records if measured(r)})
+    def env_of(self, env: Environment) -> dict:
+        """What the report shows of one environment: its first run's record, the first with a GPU if
+        any ran on one."""
+        runs = self.runs[env]
+        return next((r.env for r in runs if r.env.get("gpu_name")), runs[0].env)
+
+
+def machine_count(records: list[Record]) -> int:
+    """On how many machines these runs were measured (at least 2 when they are not on one)."""
+    runs = [r for r in records if measured(r)]
+    n = len(cluster([Machine.of(r) for r in runs]))
+    return max(n, 1 if same_machine(runs) else 2) if runs else 0

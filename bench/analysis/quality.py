@@ -28,7 +28,7 @@ import numpy as np
 from bench.analysis.bootstrap import AcrossSeeds, across_seeds, paired_difference
 from bench.analysis.cells import LOOP_ORDER, REFERENCE_LOOP, CellStats, order_of
 from bench.analysis.columns import EVAL_ACCURACY, EVAL_F1, SAMPLES_PER_S
-from bench.analysis.machines import Environments, same_machine
+from bench.analysis.machines import machine_count, same_machine
 from bench.records import Record
 
 MIN_SEEDS = 3  # fewer seeds give no interval across seeds worth a verdict
@@ -237,7 +237,7 @@ def quality_rows(cells: list[CellStats]) -> list[QualityGroup]:
             loops[loop].speed_ratio = speed_ratio(by_seed, ref)
             loops[loop].beside_reference = {seed: same_machine(c.ok + ref[seed].ok) for seed, c in by_seed.items()
                                             if seed in ref}
-            loops[loop].machines = max(len(Environments.of([r for c in by_seed.values() for r in c.ok]).machines), 1)
+            loops[loop].machines = max(machine_count([r for c in by_seed.values() for r in c.ok]), 1)
             loops[loop].time_to_target = time_to_target(runs) if any(r.eval_curve for r in runs) else None
             if loops[loop].time_to_target:
                 loops[loop].to_target_s = {seed: c.ok[0].time_to_target_s for seed, c in by_seed.items()}
@@ -246,7 +246,7 @@ def quality_rows(cells: list[CellStats]) -> list[QualityGroup]:
         split = any(not same_machine([r for by_seed in by_loop.values() if seed in by_seed for r in by_seed[seed].ok])
                     for seed in seeds)
         out.append(QualityGroup(device=device, precision=precision, variant=variant, loops=loops,
-                                machines=max(len(Environments.of(runs).machines), 1), seed_split=split))
+                                machines=max(machine_count(runs), 1), seed_split=split))
     return out
 
 

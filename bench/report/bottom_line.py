@@ -7,6 +7,7 @@ from bench import markdown as md
 from bench.analysis.cells import CellStats, comparison_groups, manual_cell
 from bench.analysis.columns import EVAL_F1, PEAK_MIB, SAMPLES_PER_S
 from bench.analysis.gaps import GapRow, gap_rows, phase_note
+from bench.analysis.machines import machine_count, same_machine
 from bench.analysis.parity import Parity, parity_rows
 from bench.analysis.verdicts import GAP_TOLERANCE, PARITY_TOLERANCE, Kind, say
 from bench.report import gaps, parity, phases, quality, why
@@ -60,14 +61,14 @@ def _group(ctx: Context, key: tuple, group: list[CellStats], base) -> list[str]:
     where = (f"{env.get('cpu_name', '?')} family/model {env.get('cpu_family_model', '?')}, "
              f"{env.get('torch_threads', '?')} threads" if device == "cpu" else env.get("gpu_name") or device)
     envs = ctx.environments
-    if envs.mixed_machines and envs.machine_count(runs) > 1:
-        where = f"{envs.machine_count(runs)} machines: environments {', '.join(envs.letters(runs))}"
+    if envs.mixed_machines and machine_count(runs) > 1:
+        where = f"{machine_count(runs)} machines: environments {', '.join(envs.letters(runs))}"
     elif envs.mixed:
         where += f"; {_env_said(envs.letters(runs))}"
     lines = [f"**{device} / {precision}{' / ' + variant if variant else ''}** ({where}; {length} of "
              f"{md.code(run.model)}, {repeats} run(s) per cell):", ""]
-    across = ctx.environments.machine_count(runs) > 1
-    rows = {row.loop: row for row in gap_rows(group) if not row.other_machine}  # no gap verdict between machines
+    across = not same_machine(runs)
+    rows = {row.loop: row for row in gap_rows(group) if row.runs or not row.other_machine}  # no gap verdict between machines
     ref = manual_cell(group)
     for c in group:
         dev_link = anchor(c.device)
@@ -89,11 +90,11 @@ def _machines(ctx: Context, runs: list) -> str:
     if not envs.mixed_machines:
         return "one machine: these figures compare within this CPU/GPU class only"
     letters = ", ".join(envs.letters(runs))
-    if envs.machine_count(runs) > 1:
-        return (f"these runs were measured on {envs.machine_count(runs)} machines (environments {letters}; "
+    if machine_count(runs) > 1:
+        return (f"these runs were measured on {machine_count(runs)} machines (environments {letters}; "
                 f"[Environment]({anchor('Environment')})): their speed, memory and startup do not compare with "
                 "each other, only their F1 does")
-    return (f"{len(envs.machines)} machines in these records ([Environment]({anchor('Environment')})): this "
+    return (f"{envs.machine_total} machines in these records ([Environment]({anchor('Environment')})): this "
             f"group's figures ({_env_said(envs.letters(runs))}) compare only with those measured on its machine")
 
 

@@ -6,7 +6,7 @@ from bench import markdown as md
 from bench.analysis.cells import cells_of
 from bench.analysis.columns import EVAL_F1, SAMPLES_PER_S
 from bench.analysis.compare import Comparison, compare, fingerprint, ratio_columns
-from bench.analysis.machines import Environments
+from bench.analysis.machines import machine_count
 from bench.analysis.verdicts import GAP_TOLERANCE
 from bench.records import Record
 from bench.report.format import f
@@ -30,7 +30,7 @@ def _differs_line(records_a: list[Record], records_b: list[Record], cmp: Compari
     if unknown:  # records made before the data was fingerprinted: not known to be the same
         env_diff.append(f"the data is not fingerprinted in {' and '.join(unknown)} (older records)")
     for label, records in (("A", records_a), ("B", records_b)):
-        n = len(Environments.of(records).machines)
+        n = machine_count(records)
         if n > 1:  # the first run's environment above does not stand for all of them
             env_diff.append(f"{label}'s runs were measured on {n} machines (its report's *Environment* says which "
                             "ran where): its ratios mix them")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bench import markdown as md
 from bench.analysis.cells import CellStats, tutorial_baseline
 from bench.analysis.columns import JOULES_PER_SAMPLE, PEAK_MIB, SAMPLES_PER_S, TABLE, TableContext, shown_in
-from bench.analysis.mfu import shared_peaks
+from bench.analysis.mfu import device_peak_of, shared_peaks
 from bench.report import plotting
 from bench.report.context import Context
 
@@ -25,6 +25,12 @@ def table_context(dev_cells: list[CellStats]) -> TableContext:
                         counters=any(c.median(lambda r: r.peak_alloc_mib) is not None for c in dev_cells))
 
 
+def _unshared(dev_cells: list[CellStats], peaks: dict) -> list[str]:
+    """The precisions whose runs recorded a peak that no shared one stands for (several machines)."""
+    return [p for p in dict.fromkeys(c.precision for c in dev_cells) if p not in peaks
+            and any(device_peak_of(r) for c in dev_cells if c.precision == p for r in c.ok)]
+
+
 def _intro(device: str, dev_cells: list[CellStats], ctx: TableContext) -> str:
     repeats = max(len(c.ok) for c in dev_cells)
     peaks = ctx.peaks
@@ -36,8 +42,10 @@ def _intro(device: str, dev_cells: list[CellStats], ctx: TableContext) -> str:
             + "Startup: seconds from the cell's start to the loop's first step (imports, model, data, the "
             "loop's own setup; the record's `setup_s` has each part). "
             + "MFU: model FLOPs over the padded batches per second, over the peak of the cell's precision: "
-            + ("; ".join(f"{p}: {t * 1000:.1f} GFLOP/s ({src})" for p, (t, src) in peaks.items())
-               if peaks else "no peak recorded") + "."
+            + ("; ".join([f"{p}: {t * 1000:.1f} GFLOP/s ({src})" for p, (t, src) in peaks.items()]
+                         + [f"{p}: each run's own peak (its runs were measured on several machines)"
+                            for p in _unshared(dev_cells, peaks)])
+               if peaks or _unshared(dev_cells, peaks) else "no peak recorded") + "."
             + (" J/sample: the GPU's energy counter (NVML) over the timed steps, over their samples."
                if any(c.median(JOULES_PER_SAMPLE) is not None for c in dev_cells) else ""))
 

@@ -151,14 +151,16 @@ def _per_seed_table(q: QualityGroup) -> list[str]:
         if timed and not q.loops[loop].beside_reference.get(row.seed, True):
             line += " another machine than manual's | - |"
         elif timed:
-            line += (f" {_seconds(q.loops[loop].to_target_s.get(row.seed))} | "
-                     f"{_seconds(ref.to_target_s.get(row.seed))} |")
+            line += f" {_seconds(q.loops[loop].to_target_s, row.seed)} | {_seconds(ref.to_target_s, row.seed)} |"
         lines.append(line)
     return lines + [""]
 
 
-def _seconds(value) -> str:
-    return "not reached" if value is None else f"{value:.0f}"
+def _seconds(times: dict, seed) -> str:
+    """A seed's seconds to the target; '-' where the loop evaluated toward none."""
+    if seed not in times:
+        return "-"
+    return "not reached" if times[seed] is None else f"{times[seed]:.0f}"
 
 
 def lines(ctx: Context) -> list[str]:

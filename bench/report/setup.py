@@ -35,14 +35,14 @@ def _environments(ctx: Context) -> list[str]:
     every = list(dict.fromkeys(r.loop for r in ctx.records))
     seeded = len({r.run.seed for rs in envs.runs.values() for r in rs}) > 1
     letters = [envs.letter(e) for e in envs.seen]
-    cols = [list(e.rows) for e in envs.seen]
+    cols = [environment_rows(envs.env_of(e)) for e in envs.seen]
     differ = [len({col[i][1] for col in cols}) > 1 for i in range(len(cols[0]))]
-    n = len(envs.machines)
+    n = envs.machine_total
     head = (f"These runs were measured in {len(envs.seen)} environments, "
             + (f"on {n} machines" if n > 1 else "on one machine") +
             " (a folder continued with `--resume` in another session, or gathered over sessions): "
             + ("a time figure compares only with one measured on the same machine; F1 does not depend on it. "
-               if n > 1 else "the threads or the software differ, and time figures may move with them. ")
+               if n > 1 else "the software differs, and time figures may move with it. ")
             + "The rows marked *differs* tell them apart.")
     out = ["## Environment", "", head, "", "| | " + " | ".join(letters) + " | |", "|---|" + "---|" * len(letters) + "---|"]
     out.append("| runs | " + " | ".join(_where(envs.runs[e], every, seeded) for e in envs.seen) + " | |")

@@ -29,7 +29,9 @@ def _effects(e: Explained, seed_said: str) -> list[str]:
     a, b = e.a, e.b
     lines = [f"### {e.device} / {e.precision}{seed_said}: {a} → {b}", "",
              f"Mean step: {a} {f(e.step_a_s and e.step_a_s * 1000)} ms, {b} "
-             f"{f(e.step_b_s and e.step_b_s * 1000)} ms: {_ms(e.total_s)} ms to explain.", "",
+             f"{f(e.step_b_s and e.step_b_s * 1000)} ms: {_ms(e.total_s)} ms to explain"
+             + (" (their runs were measured on different machines: nothing to explain between them)"
+                if e.total_s is None and e.step_a_s and e.step_b_s else "") + ".", "",
              "| difference | values (" + a + " → " + b + ") | flipped in | effect ms/step | runs | verdict | phase | "
              "peak MiB | final loss | val F1 |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in e.effects:
@@ -81,8 +83,8 @@ def plots(ctx: Context, plt) -> dict:
 
     made = {}
     for e in ctx.explained:
-        if e.step_a_s is None or e.step_b_s is None:
-            continue
+        if e.step_a_s is None or e.step_b_s is None or e.total_s is None:
+            continue  # nothing to explain, or the two loops' steps were measured on different machines
         steps = [(e.a, e.step_a_s * 1000, "total")] + [(r.setting, (r.effect_s or 0) * 1000, "delta") for r in e.effects]
         steps += [("rest", (e.unexplained_s or 0) * 1000, "delta"), (e.b, e.step_b_s * 1000, "total")]
         fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(steps) + 1), 4))
