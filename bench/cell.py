@@ -117,9 +117,11 @@ def run_cell(cell: Cell, progress: bool = True, command: str = "",
     ``WallClock`` (``bench/wallclock.py``), started by ``main``; ``peak``: (TFLOP/s, where it comes
     from) measured once for this sweep's device and precision, instead of probing again here."""
     from bench import dist
+    from bench.envinfo import git_sha
     from bench.records import Record
     from bench.wallclock import WallClock
 
+    git_sha()  # the commit of the code this process imported, read now, recorded at the end
     clock = clock or WallClock()
 
     if dist.is_distributed():

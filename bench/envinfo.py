@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 import sys
 from pathlib import Path
 
 
+@functools.lru_cache(maxsize=None)
 def git_sha() -> str | None:
+    """The harness's commit (``-dirty``: with uncommitted changes to tracked files) when this process
+    first asked: a cell asks as it starts (``bench.cell.run_cell``), so a commit made while it trains
+    is not credited with the code it imported."""
+    return _read_git_sha()
+
+
+def _read_git_sha() -> str | None:
     root = Path(__file__).resolve().parent.parent
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],

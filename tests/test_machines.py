@@ -226,3 +226,28 @@ def test_resume_on_another_cpu_warns_in_one_line(glue_dir, tmp_path, capsys):
     assert len(warnings) == 1 and warnings[0].startswith(f"bench: warning: --resume {out}: ")
     assert "family/model 99/9" in warnings[0] and f"family/model {here['cpu_family_model']}" in warnings[0]
     assert "already recorded" in err
+
+
+def test_a_cell_records_the_commit_it_started_with(tiny_run, monkeypatch):
+    """A commit made while a cell trains is not credited with the code the cell imported."""
+    from bench import cellrecord, envinfo
+    from bench.cell import run_cell
+    from bench.config import Cell
+
+    head = {"sha": "aaaa"}
+    monkeypatch.setattr(envinfo, "_read_git_sha", lambda: head["sha"])
+    read_back = cellrecord.read_back
+
+    def commit_after_training(r, result):  # training is over: someone commits
+        head["sha"] = "bbbb"
+        return read_back(r, result)
+
+    monkeypatch.setattr(cellrecord, "read_back", commit_after_training)
+    envinfo.git_sha.cache_clear()
+    try:
+        record = run_cell(Cell(loop="manual", device="cpu", precision="fp32", run=tiny_run(max_steps=4)),
+                          progress=False)
+    finally:
+        envinfo.git_sha.cache_clear()
+    assert head["sha"] == "bbbb"  # the commit happened before the record was made
+    assert record.status == "ok" and record.env["git_sha"] == "aaaa"
