@@ -182,21 +182,17 @@ def check_comparable(out: Path, cells: list[Cell], records: list, resume: bool) 
                               f"{cell.device}: {'; '.join(diffs)}. Resume with the same settings, or give a new --out")
 
 
-CPU_IDENTITY = ("cpu_name", "cpu_family_model", "amx_bf16", "avx512_bf16")  # read without torch
-
-
 def other_machines(out: Path, records: list[Record]) -> str | None:
     """A warning when OUT's runs were measured on another CPU than this one (a virtual machine's CPU
     changes between sessions): resuming mixes machines, which the report then shows run by run."""
+    from bench.analysis.machines import Machine, measured
     from bench.precision import cpu_features
 
-    here = cpu_features()
+    here = cpu_features()  # read without torch: the keys torch would give stay unknown, so they match
     said = lambda env: (f"{env.get('cpu_name') or '?'} family/model {env.get('cpu_family_model') or '?'}, "
                         f"AVX512-BF16 {'yes' if env.get('avx512_bf16') else 'no'}, "
                         f"AMX-BF16 {'yes' if env.get('amx_bf16') else 'no'}")
-    # A key a record lacks (recorded before it was) is unknown, not different.
-    others = {said(r.env) for r in records if r.env and r.env.get("torch")
-              and any(r.env.get(k) is not None and r.env.get(k) != here[k] for k in CPU_IDENTITY)}
+    others = {said(r.env) for r in records if measured(r) and not Machine.of(r).matches(Machine.of_env(here))}
     if not others:
         return None
     return (f"--resume {out}: some of its runs were measured on another CPU ({'; '.join(sorted(others))}) than "

@@ -49,7 +49,10 @@ class Machine:
 
     @classmethod
     def of(cls, record: Record) -> "Machine":
-        env = record.env or {}
+        return cls.of_env(record.env or {})
+
+    @classmethod
+    def of_env(cls, env: dict) -> "Machine":
         return cls(cpu=tuple(env.get(k) for k in CPU), gpu=tuple(env.get(k) for k in GPU))
 
     def matches(self, other: "Machine") -> bool:
