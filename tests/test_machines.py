@@ -131,7 +131,8 @@ def test_quality_compares_speed_and_time_to_target_within_a_seeds_machine(traine
     assert "and some seed's loops did not." in section
     row = next(line for line in section.splitlines() if line.startswith("| trainer | 1 |") and "of 200" in line)
     assert row.endswith("| another machine than manual's | - |")  # no time set beside manual's across machines
-    manual = next(line for line in bottom.splitlines() if line.startswith("- **manual**: the reference"))
+    manual = next(line for line in bottom.splitlines()
+                  if line.startswith("- **manual** (the tutorial's loop): the reference"))
     assert "machines" not in manual  # manual's own runs are all on one machine
     assert "- **trainer** (-× manual's samples/s" in bottom
 
@@ -147,7 +148,8 @@ def test_quality_compares_speed_and_time_to_target_within_a_seeds_machine(traine
     assert row.endswith("| not reached | 30 |")  # per seed: the loop's time to target and manual's
     bottom = _section(text, "Bottom line")
     assert "- **trainer** (1.20× manual's samples/s, median over seeds)" in bottom
-    assert "- **manual**: the reference, 11.0 samples/s (median over seeds measured on 2 machines)" in bottom
+    assert ("- **manual** (the tutorial's loop): the reference, 11.0 samples/s (median over seeds measured on 2 "
+            "machines)") in bottom
 
 
 def test_a_cpu_cell_and_a_cuda_cell_of_one_box_are_one_machine_and_old_records_match_any(seed3_elsewhere):
@@ -251,3 +253,4 @@ def test_a_cell_records_the_commit_it_started_with(tiny_run, monkeypatch):
         envinfo.git_sha.cache_clear()
     assert head["sha"] == "bbbb"  # the commit happened before the record was made
     assert record.status == "ok" and record.env["git_sha"] == "aaaa"
+

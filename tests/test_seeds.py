@@ -304,6 +304,42 @@ def test_report_has_the_quality_section_curve_plot_and_bottom_line(three_seeds, 
     assert "**worse**" in sentence and "never reached F1 0.8" in sentence
 
 
+def _quality_text(records, path):
+    text = render(records, path)
+    return text.split("## Bottom line")[1].split("\n## ")[0], text.split(f"## {QUALITY_HEADING}")[1].split("\n## ")[0]
+
+
+def test_out_of_the_box_is_weighed_against_the_tutorials_loop(three_seeds, tmp_path):
+    """Under --defaults native the manual loop is the tutorial's (loops/native.py sets nothing for
+    it): the report says each library's defaults are weighed against the tutorial's loop."""
+    bottom, section = _quality_text(read_records(three_seeds), tmp_path / "a" / "report.md")
+    assert "**Quality across seeds out of the box (`--defaults native`), cpu / fp32**" in bottom
+    assert "- **manual** (the tutorial's loop): the reference" in bottom
+    trainer = next(line for line in bottom.splitlines() if line.startswith("- **trainer** ("))
+    assert "against the tutorial loop's 1.0000 ± 0.0000" in trainer
+    assert "Out of the box (`--defaults native`)" in section and "against the tutorial's loop" in section
+
+
+def test_a_manual_loop_off_the_tutorials_recipe_is_not_called_the_tutorials(three_seeds, tmp_path):
+    records = read_records(three_seeds)
+    for r in records:
+        if r.loop == "manual":
+            r.config["run"]["weight_decay"] = 0.01
+    bottom, section = _quality_text(records, tmp_path / "b" / "report.md")
+    assert "the tutorial's loop" not in bottom and "tutorial loop's" not in bottom
+    assert "against manual's 1.0000" in bottom and "Out of the box" not in section
+
+
+def test_at_the_tutorials_settings_a_difference_is_a_fault(three_seeds, tmp_path):
+    records = read_records(three_seeds)
+    for r in records:
+        r.config["run"]["defaults"] = "tutorial"
+    bottom, section = _quality_text(records, tmp_path / "c" / "report.md")
+    assert "out of the box" not in bottom and "- **manual** (the tutorial's loop): the reference" in bottom
+    assert "At the tutorial's settings (`--defaults tutorial`)" in section and "a fault of that loop" in section
+    assert "](#do-the-loops-train-the-same-thing)" in section
+
+
 def test_no_predictions_no_quality_section(three_seeds, tmp_path):
     records = read_records(three_seeds)
     for r in records:

@@ -29,7 +29,9 @@ from bench.analysis.bootstrap import AcrossSeeds, across_seeds, paired_differenc
 from bench.analysis.cells import LOOP_ORDER, REFERENCE_LOOP, CellStats, order_of
 from bench.analysis.columns import EVAL_ACCURACY, EVAL_F1, SAMPLES_PER_S
 from bench.analysis.machines import machine_count, same_machine
+from bench.config import RunConfig
 from bench.records import Record
+from loops import native
 
 MIN_SEEDS = 3  # fewer seeds give no interval across seeds worth a verdict
 MLPERF_MIN_RUNS = 5  # MLPerf Training drops the fastest and the slowest run from 5 or more
@@ -99,6 +101,10 @@ class QualityGroup:
     machines: int = 1  # the machines its runs were measured on: above 1, a median over seeds mixes them
     # Some seed's loops were not all measured on one machine: times at that seed do not compare.
     seed_split: bool = False
+    defaults: str = "tutorial"  # whose defaults its runs ran under (--defaults): one per group
+    # The reference is the tutorial's loop as the tutorial writes it: no preset, and its defaults mode
+    # sets nothing for it (loops/native.py declares no setting or machinery for manual).
+    reference_is_tutorial: bool = False
 
 
 def verdict(summary: AcrossSeeds, identical: bool) -> tuple[str, str]:
@@ -153,6 +159,24 @@ def time_to_target(records: list[Record]) -> TimeToTarget | None:
 def _first_with_predictions(c: CellStats) -> Record | None:
     """The cell's first ok run holding per-pair predictions (repeats of one seed repeat its timing)."""
     return next((r for r in c.ok if r.eval_predictions), None)
+
+
+# The settings that make a loop the tutorial's beyond the hyperparameters a user always chooses (lr,
+# batch size, length, seed, precision: loops/native.py's "what stays the user's"): the run config's
+# defaults are the tutorial's.
+TUTORIAL_RECIPE = ("scheduler", "warmup_steps", "weight_decay", "weight_decay_exempt", "adam_beta1", "adam_beta2",
+                   "adam_eps", "max_grad_norm", "adamw", "grad_accum", "group_by_length", "pad_to_multiple_of",
+                   "compile", "attn", "preset", "loop_options", "flip")
+
+
+def tutorial_loop(run: RunConfig) -> bool:
+    """A manual cell's run is the tutorial's loop as the tutorial writes it: every recipe setting at
+    the tutorial's value (the run config's default), and its defaults mode declares nothing for manual
+    (loops/native.py; --defaults tutorial sets every loop to the tutorial's)."""
+    plain = RunConfig()
+    if any(getattr(run, name) != getattr(plain, name) for name in TUTORIAL_RECIPE):
+        return False
+    return run.defaults == "tutorial" or not (native.SETTINGS.get(REFERENCE_LOOP) or native.MACHINERY.get(REFERENCE_LOOP))
 
 
 def seed_groups(cells: list[CellStats]) -> OrderedDict:
@@ -245,8 +269,11 @@ def quality_rows(cells: list[CellStats]) -> list[QualityGroup]:
         seeds = {seed for by_seed in by_loop.values() for seed in by_seed}
         split = any(not same_machine([r for by_seed in by_loop.values() if seed in by_seed for r in by_seed[seed].ok])
                     for seed in seeds)
+        ref_runs = [c.run for c in (by_loop.get(REFERENCE_LOOP) or {}).values()]
+        defaults = next((c.run.defaults for by_seed in by_loop.values() for c in by_seed.values()), None) or "tutorial"
         out.append(QualityGroup(device=device, precision=precision, variant=variant, loops=loops,
-                                machines=max(machine_count(runs), 1), seed_split=split))
+                                machines=max(machine_count(runs), 1), seed_split=split, defaults=defaults,
+                                reference_is_tutorial=bool(ref_runs) and all(tutorial_loop(run) for run in ref_runs)))
     return out
 
 
