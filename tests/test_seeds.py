@@ -1,7 +1,6 @@
 """Seeds as a sweep axis, per-pair predictions in the record, and the paired quality comparison
 across seeds (bench/analysis/quality.py) with its report section."""
 
-
 import numpy as np
 import pytest
 
