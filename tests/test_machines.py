@@ -254,3 +254,42 @@ def test_a_cell_records_the_commit_it_started_with(tiny_run, monkeypatch):
     assert head["sha"] == "bbbb"  # the commit happened before the record was made
     assert record.status == "ok" and record.env["git_sha"] == "aaaa"
 
+
+@pytest.fixture
+def parity_elsewhere(tmp_path):
+    """A --parity run at the tutorial's settings: accelerate agrees with manual on its machine; trainer's
+    losses are 1e-3 apart but it was resumed on Zen 5; fabric's are 1e-3 apart on manual's machine."""
+    out = tmp_path / "parity"
+    ref, a, _ = _seed_case(0, seed=1)
+    for loop, env, bump in (("manual", ZEN3, 0.0), ("accelerate", ZEN3, 0.0), ("trainer", ZEN5, 1e-3),
+                            ("fabric", ZEN3, 1e-3)):
+        r = _rec(loop, 1, a, ref)
+        r.config["run"].update(parity=True, defaults="tutorial")
+        r.step_losses = [loss * (1 + bump) for loss in r.step_losses]
+        r.env = dict(env)
+        append_record(out, r)
+    return read_records(out)
+
+
+def test_parity_apart_on_another_machine_is_no_verdict_but_apart_on_one_fails(parity_elsewhere, tmp_path):
+    from bench.analysis import Parity, parity_lines, parity_rows
+
+    (group,) = comparison_groups(cells_of(parity_elsewhere)).values()
+    rows = {row.loop: row for row in parity_rows(group)}
+    assert rows["accelerate"].verdict is Parity.AGREES and not rows["accelerate"].other_machine
+    assert rows["trainer"].verdict is Parity.ELSEWHERE and rows["trainer"].other_machine
+    assert rows["fabric"].verdict is Parity.FAILS  # the same machine: a fault of the loop
+    ok, lines = parity_lines(cells_of(parity_elsewhere))
+    assert not ok  # fabric fails; trainer alone would not
+    assert any("trainer vs manual" in line and "another machine than manual's: no verdict" in line for line in lines)
+    ok_without_fabric, _ = parity_lines(cells_of([r for r in parity_elsewhere if r.loop != "fabric"]))
+    assert ok_without_fabric
+    text = render(parity_elsewhere, tmp_path / "report.md")
+    table = _section(text, "Do the loops train the same thing?")
+    trainer = next(line for line in table.splitlines() if line.startswith("| trainer |"))
+    assert "measured on another machine than manual's" in trainer and "no verdict" in trainer
+    assert "another machine" not in next(line for line in table.splitlines() if line.startswith("| fabric |"))
+    bottom = _section(text, "Bottom line")
+    assert "the step losses of trainer (up to 1.0e-03) differ from the manual loop's, but were measured on another " \
+           "machine than manual's" in bottom
+    assert "some loop's step losses differ from the manual loop's by up to 1.0e-03" in bottom  # fabric's, judged

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 
 from bench.analysis.cells import CellStats, comparison_groups, manual_cell
+from bench.analysis.machines import same_machine
 from bench.analysis.verdicts import PARITY_TOLERANCE
 
 
@@ -15,6 +16,9 @@ class Parity(str, enum.Enum):
     AGREES = "agrees"  # same settings, losses within PARITY_TOLERANCE, same batches
     FAILS = "fails"  # same settings, losses apart or other batches
     DIFFERS = "differs"  # settings differ: not expected to agree, and no failure
+    # Same settings and batches, losses apart, but measured on another machine than manual's (a
+    # folder continued with --resume elsewhere): other kernels round differently, so no verdict.
+    ELSEWHERE = "another machine"
 
     def __str__(self) -> str:
         return self.value
@@ -28,13 +32,17 @@ class ParityRow:
     at_step: int | None
     same_batches: bool
     differs: list = field(default_factory=list)  # what makes it train something other than manual
+    other_machine: bool = False  # its run and manual's were measured on two machines
 
     @property
     def verdict(self) -> Parity:
         if self.differs:
             return Parity.DIFFERS
-        good = self.max_rel_diff is not None and self.max_rel_diff <= PARITY_TOLERANCE and self.same_batches
-        return Parity.AGREES if good else Parity.FAILS
+        if self.max_rel_diff is not None and self.max_rel_diff <= PARITY_TOLERANCE and self.same_batches:
+            return Parity.AGREES
+        # Another CPU's (or GPU's) kernels may round differently, so losses apart there are no failure
+        # of the loop; other batches are, on any machine.
+        return Parity.ELSEWHERE if self.other_machine and self.same_batches else Parity.FAILS
 
 
 def loss_difference(losses: list, ref_losses: list) -> tuple[float | None, int | None]:
@@ -91,7 +99,8 @@ def parity_rows(group: list[CellStats]) -> list[ParityRow]:
         out.append(ParityRow(loop=c.loop, steps=min(len(ref_losses), len(losses)), max_rel_diff=largest,
                              at_step=worst + 1 if largest else None,
                              same_batches=c.ok[0].batch_order_checksum == ref.ok[0].batch_order_checksum,
-                             differs=training_differences(c, ref)))
+                             differs=training_differences(c, ref),
+                             other_machine=not same_machine([c.ok[0], ref.ok[0]])))
     return out
 
 
@@ -107,7 +116,9 @@ def parity_lines(cells: list[CellStats]) -> tuple[bool, list[str]]:
             batches = "" if row.same_batches else ", different batches"
             diff = "none" if row.max_rel_diff is None else f"{row.max_rel_diff:.2e}"
             said = {Parity.AGREES: "ok", Parity.FAILS: f"FAILS (tolerance {PARITY_TOLERANCE:g})",
-                    Parity.DIFFERS: "settings differ: not expected to agree (" + "; ".join(row.differs) + ")"}[row.verdict]
+                    Parity.DIFFERS: "settings differ: not expected to agree (" + "; ".join(row.differs) + ")",
+                    Parity.ELSEWHERE: "apart, but measured on another machine than manual's: no verdict (run both "
+                                      "on one machine)"}[row.verdict]
             lines.append(f"parity {device}/{precision}: {row.loop} vs manual over {row.steps} steps: largest relative "
                          f"loss difference {diff}{where}{batches} -> {said}")
     return ok, lines

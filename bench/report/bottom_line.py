@@ -147,7 +147,7 @@ def _training_supports(group: list[CellStats], explained: bool) -> list[str]:
     if not group[0].run.parity:
         return []
     rows = parity_rows(group)
-    agree = [row for row in rows if row.verdict is not Parity.DIFFERS]
+    agree = [row for row in rows if row.verdict in (Parity.AGREES, Parity.FAILS)]
     differ = [row for row in rows if row.verdict is Parity.DIFFERS]
     link, why_link = anchor(parity.HEADING), f"[{why.HEADING}]({anchor(why.HEADING)})"
     out = []
@@ -165,6 +165,19 @@ def _training_supports(group: list[CellStats], explained: bool) -> list[str]:
                    + ("they train the same thing" if same else "they do not train the same thing"
                       + (f" (what differs, and what each difference is worth: {why_link})" if explained else "")))
     return out
+
+
+def _training_cannot(group: list[CellStats]) -> list[str]:
+    """Loops whose step losses are apart from manual's but were measured on another machine."""
+    if not group[0].run.parity:
+        return []
+    elsewhere = [row for row in parity_rows(group) if row.verdict is Parity.ELSEWHERE]
+    if not elsewhere:
+        return []
+    names = ", ".join(f"{row.loop} (up to {row.max_rel_diff or 0:.1e})" for row in elsewhere)
+    return [f"training: the step losses of {names} differ from the manual loop's, but were measured on another "
+            f"machine than manual's ([parity]({anchor(parity.HEADING)})): whether they train the same thing needs "
+            "both on one machine"]
 
 
 def picks(group: list[CellStats], rows: dict, base, repeats: int, explained: bool = False,
@@ -186,6 +199,7 @@ def picks(group: list[CellStats], rows: dict, base, repeats: int, explained: boo
                       f"{run.max_steps or run.epochs} {'steps' if run.max_steps else 'epochs'} none "
                       "has learned beyond the class balance, so quality cannot rank them; train longer")
     supports += ([] if across_machines else _extremes(group)) + _training_supports(group, explained)
+    cannot += _training_cannot(group)
     if repeats < 2:
         cannot.append("one run per cell: a gap cannot be told from this machine's run-to-run noise (`--repeats 3`)")
     if any(c.busy for c in group):

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from bench import markdown as md
 from bench.analysis.cells import CellStats, comparison_groups, loop_specific
 from bench.analysis.columns import EVAL_ACCURACY, EVAL_F1, TRAIN_LOSS_FINAL
-from bench.analysis.parity import parity_rows
+from bench.analysis.parity import Parity, parity_rows
 from bench.report import plotting
 from bench.report.context import Context
 from bench.report.format import f, group_title
@@ -26,6 +26,9 @@ def _parity_table(group: list[CellStats]) -> list[str]:
     for row in rows:
         differs = (" (settings differ: not expected to agree: " + md.text("; ".join(row.differs)) + ")"
                    if row.differs else "")
+        if row.verdict is Parity.ELSEWHERE:
+            differs = (" (measured on another machine than manual's, whose kernels may round differently: "
+                       "no verdict; run both on one machine)")
         lines.append(f"| {row.loop} | {row.steps} | {f(row.max_rel_diff, '{:.2e}')}{differs} | "
                      f"{row.at_step or '-'} | {'yes' if row.same_batches else '**no**'} |")
     return lines + [""]
