@@ -780,7 +780,7 @@ def test_the_compare_gate_fails_on_a_failed_or_missing_cell_in_b(tmp_path, b_sta
     result = run_cli("compare", str(a), str(b), "--fail-above", "10")
     assert result.returncode == 1, result.stderr
     assert f"bench compare: {needle}" in result.stderr
-    assert "**Failed or missing in B:** trainer/cpu/fp32" in result.stdout
+    assert "**Failed, missing in B, or not judged:** trainer/cpu/fp32" in result.stdout
     assert run_cli("compare", str(a), str(b)).returncode == 0  # no gate asked for: a comparison
 
 

@@ -293,3 +293,31 @@ def test_parity_apart_on_another_machine_is_no_verdict_but_apart_on_one_fails(pa
     assert "the step losses of trainer (up to 1.0e-03) differ from the manual loop's, but were measured on another " \
            "machine than manual's" in bottom
     assert "some loop's step losses differ from the manual loop's by up to 1.0e-03" in bottom  # fabric's, judged
+
+
+def test_compare_gives_no_ratio_or_gate_pass_for_a_cell_whose_repeats_span_machines(tmp_path):
+    """B's trainer cell: repeat 0 on Zen 3, repeat 1 resumed on Zen 5 (three times as fast): its
+    median mixes machines, so compare gives it no ratio, and --fail-above cannot pass it."""
+    from tests.test_cli import run_cli
+    from tests.test_report import rec
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, loop, repeat, env, sps in ((a, "manual", 0, ZEN3, 10.0), (a, "manual", 1, ZEN3, 10.0),
+                                           (a, "trainer", 0, ZEN3, 12.0), (a, "trainer", 1, ZEN3, 12.0),
+                                           (b, "manual", 0, ZEN3, 10.1), (b, "manual", 1, ZEN3, 9.9),
+                                           (b, "trainer", 0, ZEN3, 12.0), (b, "trainer", 1, ZEN5, 36.0)):
+        r = rec(loop, sps=sps, repeat=repeat)
+        r.env = dict(env)
+        append_record(folder, r)
+    result = run_cli("compare", str(a), str(b), "--fail-above", "10")
+    assert result.returncode == 1, result.stderr
+    trainer = next(line for line in result.stdout.splitlines() if line.startswith("| trainer |"))
+    assert "no verdict: B's runs of this cell were measured on more than one machine" in trainer
+    assert " 2.000 " not in trainer and "| - |" in trainer  # no B/A ratio of a mixed median
+    manual = next(line for line in result.stdout.splitlines() if line.startswith("| manual |"))
+    assert "same speed" in manual
+    assert "**Failed, missing in B, or not judged:** trainer/cpu/fp32 (B's runs of this cell were measured on " \
+           "more than one machine: no samples/s to gate (rerun it on one machine))" in result.stdout
+    assert "trainer/cpu/fp32: B's runs of this cell were measured on more than one machine" in result.stderr
+    assert "B's runs were measured on 2 machines" in result.stdout
+    assert run_cli("compare", str(a), str(b)).returncode == 0  # without a gate, a comparison is a comparison

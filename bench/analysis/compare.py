@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from bench.analysis.cells import CellStats
 from bench.analysis.columns import COMPARE, EVAL_F1, SAMPLES_PER_S, Column, shown_in
+from bench.analysis.machines import same_machine
 from bench.analysis.verdicts import Kind, paired_kind, say
 from bench.config import ConfigError
 
@@ -101,6 +102,9 @@ class CompareRow:
     paired: list  # samples/s B over A, repeats paired by index
     busy: bool
     verdict: str
+    # The sides ("A", "B") whose repeats of this cell were measured on more than one machine (a folder
+    # continued with --resume elsewhere): a median over them mixes machines, so no ratio and no verdict.
+    mixed: tuple = ()
 
     @property
     def sps_ratio(self) -> float | None:
@@ -120,6 +124,12 @@ def row(a: CellStats, b: CellStats) -> CompareRow:
     vb = {c.name: c.value(b) for c in shown_in(COMPARE)}
     ratios = {c.name: _ratio(va[c.name], vb[c.name]) for c in ratio_columns()}
     busy = a.busy or b.busy
+    mixed = tuple(label for label, c in (("A", a), ("B", b)) if not same_machine(c.ok))
+    if mixed:
+        return CompareRow(loop=a.loop, device=a.device, precision=a.precision, seed=a.seed, a=va, b=vb,
+                          ratios=dict.fromkeys(ratios), paired=[], busy=busy, mixed=mixed,
+                          verdict=f"no verdict: {' and '.join(mixed)}'s runs of this cell were measured on more "
+                                  "than one machine")
     return CompareRow(loop=a.loop, device=a.device, precision=a.precision, seed=a.seed, a=va, b=vb, ratios=ratios, paired=paired,
                       busy=busy, verdict=verdict(ratios[SAMPLES_PER_S.name], paired, busy))
 
@@ -140,9 +150,12 @@ class Broken:
     why: str
 
 
-def broken_in_b(pairs: list, only_a: list[CellStats]) -> list[Broken]:
-    """For ``--fail-above``: each cell of A that B failed, only skipped, or lacks, with why."""
-    broken = []
+def broken_in_b(pairs: list, only_a: list[CellStats], rows: list | None = None) -> list[Broken]:
+    """For ``--fail-above``: each cell of A that B failed, only skipped, or lacks, and each pair the gate
+    cannot judge (its repeats on one side measured on two machines), with why."""
+    broken = [Broken(r.loop, r.device, r.precision,
+                     f"{' and '.join(r.mixed)}'s runs of this cell were measured on more than one machine: no "
+                     "samples/s to gate (rerun it on one machine)") for r in rows or () if r.mixed]
     for a, b in pairs:
         failed = [r for r in b.records if r.status == "failed"]
         if failed:
@@ -163,7 +176,7 @@ class Comparison:
     only_b: list
     rows: list = field(default_factory=list)
     slower: list = field(default_factory=list)  # rows beyond --fail-above
-    broken: list = field(default_factory=list)  # cells of A that B failed or lacks (with --fail-above)
+    broken: list = field(default_factory=list)  # cells of A that B failed or lacks, or unjudged (with --fail-above)
 
 
 def compare(cells_a: list[CellStats], cells_b: list[CellStats], named: set[str],
@@ -176,5 +189,5 @@ def compare(cells_a: list[CellStats], cells_b: list[CellStats], named: set[str],
     out = Comparison(pairs, only_a, only_b, rows=[row(a, b) for a, b in pairs])
     if fail_above is not None:
         out.slower = [r for r in out.rows if r.sps_ratio is not None and (1 - r.sps_ratio) * 100 > fail_above]
-        out.broken = broken_in_b(pairs, only_a)
+        out.broken = broken_in_b(pairs, only_a, out.rows)
     return out

@@ -33,7 +33,8 @@ def _differs_line(records_a: list[Record], records_b: list[Record], cmp: Compari
         n = machine_count(records)
         if n > 1:  # the first run's environment above does not stand for all of them
             env_diff.append(f"{label}'s runs were measured on {n} machines (its report's *Environment* says which "
-                            "ran where): its ratios mix them")
+                            "ran where): rows of different cells may pair different machines, and a cell whose "
+                            "repeats span them gets no ratio")
     return ("What differs besides the code under test: " + ("; ".join(env_diff) if env_diff else "nothing recorded")
             + (f"; settings named with --differ: {', '.join(sorted(named))}" if named else "") + ".")
 
@@ -58,8 +59,8 @@ def _gate(cmp: Comparison, fail_above: float) -> list[str]:
     lines = [(f"**Slower than the {fail_above:g}% limit:** " + ", ".join(
         f"{r.loop}/{r.device}/{r.precision} ({(1 - r.sps_ratio):.1%} fewer samples/s)" for r in cmp.slower))
         if cmp.slower else f"No cell is more than {fail_above:g}% slower in B.", ""]
-    if cmp.broken:  # a gate that passed a run whose cells failed or are missing would pass a broken run
-        lines += ["**Failed or missing in B:** " + "; ".join(
+    if cmp.broken:  # a gate passing cells that failed, are missing or cannot be judged would pass a broken run
+        lines += ["**Failed, missing in B, or not judged:** " + "; ".join(
             f"{b.loop}/{b.device}/{b.precision} ({b.why})" for b in cmp.broken) + ".", ""]
     return lines
 
