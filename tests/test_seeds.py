@@ -344,3 +344,28 @@ def test_no_predictions_no_quality_section(three_seeds, tmp_path):
     text = render(records, tmp_path / "report.md")
     assert QUALITY_HEADING not in text and "Quality across seeds" not in text
     assert not list(tmp_path.glob("*-f1.png"))
+
+
+def test_busy_runs_are_marked_where_the_quality_section_uses_their_times(three_seeds, tmp_path):
+    """A run measured on a busy machine (bench/machine.py) still counts for quality, but each time
+    figure it feeds says so: the bottom line's speed ratio, the per-seed seconds to target, and the
+    busy note names the cell's seed."""
+    records = read_records(three_seeds)
+    for r in records:
+        if (r.loop, r.seed) in (("manual", 3), ("accelerate", 2)):
+            r.machine_busy, r.machine_busy_why = True, [f"other processes used 16% of the 2 cores ({r.loop})"]
+    (q,) = quality_rows(cells_of(records))
+    assert q.loops["manual"].busy_seeds == (3,) and q.loops["trainer"].busy_seeds == ()
+    text = render(records, tmp_path / "rep" / "report.md")
+    bottom = text.split("## Bottom line")[1].split("\n## ")[0]
+    line = {loop: next(x for x in bottom.splitlines() if x.startswith(f"- **{loop}** (")) for loop in
+            ("manual", "accelerate", "trainer")}
+    assert "; ⚠ busy at seed 3 (its run: its speed and time there are the machine's)" in line["manual"]
+    assert "median over seeds; ⚠ busy at seeds 2, 3 (its run or manual's" in line["accelerate"]
+    assert "median over seeds; ⚠ busy at seed 3 (its run or manual's" in line["trainer"]
+    section = text.split(f"## {QUALITY_HEADING}")[1].split("\n## ")[0]
+    row = next(x for x in section.splitlines() if x.startswith("| accelerate | 2 |") and "of 200" in x)
+    assert row.endswith("| 20 ⚠ busy | 20 |")
+    row = next(x for x in section.splitlines() if x.startswith("| accelerate | 3 |") and "of 200" in x)
+    assert row.endswith("| 30 | 30 ⚠ busy |")
+    assert "manual fp32 seed 3: other processes used 16% of the 2 cores (manual)" in text

@@ -88,6 +88,7 @@ class LoopQuality:
     # seed -> its runs and the reference's at that seed were measured on one machine
     beside_reference: dict = field(default_factory=dict)
     machines: int = 1  # the machines its own runs were measured on
+    busy_seeds: tuple = ()  # the seeds whose run of this loop was measured on a busy machine (bench/machine.py)
     comparison: LoopComparison | None = None  # against the reference loop; None for it, or without shared pairs
     time_to_target: TimeToTarget | None = None
 
@@ -262,6 +263,7 @@ def quality_rows(cells: list[CellStats]) -> list[QualityGroup]:
             loops[loop].beside_reference = {seed: same_machine(c.ok + ref[seed].ok) for seed, c in by_seed.items()
                                             if seed in ref}
             loops[loop].machines = max(machine_count([r for c in by_seed.values() for r in c.ok]), 1)
+            loops[loop].busy_seeds = tuple(sorted((seed for seed, c in by_seed.items() if c.busy), key=str))
             loops[loop].time_to_target = time_to_target(runs) if any(r.eval_curve for r in runs) else None
             if loops[loop].time_to_target:
                 loops[loop].to_target_s = {seed: c.ok[0].time_to_target_s for seed, c in by_seed.items()}

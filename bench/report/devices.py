@@ -70,7 +70,7 @@ def _busy(dev_cells: list[CellStats]) -> list[str]:
 
     return [f"⚠ busy: {len(busy)} cell(s) had a run measured while the machine was busy ({BUSY_RULE}); "
             "their speed says more about the machine than about the loop: "
-            + "; ".join(f"{c.loop} {c.precision}: " + md.text(", ".join(
+            + "; ".join(f"{c.loop} {c.precision}" + (f" {c.variant}" if c.variant else "") + ": " + md.text(", ".join(
                 w for r in c.ok for w in (r.machine_busy_why or []))) for c in busy) + ".", ""]
 
 

@@ -60,17 +60,27 @@ def _reference_said(q: QualityGroup) -> str:
             f"([parity]({anchor(PARITY_HEADING)})), not what its library delivers.")
 
 
+def _busy_said(seeds, whose: str) -> str:
+    """The seeds whose time figures came from a run on a busy machine, in words; '' for none."""
+    if not seeds:
+        return ""
+    return f"; ⚠ busy at {'seeds' if len(seeds) > 1 else 'seed'} {', '.join(str(s) for s in seeds)} ({whose})"
+
+
 def _bottom_loop(loop: str, v: LoopQuality, ref: LoopQuality, q: QualityGroup) -> str:
     t = _to_target(v.time_to_target)
     whose = "the tutorial loop's" if q.reference_is_tutorial else "manual's"
     if loop == "manual":
         mixed = f" (median over seeds measured on {v.machines} machines)" if v.machines > 1 else ""
         name = "**manual** (the tutorial's loop)" if q.reference_is_tutorial else "**manual**"
+        mixed += _busy_said(v.busy_seeds, "its run: its speed and time there are the machine's")
         return (f"- {name}: the reference, {f(v.samples_per_s)} samples/s{mixed}; val F1 "
                 f"{_pm(v.f1_mean, v.f1_sd)}" + (f" over {v.seeds} seeds" if v.seeds > 1 else "")
                 + (f"; {t}" if t else "") + ".")
     c = v.comparison
-    speed = f"{f(v.speed_ratio, '{:.2f}')}× manual's samples/s, median over seeds"
+    busy = sorted(set(v.busy_seeds) | set(ref.busy_seeds), key=str)
+    speed = (f"{f(v.speed_ratio, '{:.2f}')}× manual's samples/s, median over seeds"
+             + _busy_said(busy, "its run or manual's: the ratio and times there are partly the machine's"))
     if c is None:
         return f"- **{loop}** ({speed}): no paired comparison (no predictions on manual's pairs at a shared seed)."
     return (f"- **{loop}** ({speed}): val F1 {_pm(v.f1_mean, v.f1_sd)} against {whose} "
@@ -168,16 +178,18 @@ def _per_seed_table(q: QualityGroup) -> list[str]:
         if timed and not q.loops[loop].beside_reference.get(row.seed, True):
             line += " another machine than manual's | - |"
         elif timed:
-            line += f" {_seconds(q.loops[loop].to_target_s, row.seed)} | {_seconds(ref.to_target_s, row.seed)} |"
+            line += (f" {_seconds(q.loops[loop].to_target_s, row.seed, q.loops[loop].busy_seeds)} | "
+                     f"{_seconds(ref.to_target_s, row.seed, ref.busy_seeds)} |")
         lines.append(line)
     return lines + [""]
 
 
-def _seconds(times: dict, seed) -> str:
-    """A seed's seconds to the target; '-' where the loop evaluated toward none."""
+def _seconds(times: dict, seed, busy=()) -> str:
+    """A seed's seconds to the target ('⚠ busy' when its run was measured on a busy machine); '-'
+    where the loop evaluated toward none."""
     if seed not in times:
         return "-"
-    return "not reached" if times[seed] is None else f"{times[seed]:.0f}"
+    return ("not reached" if times[seed] is None else f"{times[seed]:.0f}") + (" ⚠ busy" if seed in busy else "")
 
 
 def lines(ctx: Context) -> list[str]:
