@@ -360,9 +360,9 @@ def test_busy_runs_are_marked_where_the_quality_section_uses_their_times(three_s
     bottom = text.split("## Bottom line")[1].split("\n## ")[0]
     line = {loop: next(x for x in bottom.splitlines() if x.startswith(f"- **{loop}** (")) for loop in
             ("manual", "accelerate", "trainer")}
-    assert "; ⚠ busy at seed 3 (its run: its speed and time there are the machine's)" in line["manual"]
-    assert "median over seeds; ⚠ busy at seeds 2, 3 (its run or manual's" in line["accelerate"]
-    assert "median over seeds; ⚠ busy at seed 3 (its run or manual's" in line["trainer"]
+    assert "; ⚠ busy at seed 3: its speed and time there are the machine's;" in line["manual"]
+    assert "median over seeds; ⚠ busy at seeds 2, 3: its run or manual's, so" in line["accelerate"]
+    assert "median over seeds; ⚠ busy at seed 3: its run or manual's, so" in line["trainer"]
     section = text.split(f"## {QUALITY_HEADING}")[1].split("\n## ")[0]
     row = next(x for x in section.splitlines() if x.startswith("| accelerate | 2 |") and "of 200" in x)
     assert row.endswith("| 20 ⚠ busy | 20 |")

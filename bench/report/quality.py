@@ -64,7 +64,7 @@ def _busy_said(seeds, whose: str) -> str:
     """The seeds whose time figures came from a run on a busy machine, in words; '' for none."""
     if not seeds:
         return ""
-    return f"; ⚠ busy at {'seeds' if len(seeds) > 1 else 'seed'} {', '.join(str(s) for s in seeds)} ({whose})"
+    return f"; ⚠ busy at {'seeds' if len(seeds) > 1 else 'seed'} {', '.join(str(s) for s in seeds)}: {whose}"
 
 
 def _bottom_loop(loop: str, v: LoopQuality, ref: LoopQuality, q: QualityGroup) -> str:
@@ -73,14 +73,14 @@ def _bottom_loop(loop: str, v: LoopQuality, ref: LoopQuality, q: QualityGroup) -
     if loop == "manual":
         mixed = f" (median over seeds measured on {v.machines} machines)" if v.machines > 1 else ""
         name = "**manual** (the tutorial's loop)" if q.reference_is_tutorial else "**manual**"
-        mixed += _busy_said(v.busy_seeds, "its run: its speed and time there are the machine's")
+        mixed += _busy_said(v.busy_seeds, "its speed and time there are the machine's")
         return (f"- {name}: the reference, {f(v.samples_per_s)} samples/s{mixed}; val F1 "
                 f"{_pm(v.f1_mean, v.f1_sd)}" + (f" over {v.seeds} seeds" if v.seeds > 1 else "")
                 + (f"; {t}" if t else "") + ".")
     c = v.comparison
     busy = sorted(set(v.busy_seeds) | set(ref.busy_seeds), key=str)
     speed = (f"{f(v.speed_ratio, '{:.2f}')}× manual's samples/s, median over seeds"
-             + _busy_said(busy, "its run or manual's: the ratio and times there are partly the machine's"))
+             + _busy_said(busy, "its run or manual's, so the ratio and times there are partly the machine's"))
     if c is None:
         return f"- **{loop}** ({speed}): no paired comparison (no predictions on manual's pairs at a shared seed)."
     return (f"- **{loop}** ({speed}): val F1 {_pm(v.f1_mean, v.f1_sd)} against {whose} "
