@@ -110,6 +110,11 @@ class CompareRow:
     def sps_ratio(self) -> float | None:
         return self.ratios.get(SAMPLES_PER_S.name)
 
+    @property
+    def mixed_said(self) -> str:
+        """Why this row has no ratio, in words; '' when it has one."""
+        return f"{' and '.join(self.mixed)}'s runs of this cell were measured on more than one machine" if self.mixed else ""
+
 
 def ratio_columns() -> tuple[Column, ...]:
     """The compare columns shown as B over A (quality is shown as A → B: a ratio of F1s says little)."""
@@ -126,10 +131,10 @@ def row(a: CellStats, b: CellStats) -> CompareRow:
     busy = a.busy or b.busy
     mixed = tuple(label for label, c in (("A", a), ("B", b)) if not same_machine(c.ok))
     if mixed:
-        return CompareRow(loop=a.loop, device=a.device, precision=a.precision, seed=a.seed, a=va, b=vb,
-                          ratios=dict.fromkeys(ratios), paired=[], busy=busy, mixed=mixed,
-                          verdict=f"no verdict: {' and '.join(mixed)}'s runs of this cell were measured on more "
-                                  "than one machine")
+        unjudged = CompareRow(loop=a.loop, device=a.device, precision=a.precision, seed=a.seed, a=va, b=vb,
+                              ratios=dict.fromkeys(ratios), paired=[], busy=busy, mixed=mixed, verdict="")
+        unjudged.verdict = f"no verdict: {unjudged.mixed_said}"
+        return unjudged
     return CompareRow(loop=a.loop, device=a.device, precision=a.precision, seed=a.seed, a=va, b=vb, ratios=ratios, paired=paired,
                       busy=busy, verdict=verdict(ratios[SAMPLES_PER_S.name], paired, busy))
 
@@ -153,9 +158,8 @@ class Broken:
 def broken_in_b(pairs: list, only_a: list[CellStats], rows: list | None = None) -> list[Broken]:
     """For ``--fail-above``: each cell of A that B failed, only skipped, or lacks, and each pair the gate
     cannot judge (its repeats on one side measured on two machines), with why."""
-    broken = [Broken(r.loop, r.device, r.precision,
-                     f"{' and '.join(r.mixed)}'s runs of this cell were measured on more than one machine: no "
-                     "samples/s to gate (rerun it on one machine)") for r in rows or () if r.mixed]
+    broken = [Broken(r.loop, r.device, r.precision, f"{r.mixed_said}: no samples/s to gate (rerun it on one machine)")
+              for r in rows or () if r.mixed]
     for a, b in pairs:
         failed = [r for r in b.records if r.status == "failed"]
         if failed:

@@ -143,9 +143,10 @@ def _extremes(group: list[CellStats]) -> list[str]:
     return out
 
 
-def _training_supports(group: list[CellStats], explained: bool) -> list[str]:
+def _training(group: list[CellStats], explained: bool) -> tuple[list[str], list[str]]:
+    """(what the parity rows support, what they cannot tell) of a --parity group."""
     if not group[0].run.parity:
-        return []
+        return [], []
     rows = parity_rows(group)
     agree = [row for row in rows if row.verdict in (Parity.AGREES, Parity.FAILS)]
     differ = [row for row in rows if row.verdict is Parity.DIFFERS]
@@ -164,20 +165,14 @@ def _training_supports(group: list[CellStats], explained: bool) -> list[str]:
                    + f"([parity]({link})): "
                    + ("they train the same thing" if same else "they do not train the same thing"
                       + (f" (what differs, and what each difference is worth: {why_link})" if explained else "")))
-    return out
-
-
-def _training_cannot(group: list[CellStats]) -> list[str]:
-    """Loops whose step losses are apart from manual's but were measured on another machine."""
-    if not group[0].run.parity:
-        return []
-    elsewhere = [row for row in parity_rows(group) if row.verdict is Parity.ELSEWHERE]
-    if not elsewhere:
-        return []
-    names = ", ".join(f"{row.loop} (up to {row.max_rel_diff or 0:.1e})" for row in elsewhere)
-    return [f"training: the step losses of {names} differ from the manual loop's, but were measured on another "
-            f"machine than manual's ([parity]({anchor(parity.HEADING)})): whether they train the same thing needs "
-            "both on one machine"]
+    cannot = []
+    elsewhere = [row for row in rows if row.verdict is Parity.ELSEWHERE]  # apart, on another machine: no verdict
+    if elsewhere:
+        names = ", ".join(f"{row.loop} (up to {row.max_rel_diff or 0:.1e})" for row in elsewhere)
+        cannot.append(f"training: the step losses of {names} differ from the manual loop's, but were measured on "
+                      f"another machine than manual's ([parity]({link})): whether they train the same thing needs "
+                      "both on one machine")
+    return out, cannot
 
 
 def picks(group: list[CellStats], rows: dict, base, repeats: int, explained: bool = False,
@@ -198,8 +193,9 @@ def picks(group: list[CellStats], rows: dict, base, repeats: int, explained: boo
         cannot.append(f"quality: every loop scores exactly the majority-class floor (F1 {base.f1:.4f}): after "
                       f"{run.max_steps or run.epochs} {'steps' if run.max_steps else 'epochs'} none "
                       "has learned beyond the class balance, so quality cannot rank them; train longer")
-    supports += ([] if across_machines else _extremes(group)) + _training_supports(group, explained)
-    cannot += _training_cannot(group)
+    training_supports, training_cannot = _training(group, explained)
+    supports += ([] if across_machines else _extremes(group)) + training_supports
+    cannot += training_cannot
     if repeats < 2:
         cannot.append("one run per cell: a gap cannot be told from this machine's run-to-run noise (`--repeats 3`)")
     if any(c.busy for c in group):
