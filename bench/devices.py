@@ -21,9 +21,14 @@ class Device:
     finite_check_every: int  # steps between nan/inf checks of the losses (each check reads the device)
     device_per_rank: bool  # under DDP each local rank takes its own device (cuda:LOCAL_RANK)
     deterministic_env: tuple = ()  # environment a --parity cell needs before the first kernel
-    # The machine-load GEMM probe (bench/machine.py): its size, and products timed per sync.
+    # The machine-load GEMM probe (bench/machine.py): its size, products timed per sync, the window
+    # whose best timing counts, and the untimed products before it (a GPU's clock ramps up from idle).
+    # On a CPU: the best of as many 256^3 products (0.1-0.3 ms each on a core) as fit in 0.05 s,
+    # 150-500 calls, enough for the best to settle well inside the 15% the busy rule judges by.
     probe_size: int = 256
     probe_products: int = 1
+    probe_seconds: float = 0.05
+    probe_warmup_s: float = 0.0
 
     # -- availability and precisions ------------------------------------------------------------
     def unavailable(self) -> str | None:
@@ -132,6 +137,17 @@ class Device:
 
             torch.cuda.reset_peak_memory_stats()
 
+    def init_context(self) -> None:
+        """Make the device's context now, so that its cost has a name of its own instead of landing
+        in whatever touches the device first: on CUDA the driver's context (lazy until the first
+        allocation) and cuBLAS's handle (made at the first product)."""
+        if self.name == "cuda":
+            import torch
+
+            x = torch.ones(8, 8, device=torch.device("cuda", torch.cuda.current_device()))
+            x @ x
+            torch.cuda.synchronize()
+
     def release_cached_memory(self) -> None:
         """Give the caching allocator's unused blocks back to the device."""
         if self.memory_counters:
@@ -156,8 +172,10 @@ DEVICES = {
     "cuda": Device("cuda", ddp_backend="nccl", event_timer=True, memory_counters=True, datasheet_peaks=True,
                    gemm_size=8192, finite_check_every=25, device_per_rank=True,
                    deterministic_env=(("CUBLAS_WORKSPACE_CONFIG", ":4096:8"),),
-                   # ~2.7 ms a 4096^3 fp32 product on an H100: 20 of them per sync time the device, not launches.
-                   probe_size=4096, probe_products=20),
+                   # ~2.3-2.7 ms a 4096^3 IEEE fp32 product on an H100/H200: 10 per sync time the device, not
+                   # launches; 0.25 s of them first brings the clock up from idle, then the best of ~10
+                   # timings over 0.25 s.
+                   probe_size=4096, probe_products=10, probe_seconds=0.25, probe_warmup_s=0.25),
     "mps": Device("mps", ddp_backend="gloo", event_timer=False, memory_counters=False, datasheet_peaks=False,
                   gemm_size=4096, finite_check_every=25, device_per_rank=False),
 }

@@ -17,8 +17,19 @@ def git_sha() -> str | None:
     return _read_git_sha()
 
 
+# A copy of the tree made without its .git (to a machine with no network, say) names its commit in
+# this file at the tree's root, written where the copy was made (benchmarks/gpu/prepare.sh does).
+COMMIT_FILE = ".bench-commit"
+
+
 def _read_git_sha() -> str | None:
     root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        try:
+            text = (root / COMMIT_FILE).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return text if text and len(text) <= 64 and all(c.isalnum() or c == "-" for c in text) else None
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
                              capture_output=True, text=True, timeout=5)

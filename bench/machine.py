@@ -24,16 +24,22 @@ import time
 
 OTHERS_MAX_FRACTION = 0.10
 PROBE_MAX_CHANGE = 0.15
-# /proc/stat counts in clock ticks (10 ms): over a shorter window one stray tick is a large share.
-MIN_WINDOW_S = 1.0
+# /proc/stat counts in clock ticks (10 ms): the others' share is judged only over a window in which
+# the threshold is at least this many ticks of all the cores, so that one stray tick moves it by 5%
+# of the threshold at most.  1 s on 2 cores, 0.125 s on 16: a GPU's steps of 10-20 ms are judged
+# after some tens of them, where a fixed second would leave most short GPU cells "not judged".
+MIN_TICKS_AT_THRESHOLD = 20
+TICK_S = 0.01
 BUSY_RULE = (f"other processes used more than {OTHERS_MAX_FRACTION:.0%} of the cores during the timed steps "
-             f"(judged over {MIN_WINDOW_S:g} s of timed steps or more), or the GEMM probes before and after "
-             f"training differ by more than {PROBE_MAX_CHANGE:.0%}")
+             f"(judged once that share is {MIN_TICKS_AT_THRESHOLD} clock ticks or more: 1 s of timed steps on 2 "
+             f"cores, less on more), or the GEMM probes before and after training differ by more than "
+             f"{PROBE_MAX_CHANGE:.0%}")
+
+
+def min_window_s(cores: int | None) -> float:
+    """The shortest timed window over which other processes' share of ``cores`` is judged."""
+    return MIN_TICKS_AT_THRESHOLD * TICK_S / (max(1, cores or 1) * OTHERS_MAX_FRACTION)
 PROBE_SIZE = 256  # the CPU's; each device's size is in bench/devices.py
-# Best of as many 256^3 GEMMs (0.1-0.3 ms each on a CPU core) as fit in this window: 150-500 calls,
-# enough for the best to settle well inside the 15% the rule judges by; a longer window buys no
-# resolution on a quiet machine, and on a loaded one no length makes the probes agree.
-PROBE_SECONDS = 0.05
 
 
 def _busy_jiffies() -> int | None:
@@ -74,21 +80,30 @@ def gemm_probe_gflops(device: str = "cpu") -> float | None:
 
     kind = device_kind(device)
     with fp32_matmul():
-        gflops = _timed_gemm(device, kind.probe_size, kind.probe_products, kind.synchronize)
+        gflops = _timed_gemm(device, kind, kind.synchronize)
     kind.release_cached_memory()  # the probe's blocks would count in the cell's peak_reserved_mib
     return gflops
 
 
-def _timed_gemm(device: str, n: int, products: int, sync) -> float:
-    """GFLOP/s of the best of a few timings of ``products`` n^3 products, one ``sync`` each."""
+def _timed_gemm(device: str, kind, sync) -> float:
+    """GFLOP/s of the best of the timings of ``kind.probe_products`` n^3 products (one ``sync``
+    each) that fit in ``kind.probe_seconds``, after ``kind.probe_warmup_s`` of untimed products: a
+    GPU idles at a fraction of its clock (an H200 at 345 MHz against 1980 under load), and its first
+    products would time the clock's ramp, not the device."""
     import torch
 
+    n, products = kind.probe_size, kind.probe_products
     dev = torch.device(device)
     a = torch.randn(n, n, device=dev)
     b = torch.randn(n, n, device=dev)
     a @ b
     sync()
-    best, deadline = float("inf"), time.perf_counter() + PROBE_SECONDS
+    warm_until = time.perf_counter() + kind.probe_warmup_s
+    while time.perf_counter() < warm_until:
+        for _ in range(products):
+            a @ b
+        sync()
+    best, deadline = float("inf"), time.perf_counter() + kind.probe_seconds
     while True:
         t0 = time.perf_counter()
         for _ in range(products):
@@ -149,7 +164,8 @@ def busy_verdict(load: dict) -> tuple[bool | None, list[str]]:
     not "quiet")."""
     why = []
     frac = load.get("others_cpu_fraction")
-    if frac is not None and frac > OTHERS_MAX_FRACTION and (load.get("timed_window_s") or 0) >= MIN_WINDOW_S:
+    least = min_window_s(load.get("cores"))
+    if frac is not None and frac > OTHERS_MAX_FRACTION and (load.get("timed_window_s") or 0) >= least:
         why.append(f"other processes used {frac:.0%} of the {load.get('cores')} cores during the timed steps")
     before, after = load.get("gemm_gflops_before"), load.get("gemm_gflops_after")
     if before and after:
@@ -159,9 +175,9 @@ def busy_verdict(load: dict) -> tuple[bool | None, list[str]]:
     if why:
         return True, why
     window = load.get("timed_window_s")
-    if frac is None or window is None or window < MIN_WINDOW_S:
+    if frac is None or window is None or window < least:
         measured = f"{window:g} s of timed steps" if window is not None else "no timed steps measured"
-        return None, [f"window too short to judge: {measured} (under {MIN_WINDOW_S:g} s); "
+        return None, [f"window too short to judge: {measured} (under {least:g} s); "
                       f"1-minute load {_fmt(load.get('loadavg_1m_end'))} on {load.get('cores')} cores"]
     return False, why
 

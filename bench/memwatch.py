@@ -1,4 +1,4 @@
-"""A cell's memory: its process tree's resident memory, watched while it runs, and the evidence that a
+"""A cell's memory: its process tree's resident memory (PSS: shared pages counted once), watched while it runs, and the evidence that a
 SIGKILL came from the kernel's OOM killer (the cgroup's count of OOM kills, the machine's free memory)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 from bench.celllog import kill_tree
 
 
-# A cell's memory: its process tree's RSS, sampled this often, may not pass this share of the
+# A cell's memory: its process tree's PSS, sampled this often, may not pass this share of the
 # machine's memory (or of this cgroup's limit) unless --cell-memory-limit says otherwise.
 MEMORY_POLL_S = 0.2
 DEFAULT_MEMORY_SHARE = 0.75
@@ -60,6 +60,10 @@ class MemoryWatch:
         self._thread.start()
 
     def _rss(self) -> int:
+        """The tree's memory, each page counted once: the sum of the processes' PSS (a page shared by
+        k processes counts 1/k in each), where the system gives it; RSS summed would count the pages
+        a forked DataLoader worker shares with the cell once per process (three times with two
+        workers), and trip the limit on memory that is not there."""
         import psutil
 
         try:
@@ -67,13 +71,10 @@ class MemoryWatch:
             family = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
             return 0
-        rss = 0
+        total = 0
         for p in family:
-            try:
-                rss += p.memory_info().rss
-            except psutil.Error:
-                pass
-        return rss
+            total += _resident(p)
+        return total
 
     def _run(self) -> None:
         import psutil
@@ -97,6 +98,22 @@ class MemoryWatch:
         after = _oom_kills()
         return self.low_memory or (after is not None and self.oom_kills_before is not None
                                    and after > self.oom_kills_before)
+
+
+def _resident(process) -> int:
+    """One process's proportional set size (PSS), or its RSS where PSS cannot be read (not Linux)."""
+    import psutil
+
+    try:
+        pss = getattr(process.memory_full_info(), "pss", None)
+        if pss is not None:
+            return pss
+    except (psutil.Error, OSError):
+        pass
+    try:
+        return process.memory_info().rss
+    except psutil.Error:
+        return 0
 
 
 def gib(n: float) -> str:

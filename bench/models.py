@@ -120,9 +120,15 @@ def load_model(run: RunConfig, num_labels: int = 2):
     The classifier head is initialised right after seeding, so every loop starts from the same
     weights, the head included.
     """
+    import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig, set_seed
 
     name = run.model
+    # float32 weights, always: transformers 5 loads a checkpoint in the dtype it was saved in
+    # (dtype="auto"), and builds a config that names a dtype in that dtype.  An fp16 checkpoint would
+    # then train fp16 parameters under an fp32 or bf16 label, and fail in the fp16 loss scaler
+    # (it refuses fp16 gradients).  Mixed precision keeps float32 master weights in every loop.
+    fp32 = torch.float32
     set_seed(run.seed)
     overrides = {"num_labels": num_labels, "attn_implementation": run.attn}
     try:
@@ -130,7 +136,7 @@ def load_model(run: RunConfig, num_labels: int = 2):
             config = BertConfig(**TINY_BERT, **overrides)
             tokenizer, tok_source = _tokenizer_for_random_model(name, None)
             config_source = "BertConfig(tiny)"
-            model = AutoModelForSequenceClassification.from_config(config)
+            model = AutoModelForSequenceClassification.from_config(config, dtype=fp32)
             weights = "random-init:BertConfig(tiny)"
         else:
             source = packaged_model_path() if name == "minilm-l6" else name
@@ -145,12 +151,12 @@ def load_model(run: RunConfig, num_labels: int = 2):
                     config = AutoConfig.from_pretrained(source, **overrides)
                     config_source = source
                 tokenizer, tok_source = _tokenizer_for_random_model(name, source)
-                model = AutoModelForSequenceClassification.from_config(config)
+                model = AutoModelForSequenceClassification.from_config(config, dtype=fp32)
                 weights = f"random-init:{config_source}"
             else:
                 tokenizer = load_tokenizer(source)
                 tok_source = source
-                model = AutoModelForSequenceClassification.from_pretrained(source, **overrides)
+                model = AutoModelForSequenceClassification.from_pretrained(source, dtype=fp32, **overrides)
                 weights = f"pretrained:{source}"
     except ConfigError:
         raise

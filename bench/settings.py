@@ -17,6 +17,7 @@ class PrecisionProbe:
 
         self.device_type = device_type
         self.seen: dict | None = None
+        self._model = model
         layer = getattr(model, "classifier", None)
         if not isinstance(layer, torch.nn.Module):
             layer = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
@@ -32,6 +33,9 @@ class PrecisionProbe:
                 if torch.is_autocast_enabled(self.device_type) else None,
                 "compute_dtype": str(output.dtype).replace("torch.", ""),
                 "param_dtype": str(module.weight.dtype).replace("torch.", ""),
+                # every trainable parameter's, not only the head's: a model loaded in its checkpoint's
+                # fp16 would train fp16 weights under any label (precision_mismatch refuses it)
+                "param_dtypes": trainable_dtypes(self._model),
                 "train_mode": module.training,
             }
 
@@ -129,6 +133,7 @@ def read_settings(result, meter, probe: PrecisionProbe, collator, model_info) ->
         "autocast_dtype": probe.seen["autocast_dtype"] if probe.seen else None,
         "compute_dtype": probe.seen["compute_dtype"] if probe.seen else None,
         "param_dtype": probe.seen["param_dtype"] if probe.seen else None,
+        "param_dtypes": probe.seen["param_dtypes"] if probe.seen else None,
         "grad_scaler": scaler_on,
         "grad_scaler_final_scale": float(scaler.get_scale()) if scaler_on else None,
         "attn_implementation": model_info.attn_implementation,
@@ -150,8 +155,25 @@ def precision_mismatch(precision_plan, settings: dict) -> str | None:
     if want != got:
         return (f"asked {precision_plan.precision} but the model ran with autocast "
                 f"{got or 'off'} (compute dtype {settings.get('compute_dtype')})")
+    wrong = param_dtype_mismatch(precision_plan.precision, settings.get("param_dtypes"))
+    if wrong:
+        return wrong
     if precision_plan.grad_scaler != settings.get("grad_scaler"):
         return f"asked {precision_plan.precision} but the grad scaler was {'on' if settings.get('grad_scaler') else 'off'}"
     if precision_plan.tf32 != settings.get("cuda_matmul_tf32", False):  # off unless asked, on every device
         return f"asked {precision_plan.precision} but TF32 matmuls were {'on' if settings.get('cuda_matmul_tf32') else 'off'}"
     return None
+
+
+def trainable_dtypes(model) -> list[str]:
+    return sorted({str(p.dtype).replace("torch.", "") for p in model.parameters() if p.requires_grad})
+
+
+def param_dtype_mismatch(precision: str, dtypes: list[str] | None) -> str | None:
+    """Why parameters of these dtypes cannot train under ``precision``, or None: every precision here
+    keeps float32 weights (autocast computes in half precision from them; the fp16 loss scaler
+    refuses fp16 gradients).  Checked on the model before training and on the settings after."""
+    if dtypes is None or dtypes == ["float32"]:
+        return None
+    return (f"asked {precision} but the model's trainable parameters are {', '.join(dtypes)} "
+            "(every precision here keeps float32 weights; load the model in float32)")

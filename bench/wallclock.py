@@ -27,6 +27,8 @@ def utc_now() -> str:
 PARTS = (
     ("interpreter_s", "process start to the cell's first line: the interpreter and bench.cell's own imports"),
     ("imports_s", "the libraries: torch, transformers, the loop's library, the harness's modules"),
+    ("device_init_s", "the device's context: CUDA's driver context and cuBLAS handle, made before the model "
+                      "(0 on the CPU); a user's script pays it too, at its first CUDA call"),
     ("peak_probe_s", "the GEMM peak probe for MFU (0 when the sweep hands the cell its device's figure)"),
     ("model_s", "model and tokenizer"),
     ("data_s", "MRPC loaded, tokenized, the shared sampler"),
@@ -48,7 +50,7 @@ SUM_TOLERANCE = 0.02
 
 # The report's columns: a few parts each.
 GROUPS = (
-    ("start", ("interpreter_s", "imports_s")),
+    ("start", ("interpreter_s", "imports_s", "device_init_s")),
     ("model + data", ("model_s", "data_s")),
     ("probes", ("peak_probe_s", "load_probes_s")),
     ("loop setup", ("loop_setup_s",)),

