@@ -373,10 +373,18 @@ def test_the_load_probe_runs_in_fp32_in_a_tf32_cell(monkeypatch):
     monkeypatch.setattr(machine, "_timed_gemm", lambda *a: 1.0)
     machine.gemm_probe_gflops("cuda")
     assert freed == [True]  # its blocks given back before training
-    syncs = []
-    assert timed_gemm("cpu", 64, 5, lambda: syncs.append(1)) > 0
-    timings = len(syncs) - 1  # one warm-up product, then one sync per 5 products
-    assert timings >= 1
+    # A GPU idles at a fraction of its clock: untimed products first, for probe_warmup_s, then the
+    # best timing of probe_products products per sync over probe_seconds.
+    assert cuda.probe_warmup_s >= 0.1 and cuda.probe_seconds >= 0.1
+    import dataclasses
+    import time
+
+    kind = dataclasses.replace(DEVICES["cpu"], probe_size=64, probe_products=5, probe_seconds=0.03,
+                               probe_warmup_s=0.03)
+    syncs, t0 = [], time.perf_counter()
+    assert timed_gemm("cpu", kind, lambda: syncs.append(time.perf_counter() - t0)) > 0
+    assert len(syncs) >= 3  # the first product's, the warm-up's (at least one), the timings'
+    assert syncs[-1] >= 0.06  # the warm-up and the timed window, one after the other
 
 
 # -- 8. the manual loop's DDP skips the all-reduce on accumulating micro-batches -------------------

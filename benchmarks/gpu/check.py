@@ -137,18 +137,21 @@ def _run_quiet(argv: list[str]) -> str:
 
 def parts(dry: bool) -> list[dict]:
     """Each part: its name, the ``bench run`` flags, the cell timeout, and the least time worth starting it in."""
-    glue = ["--glue-dir", str(DATA / "glue")]
+    # Paths relative to the tree's root (each sweep runs there): records name the carried folders, not
+    # where the machine keeps them.
+    data = DATA.relative_to(ROOT)
+    glue = ["--glue-dir", str(data / "glue")]
     if dry:
         bert = ["--model", "tiny", *glue, "--train-samples", "512", "--eval-samples", "96"]
         short = ["--max-steps", "12", "--timing-warmup", "2"]
-        minilm = ["--model", str(DATA / "minilm-l6"), *glue, "--train-samples", "256", "--eval-samples", "96",
+        minilm = ["--model", str(data / "minilm-l6"), *glue, "--train-samples", "256", "--eval-samples", "96",
                   "--max-steps", "12", "--timing-warmup", "2", "--eval-every", "6", "--target-f1", "0.85"]
         device = ["--device", "cpu"]
     else:
-        bert = ["--model", str(DATA / "bert-base-uncased"), "--no-weights", *glue]
+        bert = ["--model", str(data / "bert-base-uncased"), "--no-weights", *glue]
         # 100 timed steps of 10-30 ms: over the busy rule's shortest judged window on 16 cores.
         short = ["--max-steps", "110", "--timing-warmup", "10"]
-        minilm = ["--model", str(DATA / "minilm-l6"), *glue, "--epochs", "3", "--timing-warmup", "10",
+        minilm = ["--model", str(data / "minilm-l6"), *glue, "--epochs", "3", "--timing-warmup", "10",
                   "--eval-every", "200", "--target-f1", "0.85"]
         device = ["--device", "cuda"]
     every = ["--loops", "all", *device, "--no-progress", "--cell-memory-limit", str(MEMORY_GIB)]
