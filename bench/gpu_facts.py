@@ -40,6 +40,17 @@ def _try(fn, *args):
         return None
 
 
+def _fn(nvml, *names):
+    """The first of these NVML functions this pynvml has (they are renamed between releases:
+    nvidia-ml-py 13 has nvmlDeviceGetComputeRunningProcesses and no nvmlDeviceGetComputeProcesses),
+    or None; ``_try(None, ...)`` is None."""
+    for name in names:
+        fn = getattr(nvml, name, None)
+        if fn is not None:
+            return fn
+    return None
+
+
 def _own_pids() -> set[int]:
     """This process and its ancestors (the sweep that started it, torchrun)."""
     pids = {os.getpid()}
@@ -74,13 +85,13 @@ def _handle(nvml, index: int):
     uuid = getattr(props, "uuid", None)
     if uuid is not None:
         for candidate in (str(uuid), f"GPU-{uuid}", f"MIG-{uuid}"):
-            handle = _try(nvml.nvmlDeviceGetHandleByUUID, candidate)
+            handle = _try(_fn(nvml, "nvmlDeviceGetHandleByUUID"), candidate)
             if handle is not None:
                 return handle
     bus = getattr(props, "pci_bus_id", None)
     if bus is not None:
         pci = f"{getattr(props, 'pci_domain_id', 0):08x}:{bus:02x}:{getattr(props, 'pci_device_id', 0):02x}.0"
-        handle = _try(nvml.nvmlDeviceGetHandleByPciBusId, pci)
+        handle = _try(_fn(nvml, "nvmlDeviceGetHandleByPciBusId"), pci)
         if handle is not None:
             return handle
     raise LookupError("no NVML device matches this CUDA device (by UUID or PCI bus id)")
@@ -111,38 +122,55 @@ class GpuWatch:
         nvml, h = self._nvml, self._h
         reasons = (getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
                    or getattr(nvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None))
-        power_mw = _try(nvml.nvmlDeviceGetPowerUsage, h)
-        util = _try(nvml.nvmlDeviceGetUtilizationRates, h)
-        return {"sm_clock_mhz": _try(nvml.nvmlDeviceGetClockInfo, h, nvml.NVML_CLOCK_SM),
+        power_mw = _try(_fn(nvml, "nvmlDeviceGetPowerUsage"), h)
+        util = _try(_fn(nvml, "nvmlDeviceGetUtilizationRates"), h)
+        return {"sm_clock_mhz": _try(_fn(nvml, "nvmlDeviceGetClockInfo"), h, getattr(nvml, "NVML_CLOCK_SM", 1)),
                 "throttle_reasons": throttle_names(_try(reasons, h) if reasons else None),
-                "temperature_c": _try(nvml.nvmlDeviceGetTemperature, h, nvml.NVML_TEMPERATURE_GPU),
+                "temperature_c": _try(_fn(nvml, "nvmlDeviceGetTemperature"), h, getattr(nvml, "NVML_TEMPERATURE_GPU", 0)),
                 "power_w": None if power_mw is None else power_mw / 1000,
                 "utilization_pct": None if util is None else util.gpu}
 
     def _energy_j(self):
-        mj = _try(self._nvml.nvmlDeviceGetTotalEnergyConsumption, self._h)
+        mj = _try(_fn(self._nvml, "nvmlDeviceGetTotalEnergyConsumption"), self._h)
         return None if mj is None else mj / 1000
 
     # -- called by the cell ----------------------------------------------------------------------
+    def _off(self, exc: BaseException) -> None:
+        """NVML answered in a way this code does not know: its facts are missing, the cell goes on."""
+        self._nvml, self.why = None, f"NVML not read: {type(exc).__name__}: {str(exc)[:200]}"
+
     def start(self) -> None:
         """Before anything else of the cell touches the GPU."""
         if self._nvml is None:
             return
+        try:
+            self._start()
+        except Exception as exc:  # noqa: BLE001 - a fact the harness could not read never fails a cell
+            self._off(exc)
+
+    def _start(self) -> None:
         self.start_facts = self._snapshot()
-        procs = _try(self._nvml.nvmlDeviceGetComputeProcesses, self._h)
+        procs = _try(_fn(self._nvml, "nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetComputeProcesses"),
+                     self._h)
         if procs is not None:
             mine = _own_pids()
             self.others = [{"pid": p.pid, "used_mib": None if not isinstance(getattr(p, "usedGpuMemory", None), int)
                             else round(p.usedGpuMemory / 2**20)} for p in procs if p.pid not in mine]
 
     def timed_start(self) -> None:
-        if self._nvml is not None:
-            self._e0 = self._energy_j()
+        try:
+            if self._nvml is not None:
+                self._e0 = self._energy_j()
+        except Exception as exc:  # noqa: BLE001
+            self._off(exc)
 
     def timed_end(self) -> None:
-        if self._nvml is not None:
-            self._e1 = self._energy_j()
-            self.end_facts = self._snapshot()
+        try:
+            if self._nvml is not None:
+                self._e1 = self._energy_j()
+                self.end_facts = self._snapshot()
+        except Exception as exc:  # noqa: BLE001
+            self._off(exc)
 
     def energy_j(self) -> float | None:
         """Joules the GPU used over the timed steps (None where it has no counter)."""

@@ -304,7 +304,7 @@ class FakeNVML(types.ModuleType):
     def nvmlDeviceGetUtilizationRates(self, h):
         return types.SimpleNamespace(gpu=85, memory=40)
 
-    def nvmlDeviceGetComputeProcesses(self, h):
+    def nvmlDeviceGetComputeRunningProcesses(self, h):  # nvidia-ml-py 13's name
         return [types.SimpleNamespace(pid=os.getpid(), usedGpuMemory=2**30),
                 types.SimpleNamespace(pid=999_999, usedGpuMemory=3 * 2**30)]
 
@@ -337,6 +337,43 @@ def test_gpu_facts_through_nvml(monkeypatch, energy):
         assert f["gpu_energy_j"] == 50.0 and f["joules_per_sample"] == 0.25 and f["gpu_facts_why"] == ""
     else:  # a MIG instance: no counter of its own
         assert f["gpu_energy_j"] is None and f["joules_per_sample"] is None and "energy counter" in f["gpu_facts_why"]
+
+
+class OlderNVML(FakeNVML):
+    """An older pynvml: the processes under their former name."""
+    nvmlDeviceGetComputeProcesses = FakeNVML.nvmlDeviceGetComputeRunningProcesses
+
+    def __getattribute__(self, name):
+        if name == "nvmlDeviceGetComputeRunningProcesses":
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+class StrangeNVML(FakeNVML):
+    """A pynvml that answers in a shape this code does not know."""
+
+    def nvmlDeviceGetUtilizationRates(self, h):
+        return 85  # no .gpu
+
+
+@pytest.mark.parametrize("nvml", [OlderNVML, StrangeNVML])
+def test_a_pynvml_of_another_shape_never_fails_a_cell(monkeypatch, nvml):
+    import sys
+
+    from bench.gpu_facts import GpuWatch
+
+    monkeypatch.setitem(sys.modules, "pynvml", nvml())
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid="1234"))
+    gpu = GpuWatch("cuda")
+    gpu.start()
+    gpu.timed_start()
+    gpu.timed_end()
+    f = gpu.fields(gpu.energy_j(), timed_samples=200)
+    if nvml is OlderNVML:
+        assert f["gpu_other_processes"] == [{"pid": 999_999, "used_mib": 3072}] and f["gpu_facts_why"] == ""
+    else:
+        assert f["gpu_start"] is None and f["gpu_facts_why"].startswith("NVML not read: AttributeError")
 
 
 def test_without_nvml_a_cuda_cell_says_so(monkeypatch):
