@@ -17,19 +17,20 @@ def git_sha() -> str | None:
     return _read_git_sha()
 
 
-# A copy of the tree made without its .git (to a machine with no network, say) names its commit in
-# this file at the tree's root, written where the copy was made (benchmarks/gpu/prepare.sh does).
+# A copy of the tree sent elsewhere (to a machine with no network, say) may carry no .git, or a stale
+# one: the commit it was made from is named in this file at the tree's root while it runs there
+# (benchmarks/gpu/run.sh writes it from what prepare.sh read here, and removes it at the end).
 COMMIT_FILE = ".bench-commit"
 
 
 def _read_git_sha() -> str | None:
     root = Path(__file__).resolve().parent.parent
-    if not (root / ".git").exists():
-        try:
-            text = (root / COMMIT_FILE).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
-            return None
-        return text if text and len(text) <= 64 and all(c.isalnum() or c == "-" for c in text) else None
+    try:
+        text = (root / COMMIT_FILE).read_text(encoding="utf-8").strip()
+        if text and len(text) <= 64 and all(c.isalnum() or c == "-" for c in text):
+            return text
+    except (OSError, UnicodeDecodeError):
+        pass
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
                              capture_output=True, text=True, timeout=5)

@@ -113,3 +113,18 @@ def test_the_settings_check_after_training_reads_every_parameter_dtype():
     assert precision_mismatch(plan, {**settings, "param_dtypes": ["float32"]}) is None
     assert precision_mismatch(plan, settings) is None  # an older record: nothing to compare
     assert "bfloat16, float32" in precision_mismatch(plan, {**settings, "param_dtypes": ["bfloat16", "float32"]})
+
+
+def test_a_copied_tree_names_its_commit_from_the_commit_file(tmp_path, monkeypatch):
+    """A tree sent to another machine may carry a stale .git: the commit file written where the copy
+    was made wins while it exists; a malformed one is ignored."""
+    from bench import envinfo
+
+    root = tmp_path / "tree"
+    (root / "bench").mkdir(parents=True)
+    monkeypatch.setattr(envinfo, "__file__", str(root / "bench" / "envinfo.py"))
+    assert envinfo._read_git_sha() is None  # no git, no file
+    (root / envinfo.COMMIT_FILE).write_text("52b30b176dca\n")
+    assert envinfo._read_git_sha() == "52b30b176dca"
+    (root / envinfo.COMMIT_FILE).write_text("$(rm -rf /)\n")
+    assert envinfo._read_git_sha() is None

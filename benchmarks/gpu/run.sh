@@ -45,12 +45,16 @@ else
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" $WHEELS/*.whl \
         || { echo "pip could not install the carried wheels ($WHEELS)" >&2; exit 2; }
     export PYTHONPATH=$SITE:$ROOT
-    # The copy has no .git: bench reads the commit prepare.sh wrote.
-    [ -e .git ] || cp .data/gpu/commit.txt .bench-commit
+    # The copy's .git may be missing or stale (seen: the session's first commit, "-dirty"): bench reads
+    # the commit prepare.sh wrote, for as long as the check runs.
+    cp .data/gpu/commit.txt .bench-commit
 fi
 # Every cache in a scratch folder; nothing reaches for the Hub.
 export HF_HOME=${TMPDIR:-/tmp}/bench-gpu-hf HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1
 export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 [ -n "${DEADLINE_S:-}" ] && ARGS+=(--deadline "$DEADLINE_S")
 [ -n "${PARTS:-}" ] && ARGS+=(--parts "$PARTS")
-exec "$PY" benchmarks/gpu/check.py "${ARGS[@]}"
+"$PY" benchmarks/gpu/check.py "${ARGS[@]}"
+rc=$?
+rm -f .bench-commit
+exit $rc
