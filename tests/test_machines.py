@@ -76,14 +76,14 @@ def test_the_report_says_which_runs_ran_on_which_machine(seed3_elsewhere, tmp_pa
            "AMD EPYC, family/model 26/2 (torch capability AVX512, AMX-BF16 no, AVX512-BF16 yes, 2 threads) | " \
            "*differs* |" in env
     assert "| torch | 2.13.0+cpu | 2.13.0+cpu | |" in env
-    bottom = _section(text, "Bottom line")
-    assert "**cpu / fp32 / seed 3** (AMD EPYC family/model 26/2, 2 threads; environment B;" in bottom
-    assert "**cpu / fp32 / seed 1** (AMD EPYC family/model 25/1, 2 threads; environment A;" in bottom
-    assert bottom.count("2 machines in these records") == 3
-    assert "one machine: these figures compare within this CPU/GPU class only" not in bottom
+    bottom, seeds = _section(text, "Bottom line"), _section(text, "Each seed's runs")
+    assert "**cpu / fp32 / seed 3**: AMD EPYC family/model 26/2, 2 threads; environment B;" in seeds
+    assert "**cpu / fp32 / seed 1**: AMD EPYC family/model 25/1, 2 threads; environment A;" in seeds
+    assert bottom.count("2 machines in these records") == 1  # said once
+    assert "(one machine)" not in bottom
     # Each seed's loops ran side by side: their speed still compares, seed by seed.
-    seed3 = bottom.split("**cpu / fp32 / seed 3**")[1].split("Cannot tell")[0]
-    assert seed3.count("[step time 1.00× manual's]") == 2
+    seed3 = seeds.split("**cpu / fp32 / seed 3**")[1]
+    assert seed3.count("[1.00×](#is-each-loop-as-fast-as-the-manual-loop)") == 2
 
 
 def test_one_machine_keeps_the_single_environment_table(tmp_path):
@@ -91,7 +91,7 @@ def test_one_machine_keeps_the_single_environment_table(tmp_path):
     text = render(records, tmp_path / "report.md")
     env = _section(text, "Environment")
     assert "environments" not in env and "| | |" in env and "25/1" in env
-    assert "one machine: these figures compare within this CPU/GPU class only" in _section(text, "Bottom line")
+    assert "how these figures carry to another CPU or GPU class (one machine)" in _section(text, "Bottom line")
 
 
 @pytest.fixture
@@ -109,15 +109,16 @@ def test_no_speed_verdict_between_runs_of_two_machines(trainer_elsewhere, tmp_pa
         assert rows["accelerate"].step_ratio == pytest.approx(1.0)
         assert rows["accelerate"].sps_ratio == pytest.approx(9 / SPS["manual"][seed])
     text = render(trainer_elsewhere, tmp_path / "report.md")
-    bottom = _section(text, "Bottom line")
-    assert "**cpu / fp32 / seed 1** (2 machines: environments A, B;" in bottom
-    trainer = next(line for line in bottom.splitlines() if line.startswith("- **trainer**: "))
-    assert "manual's" not in trainer and "36.0 samples/s" in trainer
-    accelerate = next(line for line in bottom.splitlines() if line.startswith("- **accelerate**: "))
-    assert "[step time 1.00× manual's]" in accelerate  # same machine as manual's: still judged
-    assert "these runs were measured on 2 machines (environments A, B" in bottom
-    assert "only their F1 does" in bottom
-    assert "startup:" not in bottom and "memory:" not in bottom  # no extremes across machines
+    bottom, seeds = _section(text, "Bottom line"), _section(text, "Each seed's runs")
+    assert "**cpu / fp32 / seed 1**: 2 machines: environments A, B;" in seeds
+    seed1 = seeds.split("**cpu / fp32 / seed 1**")[1].split("**cpu / fp32 / seed 2**")[0]
+    trainer = next(line for line in seed1.splitlines() if line.startswith("| **trainer** |"))
+    assert "×" not in trainer and "[36.0](#cpu)" in trainer  # no ratio across machines
+    accelerate = next(line for line in seed1.splitlines() if line.startswith("| **accelerate** |"))
+    assert "[1.00×](#is-each-loop-as-fast-as-the-manual-loop)" in accelerate  # same machine as manual's: judged
+    assert "cpu / fp32 / seed 1: speed, memory and startup across the machines its runs were measured on" in bottom
+    assert "rerun its loops on one machine" in bottom
+    assert "first step soonest" not in bottom and "in memory" not in bottom  # no extremes across machines
 
 
 def test_quality_compares_speed_and_time_to_target_within_a_seeds_machine(trainer_elsewhere, seed3_elsewhere, tmp_path):
@@ -131,10 +132,9 @@ def test_quality_compares_speed_and_time_to_target_within_a_seeds_machine(traine
     assert "and some seed's loops did not." in section
     row = next(line for line in section.splitlines() if line.startswith("| trainer | 1 |") and "of 200" in line)
     assert row.endswith("| another machine than manual's | - |")  # no time set beside manual's across machines
-    manual = next(line for line in bottom.splitlines()
-                  if line.startswith("- **manual** (the tutorial's loop): the reference"))
+    manual = next(line for line in bottom.splitlines() if line.startswith("| **manual** (the tutorial's loop) |"))
     assert "machines" not in manual  # manual's own runs are all on one machine
-    assert "- **trainer** (-× manual's samples/s" in bottom
+    assert "| **trainer** | -× manual's |" in bottom
 
     (q,) = quality_rows(cells_of(seed3_elsewhere))
     # Per seed on its own machine: 1.2, 1.36, 0.65 -> 1.2 (the ratio of the medians would be 15/11).
@@ -147,9 +147,8 @@ def test_quality_compares_speed_and_time_to_target_within_a_seeds_machine(traine
     row = next(line for line in section.splitlines() if line.startswith("| trainer | 3 |") and "of 200" in line)
     assert row.endswith("| not reached | 30 |")  # per seed: the loop's time to target and manual's
     bottom = _section(text, "Bottom line")
-    assert "- **trainer** (1.20× manual's samples/s, median over seeds)" in bottom
-    assert ("- **manual** (the tutorial's loop): the reference, 11.0 samples/s (median over seeds measured on 2 "
-            "machines)") in bottom
+    assert "| **trainer** | 1.20× manual's |" in bottom
+    assert "| **manual** (the tutorial's loop) | 11.0 samples/s (median over 2 machines) |" in bottom
 
 
 def test_a_cpu_cell_and_a_cuda_cell_of_one_box_are_one_machine_and_old_records_match_any(seed3_elsewhere):
@@ -290,8 +289,7 @@ def test_parity_apart_on_another_machine_is_no_verdict_but_apart_on_one_fails(pa
     assert "measured on another machine than manual's" in trainer and "no verdict" in trainer
     assert "another machine" not in next(line for line in table.splitlines() if line.startswith("| fabric |"))
     bottom = _section(text, "Bottom line")
-    assert "the step losses of trainer (up to 1.0e-03) differ from the manual loop's, but were measured on another " \
-           "machine than manual's" in bottom
+    assert "whether trainer trains the same thing as manual (step losses apart, measured on another machine)" in bottom
     assert "some loop's step losses differ from the manual loop's by up to 1.0e-03" in bottom  # fabric's, judged
 
 

@@ -297,8 +297,9 @@ def test_report_has_the_quality_section_curve_plot_and_bottom_line(three_seeds, 
     assert "![validation F1 over steps, cpu / fp32](report-cpu-fp32-f1.png)" in section
     assert (tmp_path / "rep" / "report-cpu-fp32-f1.png").stat().st_size > 0
     bottom = text.split("## Bottom line")[1].split("\n## ")[0]
-    sentence = next(line for line in bottom.splitlines() if line.startswith("- **trainer** (1.20× manual's"))
-    assert "**worse**" in sentence and "never reached F1 0.8" in sentence
+    row = next(line for line in bottom.splitlines() if line.startswith("| **trainer** | 1.20× manual's |"))
+    assert "**worse**" in row and "F1 0.8 never reached (0/3)" in row
+    assert "**Holds:** cpu / fp32: trainer (" in bottom and "fine-tunes worse than manual across 3 seeds" in bottom
 
 
 def _quality_text(records, path):
@@ -310,10 +311,8 @@ def test_out_of_the_box_is_weighed_against_the_tutorials_loop(three_seeds, tmp_p
     """Under --defaults native the manual loop is the tutorial's (loops/native.py sets nothing for
     it): the report says each library's defaults are weighed against the tutorial's loop."""
     bottom, section = _quality_text(read_records(three_seeds), tmp_path / "a" / "report.md")
-    assert "**Quality across seeds out of the box (`--defaults native`), cpu / fp32**" in bottom
-    assert "- **manual** (the tutorial's loop): the reference" in bottom
-    trainer = next(line for line in bottom.splitlines() if line.startswith("- **trainer** ("))
-    assert "against the tutorial loop's 1.0000 ± 0.0000" in trainer
+    assert "**cpu / fp32, across seeds 1, 2, 3 out of the box (`--defaults native`)**" in bottom
+    assert "| **manual** (the tutorial's loop) |" in bottom and "| reference |" in bottom
     assert "Out of the box (`--defaults native`)" in section and "against the tutorial's loop" in section
 
 
@@ -324,7 +323,7 @@ def test_a_manual_loop_off_the_tutorials_recipe_is_not_called_the_tutorials(thre
             r.config["run"]["weight_decay"] = 0.01
     bottom, section = _quality_text(records, tmp_path / "b" / "report.md")
     assert "the tutorial's loop" not in bottom and "tutorial loop's" not in bottom
-    assert "against manual's 1.0000" in bottom and "Out of the box" not in section
+    assert "| **manual** |" in bottom and "Out of the box" not in section
 
 
 def test_at_the_tutorials_settings_a_difference_is_a_fault(three_seeds, tmp_path):
@@ -332,7 +331,7 @@ def test_at_the_tutorials_settings_a_difference_is_a_fault(three_seeds, tmp_path
     for r in records:
         r.config["run"]["defaults"] = "tutorial"
     bottom, section = _quality_text(records, tmp_path / "c" / "report.md")
-    assert "out of the box" not in bottom and "- **manual** (the tutorial's loop): the reference" in bottom
+    assert "out of the box" not in bottom and "| **manual** (the tutorial's loop) |" in bottom
     assert "At the tutorial's settings (`--defaults tutorial`)" in section and "a fault of that loop" in section
     assert "](#do-the-loops-train-the-same-thing)" in section
 
@@ -358,11 +357,11 @@ def test_busy_runs_are_marked_where_the_quality_section_uses_their_times(three_s
     assert q.loops["manual"].busy_seeds == (3,) and q.loops["trainer"].busy_seeds == ()
     text = render(records, tmp_path / "rep" / "report.md")
     bottom = text.split("## Bottom line")[1].split("\n## ")[0]
-    line = {loop: next(x for x in bottom.splitlines() if x.startswith(f"- **{loop}** (")) for loop in
+    line = {loop: next(x for x in bottom.splitlines() if x.startswith(f"| **{loop}**")) for loop in
             ("manual", "accelerate", "trainer")}
-    assert "; ⚠ busy at seed 3: its speed and time there are the machine's;" in line["manual"]
-    assert "median over seeds; ⚠ busy at seeds 2, 3: its run or manual's, so" in line["accelerate"]
-    assert "median over seeds; ⚠ busy at seed 3: its run or manual's, so" in line["trainer"]
+    assert "samples/s ⚠ busy at 3 |" in line["manual"]  # its own run at seed 3
+    assert "× manual's ⚠ busy at 2, 3 |" in line["accelerate"]  # its run at 2, manual's at 3
+    assert "× manual's ⚠ busy at 3 |" in line["trainer"]
     section = text.split(f"## {QUALITY_HEADING}")[1].split("\n## ")[0]
     row = next(x for x in section.splitlines() if x.startswith("| accelerate | 2 |") and "of 200" in x)
     assert row.endswith("| 20 ⚠ busy | 20 |")

@@ -1,5 +1,7 @@
-"""The answer first: per device x precision (x variant), one sentence per loop, then what the
-evidence supports and what it cannot tell.  Every figure links to the section it comes from."""
+"""The answer first: a table per device x precision (x variant), or, under ``--seeds``, one per
+seed group over its seeds; then at most three sentences: what holds, what cannot be told, what to
+run to tell it.  Every figure links to the section it comes from; each seed's own table is in
+*Each seed's runs* (``bench/report/per_seed.py``)."""
 
 from __future__ import annotations
 
@@ -9,197 +11,324 @@ from bench.analysis.columns import EVAL_F1, PEAK_MIB, SAMPLES_PER_S
 from bench.analysis.gaps import GapRow, gap_rows, phase_note
 from bench.analysis.machines import machine_count, same_machine
 from bench.analysis.parity import Parity, parity_rows
-from bench.analysis.verdicts import GAP_TOLERANCE, PARITY_TOLERANCE, Kind, say
+from bench.analysis.quality import QualityGroup
+from bench.analysis.verdicts import GAP_TOLERANCE, PARITY_TOLERANCE, Kind
 from bench.report import gaps, parity, phases, quality, why
 from bench.report.context import Context
-from bench.report.format import anchor, f
+from bench.report.format import anchor, f, table
 
 HEADING = "Bottom line"
+# A cell whose mean step is this far above its median step had slow outlier steps (a GPU's first
+# step of each new batch shape, say): its samples/s (over the mean) and its step ratio (medians) part.
+OUTLIER_MEAN_OVER_MEDIAN = 1.3
+# The table's word for each kind of a step ratio (the gap table says it at length).
+SHORT = {Kind.SAME: f"within {GAP_TOLERANCE:.0%}", Kind.REAL: "{pct} {dir} in every run",
+         Kind.NOISE: "{pct} {dir}: noise", Kind.SINGLE: "{pct} {dir}, one run", Kind.BUSY: "{pct} {dir}, ⚠ busy",
+         Kind.NONE: "other batches"}
 
 
-def _speed(c: CellStats, ref: CellStats | None, row: GapRow | None) -> str:
-    sps, dev_link = c.median(SAMPLES_PER_S), anchor(c.device)
+def _linked(value: str, link: str) -> str:
+    return value if value == "-" else f"[{value}]({link})"
+
+
+def _ratio(row: GapRow | None, c: CellStats, ref: CellStats | None) -> str:
     if c is ref:
-        return f"[{f(sps)} samples/s]({dev_link}), the reference"
-    if row is None:
-        return f"[{f(sps)} samples/s]({dev_link})"
-    # The verdict judges the paired step ratio, so that is the figure said beside it (a samples/s
-    # ratio of medians can sit apart from it when the repeats' noise or the batches differ).
-    text = say(row.kind, "bottom", row.step_ratio)
-    ratio = (f"step time {row.step_ratio:.2f}× manual's" if row.step_ratio is not None else
-             f"{f(row.sps_ratio, '{:.2f}')}× manual's samples/s")
-    speed = f"[{f(sps)} samples/s]({dev_link}), [{ratio}]({anchor(gaps.HEADING)}): {text}"
+        return "reference"
+    if row is None or row.step_ratio is None:
+        return "-" if row is None else SHORT[Kind.NONE]
+    r = row.step_ratio
+    words = SHORT[row.kind].format(pct=f"{abs(r - 1):.0%}", dir="slower" if r > 1 else "faster")
     if row.kind in (Kind.REAL, Kind.NOISE) and row.phase_delta_s:
-        speed += f" ([{phase_note(row.phase_delta_s)}]({anchor(phases.HEADING)}))"
-    return speed
+        words += f" ([{phase_note(row.phase_delta_s)}]({anchor(phases.HEADING)}))"
+    return f"[{r:.2f}×]({anchor(gaps.HEADING)}) {words}"
 
 
-def _quality(c: CellStats, base) -> str:
+def _f1(c: CellStats, base) -> str:
     f1, ci = c.median(EVAL_F1), c.f1_ci95()
-    quality = f"[val F1 {f(f1, '{:.3f}')}]({anchor(c.device)})" + (f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
-    if base and f1 is not None:
+    if f1 is None:
+        return "-"
+    text = f"[{f1:.3f}]({anchor(c.device)})" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+    if base:
         if abs(f1 - base.f1) < 5e-5:
-            quality += ", exactly the majority-class floor"
+            text += " = floor"
         elif ci and ci[0] > base.f1:
-            quality += ", above the majority-class floor"
+            text += " > floor"
         elif ci and ci[1] < base.f1:
-            quality += f", below the majority-class floor ({base.f1:.3f})"
-        else:
-            quality += f", not clearly above the majority-class floor ({base.f1:.3f})"
-    return quality
+            text += " < floor"
+    return text
 
 
-def _group(ctx: Context, key: tuple, group: list[CellStats], base) -> list[str]:
-    device, precision, variant = key
-    runs = [r for c in group for r in c.ok]
+def _where(ctx: Context, device: str, runs: list) -> str:
     env = runs[0].env or {}
-    counters = any(c.median(lambda r: r.peak_alloc_mib) is not None for c in group)
-    mem_word = "allocated" if counters else "RSS"
-    repeats = min(len(c.ok) for c in group)
-    run = group[0].run
-    length = f"{run.max_steps} steps" if run.max_steps else f"{run.epochs} epochs"
     where = (f"{env.get('cpu_name', '?')} family/model {env.get('cpu_family_model', '?')}, "
              f"{env.get('torch_threads', '?')} threads" if device == "cpu" else env.get("gpu_name") or device)
     envs = ctx.environments
     if envs.mixed_machines and machine_count(runs) > 1:
-        where = f"{machine_count(runs)} machines: environments {', '.join(envs.letters(runs))}"
-    elif envs.mixed:
-        where += f"; {_env_said(envs.letters(runs))}"
-    lines = [f"**{device} / {precision}{' / ' + variant if variant else ''}** ({where}; {length} of "
-             f"{md.code(run.model)}, {repeats} run(s) per cell):", ""]
-    across = not same_machine(runs)
-    rows = {row.loop: row for row in gap_rows(group) if row.runs or not row.other_machine}  # no gap verdict between machines
+        return f"{machine_count(runs)} machines: environments {', '.join(envs.letters(runs))}"
+    if envs.mixed:
+        letters = envs.letters(runs)
+        where += "; " + (f"environment {', '.join(letters)}" if letters else "environment not recorded")
+    return where
+
+
+def group_table(ctx: Context, key: tuple, group: list[CellStats], base) -> list[str]:
+    """One comparison group's table: a line naming what ran where, then a row per loop."""
+    device, precision, variant = key
+    runs = [r for c in group for r in c.ok]
+    run = group[0].run
+    repeats = min(len(c.ok) for c in group)
+    length = f"{run.max_steps} steps" if run.max_steps else f"{run.epochs} epochs"
+    counters = any(c.median(lambda r: r.peak_alloc_mib) is not None for c in group)
+    rows = {row.loop: row for row in gap_rows(group) if row.runs or not row.other_machine}
     ref = manual_cell(group)
+    dev = anchor(device)
+    body = []
     for c in group:
-        dev_link = anchor(c.device)
-        lines.append(f"- **{c.loop}**: {_speed(c, ref, rows.get(c.loop))}; {_quality(c, base)}; "
-                     f"[peak {f(c.median(PEAK_MIB), '{:.0f}')} MiB {mem_word}]({dev_link}); "
-                     f"[startup {f(c.startup_s())} s]({dev_link}).")
-    lines.append("")
-    return lines + picks(group, rows, base, repeats, explained=ctx.explained_any, machines=_machines(ctx, runs),
-                         across_machines=across)
+        p50 = c.median(lambda r: r.step_s_p50)
+        busy = " ⚠ busy" if c.busy else ""
+        body.append([f"**{md.text(c.loop)}**", _linked(f(c.median(SAMPLES_PER_S)), dev) + busy,
+                     f(p50 and p50 * 1000), _ratio(rows.get(c.loop), c, ref), _f1(c, base),
+                     _linked(f(c.median(PEAK_MIB), "{:.0f}"), dev), _linked(f(c.startup_s()), dev)])
+    title = f"{md.text(device)} / {md.text(precision)}" + (f" / {md.text(variant)}" if variant else "")
+    header = ["loop", "samples/s", "step p50 ms", "step time vs manual", "val F1 [95% CI]",
+              f"peak MiB {'allocated' if counters else 'RSS'}", "startup s"]
+    return [f"**{title}**: {md.text(_where(ctx, device, runs))}; {length} of {md.code(run.model)}, "
+            f"{repeats} run(s) per cell", "", *table(header, body), ""]
 
 
-def _env_said(letters: list[str]) -> str:
-    return f"environment {', '.join(letters)}" if letters else "environment not recorded"
+def seeds_table(q: QualityGroup) -> list[str]:
+    """A seed group's answer: per loop over its seeds, the speed ratio, F1 and the paired verdict."""
+    ref = q.loops.get("manual")
+    seeds = quality.seeds_said(q)
+    native = " out of the box (`--defaults native`)" if q.defaults == "native" else ""
+    body = []
+    for loop, v in q.loops.items():
+        busy = sorted(set(v.busy_seeds) | set(ref.busy_seeds if ref else ()), key=str)
+        mark = f" ⚠ busy at {', '.join(str(s) for s in busy)}" if busy else ""
+        t = quality.to_target_short(v.time_to_target)
+        if loop == "manual":
+            name = "**manual** (the tutorial's loop)" if q.reference_is_tutorial else "**manual**"
+            mixed = f" (median over {v.machines} machines)" if v.machines > 1 else ""
+            body.append([name, f"{f(v.samples_per_s)} samples/s{mixed}{mark}", quality.pm(v.f1_mean, v.f1_sd),
+                         "reference", "", t])
+            continue
+        c = v.comparison
+        diff = "-" if c is None else f"{c.across.f1_diff:+.4f} [{quality.ci_signed(c.across.f1_diff_ci95)}]"
+        verdict = "no paired predictions" if c is None else f"**{c.verdict}**: {c.why}"
+        body.append([f"**{md.text(loop)}**", f"{f(v.speed_ratio, '{:.2f}')}× manual's{mark}",
+                     quality.pm(v.f1_mean, v.f1_sd), diff, verdict, t])
+    header = ["loop", "speed (median over seeds)", "val F1 mean ± seed sd", "F1 − manual [95% CI]", "verdict",
+              "time to target"]
+    return [f"**{md.text(quality.title(q))}, across seeds {seeds}{native}** "
+            f"([paired comparison]({anchor(quality.HEADING)})):", "", *table(header, body), ""]
 
 
-def _machines(ctx: Context, runs: list) -> str:
-    """What the group's figures compare with, as the machines its runs and the report's ran on allow."""
-    envs = ctx.environments
-    if not envs.mixed_machines:
-        return "one machine: these figures compare within this CPU/GPU class only"
-    letters = ", ".join(envs.letters(runs))
-    if machine_count(runs) > 1:
-        return (f"these runs were measured on {machine_count(runs)} machines (environments {letters}; "
-                f"[Environment]({anchor('Environment')})): their speed, memory and startup do not compare with "
-                "each other, only their F1 does")
-    return (f"{envs.machine_total} machines in these records ([Environment]({anchor('Environment')})): this "
-            f"group's figures ({_env_said(envs.letters(runs))}) compare only with those measured on its machine")
+def seeded(ctx: Context) -> list[QualityGroup]:
+    """The seed groups answered over their seeds: more than one seed, with a paired comparison."""
+    return [q for q in ctx.quality if "manual" in q.loops and len(quality.seeds_said(q).split(", ")) > 1
+            and any(v.comparison for v in q.loops.values())]
+
+
+def per_seed_keys(ctx: Context) -> set:
+    """The comparison groups a seed group's table answers (each seed's own table is detail)."""
+    covered = {(q.device, q.precision, q.variant) for q in seeded(ctx)}
+    return {(c.device, c.precision, c.variant) for c in ctx.main if (c.device, c.precision, c.seedless_variant) in covered
+            and c.variant != c.seedless_variant}
+
+
+def groups_of(ctx: Context) -> list[tuple]:
+    groups = [(key, [c for c in group if c.ok]) for key, group in comparison_groups(ctx.main).items()]
+    return [(key, group) for key, group in groups if group]
+
+
+def majority_floor(ctx: Context):
+    return next((r.eval_majority_baseline for r in ctx.main_ok if r.eval_majority_baseline), None)
 
 
 def lines(ctx: Context) -> list[str]:
-    groups = [(key, [c for c in group if c.ok]) for key, group in comparison_groups(ctx.main).items()]
-    groups = [(key, group) for key, group in groups if group]
+    groups = groups_of(ctx)
     if not groups:
         return [f"## {HEADING}", "", "No cell ran to the end: nothing to conclude (see *Skipped and failed cells*).", ""]
-    base = next((r.eval_majority_baseline for r in ctx.main_ok if r.eval_majority_baseline), None)
+    base = majority_floor(ctx)
     out = [f"## {HEADING}", ""]
+    for q in seeded(ctx):
+        out += seeds_table(q)
+    answered = per_seed_keys(ctx)
+    holds, cannot = [], []
+    for q in seeded(ctx):
+        h, c = seed_picks(q)
+        holds += h
+        cannot += c
     for key, group in groups:
-        out += _group(ctx, key, group, base)
-    return out + quality.bottom_lines(ctx)  # and what each loop delivers, across seeds
+        if key not in answered:
+            out += group_table(ctx, key, group, base)
+        h, c = picks(ctx, key, group, base, detail=key not in answered)
+        holds += h
+        cannot += c
+    return out + sentences(holds, cannot)
 
 
-def _speed_supports(rows: dict) -> list[str]:
-    gap_link = anchor(gaps.HEADING)
+def seed_picks(q: QualityGroup) -> tuple[list[str], list[tuple]]:
+    """What a seed group's paired verdicts support, and what they cannot tell."""
+    title, holds = quality.title(q), []
+    seeds = len(quality.seeds_said(q).split(", "))
+    compared = {loop: v.comparison for loop, v in q.loops.items() if v.comparison}
+    for word in ("better", "worse"):
+        named = [f"{md.text(loop)} ({c.across.f1_diff:+.4f} F1)" for loop, c in compared.items() if c.verdict == word]
+        if named:
+            holds.append(f"{title}: " + ", ".join(named) + f" fine-tune{'s' if len(named) == 1 else ''} {word} than "
+                         f"manual across {seeds} seeds")
+    same = [md.text(loop) for loop, c in compared.items() if all(row.pairs_differing == 0 for row in c.per_seed)]
+    if same:
+        holds.append(f"{title}: " + ", ".join(same) + " predict" + ("s" if len(same) == 1 else "")
+                     + " exactly what manual predicts, pair by pair, at every seed")
+    apart = [md.text(loop) for loop, c in compared.items() if c.verdict == "not told apart" and md.text(loop) not in same]
+    cannot = []
+    if apart:
+        cannot.append((f"{title}: whether " + ", ".join(apart) + f" fine-tune{'s' if len(apart) == 1 else ''} better "
+                       f"or worse than manual (each F1 interval across {seeds} seeds includes 0)",
+                       "more seeds narrow the intervals (`--seeds` with 10 or more)"))
+    return holds, cannot
+
+
+# -- the three sentences -------------------------------------------------------------------------
+
+def _said_once(items: list) -> list:
+    seen, out = set(), []
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            out.append(item)
+    return out
+
+
+def sentences(holds: list[str], cannot: list[tuple[str, str | None]]) -> list[str]:
+    """What holds, what cannot be told, what to run to tell it: each said once, across groups."""
+    out = []
+    if holds:
+        out.append("**Holds:** " + "; ".join(_said_once(holds)) + ".")
+    cannot = _said_once(cannot)
+    if cannot:
+        out.append("**Cannot tell:** " + "; ".join(text for text, _ in cannot) + ".")
+        remedies = _said_once([r for _, r in cannot if r])
+        if remedies:
+            out.append("**To tell:** " + "; ".join(remedies) + ".")
+    return [" ".join(out), ""] if out else []
+
+
+def _speed_holds(rows: dict, title: str) -> list[str]:
     real = [loop for loop, row in rows.items() if row.kind is Kind.REAL]
     out = []
     if real:
-        out.append("speed: " + "; ".join(
-            f"{loop} is {abs(rows[loop].step_ratio - 1):.0%} {'slower' if rows[loop].step_ratio > 1 else 'faster'} "
-            f"than manual in every run, {phase_note(rows[loop].phase_delta_s)}" for loop in real)
-            + f" ([gap table]({gap_link}))")
+        out.append(f"{title}: " + ", ".join(
+            f"{md.text(loop)} {abs(rows[loop].step_ratio - 1):.0%} {'slower' if rows[loop].step_ratio > 1 else 'faster'} "
+            f"than manual in every run ({phase_note(rows[loop].phase_delta_s)})" for loop in real))
     if rows and all(row.kind is Kind.SAME for row in rows.values()):
-        out.append(f"speed: every loop is within {GAP_TOLERANCE:.0%} of the manual loop's step time "
-                   f"([gap table]({gap_link})): the choice between them is not a matter of speed here")
-    elif rows and not real:
-        out.append(f"speed: no loop's gap to the manual loop holds in every run ([gap table]({gap_link}))")
+        out.append(f"{title}: every loop within {GAP_TOLERANCE:.0%} of the manual loop's step time")
     return out
 
 
-def _extremes(group: list[CellStats]) -> list[str]:
-    """Which loop starts soonest and which peaks lowest, and by how much."""
-    dev_link, out = anchor(group[0].device), []
+def _extremes(group: list[CellStats], title: str) -> list[str]:
+    """Which loop starts soonest and which peaks lowest, and by how much (only where it is large)."""
+    out = []
     setups = {c.loop: c.startup_s() for c in group if c.startup_s() is not None}
     if len(setups) > 1:
         fast, slow = min(setups, key=setups.get), max(setups, key=setups.get)
-        out.append(f"startup: {fast} reaches its first step soonest ([{setups[fast]:.1f} s]({dev_link})), {slow} "
-                   f"last ([{setups[slow]:.1f} s]({dev_link})): what a short run pays on top of its steps")
+        if setups[slow] > 1.25 * setups[fast]:
+            out.append(f"{title}: {md.text(fast)} reaches its first step soonest ({setups[fast]:.1f} s), "
+                       f"{md.text(slow)} last ({setups[slow]:.1f} s)")
     mems = {c.loop: c.median(PEAK_MIB) for c in group if c.median(PEAK_MIB) is not None}
     if len(mems) > 1:
         lo, hi = min(mems, key=mems.get), max(mems, key=mems.get)
-        out.append(f"memory: {lo} peaks lowest ([{mems[lo]:.0f} MiB]({dev_link})), {hi} highest "
-                   f"([{mems[hi]:.0f} MiB]({dev_link}), {mems[hi] / mems[lo] - 1:+.0%})")
+        if mems[hi] > 1.1 * mems[lo]:
+            out.append(f"{title}: {md.text(hi)} peaks {mems[hi] / mems[lo] - 1:.0%} above {md.text(lo)} in memory")
     return out
 
 
-def _training(group: list[CellStats], explained: bool) -> tuple[list[str], list[str]]:
+def _training(group: list[CellStats], title: str, explained: bool) -> tuple[list[str], list[tuple]]:
     """(what the parity rows support, what they cannot tell) of a --parity group."""
     if not group[0].run.parity:
         return [], []
     rows = parity_rows(group)
     agree = [row for row in rows if row.verdict in (Parity.AGREES, Parity.FAILS)]
     differ = [row for row in rows if row.verdict is Parity.DIFFERS]
-    link, why_link = anchor(parity.HEADING), f"[{why.HEADING}]({anchor(why.HEADING)})"
+    link, why_link = anchor(parity.HEADING), f" (what each difference is worth: [{why.HEADING}]({anchor(why.HEADING)}))"
     out = []
     if differ:
-        names = ", ".join(f"{row.loop} (step losses up to {row.max_rel_diff or 0:.1e} apart)" for row in differ)
-        out.append(f"training: {names} {'runs' if len(differ) == 1 else 'run'} with settings that differ from the "
-                   f"manual loop's ([parity]({link})): not expected to train the same thing"
-                   + (f" (what each difference is worth: {why_link})" if explained else ""))
+        out.append(f"{title}: " + ", ".join(md.text(row.loop) for row in differ)
+                   + f" ran with settings that differ from the manual loop's ([parity]({link})), so they are not "
+                   "expected to train the same thing" + (why_link if explained else ""))
     if agree:
         worst = max((row.max_rel_diff or 0) for row in agree)
         same = worst <= PARITY_TOLERANCE
-        out.append((f"training: every loop's step losses agree with the manual loop's within {worst:.1e} " if same else
-                    f"training: some loop's step losses differ from the manual loop's by up to {worst:.1e} ")
-                   + f"([parity]({link})): "
-                   + ("they train the same thing" if same else "they do not train the same thing"
-                      + (f" (what differs, and what each difference is worth: {why_link})" if explained else "")))
+        out.append(f"{title}: " + (f"every loop's step losses agree with the manual loop's within {worst:.1e}, so "
+                                   "they train the same thing" if same else
+                                   f"some loop's step losses differ from the manual loop's by up to {worst:.1e}, so "
+                                   "they do not train the same thing" + (why_link if explained else ""))
+                   + f" ([parity]({link}))")
     cannot = []
-    elsewhere = [row for row in rows if row.verdict is Parity.ELSEWHERE]  # apart, on another machine: no verdict
+    elsewhere = [row for row in rows if row.verdict is Parity.ELSEWHERE]
     if elsewhere:
-        names = ", ".join(f"{row.loop} (up to {row.max_rel_diff or 0:.1e})" for row in elsewhere)
-        cannot.append(f"training: the step losses of {names} differ from the manual loop's, but were measured on "
-                      f"another machine than manual's ([parity]({link})): whether they train the same thing needs "
-                      "both on one machine")
+        cannot.append((f"{title}: whether " + ", ".join(md.text(row.loop) for row in elsewhere)
+                       + " trains the same thing as manual (step losses apart, measured on another machine)",
+                       "run both on one machine"))
     return out, cannot
 
 
-def picks(group: list[CellStats], rows: dict, base, repeats: int, explained: bool = False,
-          machines: str = "one machine: these figures compare within this CPU/GPU class only",
-          across_machines: bool = False) -> list[str]:
-    """What the evidence of one group supports, and what it cannot tell; ``machines``: what its
-    figures compare with, as the machines of its runs allow; ``across_machines``: its runs were
-    measured on more than one machine, so nothing is said of their speed, memory or startup."""
+def picks(ctx: Context, key: tuple, group: list[CellStats], base, detail: bool = True) -> tuple[list[str], list[tuple]]:
+    """What one group's evidence supports, and what it cannot tell (with what would tell it);
+    ``detail`` False for one seed of a seed group, whose quality and extremes the seeds table answers."""
+    device, precision, variant = key
+    title = f"{device} / {precision}" + (f" / {variant}" if variant else "")
+    runs = [r for c in group for r in c.ok]
+    across = not same_machine(runs)
+    rows = {row.loop: row for row in gap_rows(group) if row.runs or not row.other_machine}
     run = group[0].run
-    supports, cannot = ([] if across_machines else _speed_supports(rows)), []
-    cis = {c.loop: c.f1_ci95() for c in group}
-    cis = {k: v for k, v in cis.items() if v}
-    if len(cis) > 1 and max(lo for lo, _ in cis.values()) <= min(hi for _, hi in cis.values()):
-        supports.append("quality: every loop's F1 interval overlaps every other's: this validation set does not tell "
-                        "them apart")
+    holds = [] if across or not detail else _speed_holds(rows, title)
+    cannot: list[tuple] = []
+    if not detail:
+        return [], _general(ctx, group, rows, title, across)
+    cis = {c.loop: c.f1_ci95() for c in group if c.f1_ci95()}
     f1s = [c.median(EVAL_F1) for c in group]
-    if base and f1s and all(v is not None and abs(v - base.f1) < 5e-5 for v in f1s):
-        cannot.append(f"quality: every loop scores exactly the majority-class floor (F1 {base.f1:.4f}): after "
-                      f"{run.max_steps or run.epochs} {'steps' if run.max_steps else 'epochs'} none "
-                      "has learned beyond the class balance, so quality cannot rank them; train longer")
-    training_supports, training_cannot = _training(group, explained)
-    supports += ([] if across_machines else _extremes(group)) + training_supports
-    cannot += training_cannot
-    if repeats < 2:
-        cannot.append("one run per cell: a gap cannot be told from this machine's run-to-run noise (`--repeats 3`)")
+    floor = base and f1s and all(v is not None and abs(v - base.f1) < 5e-5 for v in f1s)
+    if floor:
+        cannot.append((f"quality after {run.max_steps or run.epochs} {'steps' if run.max_steps else 'epochs'}: every "
+                       f"loop scores exactly the majority-class floor (F1 {base.f1:.4f})",
+                       "train longer (`--epochs 3`) for F1 that ranks the loops"))
+    elif len(cis) > 1 and max(lo for lo, _ in cis.values()) <= min(hi for _, hi in cis.values()):
+        cannot.append(("quality at one seed: every loop's F1 interval overlaps every other's",
+                       "`--seeds 1,2,3` for a paired verdict across seeds"))
+    train_holds, train_cannot = _training(group, title, ctx.explained_any)
+    holds += ([] if across else _extremes(group, title)) + train_holds
+    return holds, cannot + train_cannot + _general(ctx, group, rows, title, across)
+
+
+def _general(ctx: Context, group: list[CellStats], rows: dict, title: str, across: bool) -> list[tuple]:
+    """What no group can tell for the run's own reasons: repeats, a busy machine, outlier steps, machines."""
+    cannot = []
+    if min(len(c.ok) for c in group) < 2 and any(row.kind is Kind.SINGLE for row in rows.values()):
+        cannot.append(("a step-time gap beyond 5% from one run per cell", "`--repeats 3`"))
     if any(c.busy for c in group):
-        cannot.append("some runs were measured on a busy machine (⚠ busy): their speed is the machine's")
-    cannot.append(machines)
-    return (["Supported: " + "; ".join(supports) + "."] if supports else []) + \
-        ["", "Cannot tell: " + "; ".join(cannot) + ".", ""]
+        cannot.append(("the speed of runs measured on a busy machine (⚠ busy)", "rerun them on a quiet machine"))
+    outliers = [c.loop for c in group if _outlier_steps(c) and not c.busy]  # a busy run is said as such
+    if outliers:
+        short = bool(group[0].run.max_steps)
+        cannot.append((f"{title}: samples/s of " + ", ".join(md.text(x) for x in outliers) + f" (mean step over "
+                       f"{OUTLIER_MEAN_OVER_MEDIAN:g}× the median: slow outlier steps, such as a GPU's first step "
+                       "of each new batch shape; the step ratio compares medians)",
+                       "a longer run amortises one-off steps (`--epochs 3`), fixed shapes avoid them "
+                       "(`--pad-to-multiple-of`)" if short else "the step-time plot shows where the slow steps fall"))
+    if across:
+        cannot.append((f"{title}: speed, memory and startup across the machines its runs were measured on",
+                       "rerun its loops on one machine"))
+    elif ctx.environments.mixed_machines:
+        cannot.append((f"time figures across the {ctx.environments.machine_total} machines in these records: each "
+                       f"group's compare only with those of its machine ([Environment]({anchor('Environment')}))", None))
+    else:
+        cannot.append(("how these figures carry to another CPU or GPU class (one machine)", None))
+    return cannot
+
+
+def _outlier_steps(c: CellStats) -> bool:
+    mean, p50 = c.median(lambda r: r.step_s_mean), c.median(lambda r: r.step_s_p50)
+    return bool(mean and p50 and mean > OUTLIER_MEAN_OVER_MEDIAN * p50)

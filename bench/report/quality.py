@@ -16,35 +16,35 @@ from bench.report.parity import HEADING as PARITY_HEADING
 HEADING = "Does any loop fine-tune better?"
 
 
-def _pm(mean, sd) -> str:
+def pm(mean, sd) -> str:
     """An F1 mean with its seed sd, or the value alone at one seed."""
     if mean is None:
         return "-"
     return f"{mean:.4f} ± {sd:.4f}" if sd is not None else f"{mean:.4f} (one seed)"
 
 
-def _ci_signed(ci) -> str:
+def ci_signed(ci) -> str:
     return f"{ci[0]:+.4f} to {ci[1]:+.4f}" if ci else "-"
 
 
-def _title(q: QualityGroup) -> str:
+def title(q: QualityGroup) -> str:
     return f"{q.device} / {q.precision}" + (f" / {q.variant}" if q.variant else "")
 
 
-def _seeds_said(q: QualityGroup) -> str:
+def seeds_said(q: QualityGroup) -> str:
     seeds = sorted({row.seed for loop in q.loops.values() if loop.comparison for row in loop.comparison.per_seed},
                    key=str)
     return ", ".join(str(s) for s in seeds)
 
 
-def _to_target(t: TimeToTarget | None) -> str:
-    """A loop's time to target over seeds, in words."""
+def to_target_short(t: TimeToTarget | None) -> str:
+    """A loop's time to target over seeds, for a table cell."""
     if not t:
         return ""
     if not t.reached:
-        return f"never reached F1 {t.target_f1} ({t.seeds} seed(s))"
-    median = "not reached at the median" if math.isinf(t.median_s) else f"{t.median_s:.0f} s (step {t.median_step:.0f})"
-    return f"median time to F1 {t.target_f1} {median}, reached at {t.reached} of {t.seeds} seed(s)"
+        return f"F1 {t.target_f1} never reached (0/{t.seeds})"
+    median = "not at the median" if math.isinf(t.median_s) else f"median {t.median_s:.0f} s (step {t.median_step:.0f})"
+    return f"F1 {t.target_f1}: {median}, {t.reached}/{t.seeds} seeds"
 
 
 def _reference_said(q: QualityGroup) -> str:
@@ -58,49 +58,6 @@ def _reference_said(q: QualityGroup) -> str:
     return ("At the tutorial's settings (`--defaults tutorial`): every loop is set to train what the tutorial's loop "
             "(manual) trains, so each is expected to match it; a difference here is a fault of that loop "
             f"([parity]({anchor(PARITY_HEADING)})), not what its library delivers.")
-
-
-def _busy_said(seeds, whose: str) -> str:
-    """The seeds whose time figures came from a run on a busy machine, in words; '' for none."""
-    if not seeds:
-        return ""
-    return f"; ⚠ busy at {'seeds' if len(seeds) > 1 else 'seed'} {', '.join(str(s) for s in seeds)}: {whose}"
-
-
-def _bottom_loop(loop: str, v: LoopQuality, ref: LoopQuality, q: QualityGroup) -> str:
-    t = _to_target(v.time_to_target)
-    whose = "the tutorial loop's" if q.reference_is_tutorial else "manual's"
-    if loop == "manual":
-        mixed = f" (median over seeds measured on {v.machines} machines)" if v.machines > 1 else ""
-        name = "**manual** (the tutorial's loop)" if q.reference_is_tutorial else "**manual**"
-        mixed += _busy_said(v.busy_seeds, "its speed and time there are the machine's")
-        return (f"- {name}: the reference, {f(v.samples_per_s)} samples/s{mixed}; val F1 "
-                f"{_pm(v.f1_mean, v.f1_sd)}" + (f" over {v.seeds} seeds" if v.seeds > 1 else "")
-                + (f"; {t}" if t else "") + ".")
-    c = v.comparison
-    busy = sorted(set(v.busy_seeds) | set(ref.busy_seeds), key=str)
-    speed = (f"{f(v.speed_ratio, '{:.2f}')}× manual's samples/s, median over seeds"
-             + _busy_said(busy, "its run or manual's, so the ratio and times there are partly the machine's"))
-    if c is None:
-        return f"- **{loop}** ({speed}): no paired comparison (no predictions on manual's pairs at a shared seed)."
-    return (f"- **{loop}** ({speed}): val F1 {_pm(v.f1_mean, v.f1_sd)} against {whose} "
-            f"{_pm(ref.f1_mean, ref.f1_sd)}; paired difference {c.across.f1_diff:+.4f} "
-            f"(95% CI {_ci_signed(c.across.f1_diff_ci95)}): **{c.verdict}**, {c.why}" + (f"; {t}" if t else "") + ".")
-
-
-def bottom_lines(ctx: Context) -> list[str]:
-    """The bottom line's quality verdict: one sentence per loop, next to its speed."""
-    lines = []
-    for q in ctx.quality:
-        ref = q.loops.get("manual")
-        if ref is None or not any(v.comparison for v in q.loops.values()):
-            continue
-        seeds = _seeds_said(q)
-        native = " out of the box (`--defaults native`)" if q.defaults == "native" else ""
-        lines += [f"**Quality across seeds{native}, {_title(q)}** ({'seeds' if ',' in seeds else 'seed'} {seeds}; "
-                  f"[paired comparison]({anchor(HEADING)})):", ""]
-        lines += [_bottom_loop(loop, v, ref, q) for loop, v in q.loops.items()] + [""]
-    return lines
 
 
 INTRO = ("Each loop against the manual loop on the same validation pairs. A seed fixes the classifier head's "
@@ -125,9 +82,9 @@ def _loop_table(q: QualityGroup) -> list[str]:
             cols = ["-", "-", "-", "-", "no predictions on manual's pairs at a shared seed"]
         else:
             a = c.across
-            cols = [f"{a.f1_diff:+.4f}", _ci_signed(a.f1_diff_ci95), f"{a.acc_diff:+.4f}",
-                    _ci_signed(a.acc_diff_ci95), f"**{c.verdict}**: {c.why}"]
-        lines.append(f"| {loop} | {v.seeds} | {_pm(v.f1_mean, v.f1_sd)} | {f(v.acc_mean, '{:.4f}')} | "
+            cols = [f"{a.f1_diff:+.4f}", ci_signed(a.f1_diff_ci95), f"{a.acc_diff:+.4f}",
+                    ci_signed(a.acc_diff_ci95), f"**{c.verdict}**: {c.why}"]
+        lines.append(f"| {loop} | {v.seeds} | {pm(v.f1_mean, v.f1_sd)} | {f(v.acc_mean, '{:.4f}')} | "
                      + " | ".join(cols) + " |")
     return lines + [""]
 
@@ -173,8 +130,8 @@ def _per_seed_table(q: QualityGroup) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if timed else "")]
     for loop, row in per_seed:
         line = (f"| {loop} | {row.seed} | {row.f1_b:.4f} | {row.f1_a:.4f} | {row.f1_diff:+.4f} | "
-                f"{_ci_signed(row.f1_diff_ci95)} | {row.acc_diff:+.4f} | "
-                f"{_ci_signed(row.acc_diff_ci95)} | {row.pairs_differing} of {row.pairs} |")
+                f"{ci_signed(row.f1_diff_ci95)} | {row.acc_diff:+.4f} | "
+                f"{ci_signed(row.acc_diff_ci95)} | {row.pairs_differing} of {row.pairs} |")
         if timed and not q.loops[loop].beside_reference.get(row.seed, True):
             line += " another machine than manual's | - |"
         elif timed:
@@ -199,10 +156,10 @@ def lines(ctx: Context) -> list[str]:
     drawn = ctx.plots_of(__name__)
     for q in ctx.quality:
         said = _reference_said(q)
-        out += [f"### {_title(q)}", ""] + ([said, ""] if said else []) + _loop_table(q) + _target_table(q) + _per_seed_table(q)
+        out += [f"### {title(q)}", ""] + ([said, ""] if said else []) + _loop_table(q) + _target_table(q) + _per_seed_table(q)
         key = (q.device, q.precision, q.variant)
         if key in drawn:
-            out += [f"![validation F1 over steps, {_title(q)}]({drawn[key]})", ""]
+            out += [f"![validation F1 over steps, {title(q)}]({drawn[key]})", ""]
     return out
 
 

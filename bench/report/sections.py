@@ -3,8 +3,8 @@ draws, ``plots(ctx, plt)`` (its PNGs, by keys its ``lines`` reads back from ``ct
 
 from __future__ import annotations
 
-from bench.report import (bottom_line, devices, fast_path, gaps, not_run, parity, phases, quality, setup,
-                              time_to_accuracy, title, wall, why)
+from bench.report import (bottom_line, devices, fast_path, gaps, not_run, parity, per_seed, phases, quality, setup,
+                          time_to_accuracy, title, wall, why)
 
 SECTIONS = (
     title,  # what the report is made from
@@ -17,6 +17,7 @@ SECTIONS = (
     wall,  # where a cell's wall time goes
     why,  # bench explain: each difference between two loops' native setups
     quality,  # quality across seeds, paired on the same validation pairs
+    per_seed,  # each seed's loops side by side, the detail behind a seed group's answer
     time_to_accuracy,  # validation F1 during training
     parity,  # do the loops train the same thing, and their settings side by side
     not_run,  # skipped and failed cells
