@@ -73,24 +73,87 @@ def settings_diff(group: list[CellStats]) -> list[str]:
              "The settings in force are the same in every loop (loop-specific machinery aside).", ""]
     if apart:
         lines += _settings_table(by_loop, apart) + [""]
-    return lines + ["<details><summary>All " + str(len(rows)) + " settings read back from each loop's live objects"
-                    "</summary>", ""] + _settings_table(by_loop, rows) + ["", "</details>", ""]
+    same = [(k, vals[0]) for k, mark, vals in rows if not mark]
+    if not same:
+        return lines
+    # The rest is the same in every loop: one value each, on one line, folded.
+    return lines + [f"<details><summary>The other {len(same)} settings read back from each loop's live objects, "
+                    "the same in every loop</summary>", "",
+                    "; ".join(f"{md.text(k)} {md.code(v)}" for k, v in same) + ".", "", "</details>", ""]
+
+
+def _seed_groups(ctx: Context) -> OrderedDict:
+    """Comparison groups (one per seed) gathered by what they share but the seed: one block each."""
+    out: OrderedDict = OrderedDict()
+    for key, group in comparison_groups(ctx.main).items():
+        if sum(1 for c in group if c.ok) < 2:
+            continue
+        c = group[0]
+        out.setdefault((c.device, c.precision, c.seedless_variant), []).append((key, group))
+    return out
+
+
+def _seed_of(group: list[CellStats]):
+    return group[0].run.seed
+
+
+def _with_seed(lines: list[str], seed, first: bool) -> list[str]:
+    """A table's lines with a leading seed column (its header and rule only on the first seed's)."""
+    out = []
+    for i, line in enumerate(lines):
+        if not line.startswith("|"):
+            continue
+        if i == 0:
+            if first:
+                out.append("| seed " + line)
+        elif i == 1:
+            if first:
+                out.append("|---" + line)
+        else:
+            out.append(f"| {md.text(seed)} " + line)
+    return out
+
+
+def _block(members: list, drawn: dict, super_key: tuple) -> list[str]:
+    """One block: the parity and metrics tables over its seeds, one loss plot, and the settings said
+    once for every run of settings that are the same at several seeds."""
+    seeded = len(members) > 1
+    out = []
+    parity_lines, metric_lines = [], []
+    for i, (_, group) in enumerate(members):
+        table, metrics = _parity_table(group), _metrics(group)
+        parity_lines += _with_seed(table, _seed_of(group), i == 0) if seeded else table[:-1]
+        if not seeded:  # across seeds each run's F1 is in the quality comparison and each seed's table
+            metric_lines += metrics[:-1]
+    out += (parity_lines + [""] if parity_lines else []) + (metric_lines + [""] if metric_lines else [])
+    if super_key in drawn:
+        out += [f"![loss curves, {group_title(*super_key)}]({drawn[super_key]})", ""]
+    said: OrderedDict = OrderedDict()  # the settings' lines -> the seeds they hold at
+    for _, group in members:
+        seed = _seed_of(group)
+        # The sampler names its seed: said as the run's own, the seeds' settings are one text.
+        text = tuple(line.replace(f"seed={seed} ", "seed=(the run's seed) ") if seeded else line
+                     for line in settings_diff(group))
+        said.setdefault(text, []).append(seed)
+    for text, seeds in said.items():
+        if seeded:
+            out += [f"Settings at {'seeds' if len(seeds) > 1 else 'seed'} {', '.join(md.text(s) for s in seeds)}:", ""]
+        out += list(text)
+    return out
 
 
 def lines(ctx: Context) -> list[str]:
     out = [f"## {HEADING}", "",
            "Same data order, same initial weights, same RNG state at the first step: the step losses should "
            "agree. The largest step-wise relative difference of each loop's loss against the manual loop's, the "
-           "final metrics, and the settings read back from each loop's live objects:", ""]
+           "final metrics, and the settings read back from each loop's live objects (said once for the seeds "
+           "they are the same at):", ""]
     drawn = ctx.plots_of(__name__)
-    for key, group in comparison_groups(ctx.main).items():
-        if sum(1 for c in group if c.ok) < 2:
-            continue
-        title = group_title(*key)
-        out += [f"### {title}", ""] + _parity_table(group) + _metrics(group)
-        if key in drawn:
-            out += [f"![loss curves, {title}]({drawn[key]})", ""]
-        out += settings_diff(group)
+    for super_key, members in _seed_groups(ctx).items():
+        seeds = [_seed_of(group) for _, group in members]
+        out += [f"### {group_title(*super_key)}" + (f" (seeds {', '.join(md.text(s) for s in seeds)})"
+                                                      if len(members) > 1 else ""), ""]
+        out += _block(members, drawn, super_key)
     return out
 
 
@@ -98,29 +161,62 @@ def _running_mean(losses: list, window: int) -> list:
     return [sum(losses[max(0, i - window + 1):i + 1]) / (i + 1 - max(0, i - window + 1)) for i in range(len(losses))]
 
 
+# Above this many seeds a loop's curves are drawn as a band (10th to 90th percentile) and its median.
+MAX_SEED_LINES = 10
+
+
+def _curves(c_by_seed: list[CellStats]) -> list[list]:
+    return [c.ok[0].step_losses or [] for c in c_by_seed if c.ok]
+
+
 def plots(ctx: Context, plt) -> dict:
-    """Per comparison group: each loop's loss per step (a running mean over long runs)."""
+    """Per block: each loop's loss per step (a running mean over long runs), its seeds as thin lines,
+    or, past ``MAX_SEED_LINES`` seeds, as a band and its median: one plot whatever the seeds."""
+    import numpy as np
+
     made = {}
-    for (device, precision, variant), group in comparison_groups([c for c in ctx.main if c.ok]).items():
+    for super_key, members in _seed_groups(ctx).items():
+        by_loop: OrderedDict = OrderedDict()
+        for _, group in members:
+            for c in group:
+                if c.ok:
+                    by_loop.setdefault(c.loop, []).append(c)
+        curves = {loop: _curves(cells) for loop, cells in by_loop.items()}
+        n = max((len(x) for cs in curves.values() for x in cs), default=0)
+        if not n:
+            continue
         fig, ax = plt.subplots(figsize=(7, 4))
-        n = max(len(c.ok[0].step_losses) for c in group)
         # Over hundreds of steps the per-batch losses are a band; a running mean shows the trend (the
         # raw losses stay faintly behind it, and the parity table compares them step by step).
         window = n // 50 if n > 200 else 1
-        for c in group:
-            losses = c.ok[0].step_losses
-            style, width = plotting.style_of(c.loop)
-            steps = range(1, len(losses) + 1)
-            if window > 1:
-                if c.loop == "manual":
-                    ax.plot(steps, losses, "-", color="0.85", linewidth=0.5, label="manual, per step")
-                losses = _running_mean(losses, window)
-            ax.plot(steps, losses, linestyle=style, linewidth=width, label=c.loop)
+        seeds = len(members)
+        for loop, cs in curves.items():
+            style, width = plotting.style_of(loop)
+            if window > 1 and loop == "manual" and seeds == 1:
+                ax.plot(range(1, len(cs[0]) + 1), cs[0], "-", color="0.85", linewidth=0.5, label="manual, per step")
+            smooth = [_running_mean(x, window) if window > 1 else x for x in cs if x]
+            if seeds > MAX_SEED_LINES:
+                length = min(len(x) for x in smooth)
+                arr = np.array([x[:length] for x in smooth])
+                steps = range(1, length + 1)
+                (line,) = ax.plot(steps, np.median(arr, axis=0), linestyle=style, linewidth=width,
+                                  label=f"{loop} (median of {len(smooth)} seeds)")
+                ax.fill_between(steps, np.percentile(arr, 10, axis=0), np.percentile(arr, 90, axis=0),
+                                color=line.get_color(), alpha=0.2, linewidth=0)
+                continue
+            color = None
+            for i, x in enumerate(smooth):
+                (line,) = ax.plot(range(1, len(x) + 1), x, linestyle=style, color=color,
+                                  linewidth=width if seeds == 1 else max(0.6, width / 2),
+                                  alpha=1.0 if seeds == 1 else 0.7, label=loop if i == 0 else None)
+                color = line.get_color()
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("training loss" + (f" (running mean over {window} steps)" if window > 1 else ""))
-        ax.set_title(f"loss per step, {group_title(device, precision, variant)}")
+        what = "" if seeds == 1 else (f", {seeds} seeds (10th-90th percentile)" if seeds > MAX_SEED_LINES
+                                      else f", {seeds} seeds")
+        ax.set_title(f"loss per step, {group_title(*super_key)}{what}")
         ax.legend()
         fig.tight_layout()
-        path = plotting.png(ctx.out_md, device, precision, *([variant] if variant else []), "loss")  # no spaces in links
-        made[(device, precision, variant)] = plotting.save(plt, fig, path)
+        path = plotting.png(ctx.out_md, super_key[0], super_key[1], *([super_key[2]] if super_key[2] else []), "loss")
+        made[super_key] = plotting.save(plt, fig, path)
     return made
