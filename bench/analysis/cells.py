@@ -147,6 +147,29 @@ def cells_of(records: list[Record]) -> list[CellStats]:
     return cells
 
 
+# Past this many seeds the per-cell tables and plots take each cell over its seeds (medians, paired
+# by seed), so that a report's size follows the cells that differ, not the seeds; the quality
+# comparison stays seed by seed.
+SEED_DETAIL = 10
+
+
+def seed_count(cells: list[CellStats]) -> int:
+    return len({c.seed for c in cells})
+
+
+def cells_over_seeds(records: list[Record]) -> list[CellStats]:
+    """One cell per loop, device, precision and run config but the seed: its runs over every seed."""
+    groups: OrderedDict = OrderedDict()
+    latest = latest_per_cell(records)
+    varying = varying_of(latest) - {"seed"}
+    for r in latest:
+        run = {k: v for k, v in r.run.to_dict().items() if k != "seed"}
+        groups.setdefault((r.loop, r.device, r.precision, json.dumps(run, sort_keys=True)), []).append(r)
+    cells = [CellStats(rs, varying) for rs in groups.values()]
+    cells.sort(key=lambda c: (c.device, c.variant, order_of(c.precision, PRECISION_ORDER), order_of(c.loop, LOOP_ORDER)))
+    return cells
+
+
 def comparison_groups(cells: list[CellStats]) -> OrderedDict:
     """Cells that should train the same thing: same device, precision and variant, one per loop."""
     groups: OrderedDict = OrderedDict()

@@ -56,8 +56,8 @@ def _step_ratio(r, m) -> float | None:
 def gap_rows(group: list[CellStats]) -> list[GapRow]:
     """The step ratio pairs the loops step by step: they saw the same batches in the same order (the
     checksum says so), so step i of one and step i of the other did the same work, and the median
-    of their ratio is free of batch-length variation.  Repeats are paired by repeat index (a sweep
-    runs them a round at a time, so repeat r of each loop ran close together in time)."""
+    of their ratio is free of batch-length variation.  Repeats are paired by seed and repeat index (a
+    sweep runs them a round at a time, so repeat r of each loop ran close together in time)."""
     ref = manual_cell(group)
     out = []
     if ref is None:
@@ -67,7 +67,7 @@ def gap_rows(group: list[CellStats]) -> list[GapRow]:
             continue
         per_run = []
         for r in c.ok:
-            m = next((x for x in ref.ok if x.repeat == r.repeat), None)
+            m = next((x for x in ref.ok if (x.seed, x.repeat) == (r.seed, r.repeat)), None)  # a cell over seeds: by seed
             if m is not None and m.batch_order_checksum == r.batch_order_checksum and same_machine([r, m]):
                 ratio = _step_ratio(r, m)
                 if ratio is not None:

@@ -15,7 +15,7 @@ from bench.analysis.quality import QualityGroup
 from bench.analysis.verdicts import GAP_TOLERANCE, PARITY_TOLERANCE, Kind
 from bench.report import gaps, parity, phases, quality, why
 from bench.report.context import Context
-from bench.report.format import anchor, f, table
+from bench.report.format import anchor, f, seeds_shown, table
 
 HEADING = "Bottom line"
 # A cell whose mean step is this far above its median step had slow outlier steps (a GPU's first
@@ -99,7 +99,7 @@ def group_table(ctx: Context, key: tuple, group: list[CellStats], base) -> list[
 def seeds_table(q: QualityGroup) -> list[str]:
     """A seed group's answer: per loop over its seeds, the speed ratio, F1 and the paired verdict."""
     ref = q.loops.get("manual")
-    seeds = quality.seeds_said(q)
+    seeds = seeds_shown(quality.seeds_said(q).split(", "))
     native = " out of the box (`--defaults native`)" if q.defaults == "native" else ""
     body = []
     for loop, v in q.loops.items():
@@ -119,7 +119,7 @@ def seeds_table(q: QualityGroup) -> list[str]:
                      quality.pm(v.f1_mean, v.f1_sd), diff, verdict, t])
     header = ["loop", "speed (median over seeds)", "val F1 mean ± seed sd", "F1 − manual [95% CI]", "verdict",
               "time to target"]
-    return [f"**{md.text(quality.title(q))}, across seeds {seeds}{native}** "
+    return [f"**{md.text(quality.title(q))}, across {seeds}{native}** "
             f"([paired comparison]({anchor(quality.HEADING)})):", "", *table(header, body), ""]
 
 
@@ -132,8 +132,8 @@ def seeded(ctx: Context) -> list[QualityGroup]:
 def per_seed_keys(ctx: Context) -> set:
     """The comparison groups a seed group's table answers (each seed's own table is detail)."""
     covered = {(q.device, q.precision, q.variant) for q in seeded(ctx)}
-    return {(c.device, c.precision, c.variant) for c in ctx.main if (c.device, c.precision, c.seedless_variant) in covered
-            and c.variant != c.seedless_variant}
+    return {(c.device, c.precision, c.variant) for c in ctx.main + ctx.seed_cells
+            if (c.device, c.precision, c.seedless_variant) in covered}
 
 
 def groups_of(ctx: Context) -> list[tuple]:
@@ -187,7 +187,8 @@ def seed_picks(q: QualityGroup) -> tuple[list[str], list[tuple]]:
     if apart:
         cannot.append((f"{title}: whether " + ", ".join(apart) + f" fine-tune{'s' if len(apart) == 1 else ''} better "
                        f"or worse than manual (each F1 interval across {seeds} seeds includes 0)",
-                       "more seeds narrow the intervals (`--seeds` with 10 or more)"))
+                       "more seeds narrow the intervals (`--seeds` with 10 or more)" if seeds < 10 else
+                       "a difference this small needs more seeds or validation pairs than these"))
     return holds, cannot
 
 

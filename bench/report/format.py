@@ -24,3 +24,12 @@ def group_title(device: str, precision: str, variant: str) -> str:
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     """A Markdown table: the header, its rule, one line per row."""
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def seeds_shown(seeds: list, most: int = 10) -> str:
+    """Seeds as a reader takes them in: "seed 3", "seeds 1, 2, 3", or past ``most`` "2500 seeds (1–2500)"."""
+    if len(seeds) <= most:
+        return ("seeds " if len(seeds) > 1 else "seed ") + ", ".join(str(s) for s in seeds)
+    ints = sorted(s for s in seeds if isinstance(s, int))
+    span = f" ({ints[0]}–{ints[-1]})" if len(ints) == len(seeds) else ""
+    return f"{len(seeds)} seeds{span}"

@@ -19,7 +19,7 @@ def lines(ctx: Context) -> list[str]:
            "At identical settings (each group's settings are shown side by side under *Do the loops train the same "
            "thing?*) the loops do the same "
            "arithmetic on the same batches. `step ratio` is the median over steps of this loop's step time over the "
-           "manual loop's for the same batch (repeats paired by index; its range across repeats beside it); "
+           "manual loop's for the same batch (runs paired by seed and repeat index; its range across them beside it); "
            f"a gap beyond {GAP_TOLERANCE:.0%} counts as the loop's own only when every repeat shows it, and is then listed "
            "with the per-step work the loop does beyond the manual loop.", "",
            "`where` is the change of the loop's mean step against the manual loop's and the phases that carry it "

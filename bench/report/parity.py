@@ -7,12 +7,13 @@ import json
 from collections import OrderedDict
 
 from bench import markdown as md
-from bench.analysis.cells import CellStats, comparison_groups, loop_specific
+from bench.analysis.cells import SEED_DETAIL, CellStats, comparison_groups, loop_specific
 from bench.analysis.columns import EVAL_ACCURACY, EVAL_F1, TRAIN_LOSS_FINAL
 from bench.analysis.parity import Parity, parity_rows
+from bench.analysis.verdicts import PARITY_TOLERANCE
 from bench.report import plotting
 from bench.report.context import Context
-from bench.report.format import f, group_title
+from bench.report.format import f, group_title, seeds_shown
 
 HEADING = "Do the loops train the same thing?"
 
@@ -85,7 +86,7 @@ def settings_diff(group: list[CellStats]) -> list[str]:
 def _seed_groups(ctx: Context) -> OrderedDict:
     """Comparison groups (one per seed) gathered by what they share but the seed: one block each."""
     out: OrderedDict = OrderedDict()
-    for key, group in comparison_groups(ctx.main).items():
+    for key, group in comparison_groups(ctx.seed_cells).items():
         if sum(1 for c in group if c.ok) < 2:
             continue
         c = group[0]
@@ -120,7 +121,11 @@ def _block(members: list, drawn: dict, super_key: tuple) -> list[str]:
     seeded = len(members) > 1
     out = []
     parity_lines, metric_lines = [], []
-    for i, (_, group) in enumerate(members):
+    if len(members) > SEED_DETAIL:
+        parity_lines, members_shown = _over_seeds(members), []
+    else:
+        members_shown = members
+    for i, (_, group) in enumerate(members_shown):
         table, metrics = _parity_table(group), _metrics(group)
         parity_lines += _with_seed(table, _seed_of(group), i == 0) if seeded else table[:-1]
         if not seeded:  # across seeds each run's F1 is in the quality comparison and each seed's table
@@ -137,9 +142,29 @@ def _block(members: list, drawn: dict, super_key: tuple) -> list[str]:
         said.setdefault(text, []).append(seed)
     for text, seeds in said.items():
         if seeded:
-            out += [f"Settings at {'seeds' if len(seeds) > 1 else 'seed'} {', '.join(md.text(s) for s in seeds)}:", ""]
+            where = "every seed" if len(seeds) == len(members) else (
+                md.text(seeds_shown(seeds)))
+            out += [f"Settings at {where}:", ""]
         out += list(text)
     return out
+
+
+def _over_seeds(members: list) -> list[str]:
+    """Past SEED_DETAIL seeds, one row per loop: its worst seed and how many seeds agree."""
+    by_loop: OrderedDict = OrderedDict()
+    for _, group in members:
+        for row in parity_rows(group):
+            by_loop.setdefault(row.loop, []).append((_seed_of(group), row))
+    lines = ["| loop vs manual | seeds | largest relative loss difference | at seed | seeds within "
+             f"{PARITY_TOLERANCE:.0e} | same batches at every seed |", "|---|---|---|---|---|---|"]
+    for loop, rows in by_loop.items():
+        known = [(seed, row) for seed, row in rows if row.max_rel_diff is not None]
+        seed, worst = max(known, key=lambda x: x[1].max_rel_diff) if known else (None, None)
+        agree = sum(1 for _, row in known if row.max_rel_diff <= PARITY_TOLERANCE)
+        lines.append(f"| {md.text(loop)} | {len(rows)} | {f(worst and worst.max_rel_diff, '{:.2e}')} | "
+                     f"{md.text(seed) if seed is not None else '-'} | {agree} of {len(rows)} | "
+                     f"{'yes' if all(row.same_batches for _, row in rows) else '**no**'} |")
+    return lines
 
 
 def lines(ctx: Context) -> list[str]:
@@ -151,7 +176,7 @@ def lines(ctx: Context) -> list[str]:
     drawn = ctx.plots_of(__name__)
     for super_key, members in _seed_groups(ctx).items():
         seeds = [_seed_of(group) for _, group in members]
-        out += [f"### {group_title(*super_key)}" + (f" (seeds {', '.join(md.text(s) for s in seeds)})"
+        out += [f"### {group_title(*super_key)}" + (f" ({md.text(seeds_shown(seeds))})"
                                                       if len(members) > 1 else ""), ""]
         out += _block(members, drawn, super_key)
     return out

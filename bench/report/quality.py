@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from bench.analysis.bootstrap import RESAMPLES
+from bench.analysis.cells import SEED_DETAIL
 from bench.analysis.quality import (MIN_SEEDS, MLPERF_MIN_RUNS, LoopQuality, QualityGroup, TimeToTarget, f1_curves,
                                     seed_groups)
 from bench.report import plotting
@@ -156,7 +157,9 @@ def lines(ctx: Context) -> list[str]:
     drawn = ctx.plots_of(__name__)
     for q in ctx.quality:
         said = _reference_said(q)
-        out += [f"### {title(q)}", ""] + ([said, ""] if said else []) + _loop_table(q) + _target_table(q) + _per_seed_table(q)
+        per_seed = _per_seed_table(q) if len(seeds_said(q).split(", ")) <= SEED_DETAIL else [
+            f"Per seed: not listed past {SEED_DETAIL} seeds (each seed's figures are in `report --csv`'s table).", ""]
+        out += [f"### {title(q)}", ""] + ([said, ""] if said else []) + _loop_table(q) + _target_table(q) + per_seed
         key = (q.device, q.precision, q.variant)
         if key in drawn:
             out += [f"![validation F1 over steps, {title(q)}]({drawn[key]})", ""]
@@ -188,7 +191,7 @@ def plots(ctx: Context, plt) -> dict:
     one line per loop (mean over seeds) with a band from its lowest to its highest seed."""
     wanted = {(q.device, q.precision, q.variant) for q in ctx.quality}
     made = {}
-    for key, by_loop in seed_groups(ctx.main).items():
+    for key, by_loop in seed_groups(ctx.seed_cells).items():
         curves = f1_curves(by_loop) if key in wanted else {}
         if curves:
             made[key] = _draw_curves(plt, curves, by_loop, key, ctx.out_md)

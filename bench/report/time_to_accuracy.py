@@ -20,8 +20,9 @@ def lines(ctx: Context) -> list[str]:
            "|---|---|---|---|---|---|---|---|---|"]
     for c in timed:
         r = c.ok[0]
-        best = max(e.eval_f1 for e in r.eval_curve)
+        step = c.median(lambda x: x.time_to_target_step)  # over repeats (and seeds, past SEED_DETAIL)
+        best = c.median(lambda x: max(e.eval_f1 for e in x.eval_curve) if x.eval_curve else None)
         out.append(f"| {c.device} | {c.loop} | {c.precision} | {c.variant or '-'} | "
-                   f"{f(c.median(lambda x: x.time_to_target_s))} | {r.time_to_target_step or 'not reached'} | "
-                   f"{best:.4f} | {len(r.eval_curve)} | {f(r.eval_during_training_s)} |")
+                   f"{f(c.median(lambda x: x.time_to_target_s))} | {f(step, '{:.0f}', 'not reached')} | "
+                   f"{best:.4f} | {len(r.eval_curve)} | {f(c.median(lambda x: x.eval_during_training_s))} |")
     return out + [""]
