@@ -116,19 +116,16 @@ def check_vocabulary(name: str, tokenizer, vocab_size: int | None) -> None:
 
 def load_model(run: RunConfig, num_labels: int = 2):
     """(model, tokenizer, the record's Model facts) for the run, on the CPU; the loops move it where they train.
+    The classifier head is initialised right after seeding, so every loop starts from the same weights.
 
-    The classifier head is initialised right after seeding, so every loop starts from the same
-    weights, the head included.
+    Float32 weights, always: transformers 5 loads a checkpoint in the dtype it was saved in, and
+    builds a config that names a dtype in that dtype; an fp16 checkpoint would train fp16 weights
+    under any label, and fail in the fp16 loss scaler.  Mixed precision keeps float32 master weights.
     """
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig, set_seed
 
-    name = run.model
-    # float32 weights, always: transformers 5 loads a checkpoint in the dtype it was saved in
-    # (dtype="auto"), and builds a config that names a dtype in that dtype.  An fp16 checkpoint would
-    # then train fp16 parameters under an fp32 or bf16 label, and fail in the fp16 loss scaler
-    # (it refuses fp16 gradients).  Mixed precision keeps float32 master weights in every loop.
-    fp32 = torch.float32
+    name, fp32 = run.model, torch.float32
     set_seed(run.seed)
     overrides = {"num_labels": num_labels, "attn_implementation": run.attn}
     try:

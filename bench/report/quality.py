@@ -7,7 +7,7 @@ import math
 
 from bench.analysis.bootstrap import RESAMPLES
 from bench.analysis.cells import SEED_DETAIL
-from bench.analysis.quality import (MIN_SEEDS, MLPERF_MIN_RUNS, LoopQuality, QualityGroup, TimeToTarget, f1_curves,
+from bench.analysis.quality import (MIN_SEEDS, MLPERF_MIN_RUNS, QualityGroup, TimeToTarget, f1_curves,
                                     seed_groups)
 from bench.report import plotting
 from bench.report.context import Context

@@ -95,8 +95,9 @@ def _trained(ok: list[Record]) -> list[str]:
                       f"tokenizer {md.code(m.tokenizer if m else None)}; {(m.n_params if m else 0) / 1e6:.1f} M "
                       f"parameters, {m.num_layers if m else None} layers, hidden {m.hidden_size if m else None}")
     return ["## What was trained", "", model_line,
-            f"- data: {md.code(r0.data_source)} — {common('train_samples', lambda v: v or 3668)} training pairs, "
-            f"{r0.eval_examples} validation pairs",
+            f"- data: {md.code(r0.data_source)}"
+            + (f" (fingerprint {md.code(r0.data_fingerprint)})" if r0.data_fingerprint else "")
+            + f" — {common('train_samples', lambda v: v or 3668)} training pairs, {r0.eval_examples} validation pairs",
             f"- schedule: lr {common('lr')}, batch {common('batch_size')}{in_force(ok)}, {steps}, {common('scheduler')} "
             f"decay, {common('warmup_steps')} warm-up steps, weight decay {common('weight_decay')}, "
             f"clipping {common('max_grad_norm', lambda v: v or 'none')}, AdamW {common('adamw')}, seed {common('seed')}",
