@@ -1,6 +1,6 @@
 """Presets: named combinations of the fast-path options, per device.
 
-``fast`` is the fastest combination measured for each device class (see the README's "Fast path"
+``fast`` is the fastest combination measured for each device class (see docs/cli.md, "Fast path"
 section for the measurements behind the CPU entry).  A preset never changes the precision, which
 is its own axis: ``--preset fast --precision bf16`` is the fast path in bf16.  Options given on the
 command line win over the preset's.

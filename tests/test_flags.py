@@ -186,7 +186,7 @@ def test_a_bad_config_file_is_one_line(tmp_path, capsys, content, suffix, needle
 
 @pytest.fixture(scope="module")
 def native_out(glue_dir, tmp_path_factory):
-    """The README's out-of-the-box example, small: two loops with their own defaults, --parity."""
+    """docs/loops.md's out-of-the-box example, small: two loops with their own defaults, --parity."""
     from tests.test_cli import run_cli
 
     out = tmp_path_factory.mktemp("native") / "out"

@@ -1,4 +1,4 @@
-"""A report section as a user would add one (README "Adding a report section"): one file."""
+"""A report section as a user would add one (docs/extending.md, "Adding a report section"): one file."""
 
 HEADING = "How many steps did each loop time?"
 
