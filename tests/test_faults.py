@@ -3,7 +3,7 @@
 Divergence, bad numbers, mixed configurations in one OUT, two writers, a truncated results file,
 a report written over records, an unwritable OUT, an empty or foreign results file, orphaned DDP
 workers, SIGTERM, Markdown injection from a model path, a busy machine, and a regression gate on
-a machine class without a baseline of its own.  Then (issue 25): a full disk during an append, a
+a machine class without a baseline of its own.  Then: a full disk during an append, a
 log and a report (on a small tmpfs where one can be mounted, and an injected ENOSPC); symbolic
 links where bench writes; plot names from records; other users' stale cell folders; the compare
 gate on failed or missing cells; the data fingerprint; a window too short to judge busy; a

@@ -48,3 +48,15 @@ def test_portable_names_replace_absolute_paths_only():
         assert portable(kept) == kept
     assert portable_tree({"argv": ["/tmp/bench-cell-1/cell.json", 3], "/abs/key": 0.5}) == \
         {"argv": ["cell.json", 3], "key": 0.5}
+
+
+@pytest.mark.parametrize("folder", REPORTS, ids=lambda p: p.name)
+def test_every_committed_report_answers_first_in_a_table_within_40_lines(folder):
+    lines = (folder / "report.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index("## Bottom line")
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("## "))
+    answer = lines[start:end]
+    assert end <= 40, f"{folder.name}: the answer ends at line {end}"
+    assert any(line.startswith("| loop |") for line in answer), f"{folder.name}: the bottom line has no table"
+    said = [line for line in answer if line.startswith("**Holds:**") or line.startswith("**Cannot tell:**")]
+    assert len(said) <= 1 and all(line.count("**") <= 6 for line in said)  # at most three sentences
