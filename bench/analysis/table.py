@@ -151,9 +151,9 @@ def _contexts(records: list[Record]) -> tuple[dict[str, TableContext], set[str]]
     return contexts, varying_of(records)
 
 
-def rows(path: str | Path, superseded: bool = False) -> list[dict]:
-    """The table's rows: one per cell (its latest record, as the report's tables use), or with
-    ``superseded`` every record, the replaced ones marked."""
+def records_and_rows(path: str | Path, superseded: bool = False) -> list[tuple[Record, dict]]:
+    """Each record kept with its row: one per cell (its latest record, as the report's tables use),
+    or with ``superseded`` every record, the replaced ones marked."""
     numbered = numbered_records(path)
     latest_line = {}
     for line, r in numbered:
@@ -163,5 +163,10 @@ def rows(path: str | Path, superseded: bool = False) -> list[dict]:
         kept = [k for k in kept if not k[2]]
     contexts, varying = _contexts([r for _, r, replaced in kept if not replaced])
     empty = TableContext()
-    return [row_of(r, line, replaced, variant_of(r.run, varying), contexts.get(r.device, empty), varying)
+    return [(r, row_of(r, line, replaced, variant_of(r.run, varying), contexts.get(r.device, empty), varying))
             for line, r, replaced in kept]
+
+
+def rows(path: str | Path, superseded: bool = False) -> list[dict]:
+    """The table's rows (``records_and_rows``)."""
+    return [row for _, row in records_and_rows(path, superseded)]
