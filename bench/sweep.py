@@ -118,15 +118,13 @@ def training_share_line(records: list[Record], wall_s: float) -> str:
 
 def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = None, resume: bool = False,
               progress: bool = True, command: str = "", isolate: bool = True,
-              rendezvous: dict | None = None, write: bool = True,
-              memory_limit: int | None = None, device_choice: str = "",
-              after_record: Callable[[Record], str] | None = None) -> list[Record]:
+              rendezvous: dict | None = None, write: bool = True, memory_limit: int | None = None,
+              device_choice: str = "", after_record: Callable[[Record], str] | None = None) -> list[Record]:
     """Run every cell not already recorded; append each record as it ends.  Returns the records
     made by this call.  ``write=False``: a node other than 0, whose ranks train and record nothing.
     ``memory_limit``: bytes a cell's process tree may hold (default: ``DEFAULT_MEMORY_SHARE`` of
-    the machine's memory).  ``device_choice``: what ``--device auto`` chose, put on each record.
-    ``after_record(record)``: called once the record is appended, between cells and never inside
-    one (the experiment trackers); what it returns ends the cell's line."""
+    the machine's memory).  ``device_choice``: what ``--device auto`` chose, put on each record;
+    ``after_record(record)``: called once it is appended, between cells (the trackers)."""
     from bench.cell import run_cell, skipped_record
 
     remove_stale_cell_dirs()
