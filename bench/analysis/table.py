@@ -112,12 +112,12 @@ def row_of(record: Record, line: int, superseded: bool, variant: str, ctx: Table
     for name, group in GROUPS.items():
         values = as_dict.get(name) or {}
         row.update({f"{name}.{f.name}": values.get(f.name) for f in dataclasses.fields(group)})
-    points = as_dict.get("eval_curve") or []
-    row.update({f"eval_curve.{f.name}": [p.get(f.name) for p in points] for f in dataclasses.fields(EvalPoint)})
+    points = record.eval_curve
+    row.update({f"eval_curve.{f.name}": [getattr(p, f.name) for p in points] for f in dataclasses.fields(EvalPoint)})
     for name, keys in KEYED.items():
         values = as_dict.get(name) or {}
         row.update({f"{name}.{k}": values.get(k) for k in keys})
-    phases = as_dict.get("step_phase_s") or {}
+    phases = record.step_phase_s or {}
     row.update({f"step_phase_s.{p}": phases.get(p) for p in PHASES})
     row.update({k: as_dict.get(k) for k in WHOLE})
     return {c: row.get(c) for c in columns()}
