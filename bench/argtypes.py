@@ -23,6 +23,26 @@ def choice_list(valid: tuple[str, ...], what: str):
     return parse
 
 
+def device_list(valid: tuple[str, ...]):
+    """``auto`` (one device: the first of cuda, mps, cpu this machine has, picked when the plan is
+    made: ``bench.devices.auto_device``), ``all``, or a comma list of devices."""
+    choices = choice_list(valid, "device")
+
+    def parse(text: str) -> tuple[list[str], bool]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if items == ["auto"]:
+            return ["auto"], True
+        if "auto" in items:
+            raise argparse.ArgumentTypeError(f"auto picks one device and stands alone, got {text!r}")
+        try:
+            return choices(text)
+        except argparse.ArgumentTypeError:
+            bad = ", ".join(repr(t) for t in items if t not in valid) or repr(text)
+            raise argparse.ArgumentTypeError(f"unknown device {bad}; choose from: auto, all, {', '.join(valid)}") from None
+
+    return parse
+
+
 def int_at_least(minimum: int):
     def parse(text: str) -> int:
         try:

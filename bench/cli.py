@@ -13,15 +13,21 @@ import sys
 from pathlib import Path
 
 from bench.argtypes import (choice_list, int_in, positive_int, non_negative_int, positive_int_list, fraction, non_negative_float, positive_float)
-from bench.argtypes import seed_list
+from bench.argtypes import device_list, seed_list
 from bench import __version__
 from bench.config import (ADAMW_IMPLS, ATTN_IMPLS, DEVICES, LOOP_NAMES, PRECISIONS, PRESETS, SCHEDULERS,
                           ConfigError, RunConfig)
+from bench.trackers import REPORT_TO_HELP, tracker_list
 from bench.commands.run import plan_from_args  # noqa: F401  (the command line up to its plan; tests use it here)
 
 
 class _Parser(argparse.ArgumentParser):
-    """Bad input is one line: what was wrong, and where help is."""
+    """Bad input is one line: what was wrong, and where help is.  No prefix abbreviations (every
+    subcommand's parser is one of these): ``--max-st 10`` is refused, so a flag added later never
+    changes what an old command means."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **dict(kwargs, allow_abbrev=False))
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -45,8 +51,8 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
                     "HF Trainer, Lightning Fabric and the Lightning Trainer), measured the same way; records to "
                     "JSONL, reports to Markdown.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,compare,explain,env,inspect}")
-    for add in (_add_run, _add_report, _add_compare, _add_explain, _add_env, _add_inspect):
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,compare,explain,env,inspect,export}")
+    for add in (_add_run, _add_report, _add_compare, _add_explain, _add_env, _add_inspect, _add_export):
         add(sub)
     return parser
 
@@ -69,8 +75,9 @@ def _run_matrix(m) -> None:
     """Which cells: loops x devices x precisions, repeats, processes and nodes."""
     m.add_argument("--loops", type=choice_list(LOOP_NAMES, "loop"), default="all",
                    help=f"all, or a comma list of: {', '.join(LOOP_NAMES)}")
-    m.add_argument("--device", type=choice_list(DEVICES, "device"), default="cpu",
-                   help=f"all, or a comma list of: {', '.join(DEVICES)}")
+    m.add_argument("--device", type=device_list(DEVICES), default="auto",
+                   help=f"auto (the first of cuda, mps, cpu this machine has; the choice is recorded), all, or a comma "
+                        f"list of: {', '.join(DEVICES)}")
     m.add_argument("--precision", type=choice_list(PRECISIONS, "precision"), default="fp32",
                    help=f"all, or a comma list of: {', '.join(PRECISIONS)}")
     m.add_argument("--repeats", type=positive_int, default=1, help="runs of each cell, each in a fresh process")
@@ -159,6 +166,7 @@ def _run_measurement(x, d: RunConfig) -> None:
     x.add_argument("--peak-tflops", type=positive_float, default=None, metavar="X",
                    help="one device's peak TFLOP/s for MFU, instead of the datasheet's or a measured GEMM (recorded as an override)")
     x.add_argument("--out", default=None, help="output folder (default: runs/<timestamp>/)")
+    x.add_argument("--report-to", type=tracker_list, default="none", metavar="TRACKERS", help=REPORT_TO_HELP)
     x.add_argument("--resume", metavar="OUT", default=None, help="continue the sweep in OUT, skipping cells already ok or skipped")
     x.add_argument("--cell-timeout", type=positive_float, default=None, help="seconds before a cell is killed and marked failed")
     x.add_argument("--cell-memory-limit", metavar="GIB", type=positive_float, default=None,
@@ -188,6 +196,8 @@ def _add_report(sub) -> None:
     rep.add_argument("-o", "--output", default=None, help="Markdown file to write (default: OUT/report.md)")
     rep.add_argument("--csv", metavar="FILE", default=None,
                      help="also write the flat per-cell table (one row per cell: medians over its repeats) as CSV")
+    rep.add_argument("--report-to", type=tracker_list, default="none", metavar="TRACKERS",
+                     help="log the report, and every record no run of these trackers holds yet, to them (as run's --report-to)")
 
 
 def _add_compare(sub) -> None:
@@ -240,6 +250,15 @@ def _add_inspect(sub) -> None:
     ins.add_argument("--sentence2", default="This is the second one.", help="second sentence of the pair to encode")
 
 
+def _add_export(sub) -> None:
+    """``bench export OUT``."""
+    exp = sub.add_parser("export", help="the records as one table (bench.load's columns) in a CSV, Parquet or JSON-lines file")
+    exp.add_argument("results", metavar="OUT", help="OUT folder of a run, or its results.jsonl")
+    exp.add_argument("--format", choices=("csv", "parquet", "jsonl"), required=True, help="the file's format")
+    exp.add_argument("-o", "--output", default=None, help="file to write (default: OUT/records.FORMAT)")
+    exp.add_argument("--superseded", action="store_true", help="every record, also those a later run of their cell replaced")
+
+
 class Terminated(BaseException):
     """SIGTERM, handled like Ctrl-C: the running cell is stopped and its temporary folder removed."""
 
@@ -259,26 +278,9 @@ def main(argv: list[str] | None = None) -> int:
             from bench.commands.run import run_command
 
             return run_command(parser, argv, args)
-        if args.command == "report":
-            from bench.commands.report import cmd_report
+        import importlib  # every other subcommand NAME is bench/commands/NAME.py's cmd_NAME(args)
 
-            return cmd_report(args)
-        if args.command == "compare":
-            from bench.commands.compare import cmd_compare
-
-            return cmd_compare(args)
-        if args.command == "explain":
-            from bench.commands.explain import cmd_explain
-
-            return cmd_explain(args)
-        if args.command == "env":
-            from bench.commands.env import cmd_env
-
-            return cmd_env(args)
-        if args.command == "inspect":
-            from bench.commands.inspect import cmd_inspect
-
-            return cmd_inspect(args)
+        return getattr(importlib.import_module(f"bench.commands.{args.command}"), f"cmd_{args.command}")(args)
     except ConfigError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2

@@ -184,3 +184,20 @@ DEVICES = {
 def device(name: str) -> Device:
     """The table's entry for a device type ('cuda:1' is 'cuda')."""
     return DEVICES[name.split(":")[0]]
+
+
+# ``--device auto`` (the default): the first device type of this order the machine can use, as the
+# Trainer, Accelerate and lm-eval pick theirs.
+AUTO_ORDER = ("cuda", "mps", "cpu")
+
+
+def auto_device() -> tuple[str, str]:
+    """The device ``--device auto`` picks here, and the sentence each record keeps about it (which
+    device, and why each one before it in ``AUTO_ORDER`` was passed over)."""
+    passed = []
+    for name in AUTO_ORDER:
+        why = DEVICES[name].unavailable()
+        if why is None:
+            return name, f"--device auto chose {name}" + (f" ({'; '.join(passed)})" if passed else "")
+        passed.append(why)
+    raise AssertionError("the CPU is always available")

@@ -4,8 +4,10 @@ A throughput figure is only as good as the machine was quiet.  Each record carri
 
 - ``loadavg_1m_start`` / ``loadavg_1m_end``: the 1-minute load average when the cell started and ended;
 - ``others_cpu_cores``: CPU time the *other* processes of the machine used during the timed steps,
-  in cores (``/proc/stat``'s busy jiffies of the whole machine, less the cell's own CPU time from
-  ``getrusage``, over the wall time of the timed steps; under DDP every rank's own time is the cell's);
+  in cores (the whole machine's busy CPU time through ``psutil.cpu_times()``, which is
+  ``/proc/stat``'s busy ticks on Linux and the kernel's counters on macOS, less the cell's own CPU
+  time from ``getrusage``, over the wall time of the timed steps; under DDP every rank's own time
+  is the cell's);
 - ``others_cpu_fraction``: the same over the machine's cores;
 - ``gemm_gflops_before`` / ``gemm_gflops_after``: a short fp32 GEMM probe just before and just after
   training (what the device could do then);
@@ -13,7 +15,7 @@ A throughput figure is only as good as the machine was quiet.  Each record carri
 and ``machine_busy`` is true by this rule (``BUSY_RULE``): other processes took more than 10% of the
 cores during the timed steps, or the two probes differ by more than 15%.  It is None ("could not
 judge"), not false, when the probes agree but the timed steps were too short (under 1 s) or not
-measured to judge the other processes' share (elsewhere than Linux the CPU-time figures are None).
+measured to judge the other processes' share.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 
 OTHERS_MAX_FRACTION = 0.10
 PROBE_MAX_CHANGE = 0.15
-# /proc/stat counts in clock ticks (10 ms): the others' share is judged only over a window in which
+# The kernel counts CPU time in clock ticks (10 ms): the others' share is judged only over a window in which
 # the threshold is at least this many ticks of all the cores, so that one stray tick moves it by 5%
 # of the threshold at most.  1 s on 2 cores, 0.125 s on 16: a GPU's steps of 10-20 ms are judged
 # after some tens of them, where a fixed second would leave most short GPU cells "not judged".
@@ -42,17 +44,22 @@ def min_window_s(cores: int | None) -> float:
 PROBE_SIZE = 256  # the CPU's; each device's size is in bench/devices.py
 
 
-def _busy_jiffies() -> int | None:
-    """Busy clock ticks of the whole machine since boot (all CPUs), from /proc/stat."""
+# The CPU-time fields that count as work: idle, iowait and a hypervisor's steal are not others' work;
+# guest time is already inside user on Linux.  irq and softirq exist on Linux only.
+BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq")
+
+
+def busy_cpu_s() -> float | None:
+    """Busy CPU seconds of the whole machine since boot (all CPUs), through psutil: on Linux the
+    same ticks of /proc/stat as before psutil, over the clock-tick rate; on macOS and the BSDs the
+    kernel's own counters."""
+    import psutil
+
     try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-    except OSError:
+        times = psutil.cpu_times()
+    except (OSError, RuntimeError, NotImplementedError):
         return None
-    if not fields or fields[0] != "cpu":
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
-    return user + nice + system + irq + softirq  # idle, iowait and a hypervisor's steal are not others' work
+    return sum(getattr(times, name, 0.0) for name in BUSY_FIELDS)
 
 
 def _own_cpu_s() -> float:
@@ -63,9 +70,12 @@ def _own_cpu_s() -> float:
 
 
 def loadavg_1m() -> float | None:
+    """The 1-minute load average (psutil: the kernel's where there is one, emulated on Windows)."""
+    import psutil
+
     try:
-        return os.getloadavg()[0]
-    except OSError:
+        return psutil.getloadavg()[0]
+    except (OSError, RuntimeError, AttributeError):
         return None
 
 
@@ -121,7 +131,6 @@ class LoadWatch:
     def __init__(self, device: str):
         self.device = device
         self.cores = os.cpu_count() or 1
-        self.ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self.load: dict = {"loadavg_1m_start": loadavg_1m(), "cores": self.cores}
         self._begin = None
 
@@ -130,16 +139,16 @@ class LoadWatch:
 
     def timed_start(self) -> None:
         """Called by the meter when the timing warm-up ends."""
-        self._begin = (time.perf_counter(), _busy_jiffies(), _own_cpu_s())
+        self._begin = (time.perf_counter(), busy_cpu_s(), _own_cpu_s())
 
     def timed_end(self) -> dict:
         """This process's share of the window: wall seconds, machine busy seconds, own CPU seconds."""
         if self._begin is None:
             return {}
-        t0, j0, c0 = self._begin
-        j1 = _busy_jiffies()
+        t0, b0, c0 = self._begin
+        b1 = busy_cpu_s()
         return {"wall_s": time.perf_counter() - t0, "own_cpu_s": _own_cpu_s() - c0,
-                "machine_busy_s": (j1 - j0) / self.ticks if j0 is not None and j1 is not None else None,
+                "machine_busy_s": b1 - b0 if b0 is not None and b1 is not None else None,
                 "host": os.uname().nodename if hasattr(os, "uname") else ""}
 
     def finish(self, windows: list[dict]) -> dict:

@@ -108,9 +108,8 @@ def check_no_links(out: Path) -> None:
 def check_report_target(report: Path) -> None:
     """``run`` and ``explain`` write OUT/report.md under ``report``'s rule: never over a file bench
     did not write (the user's notes), never through a link."""
-    from bench.commands.report import written_by
     from bench.report import REPORT_TITLE
-    from bench.safeio import refuse_link
+    from bench.safeio import refuse_link, written_by
 
     refuse_link(report)
     if report.exists() and (report.is_dir() or not written_by(report, REPORT_TITLE)):

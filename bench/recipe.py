@@ -1,7 +1,10 @@
 """A run's options as one file: ``run --config FILE`` (TOML or JSON) and ``run --print-config``.
 
 The file's keys are the flags of ``run`` without their dashes (``max-grad-norm = 1.0``; ``_`` for
-``-`` is accepted too), so a published recipe reads like its command line.  Each value is turned
+``-`` is accepted too), so a published recipe reads like its command line, or the HF Trainer's
+``TrainingArguments`` names (``learning_rate``; a whole ``TrainingArguments.to_json_string()``
+file: ``bench/trainingargs.py`` says which of its keys are honoured, which refused unless at bench's
+value, which ignored).  Each value is turned
 back into the flag's own text and parsed by the flag's own type, so a file is checked exactly as
 the command line is, and flags given on the command line win (they come after the file's).
 ``--print-config`` writes the options as resolved, in that format; read back with ``--config``
@@ -82,16 +85,28 @@ def _tokens(key: str, value, action: argparse.Action, path: Path) -> list[str]:
 
 
 def _file_options(path: str, run: argparse.ArgumentParser) -> list[list[str]]:
-    """The file's options, each as its command-line tokens (a flag and, unless a switch, its value)."""
+    """The file's options, each as its command-line tokens (a flag and, unless a switch, its value):
+    the flags' keys, and the Trainer's names for them (``bench/trainingargs.py``)."""
+    from bench.trainingargs import UNSET, translate
+
     p = Path(path)
     known = actions(run)
+    try:
+        entries = translate(_load(p), set(known))
+    except KeyError as exc:
+        raise ConfigError(f"--config {p}: unknown key {exc.args[0]!r}; the keys are run's flags without dashes "
+                          f"({', '.join(sorted(known))}) or TrainingArguments' names for them") from None
+    except ConfigError as exc:
+        raise ConfigError(f"--config {p}: {exc}") from None
+    sources: dict[str, list[str]] = {}
+    for raw, key, _ in entries:
+        sources.setdefault(key, []).append(raw)
+    twice = next(((key, raws) for key, raws in sources.items() if len(raws) > 1), None)
+    if twice:
+        raise ConfigError(f"--config {p}: sets {twice[0]} twice ({' and '.join(twice[1])}); keep one")
     out = []
-    for raw_key, value in _load(p).items():
-        key = raw_key.replace("_", "-")
-        if key not in known:
-            raise ConfigError(f"--config {p}: unknown key {raw_key!r}; the keys are run's flags without dashes: "
-                              f"{', '.join(sorted(known))}")
-        tokens = _tokens(key, value, known[key], p)
+    for raw, key, value in entries:
+        tokens = [] if value is UNSET else _tokens(raw, value, known[key], p)
         if tokens:
             out.append(tokens)
     return out

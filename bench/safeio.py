@@ -149,3 +149,12 @@ def inside(folder: Path, path: Path) -> Path:
     if Path(os.path.abspath(path)).parent != Path(os.path.abspath(folder)):
         raise ConfigError(f"{path}: a file name built from the records would leave {folder}; refused")
     return path
+
+
+def written_by(path: Path, title: str) -> bool:
+    """The file starts as bench writes it (its title): bench never writes over a file it did not write."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().startswith(title)
+    except (OSError, UnicodeDecodeError):
+        return False

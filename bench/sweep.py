@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from bench.celllog import LOG_DIR, CellLog, kill_tree  # noqa: F401  (named here too: the sweep's parts)
 from bench.config import Cell, ConfigError
@@ -117,12 +118,13 @@ def training_share_line(records: list[Record], wall_s: float) -> str:
 
 def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = None, resume: bool = False,
               progress: bool = True, command: str = "", isolate: bool = True,
-              rendezvous: dict | None = None, write: bool = True,
-              memory_limit: int | None = None) -> list[Record]:
+              rendezvous: dict | None = None, write: bool = True, memory_limit: int | None = None,
+              device_choice: str = "", after_record: Callable[[Record], str] | None = None) -> list[Record]:
     """Run every cell not already recorded; append each record as it ends.  Returns the records
     made by this call.  ``write=False``: a node other than 0, whose ranks train and record nothing.
     ``memory_limit``: bytes a cell's process tree may hold (default: ``DEFAULT_MEMORY_SHARE`` of
-    the machine's memory)."""
+    the machine's memory).  ``device_choice``: what ``--device auto`` chose, put on each record;
+    ``after_record(record)``: called once it is appended, between cells (the trackers)."""
     from bench.cell import run_cell, skipped_record
 
     remove_stale_cell_dirs()
@@ -163,10 +165,12 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
             record = run_cell(cell, progress=progress, command=command, peak=peaks.get((cell.device, cell.precision)))
         if (cell.device, cell.precision) not in peaks and peak_to_hand(record):
             peaks[(cell.device, cell.precision)] = peak_to_hand(record)
+        record.device_choice = device_choice
         if write:
             append_or_record_failure(out_dir, record)
         made.append(record)
         line = _cell_line(record, time.monotonic() - t0, ran_s, len(cells) - i)
+        line += after_record(record) if after_record is not None and write else ""
         log = out_dir / LOG_DIR / f"{cell.cell_id}.log"
         if record.status == "failed" and log.exists():
             line += f"; its output: {log}"

@@ -97,7 +97,8 @@ def test_cell_fixed_cost(benchmark, tmp_path):
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(description="The README's main job: fixed cost per cell and training share.")
+    p = argparse.ArgumentParser(description="The README's main job: fixed cost per cell and training share.",
+                                allow_abbrev=False)
     p.add_argument("--out", type=Path, default=None, help="results folder (default: a temporary one)")
     p.add_argument("--max-steps", type=int, default=30)
     p.add_argument("--eval-samples", type=int, default=None)

@@ -28,7 +28,7 @@ def test_help_does_not_import_torch():
 
 @pytest.mark.parametrize("args,needle", [
     (["--loops", "manual,jax"], "unknown loop 'jax'; choose from: all, manual, accelerate, trainer"),
-    (["--device", "tpu"], "unknown device 'tpu'; choose from: all, cpu, cuda, mps"),
+    (["--device", "tpu"], "unknown device 'tpu'; choose from: auto, all, cpu, cuda, mps"),
     (["--precision", "fp8"], "unknown precision 'fp8'; choose from: all, fp32, tf32, fp16, bf16"),
     (["--batch-size", "0"], "must be >= 1"),
     (["--lr", "-1"], "must be > 0"),

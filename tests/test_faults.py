@@ -854,7 +854,7 @@ def test_the_start_of_run_warning_reads_the_one_minute_load(monkeypatch):
     from bench import machine
 
     monkeypatch.setattr(machine, "loadavg_1m", lambda: 6.1)
-    monkeypatch.setattr(machine, "_busy_jiffies", lambda: 0)  # nothing else ran in the short window
+    monkeypatch.setattr(machine, "busy_cpu_s", lambda: 0.0)  # nothing else ran in the short window
     monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
     line = machine.busy_now(seconds=0.05)
     assert line and "1-minute load 6.1 on 2 cores" in line

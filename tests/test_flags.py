@@ -62,6 +62,7 @@ RUN = {
     "--parity": ([], lambda a, c: _run0(c).parity),
     "--no-phases": ([], lambda a, c: not _run0(c).phases),
     "--out": (["{tmp}/out"], lambda a, c: a.out.endswith("out")),
+    "--report-to": (["tensorboard,mlflow"], lambda a, c: a.report_to == ["tensorboard", "mlflow"]),
     "--resume": (["{tmp}"], lambda a, c: a.resume is not None),
     "--cell-timeout": (["60"], lambda a, c: a.cell_timeout == 60),
     "--cell-memory-limit": (["2"], lambda a, c: a.cell_memory_limit == 2.0),
@@ -72,12 +73,13 @@ RUN = {
     "--print-config": ([], None),  # prints the recipe and exits: test_print_config_round_trips
 }
 OTHERS = {
-    "report": {"-o": ["{tmp}/r.md"], "--csv": ["{tmp}/r.csv"]},
+    "report": {"-o": ["{tmp}/r.md"], "--csv": ["{tmp}/r.csv"], "--report-to": ["tensorboard"]},
     "compare": {"--differ": ["num_workers"], "--fail-above": ["10"], "-o": ["{tmp}/c.md"]},
     "explain": {"--from": ["manual"], "--to": ["trainer"], "--repeats": ["2"], "--cell-timeout": ["60"],
                 "--no-progress": []},
     "env": {"--json": []},
     "inspect": {"--model": ["minilm-l6"], "--sentence1": ["A cat sat."], "--sentence2": ["A cat was sitting."]},
+    "export": {"--format": ["parquet"], "-o": ["{tmp}/t.parquet"], "--superseded": []},
 }
 REGRESS = {"--baseline-dir": ["{tmp}"], "--machine-class": ["cpu-avx2-2core"], "--save": [], "--save-ratios": [],
            "--max-slowdown": ["3.0"], "--max-ratio-growth": ["0.3"], "--max-meter-overhead": ["0.02"]}
@@ -169,7 +171,14 @@ def test_flags_given_win_over_the_config_file(tmp_path, capsys):
 
 @pytest.mark.parametrize("content,suffix,needle", [
     ('{"lr": -1}', ".json", "lr = -1: must be > 0"),
-    ('{"learning_rate": 1}', ".json", "unknown key 'learning_rate'"),
+    ('{"learn_rate": 1}', ".json", "unknown key 'learn_rate'"),
+    ('{"lr": 1e-4, "learning_rate": 2e-5}', ".json", "sets lr twice (lr and learning_rate)"),
+    ('{"max-steps": 4, "max_steps": 5}', ".json", "sets max-steps twice (max-steps and max_steps)"),
+    ('{"precision": "fp32", "bf16": true}', ".json", "sets precision twice (precision and bf16)"),
+    ('{"adam_beta1": 0.8}', ".json", "adam_beta1 = 0.8: would change training"),
+    ('{"gradient_checkpointing": true}', ".json", "gradient_checkpointing = True: would change training"),
+    ('{"num_train_epochs": 2.5}', ".json", "num_train_epochs = 2.5: bench trains whole epochs"),
+    ('{"optim": "adafactor"}', ".json", "optim = 'adafactor': bench runs the optimizers"),
     ("lr = ", ".toml", "not valid TOML"),
     ('{"parity": "yes"}', ".json", "parity takes true or false"),
     ('{"adamw": "sgd"}', ".json", "adamw = 'sgd'"),
@@ -190,7 +199,7 @@ def native_out(glue_dir, tmp_path_factory):
     from tests.test_cli import run_cli
 
     out = tmp_path_factory.mktemp("native") / "out"
-    result = run_cli("run", "--loops", "manual,trainer", "--defaults", "native", "--model", "tiny", "--glue-dir",
+    result = run_cli("run", "--loops", "manual,trainer", "--device", "cpu", "--defaults", "native", "--model", "tiny", "--glue-dir",
                      glue_dir, "--max-steps", "4", "--timing-warmup", "1", "--train-samples", "32",
                      "--eval-samples", "8", "--parity", "--in-process", "--out", str(out))
     return out, result
@@ -213,8 +222,15 @@ def test_other_commands_take_each_option(command, native_out, tmp_path, capsys):
     out, _ = native_out
     table = {flag: _fill(tokens, tmp_path) for flag, tokens in OTHERS[command].items()}
     if command == "report":
-        assert main(["report", str(out), "-o", *table["-o"], "--csv", *table["--csv"]]) == 0
+        assert main(["report", str(out), "-o", *table["-o"], "--csv", *table["--csv"], "--report-to",
+                     *table["--report-to"]]) == 0
         assert (tmp_path / "r.md").read_text().startswith("#") and (tmp_path / "r.csv").read_text()
+        assert (out / "tensorboard" / "report").is_dir()  # the report logged, as a run of its own
+    elif command == "export":
+        import pandas as pd
+
+        assert main(["export", str(out), *[t for f, v in table.items() for t in (f, *v)]]) == 0
+        assert len(pd.read_parquet(tmp_path / "t.parquet")) == len(read_records_of(out))
     elif command == "compare":
         assert main(["compare", str(out), str(out), "--differ", *table["--differ"], "--fail-above",
                      *table["--fail-above"], "-o", *table["-o"]]) == 0
@@ -244,6 +260,12 @@ def test_other_commands_take_each_option(command, native_out, tmp_path, capsys):
             next(line.split()[1:] for line in shown.splitlines() if line.split()[:1] == ["token"])
 
 
+def read_records_of(out):
+    from bench.records import read_records
+
+    return read_records(out)
+
+
 def test_regress_takes_each_option(tmp_path):
     args = regress_parser().parse_args(["x.json", *[t for f, v in REGRESS.items() for t in (f, *_fill(v, tmp_path))]])
     assert (args.machine_class, args.save, args.save_ratios, args.max_slowdown, args.max_ratio_growth,
@@ -271,7 +293,7 @@ def hyper_records(glue_dir, tmp_path_factory):
     from tests.test_cli import run_cli
 
     out = tmp_path_factory.mktemp("hyper") / "out"
-    result = run_cli("run", "--loops", "all", "--model", "tiny", "--glue-dir", glue_dir, "--max-steps", "12",
+    result = run_cli("run", "--loops", "all", "--device", "cpu", "--model", "tiny", "--glue-dir", glue_dir, "--max-steps", "12",
                      "--timing-warmup", "1", "--train-samples", "96", "--eval-samples", "8",
                      "--max-grad-norm", "1.0", "--weight-decay", "0.01", "--warmup-steps", "10", "--in-process",
                      "--out", str(out))

@@ -211,7 +211,7 @@ def test_resume_warning_ignores_keys_an_old_record_lacks(tmp_path):
 
 def test_resume_on_another_cpu_warns_in_one_line(glue_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    base = ["run", "--loops", "manual", "--model", "tiny", "--glue-dir", glue_dir, "--max-steps", "2",
+    base = ["run", "--loops", "manual", "--device", "cpu", "--model", "tiny", "--glue-dir", glue_dir, "--max-steps", "2",
             "--timing-warmup", "1", "--train-samples", "16", "--eval-samples", "8", "--no-progress", "--in-process"]
     assert main([*base, "--out", str(out)]) == 0
     assert "another CPU" not in capsys.readouterr().err

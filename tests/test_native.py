@@ -66,7 +66,7 @@ def explained(glue_dir, tmp_path_factory):
     from tests.test_cli import run_cli
 
     out = tmp_path_factory.mktemp("native") / "out"
-    common = ["--model", "tiny", "--glue-dir", glue_dir, "--train-samples", "48", "--eval-samples", "16",
+    common = ["--device", "cpu", "--model", "tiny", "--glue-dir", glue_dir, "--train-samples", "48", "--eval-samples", "16",
               "--max-steps", "6", "--timing-warmup", "1", "--lr", "2e-3", "--parity", "--no-progress"]
     made = run_cli("run", "--loops", "manual,trainer", "--defaults", "native", "--out", str(out), *common,
                    "--in-process")

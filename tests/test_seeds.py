@@ -126,7 +126,7 @@ def test_seeds_flag_through_the_parser():
 
 def test_run_with_seeds_records_each_seed_and_resume_adds_a_seed(glue_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    base = ["run", "--loops", "manual", "--model", "tiny", "--glue-dir", glue_dir, "--max-steps", "3",
+    base = ["run", "--loops", "manual", "--device", "cpu", "--model", "tiny", "--glue-dir", glue_dir, "--max-steps", "3",
             "--timing-warmup", "1", "--train-samples", "24", "--eval-samples", "16", "--no-progress", "--in-process"]
     assert main([*base, "--seeds", "1,2", "--out", str(out)]) == 0
     records = read_records(out)

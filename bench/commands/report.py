@@ -8,13 +8,7 @@ from pathlib import Path
 from bench.config import ConfigError
 
 
-def written_by(path: Path, title: str) -> bool:
-    """The file starts as bench writes it (its title): bench never writes over a file it did not write."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.readline().startswith(title)
-    except (OSError, UnicodeDecodeError):
-        return False
+from bench.safeio import written_by  # noqa: F401  (named here too: the report's rule)
 
 
 def cmd_report(args) -> int:
@@ -58,9 +52,35 @@ def _report(args, source: Path, results: Path, out_md: Path) -> int:
     csv_path = Path(args.csv) if getattr(args, "csv", None) else None
     _check_targets(args, results, out_md, csv_path)
     records = read_records(source)
+    if getattr(args, "report_to", None):
+        return _report_and_log(args.report_to, records, results.parent, out_md, csv_path)
     render(records, out_md)
     print(f"report: {out_md}", file=sys.stderr)
     if csv_path is not None:
         write_csv(records, csv_path)
         print(f"csv: {csv_path}", file=sys.stderr)
     return 0
+
+
+def _report_and_log(names: list[str], records: list, out: Path, out_md: Path, csv_path: Path | None) -> int:
+    """The report, then every record of OUT no tracker named has logged yet and the report, to
+    each: under OUT's lock (a sweep logging into the same stores waits for nobody: refused).  Exit 1
+    when something could not be logged (the report is written; the tracker log says what)."""
+    from bench.outdir import OutLock
+    from bench.report import render
+    from bench.report.cells_csv import write_csv
+    from bench.trackers.drive import log_pending, log_report, open_trackers, say
+
+    lock = OutLock(out).acquire()
+    try:
+        trackers = open_trackers(names, out)  # one line and exit 2 before anything is written
+        render(records, out_md)
+        print(f"report: {out_md}", file=sys.stderr)
+        if csv_path is not None:
+            write_csv(records, csv_path)
+            print(f"csv: {csv_path}", file=sys.stderr)
+        warnings = log_pending(trackers) + log_report(trackers, out_md)
+        say(warnings)
+        return 1 if warnings else 0
+    finally:
+        lock.release()

@@ -53,13 +53,32 @@ def plan_from_args(args) -> tuple[list[RunConfig], list]:
     if args.node_rank >= args.nnodes:
         raise ConfigError(f"--node-rank {args.node_rank} must be below --nnodes {args.nnodes}")
     loops = _installed_loops(*args.loops)
-    devices, devices_explicit = args.device
+    from bench.trackers import missing
+
+    if missing(args.report_to):  # a tracker's extra not installed: said before OUT is made
+        raise ConfigError(missing(args.report_to))
+    devices, devices_explicit, chosen = devices_of(args)
     precisions, precisions_explicit = args.precision
-    refuse_explicit(devices, precisions, devices_explicit, precisions_explicit, skip_reason, nproc=args.nproc)
+    try:
+        refuse_explicit(devices, precisions, devices_explicit, precisions_explicit, skip_reason, nproc=args.nproc)
+    except ConfigError as exc:
+        raise ConfigError(f"{chosen}; {exc}" if chosen else str(exc)) from None
     presets = [None if name == "tutorial" else name for name in args.preset[0]] if args.preset else [None]
     cells = plan_cells(loops, devices, precisions, runs, presets, repeats=args.repeats, nproc=args.nproc,
                        nnodes=args.nnodes, explicit=explicit, seeds=args.seeds)
     return runs, cells
+
+
+def devices_of(args) -> tuple[list[str], bool, str]:
+    """The devices of the matrix, whether they were named, and what ``--device auto`` chose ("" when
+    the devices were named or ``all``): auto picks one device as if it had been named."""
+    devices, explicit = args.device
+    if devices != ["auto"]:
+        return devices, explicit, ""
+    from bench.devices import auto_device
+
+    device, said = auto_device()
+    return [device], True, said
 
 
 def cmd_run(args) -> int:
@@ -117,10 +136,14 @@ def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list | 
     from bench.report.summary import summary_table
     from bench.sweep import run_sweep, training_share_line
 
+    from bench.trackers.drive import log_pending, log_report, open_trackers, say
+
     run = runs[0]
-    # Fail fast, in one line, on what no cell could get past: the data and the model.
+    # Fail fast, in one line, on what no cell could get past: the data, the model, the trackers.
     load_mrpc(run.glue_dir)
     check_model(run)
+    trackers = open_trackers(args.report_to, out) if records is not None else None
+    chosen = devices_of(args)[2]
     if records is not None:
         check_comparable(out, cells, records, resume=bool(args.resume))
         elsewhere = other_machines(out, records)
@@ -132,12 +155,13 @@ def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list | 
     busy = busy_now()
     if busy:
         print(f"bench: warning: {busy}", file=sys.stderr)
-    print(f"{len(cells)} cells -> {out}/", file=sys.stderr)
+    print(f"{len(cells)} cells -> {out}/" + (f" ({chosen})" if chosen else ""), file=sys.stderr)
     made = run_sweep(cells, out, cell_timeout=args.cell_timeout, resume=bool(args.resume),
               # Progress bars only on a terminal: piped or logged output gets no \r frames.
               progress=not args.no_progress and sys.stderr.isatty(), command=command, isolate=not args.in_process, rendezvous=rendezvous,
               write=records is not None,
-              memory_limit=None if args.cell_memory_limit is None else int(args.cell_memory_limit * 2**30))
+              memory_limit=None if args.cell_memory_limit is None else int(args.cell_memory_limit * 2**30),
+              device_choice=chosen, after_record=lambda record: "".join(f"; {w}" for w in log_pending(trackers)))
     if records is None:
         return 0  # node 0 holds the records and the report
     records = read_records(out)
@@ -150,6 +174,7 @@ def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list | 
         raise ConfigError(f"{exc.filename or out / 'report.md'}: the report cannot be written "
                           f"({exc.strerror or exc}); the records are whole: run `bench report {out}` later") from None
     print(f"report: {out / 'report.md'}", file=sys.stderr)
+    say(log_pending(trackers) + log_report(trackers, out / "report.md"))
     print(f"bench: {training_share_line(made, _process_age_s())}", file=sys.stderr)
     wanted = {c.cell_id for c in cells}
     latest = [r for r in latest_per_cell(records) if r.cell_id in wanted]

@@ -22,8 +22,8 @@ from bench.records.groups import (GROUPS, Baseline, EvalPoint, Failure, MachineL
 # 2: device_peak_tflops is one device's (1: summed over DDP ranks); strict JSON; machine_load; failure.
 # 3: seed and eval_predictions; wall_s; data_fingerprint; machine_busy may be null (too short to
 # judge); phase_clock, device_peak_override and the GPU facts (gpu_*, joules_per_sample).  Every new
-# field has a default, so records of schema 2 read as before.
-SCHEMA = 3
+# field has a default, so records of schema 2 read as before.  4: device_choice (--device auto).
+SCHEMA = 4
 
 
 @dataclass
@@ -135,6 +135,9 @@ class Record:
     data_fingerprint: str = ""  # sha256 of the pairs and labels used (bench.data.data_fingerprint); "" before it existed
     env: dict = field(default_factory=dict)
     command: str = ""
+    # What --device auto (the default) chose and why the devices before it were passed over; "" when the
+    # devices were named.  Set by the sweep, which made the choice, before the record is written.
+    device_choice: str = ""
     # Why a failed cell failed: kind (config, exception, diverged, would-time-out, timeout, killed,
     # exit, check), the message, the process's last lines (and each DDP rank's own error lines).
     failure: Failure | None = None

@@ -111,5 +111,7 @@ def lines(ctx: Context) -> list[str]:
     commands = list(dict.fromkeys(r.command for r in records if r.command))
     ok = [r for r in records if r.status == "ok"]
     out = ["## Command", ""] + md.fenced(commands or ["(not recorded)"]) + [""]
+    chosen = list(dict.fromkeys(r.device_choice for r in records if r.device_choice))  # --device auto
+    out += [f"Device: {md.text(c)}." for c in chosen] + ([""] if chosen else [])
     out += _environments(ctx) if ctx.environments.mixed else _environment((ok or records)[0].env or {})
     return out + (_trained(ok) if ok else [])
