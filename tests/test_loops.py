@@ -43,8 +43,8 @@ def test_record_is_sane(fp32_records, loop):
     assert r.eval_majority_baseline.label in (0, 1) and 0.5 <= r.eval_majority_baseline.accuracy <= 1
     # Startup cost in its parts; the loop's own setup (Accelerator, Trainer, prepare...) is never free.
     s = r.setup_s
-    assert s.loop_setup_s > 0 and s.model_s > 0 and s.data_s > 0 and s.imports_s >= 0
-    assert s.total_s == pytest.approx(s.imports_s + s.model_s + s.data_s + s.loop_setup_s)
+    assert s.loop_setup_s > 0 and s.model_s > 0 and s.data_s > 0 and s.imports_s >= 0 and s.device_init_s >= 0
+    assert s.total_s == pytest.approx(s.imports_s + s.device_init_s + s.model_s + s.data_s + s.loop_setup_s)
     assert r.process_wall_s is None  # run in the test's own process
     # Where the time goes: five phases per step, adding up to the step's time, at a measured cost.
     assert r.phase_split == "" and r.phase_sum_ok_steps == r.steps == len(r.step_phase_s["forward"])
