@@ -17,7 +17,8 @@ by the harness on the CPU; ``meter`` is the harness's StepMeter.  A loop must:
    ``meter.enter("optimizer")`` where its update begins (before unscaling and clipping);
 3. pass each gradient norm it computes to ``meter.observe_grad_norm`` (for the divergence check);
 4. average the loss over the micro-batches of an accumulation group, a short last group included;
-5. not advance its schedule on an fp16 step the loss scaler skipped (``loops.common.scaler_skipped``);
+5. not advance its schedule on an fp16 step the loss scaler skipped (``loops.common.ScaleWatch``:
+   ``skipped()`` once per optimizer step, after the scaler's update);
 6. return the live objects, unwrapped (no DDP, compile or library wrapper around ``model``,
    ``optimizer`` or ``scheduler``), so the harness reads the settings in force from them, and
    declare in ``extra`` its own facts (their keys are loop-specific in the report's settings

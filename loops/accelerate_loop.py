@@ -80,11 +80,10 @@ def train(cell, data, model, meter):
                     meter.enter("optimizer")  # unscale, clip, step, schedule, zero_grad
                 if accelerator.sync_gradients and run.max_grad_norm:
                     meter.observe_grad_norm(accelerator.clip_grad_norm_(model.parameters(), run.max_grad_norm))
-                scale_before = scale.before()
                 optimizer.step()  # a no-op on the micro-batches that only accumulate
                 optimizer.zero_grad()
             if accelerator.sync_gradients:
-                if not scale.after(scale_before):
+                if not scale.skipped():
                     lr_scheduler.step()
                 meter.step()
                 step += 1

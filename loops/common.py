@@ -1,6 +1,7 @@
 """What the loops must do exactly alike, or the comparison would compare different training: AdamW's
-parameter groups and its implementation (built as the Trainer builds them), and how an fp16 step
-that the loss scaler skipped is recognised (so that no loop advances its schedule on one)."""
+parameter groups and its implementation (built as the Trainer builds them), how a short last
+accumulation group is weighed, and how an fp16 step that the loss scaler skipped is recognised (so
+that no loop advances its schedule on one)."""
 
 from __future__ import annotations
 
@@ -48,15 +49,6 @@ def accumulation_group(i: int, n_batches: int, accum: int) -> tuple[int, bool]:
     return size, i + 1 == start + size
 
 
-def scaler_skipped(scaler, scale_before) -> bool:
-    """Did the fp16 loss scaler skip the optimizer step just taken?  ``GradScaler.update`` lowers the
-    scale on every step whose gradients held inf/nan, so a lower scale after the step is a skip.
-    Read from the scale, not from whether ``optimizer.step`` was called: a fused AdamW is always
-    called and skips inside its kernel, which Accelerate's ``step_was_skipped`` (and the Trainer
-    through it) cannot see.  One host read of the scale per step, only under fp16."""
-    return scaler is not None and scaler.is_enabled() and scaler.get_scale() < scale_before
-
-
 def unscales_in_step(optimizer) -> bool:
     """Does this optimizer unscale fp16 gradients inside its own step (a fused AdamW)?  Then
     ``GradScaler.step`` hands it the scale, unless ``unscale_`` was called first; Lightning's amp
@@ -64,42 +56,34 @@ def unscales_in_step(optimizer) -> bool:
     return bool(getattr(optimizer, "_step_supports_amp_scaling", False))
 
 
-def scale_of(scaler):
-    """The loss scale before a step (None without an active scaler)."""
-    return scaler.get_scale() if scaler is not None and scaler.is_enabled() else None
-
-
 class ScaleWatch:
-    """fp16 skip detection at one host read of the scale per optimizer step (``scaler_skipped`` with
-    ``scale_of`` before the step takes two).  The scale changes only in ``GradScaler.update``, so the
-    scale after one step's update is the next step's scale before it: ``after()`` reads it once and
-    keeps it for the next ``before()``; before the first update the scale is the scaler's initial one,
-    known without a read.  Each read is a device sync that costs fp16 the CPU/GPU overlap bf16 keeps."""
+    """Did the fp16 loss scaler skip the optimizer step just taken?  ``GradScaler.update`` lowers the
+    scale on every step whose gradients held inf/nan, so a lower scale after the step is a skip.
+    Read from the scale, not from whether ``optimizer.step`` was called: a fused AdamW is always
+    called and skips inside its kernel, which Accelerate's ``step_was_skipped`` (and the Trainer
+    through it) cannot see.
+
+    One host read of the scale per optimizer step, only under fp16: the scale changes only in
+    ``GradScaler.update``, so the scale read after one step's update is the next step's scale before
+    it; before the first update the scale is the scaler's initial one, known without a read.  Each
+    read is a device sync that costs fp16 the CPU/GPU overlap bf16 keeps."""
 
     def __init__(self, scaler):
         self.scaler = scaler
-        self._scale = None  # the scale now, as last read (None: not yet known)
+        self._scale = None  # the scale the last step ran at, as last known (None: not yet)
         self.reads = 0
 
     def active(self) -> bool:
         return self.scaler is not None and self.scaler.is_enabled()
 
-    def before(self):
-        """The scale the coming step runs at (no read once known)."""
+    def skipped(self) -> bool:
+        """Call once per optimizer step, after ``scaler.update()``: was that step skipped?"""
         if not self.active():
-            return None
-        if self._scale is None:
-            initial = getattr(self.scaler, "_init_scale", None)  # the scale until the first update()
-            self._scale = float(initial) if initial is not None else self._read()
-        return self._scale
-
-    def after(self, scale_before) -> bool:
-        """After ``scaler.update()``: was the step just taken skipped?  One read."""
-        if not self.active() or scale_before is None:
             return False
-        self._scale = self._read()
-        return self._scale < scale_before
-
-    def _read(self) -> float:
+        before = self._scale
+        if before is None:
+            initial = getattr(self.scaler, "_init_scale", None)  # the scale until the first update()
+            before = float(initial) if initial is not None else None
         self.reads += 1
-        return self.scaler.get_scale()
+        self._scale = self.scaler.get_scale()
+        return before is not None and self._scale < before

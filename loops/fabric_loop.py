@@ -90,9 +90,8 @@ def train(cell, data, model, meter):
             meter.enter("optimizer")  # unscale, clip, step, schedule, zero_grad
             if run.max_grad_norm:
                 meter.observe_grad_norm(clip_gradients(fabric, model, optimizer, scaler, run.max_grad_norm))
-            scale_before = scale.before()
             optimizer.step()
-            if not scale.after(scale_before):  # an fp16 step the scaler skipped holds the schedule
+            if not scale.skipped():  # an fp16 step the scaler skipped holds the schedule
                 lr_scheduler.step()
             optimizer.zero_grad()
             meter.step()

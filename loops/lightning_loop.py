@@ -40,11 +40,13 @@ LIGHTNING_PRECISION = {"fp32": "32-true", "tf32": "32-true", "bf16": "bf16-mixed
 
 
 class MRPCModule(pl.LightningModule):
+    """What a Lightning user writes: the training step and the optimizer with its schedule, plus the
+    two corrections (the clip and the schedule hooks) that make it train what the other loops train."""
+
     def __init__(self, model, run, meter):
         super().__init__()
         self.model, self.run, self.meter = model, run, meter
-        self._scale_before, self._skipped, self.seen = None, False, {}
-        self._scale = None  # ScaleWatch of the fp16 scaler, once the Trainer has made it
+        self._scale = None  # the fp16 skip watch, made once the Trainer has made its scaler
 
     def training_step(self, batch, batch_idx):
         outputs = self.model(**batch)
@@ -63,34 +65,6 @@ class MRPCModule(pl.LightningModule):
                                   num_training_steps=self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def on_train_start(self):
-        # DDP around this module while fitting (unwrapped after); kept out of the module's children.
-        self.seen["wrapped"] = self.trainer.strategy.model
-        self.meter.watch(self.trainer.optimizers[0])
-        self.meter.start()
-        self.meter.enter("data")
-
-    def on_train_batch_start(self, batch, batch_idx):
-        # Lightning gives no handle on its fetch alone: from one batch's end to the next one's start
-        # (its fetcher, the copy to the device, its loop's bookkeeping) is the step's `data` time.
-        self.meter.enter("other")
-
-    def on_before_optimizer_step(self, optimizer):
-        self.meter.enter("optimizer")  # after the backward, before clipping and the step
-        self._scale_before = self._watch().before()
-
-    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
-        def closure():
-            # Lightning's fp16 plugin runs the closure (forward, backward), then unscale_, then
-            # on_before_optimizer_step: the update begins when the closure returns, so the unscale
-            # is the optimizer's time, not `other`.
-            out = optimizer_closure()
-            self.meter.enter("optimizer")
-            return out
-
-        super().optimizer_step(epoch, batch_idx, optimizer, closure if optimizer_closure is not None else None)
-        self._skipped = self._watch().after(self._scale_before)
-
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         # What Lightning does by default, keeping the norm for the meter's divergence check.  Lightning
         # unscales the gradients before this hook except for an optimizer that unscales inside its own
@@ -98,32 +72,63 @@ class MRPCModule(pl.LightningModule):
         # too large (and record scaled norms).  GradScaler.step then hands the fused kernel the
         # gradients as unscaled, with the inf/nan found here.
         if gradient_clip_val:
-            scaler = self._scaler()
+            scaler = grad_scaler(self.trainer)
             raw = getattr(optimizer, "_optimizer", optimizer)  # under a LightningOptimizer, the torch one
             if scaler is not None and scaler.is_enabled() and unscales_in_step(raw):
                 scaler.unscale_(raw)
             self.meter.observe_grad_norm(torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val))
 
     def lr_scheduler_step(self, scheduler, metric):
-        if not self._skipped:  # an fp16 step the scaler skipped holds the schedule
+        # Lightning steps the schedule after every optimizer step (interval "step"), right after the
+        # scaler's update; an fp16 step the scaler skipped holds it, as in the other loops.
+        if self._scale is None:
+            self._scale = ScaleWatch(grad_scaler(self.trainer))
+        if not self._scale.skipped():
             scheduler.step()
 
-    def on_train_batch_end(self, outputs, batch, batch_idx):
+
+class MeterCallback(pl.Callback):
+    """Times the Lightning Trainer's optimizer steps with the harness's meter, from outside the module,
+    as the Trainer loop's ``TrainerCallback`` does; and marks the two phase boundaries no hook on the
+    model sees: where a batch is fetched and where the update begins."""
+
+    def __init__(self, meter, grad_accum):
+        self.meter, self.grad_accum = meter, grad_accum
+        self.steps, self.batch_idx, self.wrapped = 0, 0, None
+
+    def on_train_start(self, trainer, pl_module):
+        self.wrapped = trainer.strategy.model  # DDP around the module while fitting (unwrapped after)
+        self.meter.watch(trainer.optimizers[0])
+        self.meter.start()
+        self.meter.enter("data")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        # Lightning gives no handle on its fetch alone: from one batch's end to the next one's start
+        # (its fetcher, the copy to the device, its loop's bookkeeping) is the step's `data` time.
+        self.batch_idx = batch_idx
+        self.meter.enter("other")
+
+    def on_after_backward(self, trainer, pl_module):
+        # The update begins when the backward of a group's last micro-batch is over: under fp16
+        # Lightning unscales next, before on_before_optimizer_step, and the unscale is the update's.
+        _, last = accumulation_group(self.batch_idx, trainer.num_training_batches, self.grad_accum)
+        if last:
+            self.meter.enter("optimizer")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         # After the optimizer and the scheduler: one meter step per optimizer step taken.
-        if self.trainer.global_step > len(self.meter.losses):
+        if trainer.global_step > self.steps:
+            self.steps = trainer.global_step
             self.meter.step()
         self.meter.enter("data")
 
-    def on_train_end(self):
+    def on_train_end(self, trainer, pl_module):
         self.meter.stop()
 
-    def _scaler(self):
-        return getattr(self.trainer.precision_plugin, "scaler", None)
 
-    def _watch(self):
-        if self._scale is None or self._scale.scaler is not self._scaler():
-            self._scale = ScaleWatch(self._scaler())
-        return self._scale
+def grad_scaler(trainer):
+    """The fp16 loss scaler Lightning's precision plugin made (None under the other precisions)."""
+    return getattr(trainer.precision_plugin, "scaler", None)
 
 
 def train(cell, data, model, meter):
@@ -133,6 +138,7 @@ def train(cell, data, model, meter):
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # under torchrun Lightning reads the ranks itself
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    timer = MeterCallback(meter, run.grad_accum)  # the harness's hooks, attached from outside
     trainer = pl.Trainer(
         accelerator=cell.device, devices=local, num_nodes=world // local,
         strategy="ddp" if world > 1 else "auto",
@@ -146,6 +152,7 @@ def train(cell, data, model, meter):
         default_root_dir=tempfile.gettempdir(),  # logs and checkpoints, if on, go to the cell's own folder
         num_sanity_val_steps=0, limit_val_batches=0,
         deterministic=None,  # left to the harness (--parity sets deterministic kernels for every loop)
+        callbacks=[timer],
     )
     set_tf32(precision_plan(cell.precision).tf32)  # Lightning has no TF32 switch: torch's process-wide one
     if machinery["model_train"]:
@@ -157,9 +164,9 @@ def train(cell, data, model, meter):
 
     scheduler = trainer.lr_scheduler_configs[0].scheduler
     return LoopResult(model=model, optimizer=trainer.optimizers[0], scheduler=scheduler,
-                      train_dataloader=trainer.train_dataloader, grad_scaler=module._scaler(),
+                      train_dataloader=trainer.train_dataloader, grad_scaler=grad_scaler(trainer),
                       clip_max_norm=trainer.gradient_clip_val, grad_accum=trainer.accumulate_grad_batches,
-                      wrapped_model=module.seen.get("wrapped"),
+                      wrapped_model=timer.wrapped,
                       # Lightning copies batches with non_blocking on accelerators, not from CPU to CPU.
                       h2d_non_blocking=cell.device not in ("cpu", "mps"),
                       extra={"lightning_precision": trainer.precision,

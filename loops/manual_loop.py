@@ -110,11 +110,10 @@ def train(cell, data, model, meter):
             if run.max_grad_norm:
                 scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                 meter.observe_grad_norm(torch.nn.utils.clip_grad_norm_(trained.parameters(), run.max_grad_norm))
-            scale_before = scale.before()
             scaler.step(optimizer)
             scaler.update()
             # An fp16 step skipped for inf/nan gradients must not advance the schedule either.
-            if not scale.after(scale_before):
+            if not scale.skipped():
                 lr_scheduler.step()
             optimizer.zero_grad()
             meter.step()

@@ -58,13 +58,10 @@ class ScalerSkipCallback(TrainerCallback):
     ``optimizer.step`` was not called, which a fused optimizer always is."""
 
     def __init__(self, scaler):
-        self.scale, self.scale_before = ScaleWatch(scaler), None  # one read of the scale per step
-
-    def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        self.scale_before = self.scale.before()
+        self.scale = ScaleWatch(scaler)  # one read of the scale per step
 
     def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
-        if self.scale.after(self.scale_before) and hasattr(optimizer, "_is_overflow"):
+        if self.scale.skipped() and hasattr(optimizer, "_is_overflow"):
             optimizer._is_overflow = True  # what AcceleratedOptimizer.step_was_skipped reports
 
 
@@ -196,7 +193,12 @@ def train(cell, data, model, meter):
         if run.compile:  # as in the other loops: batch and sequence dims dynamic, no recompiles
             trainer.accelerator.state.dynamo_plugin.dynamic = True
         trainer.train()
+    return read_back(trainer, callback.train_dataloader)
 
+
+def read_back(trainer, train_dataloader):
+    """The live objects and the settings the Trainer ran with, read from it after training (not
+    from what was asked), for the harness's record."""
     optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # unwrap AcceleratedOptimizer
     scheduler = getattr(trainer.lr_scheduler, "scheduler", trainer.lr_scheduler)
     args = trainer.args
@@ -206,9 +208,9 @@ def train(cell, data, model, meter):
     if args.logging_nan_inf_filter:
         extra_work.append("checks every loss for nan/inf (`logging_nan_inf_filter`; a device sync per micro-batch on GPUs)")
     return LoopResult(model=trainer.model, optimizer=optimizer, scheduler=scheduler,
-                      train_dataloader=callback.train_dataloader, grad_scaler=trainer.accelerator.scaler,
+                      train_dataloader=train_dataloader, grad_scaler=trainer.accelerator.scaler,
                       wrapped_model=trainer.model_wrapped,
-                      h2d_non_blocking=bool(getattr(callback.train_dataloader, "_non_blocking", False)),
+                      h2d_non_blocking=bool(getattr(train_dataloader, "_non_blocking", False)),
                       clip_max_norm=args.max_grad_norm if args.max_grad_norm > 0 else None,
                       grad_accum=args.gradient_accumulation_steps, extra_work=extra_work,
                       extra={"trainer_optim": str(args.optim.value if hasattr(args.optim, "value") else args.optim),

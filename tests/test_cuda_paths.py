@@ -160,9 +160,8 @@ def test_skip_detection_reads_the_scale_once_per_step():
     scaler = CountingScaler()
     watch = ScaleWatch(scaler)
     for _ in range(5):
-        before = watch.before()
         scaler.update()
-        assert not watch.after(before)
+        assert not watch.skipped()
     scaler.update()
     assert scaler.per_update == [0, 1, 1, 1, 1, 1]  # none before the first step, then one per step
 
@@ -483,19 +482,42 @@ def test_tf32_off_after_accelerates_legacy_write_reads_off_everywhere():
 
 
 # -- 11. the smaller ones ----------------------------------------------------------------------
-def test_lightnings_fp16_unscale_is_timed_as_optimizer(monkeypatch):
-    import lightning.pytorch as pl
+def test_lightnings_fp16_unscale_is_timed_as_optimizer():
+    """Lightning's own fp16 plugin, driving the harness's callback: the closure's backward, then the
+    update begins (the meter enters `optimizer`), then the plugin's unscale_, then the step."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+    from lightning.pytorch.profilers import PassThroughProfiler
+
+    from loops.lightning_loop import MeterCallback
 
     meter = EnterLog()
-    module = _module(meter, None)
 
-    def lightning_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
-        optimizer_closure()  # the fp16 plugin: closure (forward, backward), then unscale_, then the hooks
-        meter.log.append("unscale_")
+    class LoggingScaler(CountingScaler):
+        def unscale_(self, optimizer):
+            meter.log.append("unscale_")
 
-    monkeypatch.setattr(pl.LightningModule, "optimizer_step", lightning_step)
-    module.optimizer_step(0, 0, None, lambda: meter.log.append("forward+backward"))
-    assert meter.log == ["forward+backward", "enter optimizer", "unscale_"]
+        def step(self, optimizer):
+            meter.log.append("step")
+
+    scaler = LoggingScaler()
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=scaler)
+    timer = MeterCallback(meter, grad_accum=1)
+    module = _module(meter, scaler)
+    trainer = types.SimpleNamespace(callbacks=[timer], lightning_module=module, profiler=PassThroughProfiler(),
+                                    num_training_batches=4, gradient_clip_val=None, gradient_clip_algorithm=None,
+                                    precision_plugin=plugin)
+    module._trainer = trainer
+    timer.on_train_batch_start(trainer, module, None, 3)  # the epoch's last batch: a group's last
+    meter.log.clear()
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+
+    def closure():
+        meter.log.append("forward+backward")
+        plugin.post_backward(torch.zeros(()), module)  # where Lightning calls on_after_backward
+        return torch.zeros(())
+
+    plugin.optimizer_step(optimizer, model=module, closure=closure)
+    assert meter.log == ["forward+backward", "enter optimizer", "unscale_", "step"]
 
 
 def test_the_trainers_nan_inf_log_filter_is_off_under_tutorial_defaults(tmp_path):

@@ -2,7 +2,12 @@
 to read at once.  Both read the sources with ``ast`` (nothing is imported), in well under a second."""
 
 import ast
+import re
 from pathlib import Path
+
+import pytest
+
+from loops import LOOPS
 
 from tests.conftest import ROOT
 
@@ -138,3 +143,43 @@ def test_no_module_or_function_in_bench_is_too_long():
     assert not unwaived, "\n".join(unwaived)
     stale = sorted(rel for rel in WAIVED if rel not in over)
     assert not stale, f"within the limits now (or gone): take {', '.join(stale)} off WAIVED"
+
+
+# -- the loops read as their libraries' own scripts ---------------------------------------------
+# A line touches the harness when it names the meter, the harness's package, the loop contract's
+# result, the native-defaults table, the fp16 skip watch or the loop's recorded facts.
+HARNESS_WORDS = re.compile(r"\bmeter\b|_meter\b|\bbench\b|LoopResult|UnsupportedSetting|\bnative\.|ScaleWatch|"
+                           r"\bscale\.|\bextra\w*|MeterCallback|\btimer\b")
+
+
+def _code_lines(path: Path) -> list[str]:
+    """The statements' lines of a file: no blank line, comment or docstring."""
+    source = path.read_text(encoding="utf-8")
+    docstrings = set()
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            docstrings.update(range(body[0].lineno, body[0].end_lineno + 1))
+    return [line.strip() for number, line in enumerate(source.splitlines(), 1)
+            if line.strip() and not line.strip().startswith("#") and number not in docstrings]
+
+
+@pytest.mark.parametrize("loop", list(LOOPS))
+def test_a_loop_is_mostly_its_librarys_code(loop):
+    lines = _code_lines(Path(ROOT) / (LOOPS[loop][0].replace(".", "/") + ".py"))
+    harness = [line for line in lines if HARNESS_WORDS.search(line)]
+    assert harness and len(harness) <= len(lines) / 4, \
+        f"{loop}: {len(harness)} of {len(lines)} code lines touch the harness:\n" + "\n".join(harness)
+
+
+def test_the_lightning_module_holds_what_a_lightning_user_writes():
+    """The training step and the optimizers, plus the two hooks Lightning documents for overriding
+    that the comparison corrects (clipping a fused AdamW's unscaled gradients; holding the schedule
+    on a skipped fp16 step); the harness's hooks are a Callback attached from outside."""
+    tree = ast.parse((Path(ROOT) / "loops/lightning_loop.py").read_text(encoding="utf-8"))
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    methods = {f.name for f in classes["MRPCModule"].body if isinstance(f, ast.FunctionDef)}
+    assert methods == {"__init__", "training_step", "configure_optimizers", "configure_gradient_clipping",
+                       "lr_scheduler_step"}
+    assert [ast.unparse(b) for b in classes["MeterCallback"].bases] == ["pl.Callback"]

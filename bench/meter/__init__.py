@@ -1,10 +1,14 @@
 """The one meter that times all five loops.
 
-A loop calls ``start()`` just before its first batch, ``observe(loss, batch)`` after each
-forward/backward, and ``step()`` after each optimizer step (``step(loss, batch)`` does both).
-The Trainer does the same through a callback.  That face is all a loop sees; behind it each of
-the meter's jobs is a small observer of its own, giving its own record fields (``fields()``) and,
-where the field is measured per rank, how the ranks' values merge (``MERGE``, ``bench/ranks.py``):
+Its face to a loop is what ``bench/loop_api.py``'s contract names, and nothing else:
+``watch(optimizer)`` and ``start()`` before the first batch, ``observe(loss, batch)`` after each
+micro-batch's backward, ``observe_grad_norm(norm)`` for each gradient norm the loop computes,
+``step()`` after each optimizer step, ``stop()`` after the last; and the two phase boundaries no
+hook on the model sees: ``batches(iterable)`` (or ``enter("data")`` / ``enter("other")`` around a
+library's own fetch) and ``enter("optimizer")`` where the update begins.  The Trainer and the
+Lightning Trainer make the same calls from a callback.  Behind that face each of the meter's jobs
+is a small observer of its own, giving its own record fields (``fields()``) and, where the field is
+measured per rank, how the ranks' values merge (``MERGE``, ``bench/ranks.py``):
 
 - ``clock.py``: each step's time, from the end of the previous step to the end of this one;
 - ``counter.py``: each step's loss, samples and tokens, and the checksum of the batches' order;
