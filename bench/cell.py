@@ -79,7 +79,9 @@ def _device_in_use(name: str) -> bool:
     """Has this process already used the device (so its libraries have read their environment)?"""
     import torch
 
-    return name.split(":")[0] == "cuda" and torch.cuda.is_initialized()
+    from bench.devices import device
+
+    return device(name).torch_type == "cuda" and torch.cuda.is_initialized()
 
 
 def deterministic_env_for(cells) -> dict:

@@ -75,7 +75,7 @@ def set_up(r: CellRun, peak: tuple[float, str] | None, progress: bool, budget) -
     clock.lap("data_s")
     r.precision = precision_plan(cell.precision)
     r.meter = _meter(r, progress, budget)
-    r.probe = PrecisionProbe(r.model, cell.device)
+    r.probe = PrecisionProbe(r.model, cell.kind.torch_type)
     clock.lap("harness_s")
     r.watch.probe("before")
     clock.lap("load_probes_s")

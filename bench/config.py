@@ -193,6 +193,12 @@ class Cell:
                    nproc=d.get("nproc", 1), nnodes=d.get("nnodes", 1), run=run_config_from_dict(d["run"]))
 
     @property
+    def kind(self):
+        """The device's entry in ``bench.devices.DEVICES``: what the loops need to know of the device
+        (``torch_type``, ``host``, ``async_copies``) without naming it."""
+        return _DEVICE_TABLE[self.device.split(":")[0]]
+
+    @property
     def world_size(self) -> int:
         return self.nproc * self.nnodes
 

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Device:
+    """A device type: everything the harness does differently per device is a field of its entry
+    (the methods below read the fields, never the name), so a new device is one entry in ``DEVICES``."""
+
     name: str
+    torch_type: str  # the torch device type its cells run on ("cpu", "cuda", "mps")
+    host: bool  # the host CPU itself: no copies to a device, the libraries' cpu=True / use_cpu=True
+    async_copies: bool  # host-to-device copies can be non_blocking (what Lightning and Fabric do on it)
     ddp_backend: str  # torch.distributed backend for this device's processes
     event_timer: bool  # time steps with device events (no sync per step), else perf_counter
     memory_counters: bool  # torch.<device>.max_memory_allocated / reserved exist
@@ -21,6 +27,8 @@ class Device:
     finite_check_every: int  # steps between nan/inf checks of the losses (each check reads the device)
     device_per_rank: bool  # under DDP each local rank takes its own device (cuda:LOCAL_RANK)
     deterministic_env: tuple = ()  # environment a --parity cell needs before the first kernel
+    # The variable that pins a process to some of the devices (a single-process cell to one), if any.
+    visible_devices_env: str | None = None
     # The machine-load GEMM probe (bench/machine.py): its size, products timed per sync, the window
     # whose best timing counts, and the untimed products before it (a GPU's clock ramps up from idle).
     # On a CPU: the best of as many 256^3 products (0.1-0.3 ms each on a core) as fit in 0.05 s,
@@ -35,14 +43,14 @@ class Device:
         """Why this device cannot be used here, or None."""
         import torch
 
-        if self.name == "cpu":
+        if self.torch_type == "cpu":
             return None
-        if self.name == "cuda":
+        if self.torch_type == "cuda":
             return None if torch.cuda.is_available() else "no CUDA device is available (torch.cuda.is_available() is False)"
-        if self.name == "mps":
+        if self.torch_type == "mps":
             mps = getattr(torch.backends, "mps", None)
             return None if mps is not None and mps.is_available() else "no MPS device is available"
-        return f"unknown device {self.name!r}"
+        return f"unknown torch device type {self.torch_type!r}"
 
     def precision_unsupported(self, precision: str) -> str | None:
         """Why this precision cannot run on this (available) device, or None: decided by what torch
@@ -51,14 +59,14 @@ class Device:
 
         if precision == "fp32":
             return None
-        if self.name == "cuda":
+        if self.torch_type == "cuda":
             if precision == "fp16":
                 return None
             major, minor = torch.cuda.get_device_capability()
             return None if major >= 8 else f"{precision} needs compute capability >= 8.0, this GPU has {major}.{minor}"
         if precision == "tf32":
             return "tf32 is cuda-only (a tensor-core matmul mode of NVIDIA GPUs)"
-        if self.name == "mps":
+        if self.torch_type == "mps":
             if precision == "bf16" and not torch.backends.mps.is_macos_or_newer(14, 0):
                 return "bf16 on MPS needs macOS 14 or newer"
             return None
@@ -79,21 +87,21 @@ class Device:
         import torch
 
         cores = os.cpu_count() or 1
-        if self.name == "cpu" and nproc > cores:
+        if self.host and nproc > cores:
             # Each gloo rank is a whole training process: past the cores they only contend, and each
             # holds its own model, data and workers (64 of them take a small machine out of memory).
             return f"more processes than this machine's {cores} CPU cores; give --nproc {cores} or fewer"
-        if self.name == "cuda" and nproc > 1 and torch.cuda.is_available() and nproc > torch.cuda.device_count():
+        if self.torch_type == "cuda" and nproc > 1 and torch.cuda.is_available() and nproc > torch.cuda.device_count():
             return f"one process per GPU, and this node has {torch.cuda.device_count()} GPU(s)"
         return None
 
     def rank_device(self, local_rank: int, distributed: bool) -> str:
         """The device string one rank uses."""
-        return f"{self.name}:{local_rank}" if self.device_per_rank and distributed else self.name
+        return f"{self.torch_type}:{local_rank}" if self.device_per_rank and distributed else self.torch_type
 
     def set_current(self, local_rank: int) -> None:
         """Make this rank's device the current one, before anything else touches the device."""
-        if self.device_per_rank and self.name == "cuda":
+        if self.device_per_rank and self.torch_type == "cuda":
             import torch
 
             if local_rank < torch.cuda.device_count():
@@ -103,7 +111,7 @@ class Device:
         """What a record says of the accelerator it ran on (nothing for the CPU: see cpu_features)."""
         import torch
 
-        if self.name != "cuda" or not torch.cuda.is_available():
+        if self.torch_type != "cuda" or not torch.cuda.is_available():
             return {}
         props = torch.cuda.get_device_properties(torch.cuda.current_device())
         return {"gpu_name": props.name, "gpu_count": torch.cuda.device_count(),
@@ -112,7 +120,7 @@ class Device:
 
     # -- timing ---------------------------------------------------------------------------------
     def synchronize(self) -> None:
-        if self.name == "cuda":
+        if self.torch_type == "cuda":
             import torch
 
             torch.cuda.synchronize()
@@ -141,7 +149,7 @@ class Device:
         """Make the device's context now, so that its cost has a name of its own instead of landing
         in whatever touches the device first: on CUDA the driver's context (lazy until the first
         allocation) and cuBLAS's handle (made at the first product)."""
-        if self.name == "cuda":
+        if self.torch_type == "cuda":
             import torch
 
             x = torch.ones(8, 8, device=torch.device("cuda", torch.cuda.current_device()))
@@ -166,17 +174,18 @@ class Device:
 
 DEVICES = {
     # Reading a CPU loss costs nothing: check every step.  Each GPU check is a sync: every 25 steps.
-    "cpu": Device("cpu", ddp_backend="gloo", event_timer=False, memory_counters=False, datasheet_peaks=False,
+    "cpu": Device("cpu", torch_type="cpu", host=True, async_copies=False, ddp_backend="gloo", event_timer=False, memory_counters=False, datasheet_peaks=False,
                   gemm_size=1024, finite_check_every=1, device_per_rank=False),
     # cuBLAS is deterministic only with a fixed workspace, set before its first handle is made.
-    "cuda": Device("cuda", ddp_backend="nccl", event_timer=True, memory_counters=True, datasheet_peaks=True,
+    "cuda": Device("cuda", torch_type="cuda", host=False, async_copies=True, ddp_backend="nccl", event_timer=True, memory_counters=True, datasheet_peaks=True,
                    gemm_size=8192, finite_check_every=25, device_per_rank=True,
                    deterministic_env=(("CUBLAS_WORKSPACE_CONFIG", ":4096:8"),),
+                   visible_devices_env="CUDA_VISIBLE_DEVICES",
                    # ~2.3-2.7 ms a 4096^3 IEEE fp32 product on an H100/H200: 10 per sync time the device, not
                    # launches; 0.25 s of them first brings the clock up from idle, then the best of ~10
                    # timings over 0.25 s.
                    probe_size=4096, probe_products=10, probe_seconds=0.25, probe_warmup_s=0.25),
-    "mps": Device("mps", ddp_backend="gloo", event_timer=False, memory_counters=False, datasheet_peaks=False,
+    "mps": Device("mps", torch_type="mps", host=False, async_copies=False, ddp_backend="gloo", event_timer=False, memory_counters=False, datasheet_peaks=False,
                   gemm_size=4096, finite_check_every=25, device_per_rank=False),
 }
 

@@ -105,7 +105,9 @@ class GpuWatch:
         self._nvml = self._h = None
         self.start_facts = self.end_facts = self.others = None
         self._e0 = self._e1 = None
-        if device.split(":")[0] != "cuda":
+        from bench.devices import device as device_kind
+
+        if device_kind(device).torch_type != "cuda":
             self.why = "not a CUDA cell: no GPU facts"
             return
         self._nvml, self.why = _nvml()

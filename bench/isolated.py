@@ -73,10 +73,11 @@ def single_process_devices(cell: Cell, env: dict) -> dict:
     ``nn.DataParallel`` (TrainingArguments sets ``n_gpu = device_count()`` when not distributed):
     a batch of 8 x n_gpu, a loss per replica, phase hooks firing from replica threads.  Under
     torchrun each rank takes its own GPU by LOCAL_RANK, and all visible GPUs are the node's."""
-    if cell.world_size != 1 or cell.device.split(":")[0] != "cuda":
+    name = cell.kind.visible_devices_env
+    if cell.world_size != 1 or name is None:
         return {}
-    visible = [d.strip() for d in env.get("CUDA_VISIBLE_DEVICES", "0").split(",") if d.strip()]
-    return {"CUDA_VISIBLE_DEVICES": visible[0]} if visible else {}  # "": none visible, left so
+    visible = [d.strip() for d in env.get(name, "0").split(",") if d.strip()]
+    return {name: visible[0]} if visible else {}  # "": none visible, left so
 
 
 def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: str,

@@ -103,7 +103,7 @@ def _timed_gemm(device: str, kind, sync) -> float:
     import torch
 
     n, products = kind.probe_size, kind.probe_products
-    dev = torch.device(device)
+    dev = torch.device(kind.torch_type)
     a = torch.randn(n, n, device=dev)
     b = torch.randn(n, n, device=dev)
     a @ b

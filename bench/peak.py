@@ -78,7 +78,8 @@ def measure_gemm_tflops(device: str, precision: str, n: int, seconds: float = 1.
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     from bench.devices import device as device_kind
 
-    dev, kind = torch.device(device), device_kind(device)
+    kind = device_kind(device)
+    dev = torch.device(kind.torch_type)
     a = torch.randn(n, n, device=dev, dtype=dtype)
     b = torch.randn(n, n, device=dev, dtype=dtype)
 
@@ -109,7 +110,7 @@ def device_peak(device: str, precision: str) -> tuple[float, str]:
     from bench.precision import set_tf32
 
     kind = device_kind(device)
-    where = "this CPU" if device == "cpu" else device
+    where = "this CPU" if kind.host else device
     why_measured = ""
     if kind.datasheet_peaks:
         where = torch.cuda.get_device_name()  # this rank's GPU (set before), not GPU 0

@@ -27,7 +27,7 @@ def train(cell, data, model, meter):
     # Batch and sequence dims dynamic under --compile: every batch has its own length, and the
     # epoch's last batch its own size; static shapes would recompile inside the timed steps.
     # non_blocking: host-to-device copies overlap compute when the batches are pinned.
-    accelerator = Accelerator(cpu=cell.device == "cpu", mixed_precision=precision.accelerate_mixed_precision,
+    accelerator = Accelerator(cpu=cell.kind.host, mixed_precision=precision.accelerate_mixed_precision,
                               gradient_accumulation_steps=run.grad_accum,
                               dataloader_config=DataLoaderConfiguration(non_blocking=machinery["non_blocking"]),
                               dynamo_plugin=TorchDynamoPlugin(backend="inductor" if run.compile else "no",

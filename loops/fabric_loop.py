@@ -44,7 +44,7 @@ def train(cell, data, model, meter):
     # Under torchrun Fabric reads the ranks from the environment; it must be told the same shape.
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    fabric = Fabric(accelerator=cell.device, devices=local, num_nodes=world // local,
+    fabric = Fabric(accelerator=cell.kind.torch_type, devices=local, num_nodes=world // local,
                     strategy="ddp" if world > 1 else "auto", precision=FABRIC_PRECISION[cell.precision])
     fabric.launch()
     set_tf32(precision.tf32)  # Fabric has no TF32 switch: torch's process-wide one
@@ -106,7 +106,7 @@ def train(cell, data, model, meter):
                       train_dataloader=train_dataloader, grad_scaler=scaler, clip_max_norm=run.max_grad_norm,
                       grad_accum=run.grad_accum, wrapped_model=model._forward_module,
                       # Fabric copies batches with non_blocking on accelerators, not from CPU to CPU.
-                      h2d_non_blocking=cell.device not in ("cpu", "mps"),
+                      h2d_non_blocking=cell.kind.async_copies,
                       extra={"fabric_precision": FABRIC_PRECISION[cell.precision],
                              "fabric_strategy": type(fabric.strategy).__name__,
                              "compiled": bool(run.compile)})

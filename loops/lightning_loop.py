@@ -140,7 +140,7 @@ def train(cell, data, model, meter):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     timer = MeterCallback(meter, run.grad_accum)  # the harness's hooks, attached from outside
     trainer = pl.Trainer(
-        accelerator=cell.device, devices=local, num_nodes=world // local,
+        accelerator=cell.kind.torch_type, devices=local, num_nodes=world // local,
         strategy="ddp" if world > 1 else "auto",
         precision=LIGHTNING_PRECISION[cell.precision],
         max_epochs=run.epochs if not run.max_steps else -1, max_steps=run.max_steps or -1,
@@ -168,7 +168,7 @@ def train(cell, data, model, meter):
                       clip_max_norm=trainer.gradient_clip_val, grad_accum=trainer.accumulate_grad_batches,
                       wrapped_model=timer.wrapped,
                       # Lightning copies batches with non_blocking on accelerators, not from CPU to CPU.
-                      h2d_non_blocking=cell.device not in ("cpu", "mps"),
+                      h2d_non_blocking=cell.kind.async_copies,
                       extra={"lightning_precision": trainer.precision,
                              "lightning_use_distributed_sampler": trainer._accelerator_connector.use_distributed_sampler,
                              "lightning_checkpointing": trainer.checkpoint_callback is not None,

@@ -49,7 +49,7 @@ SETTINGS: dict[str, dict] = {
     "trainer": {
         "max_grad_norm": 1.0,
         "adamw": "fused",
-        "pin_memory": lambda device, precision: device == "cuda",
+        "pin_memory": lambda device, precision: _kind(device).torch_type == "cuda",
     },
     # lightning.pytorch.Trainer: gradient_clip_val=None, the optimizer is the user's: none differ.
     "lightning": {},
@@ -102,7 +102,7 @@ def inert(loop: str, key: str, device: str, world_size: int, grad_accum: int) ->
     """Why flipping this machinery entry could change nothing in such a cell, or None."""
     if key in ("average_tokens_across_devices", "ddp_find_unused_parameters") and world_size == 1:
         return "acts only under DDP; this cell runs one process"
-    if key == "non_blocking" and device == "cpu":
+    if key == "non_blocking" and _kind(device).host:
         return "acts only on host-to-device copies; the CPU has none"
     if key == "model_accepts_loss_kwargs" and grad_accum == 1:
         return "acts only under gradient accumulation; this cell takes one micro-batch a step"
@@ -141,3 +141,10 @@ def machinery(loop: str, run) -> dict:
             raise KeyError(f"{loop} has no machinery option {key!r} (it has: {', '.join(table) or 'none'})")
         out[key] = value
     return out
+
+
+def _kind(device: str):
+    """A device's entry (``bench/devices.py``), by a record's or a cell's device string."""
+    from bench.devices import device as device_kind
+
+    return device_kind(device)

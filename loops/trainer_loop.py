@@ -128,7 +128,7 @@ def training_arguments(cell, output_dir):
         # default None: True for a model without gradient checkpointing
         ddp_find_unused_parameters=machinery["ddp_find_unused_parameters"],
         accelerator_config={"non_blocking": machinery["non_blocking"]},  # asynchronous copies of pinned batches
-        use_cpu=cell.device == "cpu",
+        use_cpu=cell.kind.host,
         dataloader_pin_memory=run.pin_memory,
         average_tokens_across_devices=machinery["average_tokens_across_devices"],
         dataloader_num_workers=run.num_workers,
