@@ -424,6 +424,7 @@ def test_the_load_probe_runs_in_fp32_in_a_tf32_cell(monkeypatch):
 
 
 # -- 8. the manual loop's DDP skips the all-reduce on accumulating micro-batches -------------------
+@pytest.mark.slow
 def test_manual_ddp_with_grad_accum_uses_no_sync(glue_dir):
     from bench.sweep import run_isolated
 

@@ -3,6 +3,8 @@ ranks, evaluation covers exactly the validation pairs, a failing rank fails the 
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each cell is a torchrun of two processes
+
 import loops
 from bench.config import Cell, RunConfig
 from bench.sweep import launch_argv, run_isolated

@@ -299,6 +299,7 @@ def _wait_for(predicate, seconds):
     return False
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_sweep_takes_the_ddp_workers_with_it(glue_dir, tmp_path):
     out = tmp_path / "out"
     sweep = subprocess.Popen([sys.executable, "-m", "bench", *_args(glue_dir, out, "--nproc", "2", "--max-steps", "400",
@@ -317,6 +318,7 @@ def test_sigkill_of_the_sweep_takes_the_ddp_workers_with_it(glue_dir, tmp_path):
     assert not list(Path(tempfile.gettempdir()).glob(f"bench-cell-{sweep.pid}-*"))
 
 
+@pytest.mark.slow
 def test_a_ddp_cell_past_its_timeout_leaves_no_worker(glue_dir, tmp_path):
     from bench.sweep import run_isolated
 
@@ -349,6 +351,7 @@ def test_sigterm_is_handled_like_ctrl_c(glue_dir, tmp_path):
     assert _wait_for(lambda: not _cell_processes(sweep.pid), 20)
 
 
+@pytest.mark.slow
 def test_two_nodes_on_one_machine_make_one_record_written_by_node_0(glue_dir, tmp_path):
     import socket
 
@@ -373,6 +376,7 @@ def _burner():
     return subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 120\nwhile time.time() < t: pass"])
 
 
+@pytest.mark.slow
 def test_a_cell_measured_beside_two_busy_processes_is_marked_busy(tiny_run):
     from bench.cell import run_cell
 
@@ -483,6 +487,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_disk_full_while_appending_keeps_whole_lines_and_resume_works(glue_dir, small_disk, one_cell_out):
     out = _copy_out(one_cell_out, small_disk.mnt / "out")
     before = (out / RESULTS_FILE).read_bytes()
@@ -502,6 +507,7 @@ def test_disk_full_while_appending_keeps_whole_lines_and_resume_works(glue_dir, 
     assert [(r["repeat"], r["status"]) for r in _lines(out)] == [(0, "ok"), (1, "failed"), (1, "ok")]
 
 
+@pytest.mark.slow
 def test_disk_full_for_the_log_and_the_record_loses_nothing(glue_dir, small_disk, one_cell_out):
     out = _copy_out(one_cell_out, small_disk.mnt / "out")
     before = (out / RESULTS_FILE).read_bytes()
@@ -518,6 +524,7 @@ def test_disk_full_for_the_log_and_the_record_loses_nothing(glue_dir, small_disk
     assert [(r["repeat"], r["status"]) for r in _lines(out)] == [(0, "ok"), (1, "ok")]
 
 
+@pytest.mark.slow
 def test_disk_full_during_the_report_leaves_the_old_report(glue_dir, small_disk, one_cell_out):
     out = _copy_out(one_cell_out, small_disk.mnt / "out")
     report = (out / "report.md").read_bytes()

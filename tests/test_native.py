@@ -84,6 +84,7 @@ def explained(glue_dir, tmp_path_factory):
     return out, read_records(out), explained
 
 
+@pytest.mark.slow
 def test_explain_flips_each_difference_and_the_flips_close_the_loss_gap(explained):
     from bench.analysis import PARITY_TOLERANCE
     from bench.analysis.explain import explain_rows
@@ -112,6 +113,7 @@ def test_explain_flips_each_difference_and_the_flips_close_the_loss_gap(explaine
     assert "## Why do they differ?" in result.stdout
 
 
+@pytest.mark.slow
 def test_explain_again_runs_nothing_twice(explained, glue_dir):
     from tests.test_cli import run_cli
 

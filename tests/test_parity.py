@@ -28,6 +28,7 @@ def parity_records(glue_dir):
             for loop in loops.available()]
 
 
+@pytest.mark.slow
 def test_three_loops_agree_stepwise_for_50_steps(parity_records):
     assert all(r.status == "ok" for r in parity_records), [r.reason for r in parity_records]
     assert all(len(r.step_losses) == 50 for r in parity_records)
@@ -38,6 +39,7 @@ def test_three_loops_agree_stepwise_for_50_steps(parity_records):
         assert row.max_rel_diff <= PARITY_TOL, row
 
 
+@pytest.mark.slow
 def test_parity_settings_are_recorded(parity_records):
     for r in parity_records:
         assert r.run.parity is True
@@ -45,6 +47,7 @@ def test_parity_settings_are_recorded(parity_records):
         assert r.settings["dropout"].startswith("hidden=0.1")  # dropout stays on: same RNG state instead
 
 
+@pytest.mark.slow
 def test_turning_a_trainer_default_back_on_breaks_parity_and_is_named(parity_records, glue_dir, tmp_path):
     """The Trainer's default gradient clipping (max_grad_norm) back on in the Trainer alone."""
     by_loop = {r.loop: r for r in parity_records}

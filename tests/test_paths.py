@@ -207,6 +207,7 @@ def test_mfu_takes_one_device_peak_whatever_the_world_size():
 # ---- compile ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_compile_has_dynamic_dims_and_counts_its_compilations(tiny_run):
     r = run_cell(Cell("manual", "cpu", "fp32", tiny_run(compile=True, max_steps=6, timing_warmup=2)), progress=False)
     assert r.status == "ok", r.reason

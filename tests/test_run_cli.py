@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 import loops
 
 from bench.records import read_records
@@ -23,6 +25,7 @@ def test_repeats_run_a_round_of_every_loop_before_the_next(glue_dir, tmp_path):
     assert len({r.cell_id for r in records}) == 4
 
 
+@pytest.mark.slow
 def test_run_all_loops_writes_ok_records_each_cell_in_its_own_process(glue_dir, tmp_path):
     out = tmp_path / "out"
     result = run_cli("run", "--loops", "all", "--device", "cpu", "--model", "tiny", "--glue-dir", glue_dir,

@@ -188,6 +188,7 @@ def seeded_records(glue_dir):
     return out, heads
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loop", loops.available())
 def test_a_seed_sets_head_order_and_dropout_the_same_in_every_loop(seeded_records, loop):
     records, heads = seeded_records
@@ -205,6 +206,7 @@ def test_a_seed_sets_head_order_and_dropout_the_same_in_every_loop(seeded_record
     assert records[(loop, 1)].step_losses[0] != records[(loop, 2)].step_losses[0]
 
 
+@pytest.mark.slow
 def test_predictions_in_the_record_reproduce_its_f1_and_accuracy(seeded_records, glue_dir):
     from bench.data import load_mrpc
 

@@ -168,6 +168,7 @@ def _sweep_args(glue_dir, out, loops="all"):
             "--no-progress", "--out", str(out)]
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_with_every_cell_once(glue_dir, tmp_path):
     """The sweep is killed while its second cell runs.  Two cells are enough for that (the harness
     is under test, not the loops: test_run_cli runs every loop through a whole sweep)."""
