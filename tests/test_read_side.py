@@ -160,3 +160,32 @@ def test_a_new_section_is_one_file_and_one_line_in_sections(records, tmp_path, m
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings[-2:] == [f"## {sample_section.HEADING}", "## Skipped and failed cells"]
     assert "- manual: 2\n- trainer: 2" in text
+
+
+def test_explain_pairs_cells_only_at_every_field_of_the_plan(tmp_path):
+    """manual at batch 8 beside trainer at batch 4 is no pair (a batch_size "flip" 4 → 4 came of it);
+    with both batch sizes each pairs with its own, and each is explained under its own heading."""
+    from bench.analysis.explain import base_pairs, explain_rows, flip_label
+    from bench.analysis.cells import cells_of
+    from bench.config import ConfigError
+    from bench.report import render
+
+    lopsided = [_seeded("manual", 1, 0.1, batch_size=8), _seeded("trainer", 1, 0.2, batch_size=4)]
+    with pytest.raises(ConfigError, match="same device, precision and run config"):
+        base_pairs(cells_of(lopsided), "manual", "trainer")
+
+    flip = flip_label("manual", "trainer", "max_grad_norm")
+    records = []
+    for bs, base in ((4, 0.100), (8, 0.200)):
+        records += [_seeded("manual", 1, base, batch_size=bs), _seeded("trainer", 1, base + 0.05, batch_size=bs, max_grad_norm=1.0),
+                    _seeded("manual", 1, base + 0.01 * bs, flip=flip, batch_size=bs, max_grad_norm=1.0)]
+    for r in records:
+        r.cell_id += f"-bs{r.run.batch_size}"
+    pairs = base_pairs(cells_of(records), "manual", "trainer")
+    assert sorted((a.run.batch_size, b.run.batch_size) for a, b in pairs) == [(4, 4), (8, 8)]
+    found = explain_rows(records)
+    assert sorted((e.cell_a.run.batch_size, e.cell_b.run.batch_size, round(e.effects[0].effect_s, 6)) for e in found) \
+        == [(4, 4, 0.04), (8, 8, 0.08)]
+    assert all(not any(row.setting == "batch_size" for row in e.effects) for e in found)
+    text = render(records, tmp_path / "report.md")
+    assert "### cpu / fp32 / bs 4: manual → trainer" in text and "### cpu / fp32 / bs 8: manual → trainer" in text

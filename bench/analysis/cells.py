@@ -52,13 +52,32 @@ def group_key(r: Record) -> tuple:
     return r.loop, r.device, r.precision, run_json(r.run)
 
 
-# What may tell the cells of one report apart, and how a variant names it.
+# What may tell the cells of one report apart, and how a variant names it: the plan's axes first,
+# in these words; any other run-config field that differs between the records is named too, so that
+# cells are only ever compared or paired at every field equal.
 VARYING = ("preset", "batch_size", "defaults", "seed")
 
 
-def variant_of(run: RunConfig, varying: set[str]) -> str:
+def per_loop_fields() -> set[str]:
+    """Run-config fields that differ between the loops of one comparison on purpose (each library's
+    own defaults under ``--defaults native``, ``loops/native.py``), the flip ``bench explain`` made,
+    and the loop's own options: no part of what pairs two loops' cells."""
+    from loops.native import SETTINGS
+
+    return {key for settings in SETTINGS.values() for key in settings} | {"flip", "loop_options"}
+
+
+def preset_fields() -> set[str]:
+    """The fields a preset sets (``bench/presets.py``): said by the preset's name."""
+    from bench.presets import PRESETS
+
+    return {key for per_device in PRESETS.values() for fields in per_device.values() for key in fields}
+
+
+def variant_of(run: RunConfig, varying: set[str], flip: bool = True) -> str:
     """A short name for what distinguishes this cell's run config when one report holds several
-    (tutorial settings beside a preset, a batch-size sweep); empty when there is one."""
+    (tutorial settings beside a preset, a batch-size sweep); empty when there is one.  Without
+    ``flip``: what the cell is paired by (a flip is compared with the cell it flips)."""
     parts = []
     if "preset" in varying:
         parts.append(run.preset or "tutorial")
@@ -68,13 +87,17 @@ def variant_of(run: RunConfig, varying: set[str]) -> str:
         parts.append(run.defaults or "tutorial")
     if "seed" in varying:  # seeds are never pooled as repeats of one cell
         parts.append(f"seed {run.seed}")
-    if run.flip:
+    for key in sorted(varying - set(VARYING) - (preset_fields() if "preset" in varying else set())):
+        parts.append(f"{key} {getattr(run, key)}")  # anything else the records differ in (a preset's own: its name)
+    if run.flip and flip:
         parts.append(f"flip {run.flip}")
     return " ".join(parts)
 
 
 def varying_of(records: list[Record]) -> set[str]:
-    return {key for key in VARYING if len({json.dumps(getattr(r.run, key)) for r in records}) > 1}
+    """The run-config fields the records differ in, the per-loop ones apart."""
+    fields = set(records[0].run.to_dict()) - per_loop_fields() if records else set()
+    return {key for key in fields if len({json.dumps(getattr(r.run, key), sort_keys=True) for r in records}) > 1}
 
 
 class CellStats:
@@ -92,6 +115,10 @@ class CellStats:
         # one loop at different seeds share (bench/analysis/quality.py compares the loops across seeds).
         self.seed = first.seed if first.seed is not None else self.run.seed
         self.seedless_variant = variant_of(self.run, varying - {"seed"})
+        # Every field of the plan but the loop's own: what pairs this cell with another loop's (and a
+        # flip with the cell it flips); and its name.
+        self.pairing = json.dumps({key: getattr(self.run, key) for key in sorted(varying)}, sort_keys=True)
+        self.pairing_name = variant_of(self.run, varying, flip=False)
 
     @property
     def first(self) -> Record:

@@ -81,6 +81,7 @@ class Explained:
     device: str
     precision: str
     seed: int | None  # both base cells' (the flips inherit it)
+    variant: str  # every field of the plan both base cells share (batch size, seed, ...), named where they vary
     a: str
     b: str
     cell_a: CellStats
@@ -102,9 +103,10 @@ def _native_cells(cells: list[CellStats], loop: str) -> list[CellStats]:
 
 
 def _where(c: CellStats) -> tuple:
-    """What a flip and its base cells share: the device, the precision and the seed (at another seed
-    the head, the order and the dropout differ, so a step's time and loss are not paired)."""
-    return c.device, c.precision, c.seed
+    """What a flip and its base cells share: the device, the precision and every field of the plan
+    (batch size, preset, seed, defaults, model, ...) but the loop's own; at another seed the head,
+    the order and the dropout differ, at another batch size the step itself."""
+    return c.device, c.precision, c.pairing
 
 
 def base_pairs(cells: list[CellStats], a: str, b: str) -> list[tuple[CellStats, CellStats]]:
@@ -115,7 +117,8 @@ def base_pairs(cells: list[CellStats], a: str, b: str) -> list[tuple[CellStats, 
         if cb is not None:
             pairs.append((ca, cb))
     if not pairs:
-        raise ConfigError(f"no ok {a} and {b} cells on the same device and precision in these records: "
+        raise ConfigError(f"no ok {a} and {b} cells on the same device, precision and run config (batch size, "
+                          f"preset, seed, model, ...) in these records: "
                           f"run `bench run --loops {a},{b} --defaults native --out OUT` first")
     return pairs
 
@@ -243,10 +246,11 @@ def explain_rows(records: list[Record]) -> list[Explained]:
             ca, cb = next((x, y) for x, y in base_pairs(cells, a, b) if _where(x) == where)
         except (StopIteration, ConfigError):
             continue
-        device, precision, seed = where
+        device, precision, _ = where
+        seed = ca.seed
         step = (lambda r: r.step_s_mean)
         step_a, step_b = ca.median(step), cb.median(step)
-        found = Explained(device=device, precision=precision, seed=seed, a=a, b=b, cell_a=ca, cell_b=cb, step_a_s=step_a,
+        found = Explained(device=device, precision=precision, seed=seed, variant=ca.pairing_name, a=a, b=b, cell_a=ca, cell_b=cb, step_a_s=step_a,
                           step_b_s=step_b,
                           total_s=step_b - step_a if step_a and step_b and same_machine(ca.ok + cb.ok) else None,
                           parity_ab=_parity(ca, cb), differences=differences(ca, cb))

@@ -21,8 +21,9 @@ def _ms(v) -> str:
 
 
 def _seed_said(ctx: Context, e: Explained) -> str:
-    """" / seed N" where flips ran at more than one seed (each seed's flips pair with its own cells)."""
-    return f" / seed {e.seed}" if len({x.seed for x in ctx.explained}) > 1 else ""
+    """" / seed N, bs 4" where flips ran at more than one point of the plan (each point's flips pair
+    with its own cells)."""
+    return f" / {md.text(e.variant)}" if len({x.variant for x in ctx.explained}) > 1 else ""
 
 
 def _effects(e: Explained, seed_said: str) -> list[str]:
@@ -71,7 +72,7 @@ def lines(ctx: Context) -> list[str]:
     drawn = ctx.plots_of(__name__)
     for e in ctx.explained:
         out += _effects(e, _seed_said(ctx, e)) + _lists(e)
-        key = (e.device, e.precision, e.seed, e.a, e.b)
+        key = (e.device, e.precision, e.variant, e.a, e.b)
         if key in drawn:
             out += [f"![why {e.a} and {e.b} differ, {e.device} / {e.precision}{_seed_said(ctx, e)}]({drawn[key]})", ""]
     return out
@@ -101,7 +102,7 @@ def plots(ctx: Context, plt) -> dict:
         ax.set_ylabel("ms per optimizer step (mean)")
         ax.set_title(f"{e.a} → {e.b}, {e.device} / {e.precision}: what each difference adds")
         fig.tight_layout()
-        seed = [f"seed{e.seed}"] if _seed_said(ctx, e) else []
-        made[(e.device, e.precision, e.seed, e.a, e.b)] = plotting.save(
-            plt, fig, plotting.png(ctx.out_md, e.device, e.precision, *seed, e.a, e.b, "why"))
+        where = [e.variant.replace(" ", "")] if _seed_said(ctx, e) else []
+        made[(e.device, e.precision, e.variant, e.a, e.b)] = plotting.save(
+            plt, fig, plotting.png(ctx.out_md, e.device, e.precision, *where, e.a, e.b, "why"))
     return made
