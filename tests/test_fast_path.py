@@ -79,9 +79,11 @@ def test_regression_gate_fails_on_a_slower_loop_and_passes_otherwise(tmp_path, c
     assert "FAIL trainer/manual" in capsys.readouterr().out
     heavy = bench_json(tmp_path / "heavy.json", 1.0, 1.1, 0.02)  # the meter costs 2% of the loop
     assert main([str(heavy), "--baseline-dir", str(base_dir), "--machine-class", "test"]) == 1
-    # A machine class without a baseline of its own: medians not gated, ratios gated all the same.
-    assert main([str(same), "--baseline-dir", str(base_dir), "--machine-class", "other"]) == 0
-    assert "no absolute baseline for machine class other" in capsys.readouterr().out
+    # A machine class without a baseline of its own: its medians could not be judged, and it says so
+    # (exit 3, not a pass); a ratio that regressed is still a regression.
+    assert main([str(same), "--baseline-dir", str(base_dir), "--machine-class", "other"]) == 3
+    out = capsys.readouterr().out
+    assert "no absolute baseline for machine class other" in out and "could not judge" in out
     assert main([str(slow), "--baseline-dir", str(base_dir), "--machine-class", "other"]) == 1
     assert "FAIL trainer/manual" in capsys.readouterr().out
 
@@ -94,7 +96,8 @@ def test_baseline_is_the_median_of_several_runs(tmp_path, capsys):
         path.write_text(json.dumps({"benchmarks": [
             {"name": "test_loop_steps[manual]", "stats": {"median": manual}},
             {"name": "test_loop_steps[trainer]", "stats": {"median": trainer},
-             "extra_info": {"trainer/manual": trainer / manual}}]}))
+             "extra_info": {"trainer/manual": trainer / manual}},
+            {"name": "test_meter_overhead", "stats": {"median": manual / 1000}}]}))
         return str(path)
 
     runs = [bench_json("a.json", 1.0, 1.1), bench_json("b.json", 3.0, 3.6), bench_json("c.json", 1.2, 1.2)]

@@ -439,13 +439,79 @@ def test_the_gate_gates_ratios_on_a_machine_class_without_a_baseline(tmp_path, c
 
     base = load_ratio_baseline()
     trainer, accelerate = base["trainer/manual"], base["accelerate/manual"]
-    assert main([str(_bench_json(tmp_path / "ok.json", trainer, accelerate)), "--machine-class", "cpu-unknown-1core"]) == 0
+    # The ratios it has are judged ok, but a class without a baseline and the loops this run did not
+    # measure (fabric, lightning) are "could not judge": exit 3, never a pass.
+    assert main([str(_bench_json(tmp_path / "ok.json", trainer, accelerate)), "--machine-class", "cpu-unknown-1core"]) == 3
     out = capsys.readouterr().out
     assert "no absolute baseline for machine class cpu-unknown-1core" in out
     assert "ok   trainer/manual" in out and "meter overhead" in out
+    assert "???? fabric/manual: in the ratio baseline but not measured in this run" in out
     assert main([str(_bench_json(tmp_path / "slow.json", trainer * 2, accelerate)),
                  "--machine-class", "cpu-unknown-1core"]) == 1
     assert "FAIL trainer/manual" in capsys.readouterr().out
+
+
+def _gate_json(path, **medians):
+    path.write_text(json.dumps({"benchmarks": [{"name": name, "stats": {"median": value}, "extra_info": {}}
+                                               for name, value in medians.items()]}))
+    return str(path)
+
+
+def _full_run(**override):
+    """A run of every benchmark the committed baselines hold, at their own figures, with overrides."""
+    from bench.regress import DEFAULT_DIR, medians
+
+    figures = {k: v for k, v in medians(DEFAULT_DIR / "cpu-avx512-2core.json").items() if not k.startswith("paired ")}
+    figures.update(override)
+    return figures
+
+
+@pytest.mark.parametrize("what,medians,needle", [
+    ("a NaN median", dict(nan_key="test_loop_steps[trainer]"), "is not a comparison of two timings"),
+    ("a NaN meter cost", dict(nan_key="test_meter_overhead"), "meter overhead: nan"),
+    ("a loop left out", dict(drop="test_loop_steps[fabric]"), "fabric/manual: in the ratio baseline but not measured"),
+    ("no benchmark at all", dict(empty=True), "holds no benchmark at all"),
+])
+def test_the_gate_cannot_pass_what_it_did_not_compare(tmp_path, capsys, what, medians, needle):
+    """NaN compares False with every limit, an absent loop has no ratio to exceed one: each is "could
+    not judge" (exit 3, its own code), naming the figure, never "no regression"."""
+    from bench.regress import main
+
+    figures = _full_run()
+    if "nan_key" in medians:
+        figures[medians["nan_key"]] = float("nan")
+    if "drop" in medians:
+        figures.pop(medians["drop"])
+    if medians.get("empty"):
+        figures = {}
+    code = main([_gate_json(tmp_path / "run.json", **figures), "--machine-class", "cpu-avx512-2core"])
+    captured = capsys.readouterr()
+    assert code == 3, (what, captured.out)
+    assert needle in captured.out + captured.err and "no regression" not in captured.out
+
+
+@pytest.mark.parametrize("content", ["{not json", '["a", "list"]', '{"hello": 1}', '{"benchmarks": [{"x": 1}]}'])
+def test_a_corrupt_or_foreign_json_is_could_not_judge_in_one_line(tmp_path, capsys, content):
+    from bench.regress import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert main([str(bad), "--machine-class", "cpu-avx512-2core"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bench.regress: could not judge: ") and "Traceback" not in err[0]
+    baselines = tmp_path / "baselines"
+    baselines.mkdir()
+    (baselines / "ratios.json").write_text(content)
+    good = _gate_json(tmp_path / "run.json", **_full_run())
+    assert main([good, "--baseline-dir", str(baselines), "--machine-class", "x"]) == 3
+
+
+def test_the_committed_baselines_pass_against_themselves(tmp_path, capsys):
+    """The three-valued gate still passes a complete run at the baselines' own figures."""
+    from bench.regress import main
+
+    assert main([_gate_json(tmp_path / "run.json", **_full_run()), "--machine-class", "cpu-avx512-2core"]) == 0
+    assert "no regression (" in capsys.readouterr().out
 
 
 # ---- a full disk --------------------------------------------------------------------------------
