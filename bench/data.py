@@ -72,6 +72,7 @@ def _load_mrpc(glue_dir: str | None):
                 f"no MRPC in {path} (expected {path / 'mrpc'}/*.parquet, the layout of the Hub repo {HUB_REPO}); "
                 f"get it with: {OFFLINE_HINT}"
             )
+        _check_files(path / "mrpc")
         try:
             return load_dataset(str(path), "mrpc", cache_dir=_content_cache(path)), f"local:{path}"
         except Exception as exc:  # a broken copy: say which and why, in one line
@@ -83,6 +84,36 @@ def _load_mrpc(glue_dir: str | None):
             f"could not load MRPC: tried the Hub ({HUB_REPO}: {type(exc).__name__}) and no --glue-dir or "
             f"${GLUE_DIR_ENV} was given; download a local copy with `{OFFLINE_HINT}` and pass --glue-dir DIR"
         ) from exc
+
+
+def _check_files(folder: Path) -> None:
+    """The split files a run reads, as the Hub repo has them: each split's parquet present, with MRPC's
+    columns and at least one row (read from the files' footers, before the data library, whose
+    own errors name its internals: a cast error, an empty batch)."""
+    import pyarrow.parquet as pq
+
+    for split in ("train", "validation"):
+        files = sorted(folder.glob(f"{split}-*.parquet"))
+        if not files:
+            raise DataUnavailable(f"no {split} split in {folder} (expected {split}-*.parquet, the layout of the Hub "
+                                  f"repo {HUB_REPO})")
+        rows = 0
+        for file in files:
+            try:
+                meta = pq.read_metadata(file)
+            except Exception as exc:
+                raise DataUnavailable(f"could not read MRPC from {file}: {type(exc).__name__}: {_first_line(exc)}") from None
+            names = list(meta.schema.to_arrow_schema().names)
+            missing = [c for c in COLUMNS if c not in names]
+            extra = [c for c in names if c not in COLUMNS]
+            if missing or extra:
+                said = "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
+                                                    f"extra {', '.join(extra)}" if extra else "") if part)
+                raise DataUnavailable(f"{file}: the {split} split's columns are not MRPC's ({said}; expected "
+                                      f"{', '.join(COLUMNS)})")
+            rows += meta.num_rows
+        if rows == 0:
+            raise DataUnavailable(f"{folder}: the {split} split is empty")
 
 
 def _content_cache(path: Path) -> str:
@@ -181,6 +212,35 @@ class PreparedData:
     fingerprint: str = ""  # data_fingerprint(): the pairs and labels actually used
 
 
+COLUMNS = ("sentence1", "sentence2", "label", "idx")  # GLUE MRPC's, as the Hub repo has them
+
+
+def check_splits(raw, source: str, train_samples: int | None, eval_samples: int | None) -> None:
+    """Refuse, in one line naming the split (and the row and the value), what no cell could train or
+    score right: a split missing or empty, a column missing or extra, a label other than 0 or 1 in
+    the rows a run uses.  A -100 is ignored by the loss and by nothing else (a wrong accuracy recorded
+    ``ok``); a -1 (GLUE's "no label") trains to the end and fails at evaluation."""
+    for split, limit in (("train", train_samples), ("validation", eval_samples)):
+        if split not in raw:
+            raise DataUnavailable(f"MRPC from {source}: no {split} split (found: {', '.join(raw) or 'none'})")
+        ds = raw[split]
+        missing = [c for c in COLUMNS if c not in ds.column_names]
+        extra = [c for c in ds.column_names if c not in COLUMNS]
+        if missing or extra:
+            said = "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
+                                                f"extra {', '.join(extra)}" if extra else "") if part)
+            raise DataUnavailable(f"MRPC from {source}: the {split} split's columns are not MRPC's ({said}; "
+                                  f"expected {', '.join(COLUMNS)})")
+        used = min(limit or len(ds), len(ds))
+        if used == 0:
+            raise DataUnavailable(f"MRPC from {source}: the {split} split is empty")
+        for row, label in enumerate(ds.select(range(used))["label"]):
+            if label not in (0, 1) or isinstance(label, bool):
+                raise DataUnavailable(f"MRPC from {source}: the {split} split, row {row}: label {label!r}, not 0 or 1 "
+                                      f"(-1 is GLUE's \"no label\", -100 the loss's \"ignore\"); a run needs every "
+                                      f"label it uses")
+
+
 def data_fingerprint(raw) -> str:
     """sha256 of the training and validation pairs and labels a run uses (after --train-samples /
     --eval-samples): two runs on different copies or slices of MRPC get different fingerprints."""
@@ -193,6 +253,7 @@ def prepare(run: RunConfig, tokenizer) -> PreparedData:
     from transformers import DataCollatorWithPadding
 
     raw, source = load_mrpc(run.glue_dir)
+    check_splits(raw, source, run.train_samples, run.eval_samples)  # the preflight did; a cell holds it too
     if run.train_samples:
         raw["train"] = raw["train"].select(range(min(run.train_samples, len(raw["train"]))))
     if run.eval_samples:

@@ -64,11 +64,20 @@ def check_model(run: RunConfig) -> None:
         from transformers import AutoConfig
 
         try:
-            vocab = AutoConfig.from_pretrained(source).vocab_size
+            config = AutoConfig.from_pretrained(source)
+        except Exception as exc:
+            raise ConfigError(f"--model {name}: its config.json cannot be read: {type(exc).__name__}: "
+                              f"{_first_line(exc)}") from None
+        check_architecture(name, config)
+        if not run.no_weights:
+            check_head(name, config)
+            check_weights_readable(name, Path(source))
+        try:
             tokenizer = load_tokenizer(source)
-        except Exception:
-            return  # each cell records why it cannot load the model
-        check_vocabulary(name, tokenizer, vocab)
+        except Exception as exc:
+            raise ConfigError(f"--model {name}: its tokenizer cannot be loaded from {source}: {type(exc).__name__}: "
+                              f"{_first_line(exc)}") from None
+        check_vocabulary(name, tokenizer, config.vocab_size)
         return
     if name.startswith((".", "/", "~")):
         raise ConfigError(f"--model {name}: no such folder")
@@ -77,11 +86,53 @@ def check_model(run: RunConfig) -> None:
     from transformers import AutoConfig
 
     try:
-        AutoConfig.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source)
     except Exception as exc:
         raise ConfigError(
             f"could not load model {name!r} from the Hub: {type(exc).__name__}: {_first_line(exc)}; offline, use "
             f"--model minilm-l6, a local model folder, or --model {name} --no-weights") from exc
+    check_architecture(name, config)
+    if not run.no_weights:
+        check_head(name, config)
+
+
+def check_architecture(name: str, config) -> None:
+    """The harness fine-tunes encoders (a pair of sentences, classified from the first token): an
+    architecture transformers builds a masked-LM encoder for.  A decoder-only model (GPT-2, Llama)
+    classifies from the last non-pad token and needs a pad token its tokenizer lacks: refused."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)
+
+    kind = getattr(config, "model_type", None) or "unknown"
+    if kind not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        raise ConfigError(f"--model {name}: transformers has no sequence-classification model for {kind!r} "
+                          f"(AutoModelForSequenceClassification cannot build it)")
+    if kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES or getattr(config, "is_decoder", False):
+        raise ConfigError(f"--model {name}: {kind!r} is a decoder-only architecture; the harness fine-tunes "
+                          f"encoders (BERT, RoBERTa, DistilBERT, ELECTRA, DeBERTa, ModernBERT, ...)")
+
+
+def check_head(name: str, config) -> None:
+    """MRPC has two labels: a checkpoint whose classifier has another number of them cannot be loaded
+    into a two-label head (a size mismatch in every cell)."""
+    labels = getattr(config, "id2label", None) or {}
+    if len(labels) not in (0, 2):
+        raise ConfigError(f"--model {name}: its classifier head has {len(labels)} labels and MRPC has 2; "
+                          f"give a base model or a two-label checkpoint (or --no-weights for a fresh model)")
+
+
+def check_weights_readable(name: str, folder: Path) -> None:
+    """Every safetensors file of the folder opens and lists its tensors (a header read, no weights
+    loaded): a truncated or corrupt file is named now, not in each cell."""
+    from safetensors import safe_open
+
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                f.keys()
+        except Exception as exc:
+            raise ConfigError(f"--model {name}: {path.name} cannot be read ({type(exc).__name__}: "
+                              f"{_first_line(exc)}); the weights file is truncated or corrupt") from None
 
 
 def check_padding(run: RunConfig) -> None:
@@ -170,10 +221,29 @@ def load_model(run: RunConfig, num_labels: int = 2):
         n_params_non_embedding=sum(p.numel() for n, p in model.named_parameters() if ".embeddings." not in f".{n}"),
         num_layers=cfg.num_hidden_layers, hidden_size=cfg.hidden_size,
         attn_implementation=str(getattr(cfg, "_attn_implementation", "")),
-        dropout=f"hidden={cfg.hidden_dropout_prob} attention={cfg.attention_probs_dropout_prob} "
-                f"classifier={cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob}",
+        dropout=dropout_said(cfg),
     )
     return model, tokenizer, info
+
+
+# Each architecture names its dropouts its own way: the first name present is the one it uses.
+_DROPOUT_NAMES = {
+    "hidden": ("hidden_dropout_prob", "dropout", "hidden_dropout", "mlp_dropout"),
+    "attention": ("attention_probs_dropout_prob", "attention_dropout"),
+    "classifier": ("classifier_dropout", "seq_classif_dropout"),
+}
+
+
+def dropout_said(cfg) -> str:
+    """The dropout rates, read from the model's own config under its own names (BERT's
+    ``hidden_dropout_prob``, DistilBERT's ``dropout`` / ``seq_classif_dropout``, ...); a classifier
+    without a rate of its own uses the hidden one, as BERT's head does."""
+    found = {}
+    for part, names in _DROPOUT_NAMES.items():
+        found[part] = next((getattr(cfg, n) for n in names if getattr(cfg, n, None) is not None), None)
+    if found["classifier"] is None:
+        found["classifier"] = found["hidden"]
+    return " ".join(f"{part}={value}" for part, value in found.items())
 
 
 def _first_line(exc: BaseException) -> str:

@@ -172,7 +172,22 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
         line = _cell_line(record, time.monotonic() - t0, ran_s, len(cells) - i)
         line += after_record(record) if after_record is not None and write else ""
         log = out_dir / LOG_DIR / f"{cell.cell_id}.log"
-        if record.status == "failed" and log.exists():
-            line += f"; its output: {log}"
-        print(f"{head}: {line}", file=sys.stderr)
+        print(f"{head}: {line}" + (f"; its output: {log}" if record.status == "failed" and log.exists() else ""),
+              file=sys.stderr)
+        _stop_on_full_disk(record, head, out_dir)
     return made
+
+
+def _stop_on_full_disk(record: Record, head: str, out_dir: Path) -> None:
+    """A cell that failed for a full disk (errno 28): every cell after it would train to its end and
+    fail the same way, so the sweep stops here, its records whole, naming where the space ran out."""
+    import tempfile
+
+    from bench.config import ConfigError
+    from bench.preflight import disk_full
+
+    message = getattr(record.failure, "message", "") if record.failure else ""
+    if record.status == "failed" and disk_full(f"{record.reason} {message}"):
+        raise ConfigError(f"{head}: the disk is full ({record.reason}); the sweep stops here with every record "
+                          f"whole: free space in {tempfile.gettempdir()} (the cells' temporary folder) or {out_dir}, "
+                          f"then continue with --resume {out_dir}")

@@ -134,20 +134,22 @@ def test_all_precisions_on_cpu_end_to_end(glue_dir, tmp_path):
 
 
 def test_a_failing_cell_does_not_stop_the_sweep_but_fails_the_exit_code(glue_dir, tmp_path):
-    """A real failure inside the cell: a model folder whose weights file is garbage."""
-    from bench.models import TINY_BERT
+    """A real failure inside the cell: a model folder whose weights file reads (the preflight's header
+    check passes) but holds a tensor of the wrong shape, which only loading the model finds."""
+    import torch
+    from safetensors.torch import save_file
     from transformers import BertConfig
 
     import shutil
     from pathlib import Path
 
-    from bench.models import packaged_model_path
+    from bench.models import TINY_BERT, packaged_model_path
 
     broken = tmp_path / "broken-model"
     BertConfig(**TINY_BERT).save_pretrained(broken)
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(Path(packaged_model_path()) / name, broken)  # its own vocabulary: only the weights are broken
-    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    save_file({"bert.embeddings.word_embeddings.weight": torch.zeros(3, 3)}, str(broken / "model.safetensors"))
     out = tmp_path / "out"
     result = run_cli("run", "--loops", "manual,trainer", "--device", "cpu", "--model", str(broken),
                      "--glue-dir", glue_dir, "--max-steps", "2", "--timing-warmup", "1", "--train-samples", "16",

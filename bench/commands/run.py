@@ -127,10 +127,9 @@ def _installed_loops(names: list[str], explicit: bool) -> list[str]:
 def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list | None) -> int:
     """Check the plan's cells against OUT, run them, summarise.  ``records``: OUT's records (None on
     a node other than 0, which writes nothing)."""
-    from bench.data import load_mrpc
     from bench.machine import busy_now
-    from bench.models import check_model
-    from bench.outdir import check_comparable, other_machines
+    from bench.outdir import other_machines
+    from bench.preflight import Preflight, run_checks
     from bench.records import read_records
     from bench.records import latest_per_cell
     from bench.report.summary import summary_table
@@ -139,13 +138,11 @@ def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list | 
     from bench.trackers.drive import log_pending, log_report, open_trackers, say
 
     run = runs[0]
-    # Fail fast, in one line, on what no cell could get past: the data, the model, the trackers.
-    load_mrpc(run.glue_dir)
-    check_model(run)
+    # Fail fast, in one line, on what no cell could get past (bench/preflight.py), then the trackers.
+    run_checks(Preflight(runs=runs, cells=cells, out=out, records=records, resume=bool(args.resume)))
     trackers = open_trackers(args.report_to, out) if records is not None else None
     chosen = devices_of(args)[2]
     if records is not None:
-        check_comparable(out, cells, records, resume=bool(args.resume))
         elsewhere = other_machines(out, records)
         if elsewhere:
             print(f"bench: warning: {elsewhere}", file=sys.stderr)

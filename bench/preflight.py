@@ -1,0 +1,94 @@
+"""What ``bench run`` refuses before any cell starts, in one place and in this order.
+
+The plan's own refusals (an option out of range, a device or precision this machine cannot run,
+more processes than cores, a loop or tracker whose package is missing) come first, while the plan is
+made (``bench/commands/run.py``, ``plan_from_args``): nothing is read or written before them.  Then,
+OUT made and locked, the checks below run in ``CHECKS`` order, each one line and exit 2:
+
+1. the data: MRPC found and readable, its train and validation splits present, non-empty, with
+   MRPC's columns and every label a run uses 0 or 1 (``bench/data.py``);
+2. the model: its config readable, an encoder architecture, a two-label head, its weights files
+   readable, its tokenizer its own (``bench/models.py``);
+3. the space: the temporary folder the cells write to and OUT each have room for a cell's files;
+4. OUT's records: a resumed or reused OUT holds runs of the same plan, data and code
+   (``bench/outdir.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.config import ConfigError, RunConfig
+
+# A cell writes its record, its log and the libraries' temporary files (a Lightning or Trainer
+# output folder, a compiled kernel cache): below this much free space a cell would train to its end
+# and then fail to write what it measured.
+MIN_FREE_BYTES = 64 * 2**20
+
+
+@dataclass
+class Preflight:
+    """What the checks look at: the plan's run configs and cells, OUT and its records."""
+    runs: list[RunConfig]
+    cells: list
+    out: Path
+    records: list | None  # OUT's records (None on a node other than 0, which writes nothing)
+    resume: bool = False
+
+
+def check_data(p: Preflight) -> None:
+    from bench.data import check_splits, load_mrpc
+
+    run = p.runs[0]
+    raw, source = load_mrpc(run.glue_dir)
+    check_splits(raw, source, run.train_samples, run.eval_samples)
+
+
+def check_model(p: Preflight) -> None:
+    from bench.models import check_model as check
+
+    check(p.runs[0])
+
+
+def free_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+def check_space(p: Preflight) -> None:
+    folders = [("the temporary folder", Path(tempfile.gettempdir()))]
+    if p.records is not None:
+        folders.append(("OUT", p.out))
+    for what, folder in folders:
+        try:
+            free = free_bytes(folder)
+        except OSError as exc:
+            raise ConfigError(f"{folder}: {what} cannot be read ({exc.strerror or exc})") from None
+        if free < MIN_FREE_BYTES:
+            hint = "set TMPDIR to a folder with room" if what != "OUT" else "give --out a folder with room"
+            raise ConfigError(f"{folder}: {what} has {free / 2**20:.1f} MiB free, under the {MIN_FREE_BYTES // 2**20} MiB "
+                              f"a cell needs to write its files and its record; {hint}")
+
+
+def check_out(p: Preflight) -> None:
+    from bench.outdir import check_comparable
+
+    if p.records is not None:
+        check_comparable(p.out, p.cells, p.records, resume=p.resume)
+
+
+CHECKS = (check_data, check_model, check_space, check_out)
+
+
+def run_checks(p: Preflight) -> None:
+    """Each check in order; the first refusal is raised as one line (ConfigError: exit 2)."""
+    for check in CHECKS:
+        check(p)
+
+
+def disk_full(exc_text: str) -> bool:
+    """Does a cell's failure say the disk was full (errno 28)?"""
+    return "Errno 28" in exc_text or "No space left" in exc_text or os.strerror(28) in exc_text
