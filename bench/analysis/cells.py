@@ -8,6 +8,7 @@ settings, and are compared against their manual loop.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections import OrderedDict
 from typing import Callable
@@ -67,6 +68,13 @@ def per_loop_fields() -> set[str]:
     return {key for settings in SETTINGS.values() for key in settings} | {"flip", "loop_options"}
 
 
+def label(value) -> str:
+    """A run-config value as a short label in a safe character set (a model path, say): a variant's
+    name is a key and a heading, never a carrier of Markdown or HTML."""
+    said = re.sub(r"[^\w.:/+=-]+", "_", str(value)).strip("_")
+    return said[:40] + ("…" if len(said) > 40 else "") or "_"
+
+
 def preset_fields() -> set[str]:
     """The fields a preset sets (``bench/presets.py``): said by the preset's name."""
     from bench.presets import PRESETS
@@ -88,7 +96,7 @@ def variant_of(run: RunConfig, varying: set[str], flip: bool = True) -> str:
     if "seed" in varying:  # seeds are never pooled as repeats of one cell
         parts.append(f"seed {run.seed}")
     for key in sorted(varying - set(VARYING) - (preset_fields() if "preset" in varying else set())):
-        parts.append(f"{key} {getattr(run, key)}")  # anything else the records differ in (a preset's own: its name)
+        parts.append(f"{key} {label(getattr(run, key))}")  # anything else the records differ in (a preset's own: its name)
     if run.flip and flip:
         parts.append(f"flip {run.flip}")
     return " ".join(parts)

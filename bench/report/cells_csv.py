@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bench.analysis.cells import cells_of
 from bench.analysis.columns import CSV, shown_in
+from bench.markdown import csv_cell
 from bench.records import Record
 from bench.report.devices import table_context
 
@@ -39,6 +40,6 @@ def write_csv(records: list[Record], path: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [FIRST_COLUMN])
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)
 
     write_atomic(path, writer=write)

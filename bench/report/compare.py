@@ -68,6 +68,7 @@ def _gate(cmp: Comparison, fail_above: float) -> list[str]:
 def render(records_a: list[Record], records_b: list[Record], names: tuple[str, str], named: set[str],
            fail_above: float | None) -> tuple[str, Comparison]:
     """The Markdown, and the comparison (its ``slower`` and ``broken`` the gate's failures)."""
+    records_a, records_b = md.shown(records_a), md.shown(records_b)  # record strings as plain text
     cmp = compare(cells_of(records_a), cells_of(records_b), named, fail_above)
     lines = [f"{TITLE}: {md.text(names[1])} (B) against {md.text(names[0])} (A)", "",
              "Each ratio is B over A, medians over each cell's repeats; the verdict pairs the repeats by index. "

@@ -1,0 +1,97 @@
+"""A hostile record (its loop, device, precision, model and reason crafted to break Markdown, inject
+HTML, or run as a spreadsheet formula) through every report section, ``compare`` and the CSV: no raw
+``|``, ``<``, newline or leading ``=`` from it reaches the output."""
+
+import csv
+import json
+
+from bench.records import Record
+from tests.test_report import rec
+
+LOOP = "a|b</table><script>alert(1)</script>\n=HYPERLINK(\"http://x\")"
+DEVICE = "cpu|<img src=x onerror=alert(2)>\n# injected"
+PRECISION = "=cmd|' /C calc'!A0"
+MODEL = "m|odel\n## <b>x</b>"
+REASON = "boom|<i>\n=SUM(1)"
+PAYLOADS = (LOOP, DEVICE, PRECISION, MODEL, REASON)
+
+
+def _records():
+    good = [rec("manual", sps=10), rec("trainer", sps=9)]
+    evil = rec(LOOP, sps=8, device=DEVICE, precision=PRECISION)
+    evil.config["run"]["model"] = MODEL
+    failed = rec(LOOP, status="failed", reason=REASON, device=DEVICE, precision=PRECISION)
+    failed.cell_id += "-failed"
+    return [Record.from_dict(json.loads(r.to_json())) for r in good + [evil, failed]]
+
+
+def _raw_pieces():
+    """The dangerous fragments of each payload, as they would appear unescaped."""
+    pieces = []
+    for payload in PAYLOADS:
+        for line in payload.splitlines():
+            pieces += [frag for frag in ("a|b", "</table>", "<script>", "<img", "<b>", "<i>", "cpu|", "m|odel", "boom|")
+                       if frag in line]
+    return set(pieces)
+
+
+def _assert_clean(text: str, where: str):
+    """Each dangerous fragment, outside inline code (where a reader shows it as typed), is escaped:
+    its ``|`` or ``<`` has a backslash before it, or it was made plain text (``¦``, ``‹``)."""
+    import re
+
+    prose = "\n".join(re.sub(r"(`+)(.+?)\1", "", line) for line in text.splitlines())
+    for frag in _raw_pieces():
+        special = frag.find("|") if "|" in frag else frag.find("<")
+        for m in re.finditer(re.escape(frag), prose):
+            i = m.start() + special
+            assert i > 0 and prose[i - 1] == "\\", f"{where}: raw {frag!r} from a record: ...{prose[max(0, i - 40):i + 40]!r}"
+    for line in text.splitlines():
+        assert not line.startswith(("=HYPERLINK", "# injected", "## <b>", "=SUM", "=cmd")), f"{where}: {line!r}"
+
+
+def test_a_hostile_record_cannot_change_any_section_of_the_report(tmp_path):
+    from bench.report import render, sections
+
+    text = render(_records(), tmp_path / "report.md")
+    _assert_clean(text, "report.md")
+    assert "a¦b‹/table›" in text  # the loop is there, as plain text, not dropped
+    # Each section alone, too (a section that shows nothing of the record passes trivially).
+    from bench.markdown import shown
+    from bench.report.context import Context
+
+    ctx = Context.of(shown(_records()), tmp_path / "r2.md")
+    for section in sections.SECTIONS:
+        _assert_clean("\n".join(section.lines(ctx)), section.__name__)
+
+
+def test_a_hostile_record_cannot_change_compare(tmp_path):
+    from bench.report.compare import render
+
+    a = _records()[:2]
+    text, _ = render(a, _records(), ("a", "b"), set(), None)  # the hostile cells are "Only in B"
+    assert "Only in B" in text
+    _assert_clean(text, "compare")
+
+
+def test_a_hostile_record_cannot_run_as_a_formula_in_the_csv(tmp_path):
+    from bench.report.cells_csv import write_csv
+
+    path = tmp_path / "cells.csv"
+    write_csv(_records(), path)
+    raw = path.read_text(encoding="utf-8")
+    rows = list(csv.reader(raw.splitlines()))
+    assert len(rows) == len(raw.splitlines())  # no field spans lines
+    for row in rows:
+        for field in row:
+            assert not field.startswith(("=", "+", "@", "\t", "\r")) and not (field.startswith("-") and not _number(field))
+    assert any(field.startswith("a|b</table>") for row in rows for field in row)  # kept, as text
+    assert any(field == "'" + PRECISION for row in rows for field in row)  # a formula made text
+
+
+def _number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
