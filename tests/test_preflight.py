@@ -132,3 +132,28 @@ def test_the_sweep_stops_at_its_first_full_disk(glue_dir, tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert "the disk is full" in err and "the sweep stops here" in err and "trainer/cpu/fp32: running" not in err
     assert [(r.loop, r.status) for r in read_records(tmp_path / "out")] == [("manual", "failed")]
+
+
+@pytest.mark.parametrize("argv,said", [
+    (["--csv", "{out}/report.md"], "the same file as the report"),
+    (["-o", "{tmp}/x.md", "--csv", "{tmp}/x.md"], "the same file as the report"),
+    (["--csv", "{out}/results.jsonl"], "that is the records"),
+    (["--csv", "{out}/.bench.lock"], "that is the folder's lock"),
+    (["-o", "{out}/logs"], "that is the cells' logs"),
+])
+def test_report_outputs_never_land_on_each_other_or_on_the_folders_files(tmp_path, capsys, argv, said):
+    from bench.cli import main
+    from bench.records import append_record
+    from tests.test_report import rec
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for r in (rec("manual"), rec("trainer")):
+        append_record(out, r)
+    main(["report", str(out)])
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    code = main(["report", str(out), *[a.format(out=out, tmp=tmp_path) for a in argv]])
+    assert code == 2 and said in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing replaced
+    assert main(["report", str(out)]) == 0  # the folder still reports

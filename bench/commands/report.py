@@ -29,6 +29,7 @@ def _check_targets(args, results: Path, out_md: Path, csv_path: Path | None) -> 
     from bench.safeio import refuse_link
 
     flag = "-o " if args.output else ""
+    _refuse_collisions(results, out_md, csv_path)
     refuse_link(out_md)
     if out_md.exists() and out_md.resolve() == results.resolve():
         raise ConfigError(f"-o {out_md}: that is the results file being reported on; give a .md path")
@@ -42,6 +43,27 @@ def _check_targets(args, results: Path, out_md: Path, csv_path: Path | None) -> 
     if csv_path is not None and csv_path.exists() and (csv_path.resolve() == results.resolve() or
                                                        not written_by(csv_path, FIRST_COLUMN)):
         raise ConfigError(f"--csv {csv_path}: exists and was not written by bench report; give a new path")
+
+
+def _refuse_collisions(results: Path, out_md: Path, csv_path: Path | None) -> None:
+    """No output lands on another output or on a file of the results folder that is not the report's
+    (the records, the lock, the logs, the tracker log): ``--csv OUT/report.md`` would replace the
+    report with a CSV, after which neither ``run --resume`` nor ``report`` would take the folder."""
+    from bench.outdir import LOCK_FILE
+    from bench.celllog import LOG_DIR
+
+    if csv_path is not None and csv_path.resolve() == out_md.resolve():
+        raise ConfigError(f"--csv {csv_path}: the same file as the report ({out_md}); give the CSV its own path")
+    out = results.parent
+    reserved = {(out / name).resolve(): what for name, what in (
+        (results.name, "the records"), (LOCK_FILE, "the folder's lock"), (LOG_DIR, "the cells' logs"),
+        ("trackers.jsonl", "the tracker log"), ("report.md", "the folder's report"))}
+    for flag, path in (("--csv", csv_path), ("-o", out_md)):
+        if path is None:
+            continue
+        what = reserved.get(path.resolve())
+        if what and not (flag == "-o" and what == "the folder's report"):
+            raise ConfigError(f"{flag} {path}: that is {what} in {out}; give another path")
 
 
 def _report(args, source: Path, results: Path, out_md: Path) -> int:
