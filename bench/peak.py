@@ -20,14 +20,22 @@ DATASHEET_TFLOPS = {
     "L40S": {"fp32": 91.6, "tf32": 183.0, "fp16": 362.05, "bf16": 362.05},
     "L40": {"fp32": 90.5, "tf32": 90.5, "fp16": 181.05, "bf16": 181.05},
     "L4": {"fp32": 30.3, "tf32": 60.0, "fp16": 121.0, "bf16": 121.0},
-    "A10G": {"fp32": 31.2, "tf32": 62.5, "fp16": 125.0, "bf16": 125.0},
+}
+# Where each row comes from: NVIDIA's own datasheet of the part.  A part NVIDIA publishes no datasheet
+# for (the A10G, a cloud variant whose measured tensor rate is about half the A10's) has no row: its
+# peak is measured on the spot like any unknown GPU's, and its records say so.
+DATASHEET_SOURCE = {
+    "H100 SXM": "NVIDIA H100 Tensor Core GPU datasheet", "H100 PCIe": "NVIDIA H100 Tensor Core GPU datasheet",
+    "H100 NVL": "NVIDIA H100 Tensor Core GPU datasheet", "H200 SXM": "NVIDIA H200 Tensor Core GPU datasheet",
+    "H200 NVL": "NVIDIA H200 Tensor Core GPU datasheet", "A100": "NVIDIA A100 Tensor Core GPU datasheet",
+    "L40S": "NVIDIA L40S datasheet", "L40": "NVIDIA L40 datasheet", "L4": "NVIDIA L4 Tensor Core GPU datasheet",
 }
 
 
 # Streaming multiprocessors of each whole part: a device with fewer is a slice of one (a MIG
 # instance), whose peak is not the datasheet's.
 DATASHEET_SMS = {"H100 SXM": 132, "H100 PCIe": 114, "H100 NVL": 132, "H200 SXM": 132, "H200 NVL": 132,
-                 "A100": 108, "L40S": 142, "L40": 142, "L4": 58, "A10G": 80}
+                 "A100": 108, "L40S": 142, "L40": 142, "L4": 58}
 
 # How a record says its peak was measured once per sweep by another cell and handed on (bench/sweep.py).
 HANDED = ", handed from cell "
@@ -60,7 +68,7 @@ def datasheet_key(gpu_name: str) -> str | None:
             if "PCIE" in words:
                 return f"{family} PCIe" if f"{family} PCIe" in DATASHEET_TFLOPS else None
             return f"{family} SXM"  # "NVIDIA H100 80GB HBM3", "NVIDIA H200": the SXM parts
-    for key in ("A100", "L40S", "L40", "L4", "A10G"):
+    for key in ("A100", "L40S", "L40", "L4"):
         if key in words:
             return key
     return None
@@ -118,7 +126,8 @@ def device_peak(device: str, precision: str) -> tuple[float, str]:
         sms = getattr(torch.cuda.get_device_properties(torch.cuda.current_device()), "multi_processor_count", None)
         partial = partial_device(where, key, sms) if key else None
         if key and not partial:
-            return DATASHEET_TFLOPS[key][precision], f"datasheet dense peak, {key} ({where}), {precision}"
+            return (DATASHEET_TFLOPS[key][precision],
+                    f"datasheet dense peak, {key} ({where}), {precision}: {DATASHEET_SOURCE[key]}")
         why_measured = f" (not the datasheet's: {partial})" if partial else ""
         set_tf32(precision == "tf32")
     n = kind.gemm_size

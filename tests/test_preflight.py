@@ -137,7 +137,7 @@ def test_the_sweep_stops_at_its_first_full_disk(glue_dir, tmp_path, monkeypatch,
 @pytest.mark.parametrize("argv,said", [
     (["--csv", "{out}/report.md"], "the same file as the report"),
     (["-o", "{tmp}/x.md", "--csv", "{tmp}/x.md"], "the same file as the report"),
-    (["--csv", "{out}/results.jsonl"], "that is the records"),
+    (["--csv", "{out}/results.jsonl"], "that is the results file (the records)"),
     (["--csv", "{out}/.bench.lock"], "that is the folder's lock"),
     (["-o", "{out}/logs"], "that is the cells' logs"),
 ])

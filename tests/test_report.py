@@ -232,3 +232,24 @@ def test_the_bottom_line_says_what_it_cannot_tell(report):
     assert "**cpu / fp32**" in bottom and "TestCPU" in bottom
     assert "**Cannot tell:**" in bottom and "one run per cell" in bottom and "`--repeats 3`" in bottom
     assert "every loop's F1 interval overlaps every other's" in bottom
+
+
+def test_a_peak_below_the_cells_own_probe_is_no_peak():
+    """A GEMM peak measured in a busy spell (35 GFLOP/s) below what the cell's load probe read on the
+    same CPU in fp32 (185): MFU over the probe's figure, not five times too high."""
+    from bench.analysis.cells import cells_of
+    from bench.analysis.mfu import device_peak_of, mfu, shared_peaks
+
+    r = rec("manual", sps=10)
+    r.model = {"name": "tiny", "n_params_non_embedding": 1_000_000, "num_layers": 2, "hidden_size": 64}
+    r.device_peak_tflops, r.device_peak_source = 0.035, "measured 1024^3 GEMM on this CPU, fp32"
+    r.machine_load = {"gemm_gflops_before": 183.0, "gemm_gflops_after": 189.0}
+    r = Record.from_dict(json.loads(r.to_json()))
+    assert device_peak_of(r) == pytest.approx(0.189)
+    busy_peak = r.device_peak_tflops
+    assert mfu(r) == pytest.approx(mfu(r, 0.189)) and mfu(r) == pytest.approx(mfu(r, busy_peak) * busy_peak / 0.189)
+    peak, source = shared_peaks(cells_of([r]))["fp32"]
+    assert peak == pytest.approx(0.189) and "load probe" in source
+    # A datasheet peak is never raised, nor a bf16 one by an fp32 probe.
+    r.device_peak_source = "datasheet dense peak, H100 SXM (NVIDIA H100), fp32"
+    assert device_peak_of(r) == busy_peak

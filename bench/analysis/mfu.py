@@ -13,11 +13,25 @@ from bench.records import Record
 
 def device_peak_of(r: Record) -> float | None:
     """One device's peak (TFLOP/s) from a record; records before schema 2 stored DDP cells' peak
-    summed over the ranks."""
+    summed over the ranks.  A peak measured on the spot below what the cell itself measured on the
+    same device in the same dtype (its fp32 load probes, ``probe_floor``) was measured in a busy
+    spell and is no peak: the probe's figure stands in for it (MFU at most, never five times, what
+    the device did)."""
     peak = r.device_peak_tflops
     if peak and "summed over" in (r.device_peak_source or ""):
         peak /= r.world_size or 1
-    return peak
+    floor = probe_floor(r)
+    return max(peak, floor) if peak and floor else peak
+
+
+def probe_floor(r: Record) -> float | None:
+    """The best of the cell's own fp32 GEMM load probes (TFLOP/s), where they bound its peak from
+    below: an fp32 cell whose peak was measured on the spot (a datasheet figure is not raised)."""
+    load = r.machine_load
+    if r.precision != "fp32" or load is None or not (r.device_peak_source or "").startswith("measured"):
+        return None
+    probes = [g for g in (load.gemm_gflops_before, load.gemm_gflops_after) if g]
+    return max(probes) / 1000 if probes else None
 
 
 def mfu(r: Record, peak_tflops: float | None = None) -> float | None:
@@ -54,6 +68,8 @@ def shared_peaks(cells: list[CellStats]) -> dict[str, tuple[float, str]]:
             continue  # none, or measured on several machines: each run's MFU over its own peak
         best = max(recs, key=device_peak_of)
         source = (best.device_peak_source or "").split(", summed over")[0]
+        if probe_floor(best) and probe_floor(best) > (best.device_peak_tflops or 0):
+            source = f"the cell's own fp32 load probe, above the GEMM peak measured in a busy spell ({source})"
         if source.startswith("measured"):
             measured = [r for r in recs if HANDED not in (r.device_peak_source or "")]
             source = f"best of {len(measured)} on-the-spot measurements, {source}"

@@ -56,7 +56,7 @@ def _refuse_collisions(results: Path, out_md: Path, csv_path: Path | None) -> No
         raise ConfigError(f"--csv {csv_path}: the same file as the report ({out_md}); give the CSV its own path")
     out = results.parent
     reserved = {(out / name).resolve(): what for name, what in (
-        (results.name, "the records"), (LOCK_FILE, "the folder's lock"), (LOG_DIR, "the cells' logs"),
+        (results.name, "the results file (the records)"), (LOCK_FILE, "the folder's lock"), (LOG_DIR, "the cells' logs"),
         ("trackers.jsonl", "the tracker log"), ("report.md", "the folder's report"))}
     for flag, path in (("--csv", csv_path), ("-o", out_md)):
         if path is None:
