@@ -69,7 +69,7 @@ def shared_peaks(cells: list[CellStats]) -> dict[str, tuple[float, str]]:
         best = max(recs, key=device_peak_of)
         source = (best.device_peak_source or "").split(", summed over")[0]
         if probe_floor(best) and probe_floor(best) > (best.device_peak_tflops or 0):
-            source = f"the cell's own fp32 load probe, above the GEMM peak measured in a busy spell ({source})"
+            source = f"the cell's own fp32 load probe, faster than the GEMM peak measured ({source})"
         if source.startswith("measured"):
             measured = [r for r in recs if HANDED not in (r.device_peak_source or "")]
             source = f"best of {len(measured)} on-the-spot measurements, {source}"
