@@ -253,3 +253,38 @@ def test_a_peak_below_the_cells_own_probe_is_no_peak():
     # A datasheet peak is never raised, nor a bf16 one by an fp32 probe.
     r.device_peak_source = "datasheet dense peak, H100 SXM (NVIDIA H100), fp32"
     assert device_peak_of(r) == busy_peak
+
+
+def test_with_few_seeds_the_interval_is_at_least_students_t():
+    """Three seeds: resampling them has 10 distinct draws and understates their spread; the interval
+    is at least the t-interval over the per-seed differences, as scipy computes it, and says so."""
+    import numpy as np
+    from scipy import stats
+
+    from bench.analysis.bootstrap import across_seeds
+
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 2, size=200)
+    per_seed, diffs = [], []
+    for flip_share in (0.02, 0.10, 0.20):  # seeds whose B disagrees with A on more and more pairs
+        a = ref.copy()
+        b = np.where(rng.random(200) < flip_share, 1 - ref, ref)
+        per_seed.append((a, b, ref))
+    found = across_seeds(per_seed, resamples=2000)
+    from bench.analysis.bootstrap import scores
+
+    diffs = [scores(np.asarray(b), ref)[1] - scores(np.asarray(a), ref)[1] for a, b, _ in per_seed]
+    lo, hi = stats.t.interval(0.95, len(diffs) - 1, loc=np.mean(diffs), scale=stats.sem(diffs))
+    assert found.f1_diff_ci95[0] <= lo + 1e-9 and found.f1_diff_ci95[1] >= hi - 1e-9
+    assert "t-interval over the 3 seeds" in found.interval
+    many = across_seeds(per_seed * 4, resamples=500)  # 12 seeds: the bootstrap alone
+    assert many.interval == "two-level bootstrap"
+
+
+def test_the_t_table_is_students():
+    from scipy import stats
+
+    from bench.analysis.bootstrap import T_975
+
+    for df, t in T_975.items():
+        assert t == pytest.approx(stats.t.ppf(0.975, df), abs=1e-4)

@@ -50,6 +50,28 @@ class PairedDifference(Difference):
 class AcrossSeeds(Difference):
     """The mean over seeds of the per-seed difference; the interval holds the seeds' draw and the pairs'."""
     seeds: int
+    interval: str = "two-level bootstrap"  # how the intervals were made (``across_seeds``)
+
+
+# Below this many seeds, resampling the seeds understates their spread (3 seeds have 10 distinct
+# resamples): the interval is the wider of the bootstrap's and Student's t over the per-seed differences.
+T_BELOW_SEEDS = 10
+# Student's t, two-sided 95% (the 0.975 quantile), by degrees of freedom 1..9: what the interval over
+# n seeds (n - 1 degrees of freedom) is scaled by.
+T_975 = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764, 5: 2.5706, 6: 2.4469, 7: 2.3646, 8: 2.3060, 9: 2.2622}
+
+
+def t_interval(values) -> list[float] | None:
+    """mean ± t(0.975, n-1) · sd / sqrt(n) over the per-seed values; None under two seeds."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2 or len(v) - 1 not in T_975:
+        return None
+    half = T_975[len(v) - 1] * float(np.std(v, ddof=1)) / np.sqrt(len(v))
+    return [float(np.mean(v) - half), float(np.mean(v) + half)]
+
+
+def _wider(boot: list[float], t: list[float] | None) -> list[float]:
+    return boot if t is None else [min(boot[0], t[0]), max(boot[1], t[1])]
 
 
 def _interval(values: np.ndarray) -> list[float]:
@@ -88,6 +110,13 @@ def across_seeds(per_seed: list[tuple], resamples: int = RESAMPLES, seed: int = 
     r_ref = ref[seeds, pairs]
     acc_ra, f1_ra = scores(a[seeds, pairs], r_ref)
     acc_rb, f1_rb = scores(b[seeds, pairs], r_ref)
+    f1_ci, acc_ci = _interval(np.mean(f1_rb - f1_ra, axis=1)), _interval(np.mean(acc_rb - acc_ra, axis=1))
+    interval = "two-level bootstrap"
+    if 2 <= n_seeds < T_BELOW_SEEDS:  # too few seeds for their resampling to show their spread
+        f1_t, acc_t = t_interval(f1_b - f1_a), t_interval(acc_b - acc_a)
+        wider = _wider(f1_ci, f1_t) != f1_ci or _wider(acc_ci, acc_t) != acc_ci
+        f1_ci, acc_ci = _wider(f1_ci, f1_t), _wider(acc_ci, acc_t)
+        interval = (f"the wider of the two-level bootstrap and a t-interval over the {n_seeds} seeds' differences"
+                    + (" (the t-interval's, here)" if wider else " (the bootstrap's, here)"))
     return AcrossSeeds(seeds=int(n_seeds), f1_diff=float(np.mean(f1_b - f1_a)), acc_diff=float(np.mean(acc_b - acc_a)),
-                       f1_diff_ci95=_interval(np.mean(f1_rb - f1_ra, axis=1)),
-                       acc_diff_ci95=_interval(np.mean(acc_rb - acc_ra, axis=1)))
+                       f1_diff_ci95=f1_ci, acc_diff_ci95=acc_ci, interval=interval)

@@ -67,7 +67,8 @@ INTRO = ("Each loop against the manual loop on the same validation pairs. A seed
          f"pairs, with a 95% paired bootstrap interval ({RESAMPLES} resamples of the pairs, the same for both "
          "loops). Across seeds it is the mean of those differences, with a two-level bootstrap interval "
          "(resample the seeds, then the pairs inside each drawn seed), which holds both the seed's draw and the "
-         "validation set's size; `seed sd` is the standard deviation of the loop's F1 across seeds. A loop is "
+         "validation set's size; under 10 seeds, resampling them understates their spread, so the interval is "
+         "the wider of that and a Student's t-interval over the per-seed differences (said under the table); `seed sd` is the standard deviation of the loop's F1 across seeds. A loop is "
          f"called better or worse only when that interval lies wholly on one side of 0, with at least {MIN_SEEDS} "
          "seeds. Every figure is recomputed from the records' per-pair predictions (`eval_predictions`).")
 
@@ -87,6 +88,10 @@ def _loop_table(q: QualityGroup) -> list[str]:
                     ci_signed(a.acc_diff_ci95), f"**{c.verdict}**: {c.why}"]
         lines.append(f"| {loop} | {v.seeds} | {pm(v.f1_mean, v.f1_sd)} | {f(v.acc_mean, '{:.4f}')} | "
                      + " | ".join(cols) + " |")
+    made = {f"{loop}: {v.comparison.across.interval}" for loop, v in q.loops.items()
+            if v.comparison is not None and v.comparison.across.seeds > 1}
+    if made:
+        lines += ["", "Intervals across seeds: " + "; ".join(sorted(made)) + "."]
     return lines + [""]
 
 
