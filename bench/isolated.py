@@ -169,7 +169,9 @@ class _Child:
     def wait(self, timeout_s: float | None) -> tuple[int, bool]:
         """The process's exit code, and whether it ran past ``timeout_s`` (then it was killed)."""
         try:
-            return self.proc.wait(timeout=timeout_s), False
+            code = self.proc.wait(timeout=timeout_s)
+            self.exited = time.time()  # where the exit is seen, before the watch and the relay wind down
+            return code, False
         except subprocess.TimeoutExpired:
             kill_tree(self.proc)
             return self.proc.wait(), True
@@ -183,7 +185,7 @@ class _Child:
         """After the exit: the watch stopped, the relay drained, the log closed (a log that cannot be
         written or closed costs the log, never the record)."""
         self.watch.stop()
-        self.exited = time.time()
+        self.exited = self.exited or time.time()
         self.reader.join(timeout=5)
         if self.log is not None:
             self.log.close()
@@ -238,9 +240,6 @@ def _failure(base: dict, child: _Child, code: int, timed_out: bool, timeout_s: f
 
 def _create_time(pid: int) -> float | None:
     """Epoch seconds a process began (the kernel's figure, the one the cell's own clock starts from)."""
-    import psutil
+    from bench.wallclock import process_start_time
 
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
+    return process_start_time(pid)

@@ -139,3 +139,38 @@ def test_a_stopped_cell_names_its_steps_once(tiny_run):
     assert wall["warmup_steps_s"] + wall["timed_steps_s"] == pytest.approx(sum(record.step_s), abs=1e-5)  # parts kept to 6 digits
     assert wall["model_s"] > 0 and wall["data_s"] > 0 and wall["imports_s"] > 0 and wall["env_s"] > 0
     assert wall["after_steps_s"] < 0.5 and wall["eval_s"] == 0.0  # no evaluation after a stopped cell
+
+
+def test_a_process_start_is_read_to_the_clock_tick():
+    """psutil's create_time() rests on the boot time in whole seconds (0.6-0.9 s early seen here):
+    the start read from the process's own start tick agrees with the parent's stamp at Popen."""
+    import time
+
+    from bench.isolated import _create_time
+
+    for _ in range(3):
+        stamp = time.time()
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
+        try:
+            assert abs(_create_time(child.pid) - stamp) < 0.05
+        finally:
+            child.wait()
+
+
+def test_process_wall_agrees_with_a_stopwatch_around_the_cell_process(glue_dir, tiny_run):
+    """A stopwatch around the whole cell process (launch to reaped) against what the record says of
+    it: ``process_wall_s`` plus ``after_record_s`` (the writing and the exit), within 0.1 s."""
+    import dataclasses
+    import time
+
+    from bench.config import Cell
+    from bench.isolated import run_isolated
+
+    run = dataclasses.replace(tiny_run(), max_steps=2, timing_warmup=1)
+    t0 = time.time()
+    record = run_isolated(Cell("manual", "cpu", "fp32", run), timeout_s=300, progress=False, command="")
+    outside = time.time() - t0
+    assert record.status == "ok", record.reason
+    inside = record.process_wall_s + record.wall_s["after_record_s"]
+    assert 0 <= outside - inside < 0.1, (outside, record.process_wall_s, record.wall_s["after_record_s"])
+    assert record.wall_s["interpreter_s"] < 0.5  # no whole second of boot-time rounding in it
