@@ -550,3 +550,32 @@ def test_a_cell_process_leaves_its_process_group(monkeypatch, tmp_path):
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def test_peak_device_memory_is_read_before_the_after_probe(tiny_run, monkeypatch):
+    """A 4096^2 fp32 GEMM probe allocates 192 MiB: were the peaks read after the post-training load
+    probe, a small model's peak would be the probe's.  A CPU cell with a faked CUDA counter: the
+    probe raises the counter, the record keeps the training's peak."""
+    import dataclasses
+
+    from bench import devices, machine
+    from bench.cell import run_cell
+
+    state = {"peak": 0}
+    monkeypatch.setitem(devices.DEVICES, "cpu", dataclasses.replace(devices.DEVICES["cpu"], memory_counters=True))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a: state.update(peak=10 * 2**20))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: state["peak"])
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: state["peak"])
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    real_probe = machine.LoadWatch.probe
+
+    def probe(self, when):
+        real_probe(self, when)
+        if when == "after":
+            state["peak"] = 192 * 2**20  # what the probe's own product holds
+
+    monkeypatch.setattr(machine.LoadWatch, "probe", probe)
+    record = run_cell(Cell("manual", "cpu", "fp32", tiny_run()), progress=False)
+    assert record.status == "ok", record.reason
+    assert record.peak_alloc_mib == 10.0 and record.peak_reserved_mib == 10.0
+    assert state["peak"] == 192 * 2**20  # the probe did run, after the peaks were read
