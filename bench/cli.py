@@ -181,7 +181,7 @@ def _run_measurement(x, d: RunConfig) -> None:
 
 def _run_recipes(c) -> None:
     """A whole run as one TOML or JSON file."""
-    c.add_argument("--config", metavar="FILE", default=None,
+    c.add_argument("--config", metavar="FILE", default=None, action="append",
                    help="read options from a TOML or JSON file: its keys are this command's flags without the "
                         "dashes (max-grad-norm = 1.0, loops = [\"manual\", \"trainer\"]); flags given on the "
                         "command line win")

@@ -216,7 +216,10 @@ def _failure(base: dict, child: _Child, code: int, timed_out: bool, timeout_s: f
     elif code < 0:
         sig = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
         kind = "killed"
-        reason = f"the cell's process was killed by {sig}" + (" (out of memory?)" if sig == "SIGKILL" else "")
+        # Only the evidence says out of memory (the kernel's OOM killer below); a SIGKILL without it
+        # may be a user's kill -9, a scheduler's, or a container's limit: said as what it was.
+        reason = f"the cell's process was killed by {sig}" + (
+            " (not by the kernel's OOM killer: no out-of-memory kill was logged for it)" if sig == "SIGKILL" else "")
         if sig == "SIGKILL" and watch.kernel_oom():
             kind = "out-of-memory"
             reason = (f"out of memory (peak {gib(watch.peak)}, limit {gib(watch.limit or 0)}): killed by "

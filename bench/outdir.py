@@ -33,6 +33,16 @@ class OutLock:
     def acquire(self) -> "OutLock":
         from bench.safeio import open_nofollow
 
+        import stat
+
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISLNK(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+            raise ConfigError(f"{self.path}: {kind}, where bench keeps the folder's lock; move it aside, or give "
+                              f"another --out")
         fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)  # a link here would have its target emptied
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

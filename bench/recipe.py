@@ -43,6 +43,9 @@ def _load(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--config {path}: cannot read it ({exc.__class__.__name__}: {exc})") from None
+    if path.suffix.lower() not in (".json", ".toml"):
+        raise ConfigError(f"--config {path}: a {path.suffix or 'suffix-less'} file; the formats read are TOML (.toml) "
+                          f"and JSON (.json)")
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
@@ -56,8 +59,8 @@ def _load(path: Path) -> dict:
                     raise ConfigError(f"--config {path}: reading TOML needs Python >= 3.11 or the package tomli; "
                                       "or write the file as JSON") from None
             data = tomllib.loads(text)
-        else:
-            raise ConfigError(f"--config {path}: name a .toml or .json file")
+    except ConfigError:
+        raise
     except (ValueError, TypeError) as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
         raise ConfigError(f"--config {path}: not valid {path.suffix[1:].upper()}: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
@@ -81,7 +84,9 @@ def _tokens(key: str, value, action: argparse.Action, path: Path) -> list[str]:
         raise ConfigError(f"--config {path}: {key} = {value!r}: {exc}") from None
     if action.choices is not None and parsed not in action.choices:
         raise ConfigError(f"--config {path}: {key} = {value!r}: choose from {', '.join(map(str, action.choices))}")
-    return [flag, text]
+    # One token, ``--flag=value``: a value that starts with a dash (``model = "--lr"``) stays a value
+    # instead of reading as the next flag.
+    return [f"{flag}={text}"]
 
 
 def _file_options(path: str, run: argparse.ArgumentParser) -> list[list[str]]:
@@ -91,8 +96,9 @@ def _file_options(path: str, run: argparse.ArgumentParser) -> list[list[str]]:
 
     p = Path(path)
     known = actions(run)
+    data = _load(p)  # its refusals name the file already
     try:
-        entries = translate(_load(p), set(known))
+        entries = translate(data, set(known))
     except KeyError as exc:
         raise ConfigError(f"--config {p}: unknown key {exc.args[0]!r}; the keys are run's flags without dashes "
                           f"({', '.join(sorted(known))}) or TrainingArguments' names for them") from None
@@ -135,7 +141,8 @@ def with_config(argv: list[str], path: str, run: argparse.ArgumentParser) -> lis
     at = argv.index("run") + 1
     given = {t.split("=", 1)[0] for t in argv[at:] if t.startswith("--")}
     rivals = _rivals(run)
-    mine = [t for option in _file_options(path, run) if not rivals.get(option[0], set()) & given for t in option]
+    mine = [t for option in _file_options(path, run)
+            if not rivals.get(option[0].split("=", 1)[0], set()) & given for t in option]
     return argv[:at] + mine + argv[at:]
 
 
@@ -146,7 +153,9 @@ def _toml_value(value) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))  # a TOML basic string: JSON's escapes are TOML's
+    # A TOML basic string: JSON's escapes are TOML's, and characters past the BMP stay themselves
+    # (JSON's ASCII escapes would write them as surrogate pairs, which TOML refuses).
+    return json.dumps(str(value), ensure_ascii=False)
 
 
 def to_toml(args: argparse.Namespace, run: argparse.ArgumentParser) -> str:

@@ -160,7 +160,13 @@ def train(cell, data, model, meter):
     module = MRPCModule(torch.compile(model, dynamic=True) if run.compile else model, run, meter)
     train_dataloader = DataLoader(data.train, sampler=data.sampler, batch_size=run.batch_size,
                                   collate_fn=data.collator, num_workers=run.num_workers, pin_memory=run.pin_memory)
-    trainer.fit(module, train_dataloaders=train_dataloader)
+    try:
+        trainer.fit(module, train_dataloaders=train_dataloader)
+    except SystemExit:
+        # Lightning turns Ctrl-C into sys.exit(1) after its teardown: it was an interrupt.
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
 
     scheduler = trainer.lr_scheduler_configs[0].scheduler
     return LoopResult(model=model, optimizer=trainer.optimizers[0], scheduler=scheduler,

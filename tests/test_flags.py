@@ -127,7 +127,7 @@ def test_run_option_reaches_the_plan(flag, tmp_path):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.config:  # as main() does: the file's options before the command line's
-        args = parser.parse_args(recipe.with_config(argv, args.config, recipe.run_parser(parser)))
+        args = parser.parse_args(recipe.with_config(argv, args.config[0], recipe.run_parser(parser)))
     runs, cells = plan_from_args(args)
     default_runs, default_cells = plan_from_args(build_parser().parse_args(["run", "--loops", "manual"]))
     assert cells and check(args, cells), f"{flag} {' '.join(tokens)} did not reach the plan"
@@ -183,7 +183,7 @@ def test_flags_given_win_over_the_config_file(tmp_path, capsys):
     ('{"parity": "yes"}', ".json", "parity takes true or false"),
     ('{"adamw": "sgd"}', ".json", "adamw = 'sgd'"),
     ("[1, 2]", ".json", "expected a table of options"),
-    ("lr: 1", ".yaml", "name a .toml or .json file"),
+    ("lr: 1", ".yaml", "the formats read are TOML (.toml) and JSON (.json)"),
 ])
 def test_a_bad_config_file_is_one_line(tmp_path, capsys, content, suffix, needle):
     path = tmp_path / f"recipe{suffix}"

@@ -157,3 +157,72 @@ def test_report_outputs_never_land_on_each_other_or_on_the_folders_files(tmp_pat
     assert code == 2 and said in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing replaced
     assert main(["report", str(out)]) == 0  # the folder still reports
+
+
+# ---- one line, not a traceback ---------------------------------------------------------------
+@pytest.mark.parametrize("make,said", [
+    (lambda lock: lock.mkdir(), "a folder, where bench keeps the folder's lock"),
+    (lambda lock: __import__("os").mkfifo(lock), "a FIFO, where bench keeps the folder's lock"),
+])
+def test_a_lock_that_is_not_a_file_is_one_line(glue_dir, tmp_path, make, said):
+    out = tmp_path / "out"
+    out.mkdir()
+    make(out / ".bench.lock")
+    result = _run(glue_dir, out, "--in-process")
+    assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr
+
+
+def test_config_files_one_line_each_and_read_back(tmp_path, capsys):
+    from bench.cli import main
+
+    def err(*argv):
+        assert main(list(argv)) == 2
+        return capsys.readouterr().err
+
+    (tmp_path / "x.yaml").write_text("a: 1\n")
+    assert err("run", "--config", str(tmp_path / "x.yaml")).count("--config") == 1  # said once, formats named
+    (tmp_path / "a.toml").write_text("lr = 0.1\n")
+    (tmp_path / "b.toml").write_text("seed = 3\n")
+    assert "--config given 2 times" in err("run", "--config", str(tmp_path / "a.toml"), "--config", str(tmp_path / "b.toml"))
+    # A value that starts with a dash stays the key's value, not the next flag.
+    (tmp_path / "c.toml").write_text('model = "--lr"\n')
+    assert main(["run", "--config", str(tmp_path / "c.toml"), "--print-config"]) == 0
+    assert 'model = "--lr"' in capsys.readouterr().out
+    # A character past the BMP is written as itself, and the file reads back.
+    assert main(["run", "--model", "tiny😀", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert 'model = "tiny😀"' in printed
+    (tmp_path / "e.toml").write_text(printed, encoding="utf-8")
+    assert main(["run", "--config", str(tmp_path / "e.toml"), "--print-config"]) == 0
+    assert capsys.readouterr().out == printed
+
+
+@pytest.mark.parametrize("schema", [0, -5])
+def test_records_of_no_schema_are_refused(tmp_path, schema):
+    import json
+
+    from bench.records import read_records
+    from bench.records.schema import ResultsFileError
+    from tests.test_report import rec
+
+    d = json.loads(rec("manual").to_json())
+    d["schema"] = schema
+    (tmp_path / "results.jsonl").write_text(json.dumps(d) + "\n")
+    with pytest.raises(ResultsFileError, match="schemas start at 1"):
+        read_records(tmp_path)
+
+
+def test_ctrl_c_in_an_in_process_lightning_cell_is_an_interrupt(tiny_run, monkeypatch):
+    """Lightning turns KeyboardInterrupt into sys.exit(1): the loop gives the interrupt back."""
+    import lightning.pytorch as pl
+
+    from bench.cell import run_cell
+    from bench.config import Cell
+
+    def interrupted_fit(self, *args, **kwargs):
+        self.state.status = pl.trainer.states.TrainerStatus.INTERRUPTED
+        raise SystemExit(1)
+
+    monkeypatch.setattr(pl.Trainer, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        run_cell(Cell("lightning", "cpu", "fp32", tiny_run()), progress=False)

@@ -208,8 +208,11 @@ def run_command(parser, argv: list[str], args) -> int:
     ``--print-config`` answered without running."""
     from bench import recipe
 
+    if args.config and len(args.config) > 1:  # argparse would keep the last and drop the others unsaid
+        raise ConfigError(f"--config given {len(args.config)} times ({', '.join(args.config)}); give one file "
+                          f"(merge them: its options, then the command line's flags, are what runs)")
     if args.config:  # the file's options first, so that the command line's win
-        args = parser.parse_args(recipe.with_config(argv, args.config, recipe.run_parser(parser)))
+        args = parser.parse_args(recipe.with_config(argv, args.config[0], recipe.run_parser(parser)))
     if args.print_config:
         print(recipe.to_toml(args, recipe.run_parser(parser)), end="")
         return 0

@@ -149,6 +149,8 @@ class Record:
         schema = d.get("schema", 1)
         if not isinstance(schema, int) or isinstance(schema, bool):
             raise ResultsFileError(f"a record whose schema is {schema!r}, not a number: not a bench record")
+        if schema < 1:
+            raise ResultsFileError(f"a record of schema {schema!r}: bench's schemas start at 1, not a bench record")
         if schema > SCHEMA:
             raise ResultsFileError(f"a record of schema {schema!r}, newer than this bench reads ({SCHEMA}): upgrade bench")
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
