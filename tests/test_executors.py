@@ -132,3 +132,23 @@ def test_a_cell_killed_inside_its_task_is_a_failed_record(glue_dir, tmp_path):
     records = read_records(out)
     assert len(records) == 1 and records[0].status == "failed" and records[0].executor == "ray"
     assert records[0].failure is not None and records[0].reason
+
+
+def test_the_report_says_which_cells_ran_together_and_shared_cores():
+    from bench.records import Record
+    from bench.report import concurrency
+    from bench.report.context import Context
+
+    def rec(loop, siblings, cores, node="n1"):
+        return Record(loop=loop, device="cpu", precision="fp32", status="ok", cell_id=loop, executor="ray",
+                      sibling_cells=siblings, cpu_cores=cores, node=node)
+
+    from pathlib import Path
+
+    assert concurrency.lines(Context.of([rec("manual", 0, "0,1")], Path("r.md"))) == []
+    text = "\n".join(concurrency.lines(Context.of([rec("manual", 1, "0,1"), rec("fabric", 1, "1,2")], Path("r.md"))))
+    assert "Cells run at the same time" in text and text.count("| CPU cores |\n") == 2
+    # on different nodes nothing is shared
+    text = "\n".join(concurrency.lines(Context.of([rec("manual", 1, "0,1", "a"), rec("fabric", 1, "0,1", "b")],
+                                                   Path("r.md"))))
+    assert text.count("| no |") == 2
