@@ -177,6 +177,14 @@ def _run_measurement(x, d: RunConfig) -> None:
                    help="no progress bars (there are none anyway when stderr is not a terminal)")
     x.add_argument("--in-process", action="store_true",
                    help="run cells in this process (faster start, no isolation: for debugging)")
+    x.add_argument("--executor", choices=("sequential", "ray"), default="sequential",
+                   help="run cells one after another (default), or as Ray tasks, several at once")
+    x.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="an existing Ray cluster (default: start Ray on this machine); with --executor ray")
+    x.add_argument("--cpus-per-cell", type=positive_int, default=None,
+                   help="CPUs each Ray task asks for (default: the machine's cores / cells at once)")
+    x.add_argument("--cells-at-once", type=positive_int, default=2,
+                   help="cells run at the same time on a Ray started here (default 2)")
 
 
 def _run_recipes(c) -> None:

@@ -119,7 +119,9 @@ def training_share_line(records: list[Record], wall_s: float) -> str:
 def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = None, resume: bool = False,
               progress: bool = True, command: str = "", isolate: bool = True,
               rendezvous: dict | None = None, write: bool = True, memory_limit: int | None = None,
-              device_choice: str = "", after_record: Callable[[Record], str] | None = None) -> list[Record]:
+              device_choice: str = "", after_record: Callable[[Record], str] | None = None,
+              executor: str = "sequential", ray_address: str | None = None,
+              cpus_per_cell: int | None = None, cells_at_once: int = 2) -> list[Record]:
     """Run every cell not already recorded; append each record as it ends.  Returns the records
     made by this call.  ``write=False``: a node other than 0, whose ranks train and record nothing.
     ``memory_limit``: bytes a cell's process tree may hold (default: ``DEFAULT_MEMORY_SHARE`` of
@@ -142,6 +144,9 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
     done = completed_ids(out_dir) if resume else set()
     made = []
     ran_s: list[float] = []  # seconds each cell run by this sweep took, for the ETA
+    if executor == "ray":
+        return _sweep_with_ray(cells, out_dir, done, cell_timeout, command, memory_limit, device_choice,
+                               after_record, ray_address, cpus_per_cell, cells_at_once)
     # MFU's peak per (device, precision): measured by the first cell that runs there, handed to the rest.
     peaks: dict[tuple[str, str], tuple[float, str]] = {}
     for i, cell in enumerate(cells, 1):
@@ -191,3 +196,44 @@ def _stop_on_full_disk(record: Record, head: str, out_dir: Path) -> None:
         raise ConfigError(f"{head}: the disk is full ({record.reason}); the sweep stops here with every record "
                           f"whole: free space in {tempfile.gettempdir()} (the cells' temporary folder) or {out_dir}, "
                           f"then continue with --resume {out_dir}")
+
+
+def _sweep_with_ray(cells, out_dir: Path, done: set, cell_timeout, command: str, memory_limit,
+                    device_choice: str, after_record, ray_address, cpus_per_cell, cells_at_once) -> list[Record]:
+    """The sweep with its cells as Ray tasks: this process alone appends each record as its task
+    ends (whole lines, as the sequential sweep), so a driver killed mid-sweep loses only the cells
+    in flight and ``--resume`` runs those again."""
+    from bench.cell import skipped_record
+    from bench.executors import run_with_ray
+
+    made: list[Record] = []
+    to_run = []
+    for i, cell in enumerate(cells, 1):
+        head = f"[{i}/{len(cells)}] {cell.label}"
+        if cell.cell_id in done:
+            print(f"{head}: already recorded in {out_dir / RESULTS_FILE}, not run again", file=sys.stderr)
+            continue
+        record = skipped_record(cell, command)
+        if record is not None:
+            record.device_choice = device_choice
+            append_or_record_failure(out_dir, record)
+            made.append(record)
+            print(f"{head}: {record.status} ({record.reason})", file=sys.stderr)
+        else:
+            to_run.append(cell)
+    print(f"{len(to_run)} cells as Ray tasks, up to {cells_at_once} at once", file=sys.stderr)
+    t0 = time.monotonic()
+    for n, record in enumerate(run_with_ray(to_run, timeout_s=cell_timeout, command=command,
+                                            log_dir=out_dir / LOG_DIR, memory_limit=memory_limit,
+                                            address=ray_address, cpus_per_cell=cpus_per_cell,
+                                            cells_at_once=cells_at_once), 1):
+        record.device_choice = device_choice
+        append_or_record_failure(out_dir, record)
+        made.append(record)
+        line = f"{record.status}, {time.monotonic() - t0:.0f} s into the sweep, beside {record.sibling_cells} other cells"
+        if record.reason:
+            line += f" ({record.reason})"
+        line += after_record(record) if after_record is not None else ""
+        print(f"[{n}/{len(to_run)}] {record.loop} {record.device} {record.precision}: {line}", file=sys.stderr)
+        _stop_on_full_disk(record, f"[{n}/{len(to_run)}]", out_dir)
+    return made

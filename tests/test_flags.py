@@ -69,6 +69,10 @@ RUN = {
     "--peak-tflops": (["989.5"], lambda a, c: _run0(c).peak_tflops == 989.5),
     "--no-progress": ([], lambda a, c: a.no_progress),
     "--in-process": ([], lambda a, c: a.in_process),
+    "--executor": (["ray"], lambda a, c: a.executor == "ray"),
+    "--ray-address": (["ray://head:10001"], lambda a, c: a.ray_address == "ray://head:10001"),
+    "--cpus-per-cell": (["3"], lambda a, c: a.cpus_per_cell == 3),
+    "--cells-at-once": (["4"], lambda a, c: a.cells_at_once == 4),
     "--config": (["{config}"], lambda a, c: _run0(c).lr == 2e-5 and _run0(c).max_grad_norm == 1.0),
     "--print-config": ([], None),  # prints the recipe and exits: test_print_config_round_trips
 }

@@ -84,6 +84,10 @@ def devices_of(args) -> tuple[list[str], bool, str]:
 def cmd_run(args) -> int:
     if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
         raise ConfigError("give either --out or --resume OUT, not two different folders")
+    if args.executor == "ray":
+        _check_ray(args)
+    elif args.ray_address or args.cpus_per_cell:
+        raise ConfigError("--ray-address and --cpus-per-cell go with --executor ray")
     runs, cells = plan_from_args(args)
     out = Path(args.resume or args.out or Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     if args.resume and not out.is_dir():
@@ -106,6 +110,20 @@ def cmd_run(args) -> int:
         raise
     finally:
         lock.release()
+
+
+def _check_ray(args) -> None:
+    """Ray asked for but not installed, or with cells that need a process of their own anyway:
+    one line before any work.  (An address that does not answer is refused as Ray starts.)"""
+    from bench.executors import import_ray
+
+    if args.in_process or args.nnodes > 1:
+        raise ConfigError("--executor ray runs each cell in its own task: not with --in-process or --nnodes")
+    import_ray()
+    if args.ray_address:  # a cluster that does not answer: refused now, not after the data is read
+        from bench.executors import start_ray
+
+        start_ray(args.ray_address)
 
 
 def _installed_loops(names: list[str], explicit: bool) -> list[str]:
@@ -158,7 +176,8 @@ def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list | 
               progress=not args.no_progress and sys.stderr.isatty(), command=command, isolate=not args.in_process, rendezvous=rendezvous,
               write=records is not None,
               memory_limit=None if args.cell_memory_limit is None else int(args.cell_memory_limit * 2**30),
-              device_choice=chosen, after_record=lambda record: "".join(f"; {w}" for w in log_pending(trackers)))
+              device_choice=chosen, executor=args.executor, ray_address=args.ray_address,
+              cpus_per_cell=args.cpus_per_cell, cells_at_once=args.cells_at_once, after_record=lambda record: "".join(f"; {w}" for w in log_pending(trackers)))
     if records is None:
         return 0  # node 0 holds the records and the report
     records = read_records(out)

@@ -138,6 +138,14 @@ class Record:
     # What --device auto (the default) chose and why the devices before it were passed over; "" when the
     # devices were named.  Set by the sweep, which made the choice, before the record is written.
     device_choice: str = ""
+    # Where the cell ran and beside what (--executor): the executor, cells of this sweep running at the
+    # same time, the CPU cores and GPUs its process had (sched_getaffinity, CUDA_VISIBLE_DEVICES as seen
+    # in the cell's task) and its node (Ray node id, or hostname).  Empty/0 for the sequential executor.
+    executor: str = ""
+    sibling_cells: int = 0
+    cpu_cores: str = ""
+    cuda_visible_devices: str = ""
+    node: str = ""
     # Why a failed cell failed: kind (config, exception, diverged, would-time-out, timeout, killed,
     # exit, check), the message, the process's last lines (and each DDP rank's own error lines).
     failure: Failure | None = None

@@ -3,7 +3,7 @@ draws, ``plots(ctx, plt)`` (its PNGs, by keys its ``lines`` reads back from ``ct
 
 from __future__ import annotations
 
-from bench.report import (bottom_line, devices, fast_path, gaps, not_run, parity, per_seed, phases, quality, setup,
+from bench.report import (bottom_line, concurrency, devices, fast_path, gaps, not_run, parity, per_seed, phases, quality, setup,
                           time_to_accuracy, title, wall, why)
 
 SECTIONS = (
@@ -21,4 +21,5 @@ SECTIONS = (
     time_to_accuracy,  # validation F1 during training
     parity,  # do the loops train the same thing, and their settings side by side
     not_run,  # skipped and failed cells
+    concurrency,  # cells run beside each other (--executor ray), and whether they contended
 )

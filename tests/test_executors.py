@@ -1,0 +1,170 @@
+"""``--executor ray``: the refusals (fast), and local Ray running tiny cells two at a time (slow)."""
+
+import builtins
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from bench.records import read_records
+from tests.test_cli import run_cli
+
+TINY = ["--device", "cpu", "--model", "tiny", "--max-steps", "4", "--timing-warmup", "1",
+        "--train-samples", "32", "--eval-samples", "16", "--no-progress"]
+
+# What differs between two runs of the same cell whatever runs it: the clock, and where it ran.
+TIME_AND_PLACE = {"started_at", "finished_at", "command", "env", "executor", "sibling_cells", "cpu_cores",
+                  "cuda_visible_devices", "node", "machine_load", "setup", "phases", "eval_curve", "step_phase_s",
+                  # the machine's load and the MFU peak's source (a Ray task measures its own peak: no
+                  # cell runs before it to hand one over) are facts about the run, not the cell
+                  "machine_busy", "machine_busy_why", "device_peak_source"}
+
+
+def test_ray_missing_is_one_line_and_exit_2_before_any_work(monkeypatch, tmp_path, capsys, glue_dir):
+    from bench.cli import main
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    out = tmp_path / "out"
+    assert main(["run", "--loops", "manual", "--glue-dir", glue_dir, "--executor", "ray", "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs the package 'ray'" in err[0] and 'pip install -e ".[ray]"' in err[0]
+    assert not out.exists()
+
+
+def test_ray_flags_without_the_ray_executor_are_refused(tmp_path, capsys, glue_dir):
+    from bench.cli import main
+
+    assert main(["run", "--loops", "manual", "--glue-dir", glue_dir, "--cpus-per-cell", "2",
+                 "--out", str(tmp_path / "o"), *TINY]) == 2
+    assert "--executor ray" in capsys.readouterr().err
+
+
+def _comparable(record) -> dict:
+    d = record.to_dict()
+    return {k: v for k, v in d.items() if k not in TIME_AND_PLACE and not k.endswith("_s") and "_s_" not in k
+            and "per_s" not in k and "tflops" not in k and "mfu" not in k and "mib" not in k.lower()
+            and "bytes" not in k and "ms" not in k.split("_")}
+
+
+@pytest.mark.slow
+def test_four_cells_two_at_a_time_match_the_sequential_records(glue_dir, tmp_path):
+    args = ["run", "--loops", "manual,fabric", "--repeats", "2", "--glue-dir", glue_dir, *TINY]
+    seq = run_cli(*args, "--out", str(tmp_path / "seq"))
+    par = run_cli(*args, "--out", str(tmp_path / "ray"), "--executor", "ray", "--cells-at-once", "2",
+                  "--cpus-per-cell", "1")
+    assert seq.returncode == 0 and par.returncode == 0, par.stderr[-2000:]
+    a = sorted(read_records(tmp_path / "seq"), key=lambda r: r.cell_id)
+    b = sorted(read_records(tmp_path / "ray"), key=lambda r: r.cell_id)
+    assert [r.cell_id for r in a] == [r.cell_id for r in b] and len(a) == 4
+    for x, y in zip(a, b):
+        assert _comparable(x) == _comparable(y)
+        assert x.final_loss == y.final_loss  # the same steps on the same data, whatever ran them
+        assert y.executor == "ray" and y.sibling_cells == 1 and y.node and y.cpu_cores
+        assert x.executor == ""
+
+
+@pytest.mark.slow
+def test_driver_killed_then_resume_records_each_cell_once_and_leaves_no_process(glue_dir, tmp_path):
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "bench", "run", "--loops", "manual,fabric", "--repeats", "2",
+            "--glue-dir", glue_dir, *TINY, "--executor", "ray", "--cpus-per-cell", "1", "--out", str(out)]
+    import uuid
+
+    mark = uuid.uuid4().hex  # tells this test's processes (driver, Ray, cells) from any other's
+    driver = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=dict(os.environ, BENCH_TEST_MARK=mark), start_new_session=True)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") >= 1):
+        time.sleep(0.5)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    # The Ray this driver started outlives it (a killed driver cannot stop it): ended here, by mark.
+    for p in _marked(mark):
+        p.kill()
+    before = read_records(out, allow_empty=True)
+    assert 1 <= len(before) < 4
+    done = run_cli("run", "--loops", "manual,fabric", "--repeats", "2", "--glue-dir", glue_dir, *TINY,
+                   "--executor", "ray", "--cpus-per-cell", "1", "--resume", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = read_records(out)
+    ok = [r.cell_id for r in records if r.status == "ok"]
+    assert len(ok) == 4 and len(set(ok)) == 4
+    lines = [json.loads(line) for line in results.read_text().splitlines()]  # every line whole
+    assert len(lines) == len(records)
+    assert not _marked(mark)  # the resumed sweep left nothing running either
+    assert not [p for p in psutil.process_iter(["cmdline"]) if "bench.cell" in (p.info["cmdline"] or [])
+                and p.ppid() == os.getpid()]
+
+
+def _marked(mark: str) -> list:
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get("BENCH_TEST_MARK") == mark:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_a_cell_killed_inside_its_task_is_a_failed_record(glue_dir, tmp_path):
+    import uuid
+
+    out = tmp_path / "out"
+    mark = uuid.uuid4().hex  # tells this test's cell process from any other on the machine
+    env = dict(os.environ, BENCH_TEST_MARK=mark)
+    driver = subprocess.Popen([sys.executable, "-m", "bench", "run", "--loops", "manual", "--glue-dir", glue_dir,
+                               *TINY, "--max-steps", "400", "--executor", "ray", "--cpus-per-cell", "1",
+                               "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+    killed = None
+    deadline = time.monotonic() + 180
+    while killed is None and time.monotonic() < deadline and driver.poll() is None:
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                if "bench.cell" in (p.info["cmdline"] or []) and p.environ().get("BENCH_TEST_MARK") == mark:
+                    p.kill()
+                    killed = p.pid
+                    break
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        time.sleep(0.2)
+    _, err = driver.communicate(timeout=300)
+    assert killed, err[-2000:]
+    records = read_records(out)
+    assert len(records) == 1 and records[0].status == "failed" and records[0].executor == "ray"
+    assert records[0].failure is not None and records[0].reason
+
+
+def test_the_report_says_which_cells_ran_together_and_shared_cores():
+    from bench.records import Record
+    from bench.report import concurrency
+    from bench.report.context import Context
+
+    def rec(loop, siblings, cores, node="n1"):
+        return Record(loop=loop, device="cpu", precision="fp32", status="ok", cell_id=loop, executor="ray",
+                      sibling_cells=siblings, cpu_cores=cores, node=node)
+
+    from pathlib import Path
+
+    assert concurrency.lines(Context.of([rec("manual", 0, "0,1")], Path("r.md"))) == []
+    text = "\n".join(concurrency.lines(Context.of([rec("manual", 1, "0,1"), rec("fabric", 1, "1,2")], Path("r.md"))))
+    assert "Cells run at the same time" in text and text.count("| CPU cores |\n") == 2
+    # on different nodes nothing is shared
+    text = "\n".join(concurrency.lines(Context.of([rec("manual", 1, "0,1", "a"), rec("fabric", 1, "0,1", "b")],
+                                                   Path("r.md"))))
+    assert text.count("| no |") == 2
