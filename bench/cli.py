@@ -12,6 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
+from bench import executors
 from bench.argtypes import (choice_list, int_in, positive_int, non_negative_int, positive_int_list, fraction, non_negative_float, positive_float)
 from bench.argtypes import device_list, seed_list
 from bench import __version__
@@ -173,18 +174,9 @@ def _run_measurement(x, d: RunConfig) -> None:
                    help="GiB of memory (RSS of the cell's whole process tree) a cell may hold before it is stopped "
                         "and recorded as failed: out of memory (default: 75%% of this machine's memory; not "
                         "watched under --in-process)")
-    x.add_argument("--no-progress", action="store_true",
-                   help="no progress bars (there are none anyway when stderr is not a terminal)")
-    x.add_argument("--in-process", action="store_true",
-                   help="run cells in this process (faster start, no isolation: for debugging)")
-    x.add_argument("--executor", choices=("sequential", "ray"), default="sequential",
-                   help="run cells one after another (default), or as Ray tasks, several at once")
-    x.add_argument("--ray-address", metavar="ADDR", default=None,
-                   help="an existing Ray cluster (default: start Ray on this machine); with --executor ray")
-    x.add_argument("--cpus-per-cell", type=positive_int, default=None,
-                   help="CPUs each Ray task asks for (default: the machine's cores / cells at once)")
-    x.add_argument("--cells-at-once", type=positive_int, default=2,
-                   help="cells run at the same time on a Ray started here (default 2)")
+    x.add_argument("--no-progress", action="store_true", help="no progress bars (none anyway when stderr is not a terminal)")
+    x.add_argument("--in-process", action="store_true", help="run cells in this process (faster start, no isolation: for debugging)")
+    executors.add_flags(x)  # --executor and the Ray options, beside the executor they drive
 
 
 def _run_recipes(c) -> None:

@@ -16,6 +16,21 @@ from typing import Iterator
 from bench.config import Cell, ConfigError
 from bench.records import Record
 
+
+def add_flags(x) -> None:
+    """``bench run``'s executor options (an argparse group)."""
+    from bench.argtypes import positive_int
+
+    x.add_argument("--executor", choices=("sequential", "ray"), default="sequential",
+                   help="run cells one after another (default), or as Ray tasks, several at once")
+    x.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="an existing Ray cluster (default: start Ray on this machine); with --executor ray")
+    x.add_argument("--cpus-per-cell", type=positive_int, default=None,
+                   help="CPUs each Ray task asks for (default: the machine's cores / cells at once)")
+    x.add_argument("--cells-at-once", type=positive_int, default=2,
+                   help="cells run at the same time on a Ray started here (default 2)")
+
+
 EXECUTORS = ("sequential", "ray")
 
 

@@ -116,6 +116,22 @@ def training_share_line(records: list[Record], wall_s: float) -> str:
     return f"timed steps {timed:.0f} s of {wall_s:.0f} s ({share:.0%})"
 
 
+def _prepare(cells: list[Cell], out_dir: Path, write: bool, isolate: bool, memory_limit: int | None) -> int:
+    """Before the first cell: stale cell folders gone, OUT made, the memory limit (bytes) decided, and
+    for cells in this process the environment a --parity cell needs."""
+    remove_stale_cell_dirs()
+    if write:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    if not isolate:
+        # Cells in this process share its libraries, which read some settings once (cuBLAS its
+        # workspace): what a --parity cell needs is set before the first cell uses the device.
+        from bench.cell import deterministic_env_for
+
+        for key, value in deterministic_env_for(cells).items():
+            os.environ.setdefault(key, value)
+    return default_memory_limit_bytes() if memory_limit is None else memory_limit
+
+
 def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = None, resume: bool = False,
               progress: bool = True, command: str = "", isolate: bool = True,
               rendezvous: dict | None = None, write: bool = True, memory_limit: int | None = None,
@@ -129,24 +145,12 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
     ``after_record(record)``: called once it is appended, between cells (the trackers)."""
     from bench.cell import run_cell, skipped_record
 
-    remove_stale_cell_dirs()
-    if memory_limit is None:
-        memory_limit = default_memory_limit_bytes()
-    if write:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    if not isolate:
-        # Cells in this process share its libraries, which read some settings once (cuBLAS its
-        # workspace): what a --parity cell needs is set before the first cell uses the device.
-        from bench.cell import deterministic_env_for
-
-        for key, value in deterministic_env_for(cells).items():
-            os.environ.setdefault(key, value)
+    memory_limit = _prepare(cells, out_dir, write, isolate, memory_limit)
     done = completed_ids(out_dir) if resume else set()
-    made = []
-    ran_s: list[float] = []  # seconds each cell run by this sweep took, for the ETA
     if executor == "ray":
         return _sweep_with_ray(cells, out_dir, done, cell_timeout, command, memory_limit, device_choice,
                                after_record, ray_address, cpus_per_cell, cells_at_once)
+    made, ran_s = [], []  # the records made; seconds each cell run by this sweep took, for the ETA
     # MFU's peak per (device, precision): measured by the first cell that runs there, handed to the rest.
     peaks: dict[tuple[str, str], tuple[float, str]] = {}
     for i, cell in enumerate(cells, 1):

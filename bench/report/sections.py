@@ -20,6 +20,6 @@ SECTIONS = (
     per_seed,  # each seed's loops side by side, the detail behind a seed group's answer
     time_to_accuracy,  # validation F1 during training
     parity,  # do the loops train the same thing, and their settings side by side
-    not_run,  # skipped and failed cells
     concurrency,  # cells run beside each other (--executor ray), and whether they contended
+    not_run,  # skipped and failed cells
 )
