@@ -182,3 +182,17 @@ def test_architecture_without_a_classifier_is_refused():
 
     with pytest.raises(ConfigError, match="no sequence-classification model"):
         check_architecture("x", CLIPConfig())
+
+
+@pytest.mark.parametrize("arch", ["roberta", "electra"])
+def test_precision_probe_finds_the_logits_layer_inside_a_head_module(arch):
+    """RoBERTa's and ELECTRA's ``classifier`` is a module (dense, dropout, out_proj), not a Linear."""
+    import torch
+
+    from bench.settings import PrecisionProbe
+
+    model, tokenizer, _ = load_model(RunConfig(model=f"tiny-{arch}"))
+    probe = PrecisionProbe(model, "cpu")
+    model.train()
+    model(**tokenizer(["a b"], ["c d"], return_tensors="pt"), labels=torch.tensor([1]))
+    assert probe.seen["compute_dtype"] == "float32" and probe.seen["param_dtype"] == "float32"
