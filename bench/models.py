@@ -280,8 +280,39 @@ def load_model(run: RunConfig, num_labels: int = 2):
         num_layers=facts["num_layers"], hidden_size=facts["hidden_size"],
         attn_implementation=str(getattr(cfg, "_attn_implementation", "")),
         dropout=facts["dropout"],
+        train_flops_per_sequence_coeffs=counted_flops_coeffs(model, tokenizer),
     )
     return model, tokenizer, info
+
+
+def counted_flops_coeffs(model, tokenizer, lengths: tuple[int, int, int] = (16, 32, 64)) -> list[float]:
+    """[a, b, c] with training FLOPs per sequence = a L + b L^2 + c (per-token matmuls, attention,
+    the head on one token), solved from torch's FlopCounterMode at three lengths on one sequence,
+    forward and backward.  Counted in train mode, as the steps run (in eval mode SDPA takes a fused
+    CPU kernel the counter does not see), inside fork_rng so the dropout draws leave the RNG stream
+    every loop starts from untouched; the gradients are dropped again.  Padded tokens count."""
+    import numpy as np
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.train()
+    totals = []
+    try:
+        with torch.random.fork_rng(devices=[]):
+            for length in lengths:
+                ids = torch.full((1, length), 1000, dtype=torch.long)
+                ids[0, 0], ids[0, -1] = tokenizer.cls_token_id or 0, tokenizer.sep_token_id or 0
+                with FlopCounterMode(display=False) as counter:
+                    model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([0])).loss.backward()
+                totals.append(float(counter.get_total_flops()))
+    except Exception:
+        return []  # an architecture the counter cannot run: MFU falls back to the 6 N L rule
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    system = np.array([[L, L * L, 1.0] for L in lengths])
+    return [float(x) for x in np.linalg.solve(system, np.array(totals))]
 
 
 def _first_line(exc: BaseException) -> str:
