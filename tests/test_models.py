@@ -128,3 +128,71 @@ def test_a_copied_tree_names_its_commit_from_the_commit_file(tmp_path, monkeypat
     assert envinfo._read_git_sha() == "52b30b176dca"
     (root / envinfo.COMMIT_FILE).write_text("$(rm -rf /)\n")
     assert envinfo._read_git_sha() is None
+
+
+# --- encoders other than BERT: facts from each config, pair inputs from each forward ---
+
+TINY_EXPECT = {  # arch: (layers, hidden, takes token_type_ids, dropout string read from the config)
+    "bert": (2, 64, True, "hidden=0.1 attention=0.1 classifier=0.1"),
+    "roberta": (2, 64, True, "hidden=0.1 attention=0.1 classifier=0.1"),
+    "distilbert": (2, 64, False, "hidden=0.1 attention=0.1 classifier=0.2"),  # dropout / seq_classif_dropout
+    "electra": (2, 64, True, "hidden=0.1 attention=0.1 classifier=0.1"),
+    "deberta-v2": (2, 64, False, "hidden=0.1 attention=0.1 classifier=0.0"),  # type_vocab_size 0, pooler_dropout
+    "modernbert": (2, 64, False, "hidden=0.0 attention=0.0 classifier=0.0"),  # mlp_dropout / attention_dropout
+}
+
+
+@pytest.mark.parametrize("arch", sorted(TINY_EXPECT))
+def test_tiny_alias_per_architecture_trains_a_step(arch):
+    import torch
+
+    model, tokenizer, info = load_model(RunConfig(model=f"tiny-{arch}"))
+    layers, hidden, segments, dropout = TINY_EXPECT[arch]
+    assert (info.num_layers, info.hidden_size, info.dropout) == (layers, hidden, dropout)
+    assert ("token_type_ids" in tokenizer.model_input_names) == segments
+    batch = tokenizer(["the cat sat", "a dog"], ["on the mat", "ran far away"], padding=True, return_tensors="pt")
+    loss = model(**batch, labels=torch.tensor([0, 1])).loss
+    loss.backward()  # an unexpected token_type_ids argument would raise here already
+    assert torch.isfinite(loss)
+
+
+def test_deberta_without_sdpa_runs_and_records_eager():
+    _, _, info = load_model(RunConfig(model="tiny-deberta-v2"))
+    assert info.attn_implementation == "eager"
+
+
+def test_decoder_only_model_is_refused_before_any_cell(tmp_path):
+    from transformers import GPT2Config
+
+    GPT2Config(n_layer=1, n_embd=32, n_head=2).save_pretrained(tmp_path)
+    from bench.models import packaged_model_path as p
+    import shutil
+
+    for f in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"):
+        if (__import__("pathlib").Path(p()) / f).exists():
+            shutil.copy(__import__("pathlib").Path(p()) / f, tmp_path / f)
+    with pytest.raises(ConfigError, match="decoder-only"):
+        check_model(RunConfig(model=str(tmp_path)))
+
+
+def test_architecture_without_a_classifier_is_refused():
+    from transformers import CLIPConfig
+
+    from bench.models import check_architecture
+
+    with pytest.raises(ConfigError, match="no sequence-classification model"):
+        check_architecture("x", CLIPConfig())
+
+
+@pytest.mark.parametrize("arch", ["roberta", "electra"])
+def test_precision_probe_finds_the_logits_layer_inside_a_head_module(arch):
+    """RoBERTa's and ELECTRA's ``classifier`` is a module (dense, dropout, out_proj), not a Linear."""
+    import torch
+
+    from bench.settings import PrecisionProbe
+
+    model, tokenizer, _ = load_model(RunConfig(model=f"tiny-{arch}"))
+    probe = PrecisionProbe(model, "cpu")
+    model.train()
+    model(**tokenizer(["a b"], ["c d"], return_tensors="pt"), labels=torch.tensor([1]))
+    assert probe.seen["compute_dtype"] == "float32" and probe.seen["param_dtype"] == "float32"

@@ -47,7 +47,11 @@ def mfu(r: Record, peak_tflops: float | None = None) -> float | None:
     flops = 0.0
     for n, tokens in zip(samples[w:], padded[w:]):
         length = tokens / n  # every sequence of a batch is padded to the same length
-        flops += n * train_flops_per_sequence(m.n_params_non_embedding, m.num_layers, m.hidden_size, length)
+        coeffs = getattr(m, "train_flops_per_sequence_coeffs", None)
+        if coeffs and len(coeffs) == 3:  # counted on the architecture itself
+            flops += n * (coeffs[0] * length + coeffs[1] * length**2 + coeffs[2])
+        else:
+            flops += n * train_flops_per_sequence(m.n_params_non_embedding, m.num_layers, m.hidden_size, length)
     return flops * (r.world_size or 1) / r.timed_s / (peak * 1e12)
 
 

@@ -14,11 +14,11 @@ def cmd_inspect(args) -> int:
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     from bench.config import RunConfig
-    from bench.models import check_model, packaged_model_path
+    from bench.models import check_model, is_tiny, packaged_model_path
 
     check_model(RunConfig(model=args.model))
-    if args.model == "tiny":
-        raise ConfigError("inspect needs a checkpoint; tiny has none (use minilm-l6 or a model id/folder)")
+    if is_tiny(args.model):
+        raise ConfigError(f"inspect needs a checkpoint; {args.model} has none (use minilm-l6 or a model id/folder)")
     source = packaged_model_path() if args.model == "minilm-l6" else args.model
     transformers.logging.set_verbosity_error()  # the loading report is printed below, in full
     try:

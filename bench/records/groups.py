@@ -94,6 +94,9 @@ class Model(_Group):
     hidden_size: int = 0
     attn_implementation: str = ""
     dropout: str = ""
+    # [a, b, c]: training FLOPs of one sequence of padded length L are a L + b L^2 + c, counted by
+    # FlopCounterMode on this architecture at three lengths (empty in older records: 6 N L rule)
+    train_flops_per_sequence_coeffs: list = field(default_factory=list)
 
 
 @dataclass
