@@ -71,6 +71,17 @@ def check_architecture(name: str, config) -> None:
                           f"encoders (BERT, RoBERTa, DistilBERT, ELECTRA, DeBERTa-v2, ModernBERT, ...)")
 
 
+def check_vocabulary(name: str, tokenizer, vocab_size: int | None) -> None:
+    """The tokenizer must be the model's: ids past the embeddings crash, and a vocabulary far
+    smaller than the model's (its tokenizer files missing: every word [UNK]) trains on nothing."""
+    size = len(tokenizer)
+    if vocab_size and (size > vocab_size or size < vocab_size // 2):
+        raise ConfigError(f"--model {name}: its tokenizer has {size} tokens and the model's embeddings {vocab_size}: "
+                          + ("token ids past the embeddings" if size > vocab_size else
+                             "the tokenizer files (vocab.txt / tokenizer.json) are missing or another model's")
+                          + "; give the model's own tokenizer files")
+
+
 def _eager_if_no_sdpa(config) -> None:
     """An architecture without an SDPA path (DeBERTa-v2) runs its eager attention under the default
     --attn sdpa; the record's attn_implementation is read from the live model, so it says eager."""
@@ -146,103 +157,44 @@ def _tokenizer_for_random_model(name: str, source: str | None):
     return load_tokenizer(path), f"packaged-uncased:{path}"
 
 
-def check_model(run: RunConfig) -> None:
-    """Fail fast, in one line, on a model that no cell could load (before a sweep starts)."""
-    name = run.model
-    if run.pad_to_multiple_of:
-        check_padding(run)
+def _build(name: str, run: RunConfig, overrides: dict):
+    """(model, tokenizer, where the tokenizer came from, what the weights are), float32 on the CPU."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig
+
+    fp32 = torch.float32
     if is_tiny(name):
-        return
-    source = packaged_model_path() if name == "minilm-l6" else name
-    if Path(source).is_dir():
-        if not (Path(source) / "config.json").exists():
-            raise ConfigError(f"--model {name}: {source} has no config.json, not a model folder")
-        from transformers import AutoConfig
-
-        try:
-            config = AutoConfig.from_pretrained(source)
-        except Exception as exc:
-            raise ConfigError(f"--model {name}: its config.json cannot be read: {type(exc).__name__}: "
-                              f"{_first_line(exc)}") from None
-        check_architecture(name, config)
-        if not run.no_weights:
-            check_head(name, config)
-            check_weights_readable(name, Path(source))
-        try:
-            tokenizer = load_tokenizer(source)
-        except Exception as exc:
-            raise ConfigError(f"--model {name}: its tokenizer cannot be loaded from {source}: {type(exc).__name__}: "
-                              f"{_first_line(exc)}") from None
-        check_vocabulary(name, tokenizer, config.vocab_size)
-        return
-    if name.startswith((".", "/", "~")):
-        raise ConfigError(f"--model {name}: no such folder")
-    if run.no_weights and name in _KNOWN_BERT_CONFIGS:
-        return
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except Exception as exc:
-        raise ConfigError(
-            f"could not load model {name!r} from the Hub: {type(exc).__name__}: {_first_line(exc)}; offline, use "
-            f"--model minilm-l6, a local model folder, or --model {name} --no-weights") from exc
-    check_architecture(name, config)
-    if not run.no_weights:
-        check_head(name, config)
-
-
-def check_head(name: str, config) -> None:
-    """MRPC has two labels: a checkpoint whose classifier has another number of them cannot be loaded
-    into a two-label head (a size mismatch in every cell)."""
-    labels = getattr(config, "id2label", None) or {}
-    if len(labels) not in (0, 2):
-        raise ConfigError(f"--model {name}: its classifier head has {len(labels)} labels and MRPC has 2; "
-                          f"give a base model or a two-label checkpoint (or --no-weights for a fresh model)")
-
-
-def check_weights_readable(name: str, folder: Path) -> None:
-    """Every safetensors file of the folder opens and lists its tensors (a header read, no weights
-    loaded): a truncated or corrupt file is named now, not in each cell."""
-    from safetensors import safe_open
-
-    for path in sorted(folder.glob("*.safetensors")):
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                f.keys()
-        except Exception as exc:
-            raise ConfigError(f"--model {name}: {path.name} cannot be read ({type(exc).__name__}: "
-                              f"{_first_line(exc)}); the weights file is truncated or corrupt") from None
-
-
-def check_padding(run: RunConfig) -> None:
-    """Every batch is padded to a multiple of --pad-to-multiple-of: past the model's positions, no
-    batch can run (a tensor-size error in every cell)."""
-    positions = None
-    if is_tiny(run.model):
-        positions = TINY_BERT["max_position_embeddings"]
+        config = tiny_config(name, **overrides)
+        _eager_if_no_sdpa(config)
+        tokenizer, tok_source = _tokenizer_for_random_model(name, None)
+        config_source = f"{type(config).__name__}(tiny)"
+        model = AutoModelForSequenceClassification.from_config(config, dtype=fp32)
+        weights = f"random-init:{config_source}"
     else:
-        from transformers import AutoConfig
-
-        try:
-            positions = AutoConfig.from_pretrained(packaged_model_path() if run.model == "minilm-l6" else run.model
-                                                   ).max_position_embeddings
-        except Exception:
-            return  # the model's own check says why it cannot be loaded
-    if positions and run.pad_to_multiple_of > positions:
-        raise ConfigError(f"--pad-to-multiple-of {run.pad_to_multiple_of}: longer than the model's {positions} "
-                          f"positions, so no batch could run; give a multiple of 8 up to {positions}")
-
-
-def check_vocabulary(name: str, tokenizer, vocab_size: int | None) -> None:
-    """The tokenizer must be the model's: ids past the embeddings crash, and a vocabulary far
-    smaller than the model's (its tokenizer files missing: every word [UNK]) trains on nothing."""
-    size = len(tokenizer)
-    if vocab_size and (size > vocab_size or size < vocab_size // 2):
-        raise ConfigError(f"--model {name}: its tokenizer has {size} tokens and the model's embeddings {vocab_size}: "
-                          + ("token ids past the embeddings" if size > vocab_size else
-                             "the tokenizer files (vocab.txt / tokenizer.json) are missing or another model's")
-                          + "; give the model's own tokenizer files")
+        source = packaged_model_path() if name == "minilm-l6" else name
+        is_dir = Path(source).is_dir()
+        if not is_dir and (name.startswith((".", "/", "~")) or Path(name).exists()):
+            raise ConfigError(f"--model {name}: not a model folder")
+        if run.no_weights:
+            if not is_dir and name in _KNOWN_BERT_CONFIGS:
+                config = BertConfig(**_KNOWN_BERT_CONFIGS[name], **overrides)
+                config_source = "BertConfig() defaults (the bert-base-uncased architecture)"
+            else:
+                config = AutoConfig.from_pretrained(source, **overrides)
+                config_source = source
+            _eager_if_no_sdpa(config)
+            tokenizer, tok_source = _tokenizer_for_random_model(name, source)
+            model = AutoModelForSequenceClassification.from_config(config, dtype=fp32)
+            weights = f"random-init:{config_source}"
+        else:
+            tokenizer = load_tokenizer(source)
+            tok_source = source
+            config = AutoConfig.from_pretrained(source, **overrides)
+            _eager_if_no_sdpa(config)
+            overrides["attn_implementation"] = config._attn_implementation
+            model = AutoModelForSequenceClassification.from_pretrained(source, dtype=fp32, **overrides)
+            weights = f"pretrained:{source}"
+    return model, tokenizer, tok_source, weights
 
 
 def load_model(run: RunConfig, num_labels: int = 2):
@@ -253,44 +205,13 @@ def load_model(run: RunConfig, num_labels: int = 2):
     builds a config that names a dtype in that dtype; an fp16 checkpoint would train fp16 weights
     under any label, and fail in the fp16 loss scaler.  Mixed precision keeps float32 master weights.
     """
-    import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig, set_seed
+    from transformers import set_seed
 
-    name, fp32 = run.model, torch.float32
+    name = run.model
     set_seed(run.seed)
     overrides = {"num_labels": num_labels, "attn_implementation": run.attn}
     try:
-        if is_tiny(name):
-            config = tiny_config(name, **overrides)
-            _eager_if_no_sdpa(config)
-            tokenizer, tok_source = _tokenizer_for_random_model(name, None)
-            config_source = f"{type(config).__name__}(tiny)"
-            model = AutoModelForSequenceClassification.from_config(config, dtype=fp32)
-            weights = f"random-init:{config_source}"
-        else:
-            source = packaged_model_path() if name == "minilm-l6" else name
-            is_dir = Path(source).is_dir()
-            if not is_dir and (name.startswith((".", "/", "~")) or Path(name).exists()):
-                raise ConfigError(f"--model {name}: not a model folder")
-            if run.no_weights:
-                if not is_dir and name in _KNOWN_BERT_CONFIGS:
-                    config = BertConfig(**_KNOWN_BERT_CONFIGS[name], **overrides)
-                    config_source = "BertConfig() defaults (the bert-base-uncased architecture)"
-                else:
-                    config = AutoConfig.from_pretrained(source, **overrides)
-                    config_source = source
-                _eager_if_no_sdpa(config)
-                tokenizer, tok_source = _tokenizer_for_random_model(name, source)
-                model = AutoModelForSequenceClassification.from_config(config, dtype=fp32)
-                weights = f"random-init:{config_source}"
-            else:
-                tokenizer = load_tokenizer(source)
-                tok_source = source
-                config = AutoConfig.from_pretrained(source, **overrides)
-                _eager_if_no_sdpa(config)
-                overrides["attn_implementation"] = config._attn_implementation
-                model = AutoModelForSequenceClassification.from_pretrained(source, dtype=fp32, **overrides)
-                weights = f"pretrained:{source}"
+        model, tokenizer, tok_source, weights = _build(name, run, overrides)
     except ConfigError:
         raise
     except Exception as exc:

@@ -49,7 +49,7 @@ def check_data(p: Preflight) -> None:
 
 
 def check_model(p: Preflight) -> None:
-    from bench.models import check_model as check
+    from bench.model_checks import check_model as check
 
     check(p.runs[0])
 

@@ -3,7 +3,8 @@
 import pytest
 
 from bench.config import ConfigError, RunConfig
-from bench.models import check_model, load_model, packaged_model_path
+from bench.model_checks import check_model
+from bench.models import load_model, packaged_model_path
 
 
 def test_minilm_alias_is_the_packaged_pretrained_model():
