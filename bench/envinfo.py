@@ -141,7 +141,7 @@ def describe() -> list[tuple[str, str]]:
         rows.append(("GPU", "none visible to torch"))
     load1, load5, _ = os.getloadavg()
     busy = busy_now()
-    rows += [("load", f"1-min {load1:.2f}, 5-min {load5:.2f}; " + (busy or "quiet now (bench.machine.BUSY_RULE)")),
+    rows += [("load", f"1-min {load1:.2f}, 5-min {load5:.2f}; " + (busy or "quiet now (bench.records.vocabulary.BUSY_RULE)")),
              ("regression class", machine_class())]
     return rows
 

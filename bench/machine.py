@@ -24,19 +24,7 @@ import os
 import resource
 import time
 
-OTHERS_MAX_FRACTION = 0.10
-PROBE_MAX_CHANGE = 0.15
-# The kernel counts CPU time in clock ticks (10 ms): the others' share is judged only over a window in which
-# the threshold is at least this many ticks of all the cores, so that one stray tick moves it by 5%
-# of the threshold at most.  1 s on 2 cores, 0.125 s on 16: a GPU's steps of 10-20 ms are judged
-# after some tens of them, where a fixed second would leave most short GPU cells "not judged".
-MIN_TICKS_AT_THRESHOLD = 20
-TICK_S = 0.01
-BUSY_RULE = (f"other processes used more than {OTHERS_MAX_FRACTION:.0%} of the cores during the timed steps "
-             f"(judged once that share is {MIN_TICKS_AT_THRESHOLD} clock ticks or more: 1 s of timed steps on 2 "
-             f"cores, less on more), or the GEMM probes before and after training differ by more than "
-             f"{PROBE_MAX_CHANGE:.0%}")
-
+from bench.records.vocabulary import MIN_TICKS_AT_THRESHOLD, OTHERS_MAX_FRACTION, PROBE_MAX_CHANGE, TICK_S
 
 def min_window_s(cores: int | None) -> float:
     """The shortest timed window over which other processes' share of ``cores`` is judged."""

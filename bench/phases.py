@@ -39,8 +39,7 @@ from __future__ import annotations
 import statistics
 import time
 
-PHASES = ("data", "forward", "backward", "optimizer", "other")
-SUM_TOLERANCE = 0.02  # the five phases of a step add up to its time within this fraction
+from bench.records.vocabulary import PHASE_SUM_TOLERANCE, PHASES
 
 
 class PhaseClock:
@@ -178,7 +177,7 @@ def summarize(per_step: list[dict], step_s: list[float], warmup: int) -> dict:
     timed = per_step[warmup:]
     columns = {p: [s[p] for s in per_step] for p in PHASES}
     sums_ok = sum(1 for s, t in zip(per_step, step_s)
-                  if t > 0 and abs(sum(s.values()) - t) <= SUM_TOLERANCE * t)
+                  if t > 0 and abs(sum(s.values()) - t) <= PHASE_SUM_TOLERANCE * t)
     return {
         "phase_s_p50": {p: statistics.median([s[p] for s in timed]) for p in PHASES} if timed else {},
         "phase_s_mean": {p: statistics.fmean([s[p] for s in timed]) for p in PHASES} if timed else {},

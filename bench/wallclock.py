@@ -18,6 +18,8 @@ import datetime as _dt
 import time
 from contextlib import contextmanager
 
+from bench.records.vocabulary import WALL_PART_NAMES, WALL_PARTS
+
 
 def process_start_time(pid: int | None = None) -> float | None:
     """Epoch seconds a process began, to the kernel's clock tick (10 ms): its start in ticks since
@@ -47,44 +49,6 @@ def utc_now() -> str:
     """Now in UTC, to the second: a record's ``started_at`` and ``finished_at``, a log's headers."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
-# In the order they happen; (key, what it is).
-PARTS = (
-    ("interpreter_s", "process start to the cell's first line: the interpreter and bench.cell's own imports"),
-    ("imports_s", "the libraries: torch, transformers, the loop's library, the harness's modules"),
-    ("device_init_s", "the device's context: CUDA's driver context and cuBLAS handle, made before the model "
-                      "(0 on the CPU); a user's script pays it too, at its first CUDA call"),
-    ("peak_probe_s", "the GEMM peak probe for MFU (0 when the sweep hands the cell its device's figure)"),
-    ("model_s", "model and tokenizer"),
-    ("data_s", "MRPC loaded, tokenized, the shared sampler"),
-    ("load_probes_s", "the machine-load GEMM probes before and after training"),
-    ("loop_setup_s", "the loop's own setup up to its first step (Accelerator, Trainer, prepare, ...)"),
-    ("warmup_steps_s", "the timing warm-up steps"),
-    ("timed_steps_s", "the timed steps"),
-    ("eval_during_training_s", "evaluations inside training (--eval-every)"),
-    ("after_steps_s", "after the last step until the loop returns (its teardown, the meter's stop)"),
-    ("settings_s", "the settings read back from the live objects"),
-    ("eval_s", "the evaluation after training: forward passes and the metric"),
-    ("eval_intervals_s", "the bootstrap intervals and the majority baseline"),
-    ("env_s", "the environment: versions, CPU flags, git sha"),
-    ("harness_s", "the harness's own bookkeeping: process state, meter, summary, gather, the record"),
-)
-AFTER_RECORD = ("after_record_s", "after process_wall_s: the record serialised and written, the process's exit "
-                                  "(measured by the sweep)")
-SUM_TOLERANCE = 0.02
-
-# The report's columns: a few parts each.
-GROUPS = (
-    ("start", ("interpreter_s", "imports_s", "device_init_s")),
-    ("model + data", ("model_s", "data_s")),
-    ("probes", ("peak_probe_s", "load_probes_s")),
-    ("loop setup", ("loop_setup_s",)),
-    ("warm-up", ("warmup_steps_s",)),
-    ("timed steps", ("timed_steps_s",)),
-    ("evaluation", ("eval_during_training_s", "eval_s", "eval_intervals_s")),
-    ("harness", ("after_steps_s", "settings_s", "env_s", "harness_s")),
-)
-
-
 class WallClock:
     """The parts of one cell's wall time.  ``lap(name)`` gives the seconds since the previous lap to
     ``name``, so the code between two laps is named by the second; ``add`` names seconds measured
@@ -95,7 +59,7 @@ class WallClock:
         self._last = time.perf_counter()
 
     def add(self, name: str, seconds: float) -> None:
-        if name not in _NAMES:
+        if name not in WALL_PART_NAMES:
             raise KeyError(f"no wall-time part {name!r}")
         self.parts[name] = self.parts.get(name, 0.0) + seconds
 
@@ -115,8 +79,8 @@ class WallClock:
         self.add(dst, seconds)
 
     def as_dict(self) -> dict:
-        """The parts in ``PARTS`` order, each present (0.0 when the cell had none of it)."""
-        return {name: round(self.parts.get(name, 0.0), 6) for name, _ in PARTS}
+        """The parts in ``WALL_PARTS`` order, each present (0.0 when the cell had none of it)."""
+        return {name: round(self.parts.get(name, 0.0), 6) for name, _ in WALL_PARTS}
 
     def add_steps(self, meter, t_train: float, t_returned: float) -> None:
         """The loop's stretch, from the meter's own marks: its setup up to the first step, the warm-up
@@ -134,19 +98,3 @@ class WallClock:
             self.add("after_steps_s", t_returned - meter.last_step_end)
 
 
-_NAMES = {name for name, _ in PARTS}
-
-
-def named_s(wall: dict) -> float:
-    """Seconds the parts name, ``after_record_s`` apart."""
-    return sum(v for k, v in wall.items() if k in _NAMES and v is not None)
-
-
-def fixed_cost_s(record) -> float | None:
-    """What a cell costs beyond its training and evaluation: ``process_wall_s`` less the warm-up and
-    timed steps and the evaluations (the figure the fixed-cost benchmark gates)."""
-    wall, total = record.wall_s or {}, record.process_wall_s
-    if not wall or total is None:
-        return None
-    work = sum(wall.get(k, 0.0) for k in ("warmup_steps_s", "timed_steps_s", "eval_during_training_s", "eval_s"))
-    return total - work

@@ -43,7 +43,7 @@ def measure(out: Path, max_steps: int, eval_samples: int | None = None, glue_dir
     """Run the main job (reduced by ``max_steps`` / ``eval_samples``) as a user does, each cell in its
     own process, and say where its wall clock went."""
     from bench.records import read_records
-    from bench.wallclock import PARTS, fixed_cost_s, named_s
+    from bench.records.vocabulary import WALL_PARTS as PARTS, fixed_cost_s, named_s
 
     argv = [sys.executable, "-m", "bench", "run", "--loops", "all", "--device", "cpu", "--model", "minilm-l6",
             "--glue-dir", str(glue_dir), "--max-steps", str(max_steps), "--out", str(out), "--no-progress"]

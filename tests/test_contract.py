@@ -72,7 +72,7 @@ def test_the_shared_order_and_the_same_schedule_as_manual(runs, loop):
 def test_every_step_is_split_into_its_phases(runs, loop):
     """The loop marks its batches and the start of its update; the hooks see every micro-batch's
     forward and backward; the five phases cover each step's time."""
-    from bench.phases import PHASES, SUM_TOLERANCE
+    from bench.records.vocabulary import PHASE_SUM_TOLERANCE as SUM_TOLERANCE, PHASES
 
     _, meter, _ = runs[loop]
     clock = meter._phases

@@ -68,7 +68,7 @@ def _every_second_named(records, stderr):
 
     import pytest
 
-    from bench.wallclock import PARTS, SUM_TOLERANCE, named_s
+    from bench.records.vocabulary import WALL_PARTS as PARTS, WALL_SUM_TOLERANCE as SUM_TOLERANCE, named_s
 
     for r in records:
         wall = r.wall_s

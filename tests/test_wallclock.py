@@ -8,7 +8,8 @@ import pytest
 
 from bench.analysis.wall import wall_summary
 from bench.records import Record
-from bench.wallclock import PARTS, WallClock, fixed_cost_s, named_s
+from bench.records.vocabulary import WALL_PARTS as PARTS, fixed_cost_s, named_s
+from bench.wallclock import WallClock
 from tests.conftest import ROOT
 
 

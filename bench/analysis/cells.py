@@ -159,14 +159,14 @@ class CellStats:
     def phases(self) -> dict | None:
         """Mean seconds per step in each phase (bench/phases.py), the median over the repeats that
         recorded a split; None when none did."""
-        from bench.phases import PHASES
+        from bench.records.vocabulary import PHASES
 
         split = [r.phase_s_mean for r in self.ok if r.phase_s_mean]
         return {p: statistics.median(s[p] for s in split) for p in PHASES} if split else None
 
     @property
     def busy(self) -> bool:
-        """Some run of this cell was measured while the machine was busy (bench.machine.BUSY_RULE)."""
+        """Some run of this cell was measured while the machine was busy (bench.records.vocabulary.BUSY_RULE)."""
         return any(r.machine_busy for r in self.ok)
 
 

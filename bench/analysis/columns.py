@@ -22,7 +22,7 @@ from typing import Callable
 from bench.analysis.cells import CellStats
 from bench.analysis.machines import same_machine
 from bench.analysis.mfu import cell_mfu
-from bench.phases import PHASES
+from bench.records.vocabulary import PHASES
 from bench.records import Record
 
 HIGHER, LOWER = "higher", "lower"

@@ -47,7 +47,7 @@ def mfu(r: Record, peak_tflops: float | None = None) -> float | None:
     flops = 0.0
     for n, tokens in zip(samples[w:], padded[w:]):
         length = tokens / n  # every sequence of a batch is padded to the same length
-        coeffs = getattr(m, "train_flops_per_sequence_coeffs", None)
+        coeffs = m.train_flops_per_sequence_coeffs  # empty in records before it
         if coeffs and len(coeffs) == 3:  # counted on the architecture itself
             flops += n * (coeffs[0] * length + coeffs[1] * length**2 + coeffs[2])
         else:

@@ -34,9 +34,9 @@ from bench.analysis.cells import CellStats, tutorial_baseline, varying_of, varia
 from bench.analysis.columns import COLUMNS, TableContext
 from bench.analysis.mfu import shared_peaks
 from bench.config import Cell, RunConfig
-from bench.phases import PHASES
+from bench.records.vocabulary import PHASES
 from bench.records import GROUPS, RESULTS_FILE, EvalPoint, Record, ResultsFileError, read_records
-from bench.wallclock import AFTER_RECORD, PARTS
+from bench.records.vocabulary import AFTER_RECORD, WALL_PARTS as PARTS
 
 LEAD = ("results_line", "superseded")
 IDENTITY = ("cell_id", "label", "loop", "device", "precision", "variant", "repeat", "seed", "status", "reason")

@@ -24,7 +24,7 @@ def _med(values):
 
 def wall_summary(records: list[Record]) -> WallSummary | None:
     """None when no record has ``wall_s``."""
-    from bench.wallclock import GROUPS, fixed_cost_s, named_s
+    from bench.records.vocabulary import WALL_GROUPS as GROUPS, fixed_cost_s, named_s
 
     walls = [r for r in records if r.wall_s and r.process_wall_s]
     if not walls:

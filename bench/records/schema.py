@@ -108,7 +108,7 @@ class Record:
     step_real_tokens: list = field(default_factory=list)
     step_padded_tokens: list = field(default_factory=list)
     # Was the machine quiet?  Other processes' CPU time during the timed steps, load averages, a GEMM
-    # probe before and after training; busy by bench.machine.BUSY_RULE.
+    # probe before and after training; busy by bench.records.vocabulary.BUSY_RULE.
     machine_load: MachineLoad | None = None
     machine_busy: bool | None = None
     machine_busy_why: list = field(default_factory=list)

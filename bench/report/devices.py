@@ -66,7 +66,7 @@ def _busy(dev_cells: list[CellStats]) -> list[str]:
     busy = [c for c in dev_cells if c.busy]
     if not busy:
         return []
-    from bench.machine import BUSY_RULE
+    from bench.records.vocabulary import BUSY_RULE
 
     return [f"⚠ busy: {len(busy)} cell(s) had a run measured while the machine was busy ({BUSY_RULE}); "
             "their speed says more about the machine than about the loop: "

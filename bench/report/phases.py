@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench import markdown as md
 from bench.analysis.cells import CellStats
-from bench.phases import PHASES
+from bench.records.vocabulary import PHASES
 from bench.records import Record
 from bench.report import plotting
 from bench.report.context import Context

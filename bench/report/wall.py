@@ -10,7 +10,7 @@ HEADING = "Where a cell's wall time goes"
 
 
 def lines(ctx: Context) -> list[str]:
-    from bench.wallclock import GROUPS
+    from bench.records.vocabulary import WALL_GROUPS as GROUPS
 
     rows = [(c, wall_summary(c.ok)) for c in ctx.main if c.ok]
     rows = [(c, w) for c, w in rows if w]

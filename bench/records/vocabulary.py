@@ -1,0 +1,83 @@
+"""The words a record is written in: its step phases, its wall-time parts and their report groups,
+and the rule it calls a machine busy by.  The side that writes a record (the cell, the meter) and the
+side that reads it (analysis, report) both take them from here, so the read side never imports the
+write side for a word."""
+
+from __future__ import annotations
+
+# -- where a step's time goes (the meter's phase clock, ``bench/phases.py``) ----------------------
+PHASES = ("data", "forward", "backward", "optimizer", "other")
+PHASE_SUM_TOLERANCE = 0.02  # the five phases of a step add up to its time within this fraction
+
+
+# -- is the machine quiet (``bench/machine.py``) --------------------------------------------------
+OTHERS_MAX_FRACTION = 0.10
+PROBE_MAX_CHANGE = 0.15
+# The kernel counts CPU time in clock ticks (10 ms): the others' share is judged only over a window in which
+# the threshold is at least this many ticks of all the cores, so that one stray tick moves it by 5%
+# of the threshold at most.  1 s on 2 cores, 0.125 s on 16: a GPU's steps of 10-20 ms are judged
+# after some tens of them, where a fixed second would leave most short GPU cells "not judged".
+MIN_TICKS_AT_THRESHOLD = 20
+TICK_S = 0.01
+BUSY_RULE = (f"other processes used more than {OTHERS_MAX_FRACTION:.0%} of the cores during the timed steps "
+             f"(judged once that share is {MIN_TICKS_AT_THRESHOLD} clock ticks or more: 1 s of timed steps on 2 "
+             f"cores, less on more), or the GEMM probes before and after training differ by more than "
+             f"{PROBE_MAX_CHANGE:.0%}")
+
+
+
+# -- where a cell's wall time goes (``bench/wallclock.py``) ---------------------------------------
+# In the order they happen; (key, what it is).
+WALL_PARTS = (
+    ("interpreter_s", "process start to the cell's first line: the interpreter and bench.cell's own imports"),
+    ("imports_s", "the libraries: torch, transformers, the loop's library, the harness's modules"),
+    ("device_init_s", "the device's context: CUDA's driver context and cuBLAS handle, made before the model "
+                      "(0 on the CPU); a user's script pays it too, at its first CUDA call"),
+    ("peak_probe_s", "the GEMM peak probe for MFU (0 when the sweep hands the cell its device's figure)"),
+    ("model_s", "model and tokenizer"),
+    ("data_s", "MRPC loaded, tokenized, the shared sampler"),
+    ("load_probes_s", "the machine-load GEMM probes before and after training"),
+    ("loop_setup_s", "the loop's own setup up to its first step (Accelerator, Trainer, prepare, ...)"),
+    ("warmup_steps_s", "the timing warm-up steps"),
+    ("timed_steps_s", "the timed steps"),
+    ("eval_during_training_s", "evaluations inside training (--eval-every)"),
+    ("after_steps_s", "after the last step until the loop returns (its teardown, the meter's stop)"),
+    ("settings_s", "the settings read back from the live objects"),
+    ("eval_s", "the evaluation after training: forward passes and the metric"),
+    ("eval_intervals_s", "the bootstrap intervals and the majority baseline"),
+    ("env_s", "the environment: versions, CPU flags, git sha"),
+    ("harness_s", "the harness's own bookkeeping: process state, meter, summary, gather, the record"),
+)
+AFTER_RECORD = ("after_record_s", "after process_wall_s: the record serialised and written, the process's exit "
+                                  "(measured by the sweep)")
+WALL_SUM_TOLERANCE = 0.02
+
+# The report's columns: a few parts each.
+WALL_GROUPS = (
+    ("start", ("interpreter_s", "imports_s", "device_init_s")),
+    ("model + data", ("model_s", "data_s")),
+    ("probes", ("peak_probe_s", "load_probes_s")),
+    ("loop setup", ("loop_setup_s",)),
+    ("warm-up", ("warmup_steps_s",)),
+    ("timed steps", ("timed_steps_s",)),
+    ("evaluation", ("eval_during_training_s", "eval_s", "eval_intervals_s")),
+    ("harness", ("after_steps_s", "settings_s", "env_s", "harness_s")),
+)
+
+
+WALL_PART_NAMES = {name for name, _ in WALL_PARTS}
+
+
+def named_s(wall: dict) -> float:
+    """Seconds the parts name, ``after_record_s`` apart."""
+    return sum(v for k, v in wall.items() if k in WALL_PART_NAMES and v is not None)
+
+
+def fixed_cost_s(record) -> float | None:
+    """What a cell costs beyond its training and evaluation: ``process_wall_s`` less the warm-up and
+    timed steps and the evaluations (the figure the fixed-cost benchmark gates)."""
+    wall, total = record.wall_s or {}, record.process_wall_s
+    if not wall or total is None:
+        return None
+    work = sum(wall.get(k, 0.0) for k in ("warmup_steps_s", "timed_steps_s", "eval_during_training_s", "eval_s"))
+    return total - work
