@@ -12,9 +12,9 @@ import signal
 import sys
 from pathlib import Path
 
-from bench import executors
-from bench.argtypes import (choice_list, int_in, positive_int, non_negative_int, positive_int_list, fraction, non_negative_float, positive_float)
-from bench.argtypes import device_list, seed_list
+from bench.sweep import executors
+from bench.config.argtypes import (choice_list, int_in, positive_int, non_negative_int, positive_int_list, fraction, non_negative_float, positive_float)
+from bench.config.argtypes import device_list, seed_list
 from bench import __version__
 from bench.config import (ADAMW_IMPLS, ATTN_IMPLS, DEVICES, LOOP_NAMES, PRECISIONS, PRESETS, SCHEDULERS,
                           ConfigError, RunConfig)

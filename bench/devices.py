@@ -29,7 +29,7 @@ class Device:
     deterministic_env: tuple = ()  # environment a --parity cell needs before the first kernel
     # The variable that pins a process to some of the devices (a single-process cell to one), if any.
     visible_devices_env: str | None = None
-    # The machine-load GEMM probe (bench/machine.py): its size, products timed per sync, the window
+    # The machine-load GEMM probe (bench/cell/load.py): its size, products timed per sync, the window
     # whose best timing counts, and the untimed products before it (a GPU's clock ramps up from idle).
     # On a CPU: the best of as many 256^3 products (0.1-0.3 ms each on a core) as fit in 0.05 s,
     # 150-500 calls, enough for the best to settle well inside the 15% the busy rule judges by.

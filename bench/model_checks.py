@@ -1,4 +1,4 @@
-"""A model checked before any cell (``bench/preflight.py``): what no cell could load or train is
+"""A model checked before any cell (``bench/sweep/preflight.py``): what no cell could load or train is
 refused once, in one line: a folder that is not a model's, a config that does not read, an
 architecture the harness does not fine-tune, a classifier head of another size than MRPC's two
 labels, a truncated weights file, a tokenizer that is not the model's, padding past the positions."""

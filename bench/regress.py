@@ -107,12 +107,14 @@ def _usable(value) -> bool:
 def ratios(m: dict[str, float]) -> dict[str, float]:
     """loop/manual ratios: the paired ones (interleaved rounds) where the run has them, else the
     ratio of the separate benchmarks' medians; and the meter's cost over the manual loop's."""
-    manual = m.get("test_loop_steps[manual]")
+    from loops import REFERENCE_LOOP
+
+    manual = m.get(f"test_loop_steps[{REFERENCE_LOOP}]")
     out = {k[len("paired "):]: v for k, v in m.items() if k.startswith("paired ")}
     if _usable(manual):
         for name, value in m.items():
             loop = _loop_name(name)
-            if loop and loop != "manual" and _usable(value):
+            if loop and loop != REFERENCE_LOOP and _usable(value):
                 out.setdefault(f"{loop}/manual", value / manual)
         if "test_meter_overhead" in m:
             out["meter overhead"] = m["test_meter_overhead"] / manual if _usable(m["test_meter_overhead"]) \

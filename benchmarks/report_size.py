@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def seed_records(seeds: int, glue_dir: str | None) -> list:
-    from bench.cell import run_cell
+    from bench.cell.main import run_cell
     from bench.config import Cell, RunConfig
 
     run = RunConfig(model="tiny", glue_dir=glue_dir, train_samples=64, eval_samples=48, max_steps=6, timing_warmup=2,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import loops
-from bench.cell import _reset_process_state, resolve_loop
+from bench.cell.main import _reset_process_state, resolve_loop
 from bench.config import Cell, RunConfig
 from bench.data import prepare
 from bench.meter import StepMeter

@@ -16,6 +16,10 @@ LOOPS = {
 }
 
 
+# The loop every other is compared with: the tutorial's own, hand-written (the registry's first).
+REFERENCE_LOOP = "manual"
+
+
 def available() -> list[str]:
     """The registered loops whose extra package is installed, in registry order."""
     import importlib.util

@@ -24,7 +24,7 @@ from torch.optim import AdamW
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import get_scheduler
 
-from bench.dist import backend, torch_device
+from bench.cell.dist import backend, torch_device
 from bench.loop_api import LoopResult, UnsupportedSetting
 from bench.precision import precision_plan, set_tf32
 from loops.common import ScaleWatch, accumulation_group, adamw_impl_kwargs, adamw_param_groups

@@ -147,7 +147,7 @@ def one_gpu_per_process(args):
     """A single-process cell trains on one GPU, as every other loop does.  Not distributed, the
     Trainer sets ``n_gpu = torch.cuda.device_count()`` and wraps the model in ``nn.DataParallel``
     on a host with several GPUs: 8 x n_gpu pairs a step and a loss per replica.  The sweep pins a
-    cell's process to one GPU (``bench.sweep.single_process_devices``); this holds in-process too."""
+    cell's process to one GPU (``bench.sweep.driver.single_process_devices``); this holds in-process too."""
     if args.n_gpu > 1:
         args._n_gpu = 1  # what TrainingArguments itself sets under DDP and for model parallelism
     return args

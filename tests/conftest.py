@@ -25,10 +25,10 @@ def pytest_report_header(config):
 @pytest.fixture(scope="session", autouse=True)
 def _cpu_peak_measured_once():
     """MFU's CPU peak, measured once a session per precision and handed to every later in-process
-    cell, as a sweep hands its first cell's measurement to the rest (bench/sweep.py): measuring the
+    cell, as a sweep hands its first cell's measurement to the rest (bench/sweep/driver.py): measuring the
     same GEMM again in each cell (about a second) tells no test anything new.  Cells in their own
     process (the CLI's sweeps, run_isolated) still measure theirs; other devices are not cached."""
-    from bench import peak
+    from bench.cell import peak
 
     real, measured = peak.device_peak, {}
 
@@ -39,7 +39,7 @@ def _cpu_peak_measured_once():
             measured[precision] = real(device, precision)
         return measured[precision]
 
-    from bench import cellrun  # a cell's setup took its own name for it when it was imported
+    from bench.cell import steps as cellrun
 
     patch = pytest.MonkeyPatch()
     patch.setattr(peak, "device_peak", device_peak)
@@ -88,7 +88,7 @@ def failing_rank_cell(glue_dir):
     import time
 
     from bench.config import Cell, RunConfig
-    from bench.sweep import run_isolated
+    from bench.sweep.driver import run_isolated
 
     run = RunConfig(model="tiny", glue_dir=glue_dir, train_samples=48, eval_samples=16, max_steps=3,
                     timing_warmup=1, seed=5)

@@ -142,7 +142,7 @@ def test_batch_size_is_a_sweep_axis():
 
 def test_preset_fills_fast_path_per_device_and_explicit_flags_win():
     from bench.commands.run import _run_configs
-    from bench.presets import PRESETS, apply_preset
+    from bench.sweep.presets import PRESETS, apply_preset
 
     args = build_parser().parse_args(["run", "--preset", "tutorial,fast", "--adamw", "for-loop"])
     assert args.preset[0] == ["tutorial", "fast"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import loops
-from bench.cell import _reset_process_state, resolve_loop
+from bench.cell.main import _reset_process_state, resolve_loop
 from bench.config import LOOP_NAMES, Cell
 
 AVAILABLE = loops.available()

@@ -46,7 +46,7 @@ def test_the_trainer_gets_one_gpu_on_a_two_gpu_host(two_gpus, tmp_path):
 
 
 def test_the_sweep_pins_a_single_process_gpu_cell_to_one_gpu(monkeypatch, tmp_path):
-    from bench import sweep
+    from bench.sweep import driver as sweep
 
     seen = {}
 
@@ -58,7 +58,7 @@ def test_the_sweep_pins_a_single_process_gpu_cell_to_one_gpu(monkeypatch, tmp_pa
         def wait(self, timeout=None):
             return 2
 
-    monkeypatch.setattr("subprocess.Popen", NoProcess)  # how bench.isolated starts the cell
+    monkeypatch.setattr("subprocess.Popen", NoProcess)  # how bench.sweep.launch starts the cell
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     sweep.run_isolated(Cell("trainer", "cuda", "fp32", RunConfig(model="tiny")), None, False, "test")
     assert seen["env"]["CUDA_VISIBLE_DEVICES"] == "0"
@@ -73,7 +73,7 @@ def test_the_sweep_pins_a_single_process_gpu_cell_to_one_gpu(monkeypatch, tmp_pa
 
 # -- 2. Fabric: clipping neither raises on a non-finite norm nor refuses a fused AdamW -------------
 def test_a_nan_under_fabric_clipping_is_recorded_as_divergence(tiny_run):
-    from bench.cell import run_cell
+    from bench.cell.main import run_cell
 
     r = run_cell(Cell("fabric", "cpu", "fp32", tiny_run(max_grad_norm=1.0, lr=1e36)), progress=False)
     assert r.status == "failed" and r.failure.kind == "diverged", (r.reason, r.failure)
@@ -167,7 +167,7 @@ def test_skip_detection_reads_the_scale_once_per_step():
 
 
 def test_the_manual_loop_reads_the_scale_at_most_once_per_step(tiny_run, monkeypatch):
-    from bench.cell import run_cell
+    from bench.cell.main import run_cell
 
     made = []
 
@@ -188,7 +188,7 @@ def test_the_manual_loop_reads_the_scale_at_most_once_per_step(tiny_run, monkeyp
     ("NVIDIA H200", 132, "datasheet"),
 ])
 def test_a_mig_slice_gets_a_measured_peak(monkeypatch, name, sms, source):
-    from bench import peak
+    from bench.cell import peak
 
     freed = []
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: name)
@@ -223,7 +223,7 @@ def cli_record(glue_dir, tmp_path_factory):
 
 def test_records_say_which_clock_the_split_is_on(cli_record, tmp_path):
     from bench.devices import DEVICES
-    from bench.phases import PhaseClock
+    from bench.meter.phase_clock import PhaseClock
     from bench.records import read_records
     from bench.report import render
     from bench.report.phases import HEADING as PHASE_HEADING
@@ -318,7 +318,7 @@ class FakeNVML(types.ModuleType):
 def test_gpu_facts_through_nvml(monkeypatch, energy):
     import sys
 
-    from bench.gpu_facts import GpuWatch
+    from bench.cell.gpu_facts import GpuWatch
 
     monkeypatch.setitem(sys.modules, "pynvml", FakeNVML(energy))
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
@@ -359,7 +359,7 @@ class StrangeNVML(FakeNVML):
 def test_a_pynvml_of_another_shape_never_fails_a_cell(monkeypatch, nvml):
     import sys
 
-    from bench.gpu_facts import GpuWatch
+    from bench.cell.gpu_facts import GpuWatch
 
     monkeypatch.setitem(sys.modules, "pynvml", nvml())
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
@@ -378,7 +378,7 @@ def test_a_pynvml_of_another_shape_never_fails_a_cell(monkeypatch, nvml):
 def test_without_nvml_a_cuda_cell_says_so(monkeypatch):
     import sys
 
-    from bench.gpu_facts import NO_NVML, GpuWatch
+    from bench.cell.gpu_facts import NO_NVML, GpuWatch
 
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
     gpu = GpuWatch("cuda")
@@ -388,7 +388,7 @@ def test_without_nvml_a_cuda_cell_says_so(monkeypatch):
 
 # -- 7. the machine-load probe: IEEE fp32 both times, the device timed rather than launches ---------
 def test_the_load_probe_runs_in_fp32_in_a_tf32_cell(monkeypatch):
-    from bench import machine
+    from bench.cell import load as machine
     from bench.devices import DEVICES
     from bench.precision import set_tf32, tf32_state
 
@@ -426,7 +426,7 @@ def test_the_load_probe_runs_in_fp32_in_a_tf32_cell(monkeypatch):
 # -- 8. the manual loop's DDP skips the all-reduce on accumulating micro-batches -------------------
 @pytest.mark.slow
 def test_manual_ddp_with_grad_accum_uses_no_sync(glue_dir):
-    from bench.sweep import run_isolated
+    from bench.sweep.driver import run_isolated
 
     run = RunConfig(model="tiny", glue_dir=glue_dir, train_samples=96, max_steps=3, timing_warmup=1, grad_accum=2)
     r = run_isolated(Cell("manual", "cpu", "fp32", run, nproc=2), timeout_s=300, progress=False, command="test")
@@ -436,9 +436,9 @@ def test_manual_ddp_with_grad_accum_uses_no_sync(glue_dir):
 
 # -- 9. --parity in one process: cuBLAS's workspace set before its first use -----------------------
 def test_an_in_process_sweep_sets_the_parity_environment_before_its_first_cell(monkeypatch, tmp_path):
-    import bench.cell
+    import bench.cell.main
     from bench.records import Record
-    from bench.sweep import run_sweep
+    from bench.sweep.driver import run_sweep
 
     seen = []
 
@@ -447,8 +447,8 @@ def test_an_in_process_sweep_sets_the_parity_environment_before_its_first_cell(m
         return Record(loop=cell.loop, device=cell.device, precision=cell.precision, status="ok", cell_id=cell.cell_id)
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    monkeypatch.setattr(bench.cell, "run_cell", fake_run_cell)
-    monkeypatch.setattr(bench.cell, "skipped_record", lambda cell, command: None)
+    monkeypatch.setattr(bench.cell.main, "run_cell", fake_run_cell)
+    monkeypatch.setattr(bench.cell.main, "skipped_record", lambda cell, command: None)
     cells = [Cell("manual", "cuda", "fp32", RunConfig(model="tiny")),
              Cell("trainer", "cuda", "fp32", RunConfig(model="tiny", parity=True))]
     run_sweep(cells, tmp_path / "out", isolate=False, progress=False)
@@ -456,7 +456,7 @@ def test_an_in_process_sweep_sets_the_parity_environment_before_its_first_cell(m
 
 
 def test_parity_after_the_device_was_used_is_refused(monkeypatch):
-    from bench.cell import _reset_process_state
+    from bench.cell.main import _reset_process_state
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
@@ -533,19 +533,19 @@ def test_the_trainers_nan_inf_log_filter_is_off_under_tutorial_defaults(tmp_path
 def test_a_cell_process_leaves_its_process_group(monkeypatch, tmp_path):
     import torch.distributed as dist
 
-    import bench.cell
+    import bench.cell.main
     from bench.records import Record
 
     def trains_with_a_group(cell, **kwargs):
         dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
         return Record(loop=cell.loop, device=cell.device, precision=cell.precision, status="ok")
 
-    monkeypatch.setattr(bench.cell, "run_cell", trains_with_a_group)
-    monkeypatch.setattr("bench.dist.die_with_parent", lambda: None)  # main asks it first; not of pytest
+    monkeypatch.setattr(bench.cell.main, "run_cell", trains_with_a_group)
+    monkeypatch.setattr("bench.cell.dist.die_with_parent", lambda: None)  # main asks it first; not of pytest
     cell_path, result_path = tmp_path / "cell.json", tmp_path / "record.json"
     cell_path.write_text(json.dumps(Cell("manual", "cpu", "fp32").to_dict()))
     try:
-        assert bench.cell.main([str(cell_path), str(result_path), "--no-progress"]) == 0
+        assert bench.cell.main.main([str(cell_path), str(result_path), "--no-progress"]) == 0
         assert result_path.exists() and not dist.is_initialized()
     finally:
         if dist.is_initialized():
@@ -558,8 +558,9 @@ def test_peak_device_memory_is_read_before_the_after_probe(tiny_run, monkeypatch
     probe raises the counter, the record keeps the training's peak."""
     import dataclasses
 
-    from bench import devices, machine
-    from bench.cell import run_cell
+    from bench import devices
+    from bench.cell import load as machine
+    from bench.cell.main import run_cell
 
     state = {"peak": 0}
     monkeypatch.setitem(devices.DEVICES, "cpu", dataclasses.replace(devices.DEVICES["cpu"], memory_counters=True))

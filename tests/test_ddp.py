@@ -7,7 +7,7 @@ pytestmark = pytest.mark.slow  # each cell is a torchrun of two processes
 
 import loops
 from bench.config import Cell, RunConfig
-from bench.sweep import launch_argv, run_isolated
+from bench.sweep.driver import launch_argv, run_isolated
 
 N_EVAL = 408
 
@@ -48,7 +48,7 @@ def test_evaluation_covers_each_validation_pair_once(ddp_records, loop):
     assert r.eval_examples == N_EVAL
     assert 0 <= r.eval_f1 <= 1
     # Every rank's pairs, gathered: the record's per-pair predictions cover them all, in order.
-    from bench.evaluation import _accuracy_f1
+    from bench.cell.evaluation import _accuracy_f1
 
     p = r.eval_predictions
     assert p.index == list(range(N_EVAL)) and len(p.prob_positive) == N_EVAL
@@ -60,12 +60,12 @@ def test_only_rank_0_wrote_and_settings_name_ddp(ddp_records):
 
 
 def test_torchrun_is_the_launcher_for_several_processes():
-    one = launch_argv(Cell("manual", "cpu", "fp32"), "python", "bench.cell")
-    two = launch_argv(Cell("trainer", "cpu", "fp32", nproc=2), "python", "bench.cell")
-    assert one == ["python", "-m", "bench.cell"]
+    one = launch_argv(Cell("manual", "cpu", "fp32"), "python", "bench.cell.main")
+    two = launch_argv(Cell("trainer", "cpu", "fp32", nproc=2), "python", "bench.cell.main")
+    assert one == ["python", "-m", "bench.cell.main"]
     assert two[:3] == ["python", "-m", "torch.distributed.run"] and "--standalone" in two
-    assert two[-2:] == ["-m", "bench.cell"] and two[two.index("--nproc-per-node") + 1] == "2"
-    multi = launch_argv(Cell("manual", "cuda", "bf16", nproc=8, nnodes=2), "python", "bench.cell",
+    assert two[-2:] == ["-m", "bench.cell.main"] and two[two.index("--nproc-per-node") + 1] == "2"
+    multi = launch_argv(Cell("manual", "cuda", "bf16", nproc=8, nnodes=2), "python", "bench.cell.main",
                         {"node_rank": 1, "master_addr": "10.0.0.1", "master_port": 29501})
     assert multi[multi.index("--nnodes") + 1] == "2" and multi[multi.index("--node-rank") + 1] == "1"
     assert multi[multi.index("--master-addr") + 1] == "10.0.0.1" and "--standalone" not in multi

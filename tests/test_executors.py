@@ -105,7 +105,7 @@ def test_driver_killed_then_resume_records_each_cell_once_and_leaves_no_process(
     lines = [json.loads(line) for line in results.read_text().splitlines()]  # every line whole
     assert len(lines) == len(records)
     assert not _marked(mark)  # the resumed sweep left nothing running either
-    assert not [p for p in psutil.process_iter(["cmdline"]) if "bench.cell" in (p.info["cmdline"] or [])
+    assert not [p for p in psutil.process_iter(["cmdline"]) if "bench.cell.main" in (p.info["cmdline"] or [])
                 and p.ppid() == os.getpid()]
 
 
@@ -136,7 +136,7 @@ def test_a_cell_killed_inside_its_task_is_a_failed_record(glue_dir, tmp_path):
     while killed is None and time.monotonic() < deadline and driver.poll() is None:
         for p in psutil.process_iter(["cmdline"]):
             try:
-                if "bench.cell" in (p.info["cmdline"] or []) and p.environ().get("BENCH_TEST_MARK") == mark:
+                if "bench.cell.main" in (p.info["cmdline"] or []) and p.environ().get("BENCH_TEST_MARK") == mark:
                     p.kill()
                     killed = p.pid
                     break

@@ -160,12 +160,12 @@ def test_resume_with_another_lr_is_refused_naming_the_field(glue_dir, tmp_path, 
 
 
 def test_a_second_sweep_on_the_same_out_is_refused_naming_the_holder(glue_dir, tmp_path):
-    from bench.outdir import OutLock
+    from bench.sweep.outdir import OutLock
 
     out = tmp_path / "out"
     out.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
-                               "from bench.outdir import OutLock\nOutLock(Path(sys.argv[1])).acquire()\n"
+                               "from bench.sweep.outdir import OutLock\nOutLock(Path(sys.argv[1])).acquire()\n"
                                "print('locked', flush=True)\ntime.sleep(60)", str(out)],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -312,7 +312,7 @@ def test_sigkill_of_the_sweep_takes_the_ddp_workers_with_it(glue_dir, tmp_path):
         sweep.wait()
     assert _wait_for(lambda: not _cell_processes(sweep.pid), 20), _cell_processes(sweep.pid)
     # Its cell folder is cleared by the next sweep, which finds its owner dead.
-    from bench.sweep import remove_stale_cell_dirs
+    from bench.sweep.driver import remove_stale_cell_dirs
 
     remove_stale_cell_dirs()
     assert not list(Path(tempfile.gettempdir()).glob(f"bench-cell-{sweep.pid}-*"))
@@ -320,7 +320,7 @@ def test_sigkill_of_the_sweep_takes_the_ddp_workers_with_it(glue_dir, tmp_path):
 
 @pytest.mark.slow
 def test_a_ddp_cell_past_its_timeout_leaves_no_worker(glue_dir, tmp_path):
-    from bench.sweep import run_isolated
+    from bench.sweep.driver import run_isolated
 
     run = RunConfig(model="tiny", glue_dir=glue_dir, seed=3)  # seed 3: both ranks hang
     record = run_isolated(Cell("manual", "cpu", "fp32", run, nproc=2), timeout_s=15, progress=False, command="test",
@@ -378,7 +378,7 @@ def _burner():
 
 @pytest.mark.slow
 def test_a_cell_measured_beside_two_busy_processes_is_marked_busy(tiny_run):
-    from bench.cell import run_cell
+    from bench.cell.main import run_cell
 
     burners = [_burner(), _burner()]
     try:
@@ -399,7 +399,7 @@ def test_a_cell_measured_beside_two_busy_processes_is_marked_busy(tiny_run):
 
 
 def test_the_busy_rule():
-    from bench.machine import busy_verdict
+    from bench.cell.load import busy_verdict
 
     quiet = {"cores": 2, "others_cpu_fraction": 0.02, "timed_window_s": 5.0, "gemm_gflops_before": 200.0,
              "gemm_gflops_after": 195.0}
@@ -639,7 +639,7 @@ def test_an_append_that_fails_midway_is_rolled_back(tmp_path, monkeypatch):
 
 
 def test_an_injected_enospc_at_the_log_close_keeps_the_cells_record(glue_dir, tmp_path, monkeypatch, capsys, tiny_run):
-    from bench.sweep import run_sweep
+    from bench.sweep.driver import run_sweep
 
     out = tmp_path / "out"
     real_close = os.close
@@ -705,9 +705,9 @@ def test_a_symlink_in_out_is_refused_and_its_target_left_alone(glue_dir, tmp_pat
 
 
 def test_a_lock_or_log_planted_as_a_link_is_refused_at_open(tmp_path):
-    from bench.outdir import OutLock
+    from bench.sweep.outdir import OutLock
     from bench.safeio import LinkRefused
-    from bench.sweep import CellLog
+    from bench.sweep.driver import CellLog
 
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
@@ -757,7 +757,7 @@ def test_plot_names_from_records_stay_inside_the_report_folder(tmp_path):
 
 
 def test_the_write_probe_name_is_unpredictable(tmp_path, monkeypatch):
-    from bench.outdir import check_writable
+    from bench.sweep.outdir import check_writable
 
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
@@ -775,7 +775,7 @@ def test_the_write_probe_name_is_unpredictable(tmp_path, monkeypatch):
 def test_stale_cell_folders_of_other_users_are_left_alone(tmp_path, monkeypatch):
     import tempfile as tf
 
-    from bench import sweep
+    from bench.sweep import driver as sweep
 
     monkeypatch.setattr(tf, "gettempdir", lambda: str(tmp_path))
     dead = 2**22 + 12345  # above pid_max: never a live process
@@ -810,7 +810,8 @@ def test_a_cell_past_its_memory_limit_is_stopped_and_recorded_out_of_memory(glue
 
 
 def test_a_kernel_oom_kill_is_recorded_as_out_of_memory(monkeypatch, tiny_run):
-    from bench import memwatch, sweep
+    from bench.sweep import memwatch
+    from bench.sweep import driver as sweep
 
     cell = Cell("manual", "cpu", "fp32", tiny_run(seed=4))  # the stand-in cell SIGKILLs itself
     # Without evidence of memory pressure, a SIGKILL stays a kill.
@@ -906,7 +907,7 @@ def test_differ_with_an_unknown_field_is_refused(tmp_path):
 
 
 def test_a_window_too_short_to_judge_is_not_called_quiet():
-    from bench.machine import busy_verdict
+    from bench.cell.load import busy_verdict
 
     short = {"cores": 2, "others_cpu_fraction": 0.0, "timed_window_s": 0.3, "gemm_gflops_before": 200.0,
              "gemm_gflops_after": 195.0, "loadavg_1m_end": 6.1}
@@ -924,7 +925,7 @@ def test_a_window_too_short_to_judge_is_not_called_quiet():
 
 
 def test_the_start_of_run_warning_reads_the_one_minute_load(monkeypatch):
-    from bench import machine
+    from bench.cell import load as machine
 
     monkeypatch.setattr(machine, "loadavg_1m", lambda: 6.1)
     monkeypatch.setattr(machine, "busy_cpu_s", lambda: 0.0)  # nothing else ran in the short window

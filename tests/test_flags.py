@@ -9,7 +9,7 @@ import math
 import pytest
 
 import loops
-from bench import recipe
+from bench.config import recipe
 from bench.cli import build_parser, main, plan_from_args
 from bench.regress import build_parser as regress_parser
 

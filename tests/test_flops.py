@@ -7,7 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModelForSequenceClassification, BertConfig
 
-from bench.peak import train_flops_per_sequence
+from bench.records.vocabulary import train_flops_per_sequence
 
 SHAPES = {
     "bert-base": BertConfig(),  # its defaults are bert-base-uncased's architecture

@@ -85,7 +85,7 @@ def test_a_trainingarguments_json_drives_a_run(glue_dir, tmp_path, capsys):
 def test_every_trainingarguments_key_is_honoured_refused_or_ignored():
     from transformers import TrainingArguments
 
-    from bench import trainingargs as ta
+    from bench.config import trainingargs as ta
 
     keys = json.loads(TrainingArguments(output_dir="x").to_json_string())
     tables = [set(ta.RENAMED), set(ta.PRECISION_KEYS), set(ta.EVAL_KEYS), set(ta.FIXED), set(ta.IGNORED)]
@@ -93,7 +93,7 @@ def test_every_trainingarguments_key_is_honoured_refused_or_ignored():
     assert not unplaced, f"TrainingArguments keys bench neither honours, refuses nor ignores: {unplaced}"
     twice = [k for k in keys if sum(k in t for t in tables) > 1]
     assert not twice, f"in two tables: {twice}"
-    flags = set(__import__("bench.recipe", fromlist=["actions"]).actions(_subparsers(build_parser())["run"]))
+    flags = set(__import__("bench.config.recipe", fromlist=["actions"]).actions(_subparsers(build_parser())["run"]))
     assert all(flag in flags for flag, _ in ta.RENAMED.values()) and {"precision", "eval-every"} <= flags
     # The default TrainingArguments file is accepted as it is, and says what the Trainer would do.
     entries = {flag: value for _, flag, value in ta.translate(keys, flags) if value is not ta.UNSET}
@@ -108,7 +108,7 @@ def test_every_trainingarguments_key_is_honoured_refused_or_ignored():
     ({"lr_scheduler_type": "cosine", "logging_steps": 7}, ("scheduler", "cosine")),
 ])
 def test_trainer_names_reach_the_options(content, option, tmp_path):
-    from bench import recipe
+    from bench.config import recipe
 
     path = tmp_path / "r.json"
     path.write_text(json.dumps(content))
@@ -131,7 +131,7 @@ def test_the_report_says_what_auto_chose(tmp_path):
 def test_psutil_busy_time_is_proc_stat_by_hand():
     """The figure before psutil (busy ticks of /proc/stat's first line over the tick rate) brackets
     psutil's, read between two readings by hand: the same counter, the same fields."""
-    from bench.machine import busy_cpu_s
+    from bench.cell.load import busy_cpu_s
 
     def by_hand():
         with open("/proc/stat") as f:

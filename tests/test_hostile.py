@@ -57,7 +57,7 @@ def test_a_hostile_record_cannot_change_any_section_of_the_report(tmp_path):
     _assert_clean(text, "report.md")
     assert "a¦b‹/table›" in text  # the loop is there, as plain text, not dropped
     # Each section alone, too (a section that shows nothing of the record passes trivially).
-    from bench.markdown import shown
+    from bench.report.markdown import shown
     from bench.report.context import Context
 
     ctx = Context.of(shown(_records()), tmp_path / "r2.md")

@@ -103,7 +103,7 @@ def _path_through(graph: dict[str, set[str]], group: list[str]) -> str:
 def test_no_import_cycle_among_the_projects_modules():
     modules = _modules()
     graph = {name: _imports(name, path, modules) for name, path in modules.items()}
-    assert graph["bench.cell"] and "bench.meter" in graph["bench.cellrun"]  # the walk sees imports at all
+    assert graph["bench.cell.main"] and "bench.meter" in graph["bench.cell.steps"]  # the walk sees imports at all
     groups = _cycles(graph)
     found = {tuple(group) for group in groups}
     unwaived = [_path_through(graph, group) for group in groups if tuple(group) not in WAIVED_CYCLES]
@@ -183,3 +183,41 @@ def test_the_lightning_module_holds_what_a_lightning_user_writes():
     assert methods == {"__init__", "training_step", "configure_optimizers", "configure_gradient_clipping",
                        "lr_scheduler_step"}
     assert [ast.unparse(b) for b in classes["MeterCallback"].bases] == ["pl.Callback"]
+
+
+# -- the folders are the flow: config -> plan -> sweep -> cell -> record -> analysis -> report -------
+BOUNDARIES = [
+    ("bench.cell", "bench.sweep", "the cell never imports the sweep (it runs inside one, unaware of it)"),
+    ("bench.analysis", "bench.report", "analysis never imports its rendering"),
+    ("bench.report", "bench.cell", "the report reads records, never the cell that wrote them"),
+    ("bench.report", "bench.meter", "the report reads records, never the meter that measured them"),
+    ("bench.analysis", "bench.cell", "analysis reads records, never the cell that wrote them"),
+    ("bench.analysis", "bench.meter", "analysis reads records, never the meter that measured them"),
+    ("bench.records", "bench.cell", "the records' words are their own"),
+]
+
+
+def test_the_packages_keep_their_boundaries():
+    modules = _modules()
+    crossings = []
+    for name, path in modules.items():
+        for target in _imports(name, path, modules):
+            for inside, forbidden, why in BOUNDARIES:
+                if (name == inside or name.startswith(inside + ".")) and \
+                        (target == forbidden or target.startswith(forbidden + ".")):
+                    crossings.append(f"{name} imports {target}: {why}")
+    assert not crossings, "\n".join(crossings)
+
+
+def test_the_top_of_bench_holds_few_modules_and_no_name_means_two_things():
+    top = sorted(p.name for p in (Path(ROOT) / "bench").glob("*.py"))
+    assert len(top) <= 11, top
+    # One name, one thing: a module's name appears once across bench/, except where one concept's
+    # analysis and its rendering (or its command) share it.
+    shared_ok = {"__init__", "__main__", "compare", "explain", "quality", "parity", "gaps", "wall", "report", "run",
+                 "inspect", "env", "export", "table"}
+    seen: dict[str, list[str]] = {}
+    for path in (Path(ROOT) / "bench").rglob("*.py"):
+        seen.setdefault(path.stem, []).append(path.relative_to(ROOT).as_posix())
+    twice = {stem: paths for stem, paths in seen.items() if len(paths) > 1 and stem not in shared_ok}
+    assert not twice, twice

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from bench.cell import run_cell
+from bench.cell.main import run_cell
 import loops
 from bench.config import Cell
 

@@ -199,7 +199,7 @@ def _column(text, loop, label):
 
 
 def test_resume_warning_ignores_keys_an_old_record_lacks(tmp_path):
-    from bench.outdir import other_machines
+    from bench.sweep.outdir import other_machines
 
     here = cpu_features()
     r = _rec("manual", 1, [1, 0], [1, 0])
@@ -231,8 +231,9 @@ def test_resume_on_another_cpu_warns_in_one_line(glue_dir, tmp_path, capsys):
 
 def test_a_cell_records_the_commit_it_started_with(tiny_run, monkeypatch):
     """A commit made while a cell trains is not credited with the code the cell imported."""
-    from bench import cellrecord, envinfo
-    from bench.cell import run_cell
+    from bench.cell import record as cellrecord
+    from bench.cell import envinfo
+    from bench.cell.main import run_cell
     from bench.config import Cell
 
     head = {"sha": "aaaa"}

@@ -55,7 +55,7 @@ def test_bootstrap_interval_and_majority_baseline_against_scikit_learn():
 
     from sklearn.metrics import accuracy_score, f1_score
 
-    from bench.evaluation import _accuracy_f1, bootstrap_ci95, majority_baseline
+    from bench.cell.evaluation import _accuracy_f1, bootstrap_ci95, majority_baseline
 
     rng = random.Random(1)
     refs = [1] * 279 + [0] * 129  # MRPC validation's class balance
@@ -74,7 +74,7 @@ def test_bootstrap_interval_and_majority_baseline_against_scikit_learn():
 def test_bootstrap_in_one_numpy_draw_is_the_per_resample_scores():
     """The vectorised intervals score each resample exactly as `_accuracy_f1` does (the loop it
     replaced, on the same seeded resamples), and the seed pins them."""
-    from bench.evaluation import BOOTSTRAP_RESAMPLES, _accuracy_f1, bootstrap_ci95, bootstrap_indices
+    from bench.cell.evaluation import BOOTSTRAP_RESAMPLES, _accuracy_f1, bootstrap_ci95, bootstrap_indices
 
     rng = np.random.default_rng(3)
     refs = rng.integers(0, 2, 101).tolist()
@@ -92,7 +92,7 @@ def test_bootstrap_in_one_numpy_draw_is_the_per_resample_scores():
 def test_the_cell_scores_are_the_metric_modules(metric):
     """The cell counts accuracy and F1 itself (importing `evaluate` costs it a second): the same
     figures as the project's `evaluate` module, to the last bit."""
-    from bench.evaluation import _accuracy_f1
+    from bench.cell.evaluation import _accuracy_f1
 
     rng = np.random.default_rng(7)
     for n in (1, 7, 408):

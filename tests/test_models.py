@@ -88,8 +88,8 @@ def test_an_fp16_checkpoint_and_an_fp16_config_load_as_fp32(tmp_path):
 def test_an_fp16_model_in_an_fp32_cell_is_a_failed_cell(tiny_run, monkeypatch):
     """The precision check reads every trainable parameter's dtype: a model the loader left in fp16
     is a failed cell with the reason, before its first step (trained, it diverges or passes as fp32)."""
-    from bench import cellrun
-    from bench.cell import run_cell
+    from bench.cell import steps as cellrun
+    from bench.cell.main import run_cell
     from bench.config import Cell
 
     real = cellrun.load_model
@@ -107,7 +107,7 @@ def test_an_fp16_model_in_an_fp32_cell_is_a_failed_cell(tiny_run, monkeypatch):
 
 def test_the_settings_check_after_training_reads_every_parameter_dtype():
     from bench.precision import precision_plan
-    from bench.settings import precision_mismatch
+    from bench.cell.settings import precision_mismatch
 
     plan = precision_plan("bf16")
     settings = {"autocast_dtype": "bfloat16", "grad_scaler": False, "cuda_matmul_tf32": False}
@@ -119,7 +119,7 @@ def test_the_settings_check_after_training_reads_every_parameter_dtype():
 def test_a_copied_tree_names_its_commit_from_the_commit_file(tmp_path, monkeypatch):
     """A tree sent to another machine may carry a stale .git: the commit file written where the copy
     was made wins while it exists; a malformed one is ignored."""
-    from bench import envinfo
+    from bench.cell import envinfo
 
     root = tmp_path / "tree"
     (root / "bench").mkdir(parents=True)
@@ -190,7 +190,7 @@ def test_precision_probe_finds_the_logits_layer_inside_a_head_module(arch):
     """RoBERTa's and ELECTRA's ``classifier`` is a module (dense, dropout, out_proj), not a Linear."""
     import torch
 
-    from bench.settings import PrecisionProbe
+    from bench.cell.settings import PrecisionProbe
 
     model, tokenizer, _ = load_model(RunConfig(model=f"tiny-{arch}"))
     probe = PrecisionProbe(model, "cpu")

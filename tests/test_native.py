@@ -5,7 +5,7 @@ list is complete: the manual loop given every listed setting of the Trainer trai
 import pytest
 
 from bench.config import Cell, RunConfig
-from bench.plan import plan_cells
+from bench.sweep.plan import plan_cells
 
 
 def _native(**kw):
@@ -61,7 +61,7 @@ def explained(glue_dir, tmp_path_factory):
     import sys
     import types
 
-    from bench import sweep
+    from bench.sweep import driver as sweep
     from bench.cli import main
     from tests.test_cli import run_cli
 

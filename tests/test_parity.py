@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench.cell import run_cell
+from bench.cell.main import run_cell
 import loops
 from bench.config import Cell
 from bench.records import Record, append_record, read_records

@@ -8,7 +8,7 @@ import pytest
 
 import loops
 from bench.analysis import cells_of, parity_rows
-from bench.cell import run_cell
+from bench.cell.main import run_cell
 from bench.config import Cell, RunConfig
 from bench.records import Record
 

@@ -4,7 +4,7 @@ GPU datasheet names, compile, deterministic cuBLAS and the process count against
 
 import pytest
 
-from bench.cell import _reset_process_state, resolve_loop, run_cell
+from bench.cell.main import _reset_process_state, resolve_loop, run_cell
 import loops
 from bench.config import Cell, ConfigError
 
@@ -127,7 +127,7 @@ def test_tf32_is_set_and_read_through_one_api():
     import torch
 
     from bench.precision import precision_plan, set_tf32, tf32_state
-    from bench.settings import precision_mismatch
+    from bench.cell.settings import precision_mismatch
 
     set_tf32(True)
     assert tf32_state()["cuda_matmul_tf32"] is True
@@ -179,9 +179,9 @@ def test_copies_are_non_blocking_and_ddp_settings_are_read_back(tiny_run, loop):
     ("NVIDIA A10G", None), ("Tesla T4", None), ("NVIDIA GH200 480GB", None),
 ])
 def test_gpu_names_match_whole_words(name, key):
-    from bench.peak import DATASHEET_TFLOPS, datasheet_key
+    from bench.cell.peak import DATASHEET_TFLOPS, datasheet_key
 
-    from bench.peak import DATASHEET_SOURCE
+    from bench.cell.peak import DATASHEET_SOURCE
 
     assert datasheet_key(name) == key
     if key:
@@ -258,8 +258,8 @@ def test_parity_on_cuda_fixes_the_cublas_workspace(monkeypatch, tiny_run):
 def test_more_processes_than_gpus_is_refused_up_front(monkeypatch):
     import torch
 
-    from bench.cell import skip_reason
-    from bench.sweep import refuse_explicit
+    from bench.cell.main import skip_reason
+    from bench.sweep.driver import refuse_explicit
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

@@ -100,7 +100,7 @@ def test_a_three_label_head_and_a_corrupt_weights_file_are_refused(tmp_path):
 def test_too_little_space_for_the_cells_is_refused_naming_the_folder(glue_dir, tmp_path, monkeypatch, capsys):
     import tempfile
 
-    from bench import preflight
+    from bench.sweep import preflight
     from bench.cli import main
 
     monkeypatch.setattr(preflight, "free_bytes", lambda path: 12 * 1024 if Path(path) == Path(tempfile.gettempdir()) else 2**40)
@@ -114,18 +114,18 @@ def test_too_little_space_for_the_cells_is_refused_naming_the_folder(glue_dir, t
 def test_the_sweep_stops_at_its_first_full_disk(glue_dir, tmp_path, monkeypatch, capsys):
     """The first cell fails for errno 28: the sweep stops there (one line, exit 2), the failure recorded,
     the cells after it not run into the same failure."""
-    import bench.cell
-    import bench.sweep
+    import bench.cell.main
+    import bench.sweep.driver
     from bench.cli import main
 
-    real = bench.cell.run_cell
+    real = bench.cell.main.run_cell
 
     def full(cell, **kwargs):
         record = real(cell, **kwargs)
         record.status, record.reason = "failed", "OSError: [Errno 28] No space left on device: '/tmp/x'"
         return record
 
-    monkeypatch.setattr(bench.cell, "run_cell", full)
+    monkeypatch.setattr(bench.cell.main, "run_cell", full)
     assert main(["run", "--loops", "manual,trainer", "--device", "cpu", "--model", "tiny", "--glue-dir", glue_dir,
                  "--max-steps", "2", "--timing-warmup", "1", "--train-samples", "16", "--eval-samples", "8",
                  "--in-process", "--out", str(tmp_path / "out"), "--no-progress"]) == 2
@@ -216,7 +216,7 @@ def test_ctrl_c_in_an_in_process_lightning_cell_is_an_interrupt(tiny_run, monkey
     """Lightning turns KeyboardInterrupt into sys.exit(1): the loop gives the interrupt back."""
     import lightning.pytorch as pl
 
-    from bench.cell import run_cell
+    from bench.cell.main import run_cell
     from bench.config import Cell
 
     def interrupted_fit(self, *args, **kwargs):

@@ -27,7 +27,7 @@ def test_a_newer_schema_or_an_unknown_field_is_refused(tmp_path):
 
 
 def test_a_summary_key_without_a_record_field_is_an_error_not_a_drop():
-    from bench.cell import _record_fields
+    from bench.cell.main import _record_fields
 
     assert _record_fields({"steps": 3}) == {"steps": 3}
     with pytest.raises(RuntimeError, match="meter summary keys with no Record field: new_metric"):

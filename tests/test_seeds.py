@@ -6,11 +6,11 @@ import pytest
 
 import loops
 from bench.analysis import cells_of, comparison_groups, gap_rows
-from bench.cell import run_cell
+from bench.cell.main import run_cell
 from bench.cli import build_parser, main
 from bench.config import Cell, RunConfig
-from bench.evaluation import _accuracy_f1, bootstrap_ci95
-from bench.plan import plan_cells
+from bench.cell.evaluation import _accuracy_f1, bootstrap_ci95
+from bench.sweep.plan import plan_cells
 from bench.analysis.bootstrap import across_seeds, paired_difference, scores
 from bench.analysis.quality import MIN_SEEDS, quality_rows, time_to_target, verdict
 from bench.records import Record, append_record, read_records
@@ -143,7 +143,7 @@ def test_resume_of_a_native_seed_sweep_matches_each_loop_to_its_own_config(tmp_p
     """Under --defaults native each loop's run config has its own library's defaults: a resume plans
     the same cells and is let through; another lr is still refused."""
     from bench.config import ConfigError
-    from bench.outdir import check_comparable
+    from bench.sweep.outdir import check_comparable
 
     def planned(**kw):
         return plan_cells(["manual", "trainer"], ["cpu"], ["fp32"], [RunConfig(model="tiny", defaults="native", **kw)],
@@ -164,7 +164,7 @@ def test_resume_of_a_native_seed_sweep_matches_each_loop_to_its_own_config(tmp_p
 def seeded_records(glue_dir):
     """Every installed loop at seeds 1 and 2, through the plan; each loop's model as it was handed
     to the loop (its classifier head) captured."""
-    import bench.cell as cell_module
+    import bench.cell.main as cell_module
 
     run = RunConfig(model="tiny", glue_dir=glue_dir, train_samples=32, eval_samples=16, max_steps=2, timing_warmup=1,
                     phases=False)
@@ -348,7 +348,7 @@ def test_no_predictions_no_quality_section(three_seeds, tmp_path):
 
 
 def test_busy_runs_are_marked_where_the_quality_section_uses_their_times(three_seeds, tmp_path):
-    """A run measured on a busy machine (bench/machine.py) still counts for quality, but each time
+    """A run measured on a busy machine (bench/cell/load.py) still counts for quality, but each time
     figure it feeds says so: the bottom line's speed ratio, the per-seed seconds to target, and the
     busy note names the cell's seed."""
     records = read_records(three_seeds)

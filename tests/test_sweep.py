@@ -10,8 +10,8 @@ import pytest
 
 from bench.config import Cell, ConfigError, RunConfig
 from bench.records import ResultsFileError, read_records
-from bench.plan import plan_cells
-from bench.sweep import refuse_explicit, run_isolated, run_sweep
+from bench.sweep.plan import plan_cells
+from bench.sweep.driver import refuse_explicit, run_isolated, run_sweep
 from tests.conftest import ROOT
 from tests.test_cli import run_cli
 
@@ -76,7 +76,7 @@ def test_ampere_or_newer_runs_everything(fake_gpu):
 def test_explicit_impossible_device_is_an_error_but_all_is_a_skip(monkeypatch):
     import torch
 
-    from bench.cell import skip_reason
+    from bench.cell.main import skip_reason
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="--device cuda: no CUDA device"):
@@ -269,7 +269,7 @@ def test_meter_lets_a_cell_that_fits_run():
 
 @pytest.mark.parametrize("loop", ["manual", "accelerate", "trainer"])
 def test_a_cell_over_budget_is_a_failed_record_with_its_speed(loop, tiny_run):
-    from bench.cell import run_cell
+    from bench.cell.main import run_cell
 
     cell = Cell(loop, "cpu", "fp32", tiny_run(max_steps=40))
     record = run_cell(cell, progress=False, command="test", budget=(time.perf_counter(), 0.01))

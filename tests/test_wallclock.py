@@ -1,4 +1,4 @@
-"""Where a cell's wall time goes (bench/wallclock.py), and the fixed costs cut from every cell:
+"""Where a cell's wall time goes (bench/cell/wallclock.py), and the fixed costs cut from every cell:
 no import a fresh cell does not need, the bootstrap in one numpy draw, the metric without `evaluate`."""
 
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 from bench.analysis.wall import wall_summary
 from bench.records import Record
 from bench.records.vocabulary import WALL_PARTS as PARTS, fixed_cost_s, named_s
-from bench.wallclock import WallClock
+from bench.cell.wallclock import WallClock
 from tests.conftest import ROOT
 
 
@@ -96,10 +96,10 @@ def test_a_fresh_cell_imports_neither_accelerate_nor_inductor_nor_evaluate():
     1-4 s, and `evaluate` another second (scipy.stats) for two counts."""
     code = (
         "import sys\n"
-        "from bench.cell import _reset_process_state\n"
+        "from bench.cell.main import _reset_process_state\n"
         "from bench.config import Cell, RunConfig\n"
-        "from bench.envinfo import environment\n"
-        "import bench.evaluation\n"
+        "from bench.cell.envinfo import environment\n"
+        "import bench.cell.evaluation\n"
         "_reset_process_state(Cell('manual', 'cpu', 'fp32', RunConfig(model='tiny')))\n"
         "env = environment('cpu')\n"
         "assert env['accelerate'] and env['datasets'], env\n"
@@ -113,7 +113,7 @@ def test_a_parity_cell_before_is_still_undone():
     """In one process (--in-process, the tests), what a parity cell turned on is turned off again."""
     import torch
 
-    from bench.cell import _reset_process_state
+    from bench.cell.main import _reset_process_state
     from bench.config import Cell, RunConfig
 
     _reset_process_state(Cell("manual", "cpu", "fp32", RunConfig(model="tiny", parity=True)))
@@ -130,7 +130,7 @@ def test_a_stopped_cell_names_its_steps_once(tiny_run):
     went; its steps are counted once, from the meter's marks."""
     import time
 
-    from bench.cell import run_cell
+    from bench.cell.main import run_cell
     from bench.config import Cell
 
     record = run_cell(Cell("manual", "cpu", "fp32", tiny_run(max_steps=40)), progress=False, command="test",
@@ -147,7 +147,7 @@ def test_a_process_start_is_read_to_the_clock_tick():
     the start read from the process's own start tick agrees with the parent's stamp at Popen."""
     import time
 
-    from bench.isolated import _create_time
+    from bench.sweep.launch import _create_time
 
     for _ in range(3):
         stamp = time.time()
@@ -165,7 +165,7 @@ def test_process_wall_agrees_with_a_stopwatch_around_the_cell_process(glue_dir, 
     import time
 
     from bench.config import Cell
-    from bench.isolated import run_isolated
+    from bench.sweep.launch import run_isolated
 
     run = dataclasses.replace(tiny_run(), max_steps=2, timing_warmup=1)
     t0 = time.time()

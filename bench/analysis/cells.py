@@ -15,11 +15,10 @@ from typing import Callable
 
 from bench.config import RunConfig
 from bench.records import Record, latest_per_cell
-from loops import LOOPS
+from loops import LOOPS, REFERENCE_LOOP
 
 LOOP_ORDER = tuple(LOOPS)
 PRECISION_ORDER = ("fp32", "tf32", "bf16", "fp16")
-REFERENCE_LOOP = "manual"
 
 # A value of a record (a typed accessor, or a column of bench.analysis.columns).
 Getter = Callable[[Record], "float | None"]
@@ -76,8 +75,8 @@ def label(value) -> str:
 
 
 def preset_fields() -> set[str]:
-    """The fields a preset sets (``bench/presets.py``): said by the preset's name."""
-    from bench.presets import PRESETS
+    """The fields a preset sets (``bench/sweep/presets.py``): said by the preset's name."""
+    from bench.sweep.presets import PRESETS
 
     return {key for per_device in PRESETS.values() for fields in per_device.values() for key in fields}
 
@@ -157,7 +156,7 @@ class CellStats:
         return next((r.eval_f1_ci95 for r in self.ok if r.eval_f1_ci95), None)
 
     def phases(self) -> dict | None:
-        """Mean seconds per step in each phase (bench/phases.py), the median over the repeats that
+        """Mean seconds per step in each phase (bench/meter/phase_clock.py), the median over the repeats that
         recorded a split; None when none did."""
         from bench.records.vocabulary import PHASES
 

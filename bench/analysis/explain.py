@@ -162,7 +162,7 @@ def differences(ca: CellStats, cb: CellStats) -> Differences:
                        held=held((ca.loop, cb.loop)))
 
 
-# Which read-back settings each run-config setting accounts for (bench/settings.py names them).
+# Which read-back settings each run-config setting accounts for (bench/cell/settings.py names them).
 _READ_BACK = {
     "max_grad_norm": ("grad_clip", "clip"),
     "adamw": ("optimizer_impl", "adamw", "fused", "foreach"),

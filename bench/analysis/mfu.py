@@ -7,7 +7,7 @@ import statistics
 
 from bench.analysis.cells import CellStats
 from bench.analysis.machines import same_machine
-from bench.peak import HANDED, train_flops_per_sequence
+from bench.records.vocabulary import HANDED, train_flops_per_sequence
 from bench.records import Record
 
 

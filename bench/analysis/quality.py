@@ -88,7 +88,7 @@ class LoopQuality:
     # seed -> its runs and the reference's at that seed were measured on one machine
     beside_reference: dict = field(default_factory=dict)
     machines: int = 1  # the machines its own runs were measured on
-    busy_seeds: tuple = ()  # the seeds whose run of this loop was measured on a busy machine (bench/machine.py)
+    busy_seeds: tuple = ()  # the seeds whose run of this loop was measured on a busy machine (bench/cell/load.py)
     comparison: LoopComparison | None = None  # against the reference loop; None for it, or without shared pairs
     time_to_target: TimeToTarget | None = None
 

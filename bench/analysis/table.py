@@ -19,8 +19,8 @@ order (``columns()``):
 - ``<group>.<field>``: each nested group of the record (``setup_s.imports_s``,
   ``machine_load.others_cpu_fraction``, ``model.n_params``, ``failure.kind``, ...);
   ``eval_curve.<field>``: the periodic evaluations as parallel lists;
-- ``phase_s_p50.<phase>``, ``phase_s_mean.<phase>`` and ``wall_s.<part>`` (bench/phases.py,
-  bench/wallclock.py);
+- ``phase_s_p50.<phase>``, ``phase_s_mean.<phase>`` and ``wall_s.<part>`` (bench/meter/phase_clock.py,
+  bench/cell/wallclock.py);
 - the lists and maps, whole: the per-step lists (``step_losses``, ``step_lrs``, ``step_s``, ...),
   ``step_phase_s.<phase>``, and the free-form maps (``settings``, ``env``, ``config``, ...).
 """

@@ -10,7 +10,7 @@ from bench.records import Record
 
 @dataclass
 class WallSummary:
-    parts_s: dict  # report label (bench.wallclock.GROUPS) -> median seconds
+    parts_s: dict  # report label (bench.cell.wallclock.GROUPS) -> median seconds
     process_wall_s: float | None
     named: float | None  # the share of the process's wall time the parts name
     after_record_s: float | None  # the record's writing and the process's exit (measured by the sweep)

@@ -3,7 +3,7 @@ paste beside it (``--json``: one object, for a machine to read)."""
 
 from __future__ import annotations
 
-from bench.envinfo import describe, describe_json
+from bench.cell.envinfo import describe, describe_json
 
 
 def cmd_env(args) -> int:

@@ -65,11 +65,11 @@ def cmd_explain(args) -> int:
     import sys
     from pathlib import Path
 
-    from bench.outdir import OutLock, check_writable
+    from bench.sweep.outdir import OutLock, check_writable
     from bench.records import read_records
     from bench.report import why
     from bench.report.render import render_with_context, section_text
-    from bench.sweep import run_sweep
+    from bench.sweep.driver import run_sweep
 
     out = Path(args.out)
     if args.from_loop == args.to_loop:

@@ -1,12 +1,12 @@
 """``bench inspect``: the tutorial's opening, made useful (what the classification model adds, its
-loading report, the pair encoding; the pieces are in ``bench/inspect_model.py``)."""
+loading report, the pair encoding; the pieces are in ``bench/commands/inspect_model.py``)."""
 
 from __future__ import annotations
 
 import sys
 
 from bench.config import ConfigError
-from bench.inspect_model import encoding_table, tree_diff
+from bench.commands.inspect_model import encoding_table, tree_diff
 
 
 def cmd_inspect(args) -> int:

@@ -49,8 +49,8 @@ def _refuse_collisions(results: Path, out_md: Path, csv_path: Path | None) -> No
     """No output lands on another output or on a file of the results folder that is not the report's
     (the records, the lock, the logs, the tracker log): ``--csv OUT/report.md`` would replace the
     report with a CSV, after which neither ``run --resume`` nor ``report`` would take the folder."""
-    from bench.outdir import LOCK_FILE
-    from bench.celllog import LOG_DIR
+    from bench.sweep.outdir import LOCK_FILE
+    from bench.sweep.celllog import LOG_DIR
 
     if csv_path is not None and csv_path.resolve() == out_md.resolve():
         raise ConfigError(f"--csv {csv_path}: the same file as the report ({out_md}); give the CSV its own path")
@@ -88,7 +88,7 @@ def _report_and_log(names: list[str], records: list, out: Path, out_md: Path, cs
     """The report, then every record of OUT no tracker named has logged yet and the report, to
     each: under OUT's lock (a sweep logging into the same stores waits for nobody: refused).  Exit 1
     when something could not be logged (the report is written; the tracker log says what)."""
-    from bench.outdir import OutLock
+    from bench.sweep.outdir import OutLock
     from bench.report import render
     from bench.report.cells_csv import write_csv
     from bench.trackers.drive import log_pending, log_report, open_trackers, say

@@ -45,9 +45,9 @@ def _run_configs(args) -> tuple[list[RunConfig], set[str]]:
 def plan_from_args(args) -> tuple[list[RunConfig], list]:
     """The command line's path up to the validated plan, touching neither data, model nor OUT: one
     run config per batch size, and every cell of the matrix (each run config validated)."""
-    from bench.cell import skip_reason
-    from bench.plan import plan_cells
-    from bench.sweep import refuse_explicit
+    from bench.cell.main import skip_reason
+    from bench.sweep.plan import plan_cells
+    from bench.sweep.driver import refuse_explicit
 
     runs, explicit = _run_configs(args)
     if args.node_rank >= args.nnodes:
@@ -95,7 +95,7 @@ def cmd_run(args) -> int:
     if args.node_rank > 0:
         # Another node: its ranks train, node 0 holds the lock and writes every record.
         return _sweep(args, runs, cells, out, records=None)
-    from bench.outdir import OutLock, check_writable, recorded, remove_if_untouched
+    from bench.sweep.outdir import OutLock, check_writable, recorded, remove_if_untouched
 
     # The plan above refused what cannot run (--nproc past the cores among it) before OUT is made.
     created = not out.exists()
@@ -115,13 +115,13 @@ def cmd_run(args) -> int:
 def _check_ray(args) -> None:
     """Ray asked for but not installed, or with cells that need a process of their own anyway:
     one line before any work.  (An address that does not answer is refused as Ray starts.)"""
-    from bench.executors import import_ray
+    from bench.sweep.executors import import_ray
 
     if args.in_process or args.nnodes > 1:
         raise ConfigError("--executor ray runs each cell in its own task: not with --in-process or --nnodes")
     import_ray()
     if args.ray_address:  # a cluster that does not answer: refused now, not after the data is read
-        from bench.executors import start_ray
+        from bench.sweep.executors import start_ray
 
         start_ray(args.ray_address)
 
@@ -145,18 +145,18 @@ def _installed_loops(names: list[str], explicit: bool) -> list[str]:
 def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list | None) -> int:
     """Check the plan's cells against OUT, run them, summarise.  ``records``: OUT's records (None on
     a node other than 0, which writes nothing)."""
-    from bench.machine import busy_now
-    from bench.outdir import other_machines
-    from bench.preflight import Preflight, run_checks
+    from bench.cell.load import busy_now
+    from bench.sweep.outdir import other_machines
+    from bench.sweep.preflight import Preflight, run_checks
     from bench.records import read_records
     from bench.records import latest_per_cell
     from bench.report.summary import summary_table
-    from bench.sweep import run_sweep, training_share_line
+    from bench.sweep.driver import run_sweep, training_share_line
 
     from bench.trackers.drive import log_pending, log_report, open_trackers, say
 
     run = runs[0]
-    # Fail fast, in one line, on what no cell could get past (bench/preflight.py), then the trackers.
+    # Fail fast, in one line, on what no cell could get past (bench/sweep/preflight.py), then the trackers.
     run_checks(Preflight(runs=runs, cells=cells, out=out, records=records, resume=bool(args.resume)))
     trackers = open_trackers(args.report_to, out) if records is not None else None
     chosen = devices_of(args)[2]
@@ -225,7 +225,7 @@ def parity_holds(records: list) -> bool:
 def run_command(parser, argv: list[str], args) -> int:
     """``bench run``, with a recipe file's options read first (the command line's win) and
     ``--print-config`` answered without running."""
-    from bench import recipe
+    from bench.config import recipe
 
     if args.config and len(args.config) > 1:  # argparse would keep the last and drop the others unsaid
         raise ConfigError(f"--config given {len(args.config)} times ({', '.join(args.config)}); give one file "

@@ -8,7 +8,7 @@ hook on the model sees: ``batches(iterable)`` (or ``enter("data")`` / ``enter("o
 library's own fetch) and ``enter("optimizer")`` where the update begins.  The Trainer and the
 Lightning Trainer make the same calls from a callback.  Behind that face each of the meter's jobs
 is a small observer of its own, giving its own record fields (``fields()``) and, where the field is
-measured per rank, how the ranks' values merge (``MERGE``, ``bench/ranks.py``):
+measured per rank, how the ranks' values merge (``MERGE``, ``bench/cell/ranks.py``):
 
 - ``clock.py``: each step's time, from the end of the previous step to the end of this one;
 - ``counter.py``: each step's loss, samples and tokens, and the checksum of the batches' order;
@@ -28,7 +28,7 @@ from __future__ import annotations
 from bench.meter.base import Diverged, StopTraining, WouldTimeOut, percentile  # noqa: F401  (the meter's names)
 from bench.meter.clock import StepClock
 from bench.meter.counter import BatchCounter
-from bench.meter.evaluation import PeriodicEvaluation
+from bench.meter.periodic_eval import PeriodicEvaluation
 from bench.meter.guards import BudgetGuard, DivergenceGuard
 from bench.meter.memory import PeakMemory
 from bench.meter.progress import Progress
@@ -66,7 +66,7 @@ class StepMeter:
 
     # -- called by the harness -----------------------------------------------------------------
     def attach(self, model) -> None:
-        """Split every step into phases, from hooks on ``model`` (see ``bench/phases.py``)."""
+        """Split every step into phases, from hooks on ``model`` (see ``bench/meter/phase_clock.py``)."""
         self.split.attach(model)
 
     # -- called by the loops -------------------------------------------------------------------
@@ -220,7 +220,7 @@ class StepMeter:
         return out
 
     def merge_rules(self) -> dict:
-        """How each per-rank record field of the meter's merges across ranks (``bench/ranks.py``)."""
+        """How each per-rank record field of the meter's merges across ranks (``bench/cell/ranks.py``)."""
         rules = {}
         for observer in self.observers():
             rules.update(getattr(observer, "MERGE", {}))

@@ -4,7 +4,7 @@ tensors (no sync per step) and read when the record is made."""
 
 from __future__ import annotations
 
-from bench.ranks import Rate
+from bench.cell.ranks import Rate
 
 
 class BatchCounter:

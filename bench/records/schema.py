@@ -56,7 +56,7 @@ class Record:
     # total_s of those; harness_peak_probe_s apart.  process_wall_s: process start to record built.
     setup_s: Setup | None = None
     process_wall_s: float | None = None
-    # Where the cell's wall time went (bench/wallclock.py: PARTS): each part measured where its work
+    # Where the cell's wall time went (bench/cell/wallclock.py: PARTS): each part measured where its work
     # is done, adding up to process_wall_s (taken just before the record is serialised); the sweep
     # adds after_record_s, the record's writing and the process's exit, which lie after it.
     wall_s: dict = field(default_factory=dict)
@@ -88,7 +88,7 @@ class Record:
     time_to_target_step: int | None = None
     eval_curve: list[EvalPoint] = field(default_factory=list)
     eval_during_training_s: float | None = None
-    # Where the time goes (bench/phases.py): each step split into data, forward, backward, optimizer
+    # Where the time goes (bench/meter/phase_clock.py): each step split into data, forward, backward, optimizer
     # and other; medians and means over the timed steps, per step one list per phase, how many steps'
     # phases add up to their step_s within 2%, and the split's own cost per step (median).
     phase_split: str = ""  # "" when on, else why it is off
@@ -116,7 +116,7 @@ class Record:
     device_peak_tflops: float | None = None
     device_peak_source: str = ""
     device_peak_override: bool = False  # the peak is --peak-tflops, the user's, not measured or a datasheet's
-    # The GPU through NVML (bench/gpu_facts.py; the optional extra nvidia-ml-py): SM clock, throttle
+    # The GPU through NVML (bench/cell/gpu_facts.py; the optional extra nvidia-ml-py): SM clock, throttle
     # reasons, temperature, power and utilization at the cell's start and at the end of training;
     # other processes on the GPU at the start; the energy counter over the timed steps and per
     # timed sample.  Null where not read, and gpu_facts_why says why.

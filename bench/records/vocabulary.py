@@ -5,12 +5,12 @@ write side for a word."""
 
 from __future__ import annotations
 
-# -- where a step's time goes (the meter's phase clock, ``bench/phases.py``) ----------------------
+# -- where a step's time goes (the meter's phase clock, ``bench/meter/phase_clock.py``) ----------------------
 PHASES = ("data", "forward", "backward", "optimizer", "other")
 PHASE_SUM_TOLERANCE = 0.02  # the five phases of a step add up to its time within this fraction
 
 
-# -- is the machine quiet (``bench/machine.py``) --------------------------------------------------
+# -- is the machine quiet (``bench/cell/load.py``) --------------------------------------------------
 OTHERS_MAX_FRACTION = 0.10
 PROBE_MAX_CHANGE = 0.15
 # The kernel counts CPU time in clock ticks (10 ms): the others' share is judged only over a window in which
@@ -26,10 +26,10 @@ BUSY_RULE = (f"other processes used more than {OTHERS_MAX_FRACTION:.0%} of the c
 
 
 
-# -- where a cell's wall time goes (``bench/wallclock.py``) ---------------------------------------
+# -- where a cell's wall time goes (``bench/cell/wallclock.py``) ---------------------------------------
 # In the order they happen; (key, what it is).
 WALL_PARTS = (
-    ("interpreter_s", "process start to the cell's first line: the interpreter and bench.cell's own imports"),
+    ("interpreter_s", "process start to the cell's first line: the interpreter and bench.cell.main's own imports"),
     ("imports_s", "the libraries: torch, transformers, the loop's library, the harness's modules"),
     ("device_init_s", "the device's context: CUDA's driver context and cuBLAS handle, made before the model "
                       "(0 on the CPU); a user's script pays it too, at its first CUDA call"),
@@ -81,3 +81,14 @@ def fixed_cost_s(record) -> float | None:
         return None
     work = sum(wall.get(k, 0.0) for k in ("warmup_steps_s", "timed_steps_s", "eval_during_training_s", "eval_s"))
     return total - work
+
+
+# -- MFU's numerator and denominator as a record states them (``bench/analysis/mfu.py``) ----------
+# How a record says its peak was measured once per sweep by another cell and handed on (bench/sweep/driver.py).
+HANDED = ", handed from cell "
+
+
+def train_flops_per_sequence(n_params_non_embedding: int, num_layers: int, hidden: int, length: int) -> float:
+    """Model FLOPs to train on one sequence of ``length`` tokens: 6 N L for the weight matmuls
+    (forward 2, backward 4) plus 12 layers h L^2 for attention scores and values."""
+    return 6.0 * n_params_non_embedding * length + 12.0 * num_layers * hidden * length**2

@@ -5,7 +5,8 @@ run to tell it.  Every figure links to the section it comes from; each seed's ow
 
 from __future__ import annotations
 
-from bench import markdown as md
+from loops import REFERENCE_LOOP
+from bench.report import markdown as md
 from bench.analysis.cells import CellStats, comparison_groups, manual_cell
 from bench.analysis.columns import EVAL_F1, PEAK_MIB, SAMPLES_PER_S
 from bench.analysis.gaps import GapRow, gap_rows, phase_note
@@ -94,7 +95,7 @@ def group_table(ctx: Context, key: tuple, group: list[CellStats], base) -> list[
 
 def seeds_table(q: QualityGroup) -> list[str]:
     """A seed group's answer: per loop over its seeds, the speed ratio, F1 and the paired verdict."""
-    ref = q.loops.get("manual")
+    ref = q.loops.get(REFERENCE_LOOP)
     seeds = seeds_shown(quality.seeds_said(q).split(", "))
     native = " out of the box (`--defaults native`)" if q.defaults == "native" else ""
     body = []
@@ -102,7 +103,7 @@ def seeds_table(q: QualityGroup) -> list[str]:
         busy = sorted(set(v.busy_seeds) | set(ref.busy_seeds if ref else ()), key=str)
         mark = f" ⚠ busy at {', '.join(str(s) for s in busy)}" if busy else ""
         t = quality.to_target_short(v.time_to_target)
-        if loop == "manual":
+        if loop == REFERENCE_LOOP:
             name = "**manual** (the tutorial's loop)" if q.reference_is_tutorial else "**manual**"
             mixed = f" (median over {v.machines} machines)" if v.machines > 1 else ""
             body.append([name, f"{f(v.samples_per_s)} samples/s{mixed}{mark}", quality.pm(v.f1_mean, v.f1_sd),
@@ -121,7 +122,7 @@ def seeds_table(q: QualityGroup) -> list[str]:
 
 def seeded(ctx: Context) -> list[QualityGroup]:
     """The seed groups answered over their seeds: more than one seed, with a paired comparison."""
-    return [q for q in ctx.quality if "manual" in q.loops and len(quality.seeds_said(q).split(", ")) > 1
+    return [q for q in ctx.quality if REFERENCE_LOOP in q.loops and len(quality.seeds_said(q).split(", ")) > 1
             and any(v.comparison for v in q.loops.values())]
 
 

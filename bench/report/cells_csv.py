@@ -6,9 +6,9 @@ from pathlib import Path
 
 from bench.analysis.cells import cells_of
 from bench.analysis.columns import CSV, shown_in
-from bench.markdown import csv_cell
+from bench.report.markdown import csv_cell
 from bench.records import Record
-from bench.report.devices import table_context
+from bench.report.per_device import table_context
 
 FIRST_COLUMN = "loop"  # a CSV that starts otherwise was not written here, and is never overwritten
 

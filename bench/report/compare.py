@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import markdown as md
+from bench.report import markdown as md
 from bench.analysis.cells import cells_of
 from bench.analysis.columns import EVAL_F1, SAMPLES_PER_S
 from bench.analysis.compare import Comparison, compare, fingerprint, ratio_columns

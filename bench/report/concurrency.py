@@ -4,7 +4,7 @@ ran alone."""
 
 from __future__ import annotations
 
-from bench import markdown as md
+from bench.report import markdown as md
 from bench.records import latest_per_cell
 from bench.report.context import Context
 

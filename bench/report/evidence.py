@@ -3,7 +3,7 @@ three sentences, each thing said once across its groups (``bench/report/bottom_l
 
 from __future__ import annotations
 
-from bench import markdown as md
+from bench.report import markdown as md
 from bench.analysis.cells import CellStats
 from bench.analysis.columns import EVAL_F1, PEAK_MIB
 from bench.analysis.gaps import gap_rows, phase_note

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import markdown as md
+from bench.report import markdown as md
 from bench.analysis.cells import tutorial_baseline
 from bench.analysis.columns import EVAL_F1, SAMPLES_PER_S
 from bench.analysis.machines import same_machine

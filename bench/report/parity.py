@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 
-from bench import markdown as md
+from loops import REFERENCE_LOOP
+from bench.report import markdown as md
 from bench.analysis.cells import SEED_DETAIL, CellStats, comparison_groups, loop_specific
 from bench.analysis.columns import EVAL_ACCURACY, EVAL_F1, TRAIN_LOSS_FINAL
 from bench.analysis.parity import Parity, parity_rows
@@ -217,7 +218,7 @@ def plots(ctx: Context, plt) -> dict:
         seeds = len(members)
         for loop, cs in curves.items():
             style, width = plotting.style_of(loop)
-            if window > 1 and loop == "manual" and seeds == 1:
+            if window > 1 and loop == REFERENCE_LOOP and seeds == 1:
                 ax.plot(range(1, len(cs[0]) + 1), cs[0], "-", color="0.85", linewidth=0.5, label="manual, per step")
             smooth = [_running_mean(x, window) if window > 1 else x for x in cs if x]
             if seeds > MAX_SEED_LINES:

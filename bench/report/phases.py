@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import markdown as md
+from bench.report import markdown as md
 from bench.analysis.cells import CellStats
 from bench.records.vocabulary import PHASES
 from bench.records import Record
@@ -51,7 +51,7 @@ def lines(ctx: Context) -> list[str]:
            "Each optimizer step split into `data` (waiting for the batch, collate, the copy to the device where "
            "the loader makes it), `forward`, `backward` (to the end of the backward pass, gradient all-reduce "
            "included), `optimizer` (unscale, clipping, the step, the scheduler, zero_grad) and `other` (the "
-           "loop's own machinery between those), measured the same way in every loop (`bench/phases.py` says "
+           "loop's own machinery between those), measured the same way in every loop (`bench/meter/phase_clock.py` says "
            "where each boundary comes from). Milliseconds per step, mean over the timed steps (median over "
            "repeats); the five add up to the mean step. `split cost` is what the split itself adds per step.", "",
            "| device | precision | variant | loop | " + " | ".join(PHASES) + " | step ms | split cost | steps adding up (±2%) |",

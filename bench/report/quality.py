@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from loops import REFERENCE_LOOP
 from bench.analysis.bootstrap import RESAMPLES
 from bench.analysis.cells import SEED_DETAIL
 from bench.analysis.quality import (MIN_SEEDS, MLPERF_MIN_RUNS, QualityGroup, TimeToTarget, f1_curves,
@@ -78,7 +79,7 @@ def _loop_table(q: QualityGroup) -> list[str]:
              "acc − manual | 95% CI (seeds and pairs) | verdict |", "|---|---|---|---|---|---|---|---|---|"]
     for loop, v in q.loops.items():
         c = v.comparison
-        if loop == "manual":
+        if loop == REFERENCE_LOOP:
             cols = ["reference", "", "", "", ""]
         elif c is None:
             cols = ["-", "-", "-", "-", "no predictions on manual's pairs at a shared seed"]
@@ -128,7 +129,7 @@ def _per_seed_table(q: QualityGroup) -> list[str]:
     per_seed = [(loop, row) for loop, v in q.loops.items() if v.comparison for row in v.comparison.per_seed]
     if not per_seed:
         return []
-    ref = q.loops.get("manual")
+    ref = q.loops.get(REFERENCE_LOOP)
     timed = bool(ref and ref.to_target_s)
     lines = ["Per seed, paired on the same validation pairs:", "",
              "| loop | seed | val F1 | manual's val F1 | F1 − manual | 95% CI (pairs) | acc − manual | "

@@ -21,7 +21,7 @@ def render_with_context(records: list[Record], out_md: Path) -> tuple[str, Conte
     from bench.safeio import write_atomic
 
     out_md.parent.mkdir(parents=True, exist_ok=True)
-    from bench.markdown import shown
+    from bench.report.markdown import shown
 
     ctx = Context.of(shown(records), out_md)  # every record string a section shows is escaped once, here
     plt = pyplot()

@@ -3,8 +3,8 @@ draws, ``plots(ctx, plt)`` (its PNGs, by keys its ``lines`` reads back from ``ct
 
 from __future__ import annotations
 
-from bench.report import (bottom_line, concurrency, devices, fast_path, gaps, not_run, parity, per_seed, phases, quality, setup,
-                          time_to_accuracy, title, wall, why)
+from bench.report import (bottom_line, concurrency, fast_path, gaps, not_run, parity, per_seed, phases, quality, setup, time_to_accuracy, title, wall, why)
+from bench.report import per_device as devices
 
 SECTIONS = (
     title,  # what the report is made from

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bench import markdown as md
+from bench.report import markdown as md
 from bench.analysis.machines import environment_rows
 from bench.records import Record
 from bench.report.context import Context

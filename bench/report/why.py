@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import markdown as md
+from bench.report import markdown as md
 from bench.analysis.explain import ALL, Explained
 from bench.analysis.verdicts import PARITY_TOLERANCE
 from bench.report.context import Context

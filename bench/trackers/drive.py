@@ -81,7 +81,7 @@ def read_log(out: Path) -> list[dict]:
 
 def _append(out: Path, entry: dict) -> None:
     from bench.safeio import append_line
-    from bench.wallclock import utc_now
+    from bench.cell.wallclock import utc_now
 
     append_line(Path(out) / LOG_FILE, json.dumps(dict({"at": utc_now()}, **entry), default=str) + "\n")
 
@@ -122,7 +122,7 @@ def log_pending(t: Trackers | None) -> list[str]:
     if t is None or not set(t.sessions) - t.off:
         return []
     from bench.analysis.table import records_and_rows
-    from bench.celllog import LOG_DIR
+    from bench.sweep.celllog import LOG_DIR
 
     entries = read_log(t.out)
     warnings = []

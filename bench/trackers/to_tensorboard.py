@@ -40,7 +40,7 @@ def run_folder(root: Path, name: str) -> Path:
 
 
 def _params_table(params: dict) -> str:
-    from bench import markdown as md
+    from bench.report import markdown as md
 
     return "\n".join(["| parameter | value |", "|---|---|"] + [f"| {md.text(k)} | {md.text(v)} |" for k, v in params.items()])
 

@@ -1,8 +1,8 @@
-"""One cell's training, up to its record: the pieces ``bench.cell._run`` calls in order.
+"""One cell's training, up to its record: the pieces ``bench.cell.main._run`` calls in order.
 
 Setup (the machine's watches, MFU's peak, model, data, the meter and the probes around the loop),
 then the loop's run; a stop by the meter (``Diverged``, ``WouldTimeOut``) ends it early with the
-steps timed so far.  The record is ``bench/cellrecord.py``'s.  The harness's modules are imported
+steps timed so far.  The record is ``bench/cell/record.py``'s.  The harness's modules are imported
 here at the top, so that the cell's wall clock counts them with the imports."""
 
 from __future__ import annotations
@@ -10,19 +10,19 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from bench import dist
+from bench.cell import dist
 from bench.config import ConfigError
 from bench.data import prepare
 from bench.devices import device as device_kind
-from bench.evaluation import evaluate_model
-from bench.gpu_facts import GpuWatch
-from bench.machine import LoadWatch
+from bench.cell.evaluation import evaluate_model
+from bench.cell.gpu_facts import GpuWatch
+from bench.cell.load import LoadWatch
 from bench.meter import StepMeter, StopTraining
 from bench.models import load_model
-from bench.peak import device_peak
+from bench.cell.peak import device_peak
 from bench.precision import precision_plan
 from bench.records import Record
-from bench.settings import PrecisionProbe, param_dtype_mismatch, trainable_dtypes
+from bench.cell.settings import PrecisionProbe, param_dtype_mismatch, trainable_dtypes
 
 
 class CellRun:
@@ -115,7 +115,7 @@ def _meter(r: CellRun, progress: bool, budget):
     elif not run.phases:
         meter.phases_off_why = "off (--no-phases)"
     else:
-        meter.attach(r.model)  # where each step's time goes: hooks on the model (bench/phases.py)
+        meter.attach(r.model)  # where each step's time goes: hooks on the model (bench/meter/phase_clock.py)
     return meter
 
 

@@ -3,7 +3,7 @@
 The file's keys are the flags of ``run`` without their dashes (``max-grad-norm = 1.0``; ``_`` for
 ``-`` is accepted too), so a published recipe reads like its command line, or the HF Trainer's
 ``TrainingArguments`` names (``learning_rate``; a whole ``TrainingArguments.to_json_string()``
-file: ``bench/trainingargs.py`` says which of its keys are honoured, which refused unless at bench's
+file: ``bench/config/trainingargs.py`` says which of its keys are honoured, which refused unless at bench's
 value, which ignored).  Each value is turned
 back into the flag's own text and parsed by the flag's own type, so a file is checked exactly as
 the command line is, and flags given on the command line win (they come after the file's).
@@ -91,8 +91,8 @@ def _tokens(key: str, value, action: argparse.Action, path: Path) -> list[str]:
 
 def _file_options(path: str, run: argparse.ArgumentParser) -> list[list[str]]:
     """The file's options, each as its command-line tokens (a flag and, unless a switch, its value):
-    the flags' keys, and the Trainer's names for them (``bench/trainingargs.py``)."""
-    from bench.trainingargs import UNSET, translate
+    the flags' keys, and the Trainer's names for them (``bench/config/trainingargs.py``)."""
+    from bench.config.trainingargs import UNSET, translate
 
     p = Path(path)
     known = actions(run)

@@ -12,7 +12,7 @@ from pathlib import Path
 @functools.lru_cache(maxsize=None)
 def git_sha() -> str | None:
     """The harness's commit (``-dirty``: with uncommitted changes to tracked files) when this process
-    first asked: a cell asks as it starts (``bench.cell.run_cell``), so a commit made while it trains
+    first asked: a cell asks as it starts (``bench.cell.main.run_cell``), so a commit made while it trains
     is not credited with the code it imported."""
     return _read_git_sha()
 
@@ -110,7 +110,7 @@ def describe() -> list[tuple[str, str]]:
     import torch
 
     from bench import __version__
-    from bench.machine import busy_now
+    from bench.cell.load import busy_now
     from bench.precision import cpu_features
     from bench.regress import machine_class
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from bench import dist
+from bench.cell import dist
 
 
 def evaluate_model(model, data, device: str, autocast_dtype, batch_size: int, intervals: bool = True) -> dict | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import markdown as md
+from bench.report import markdown as md
 from bench.analysis.cells import CellStats, tutorial_baseline
 from bench.analysis.columns import JOULES_PER_SAMPLE, PEAK_MIB, SAMPLES_PER_S, TABLE, TableContext, shown_in
 from bench.analysis.mfu import device_peak_of, shared_peaks

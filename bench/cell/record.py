@@ -1,22 +1,22 @@
-"""One cell's record, once its loop has run (``bench/cellrun.py``): a stopped cell's, with the steps
+"""One cell's record, once its loop has run (``bench/cell/steps.py``): a stopped cell's, with the steps
 timed up to the stop; else the settings read back from the live objects, the evaluation, and under
 DDP every rank's measurements gathered to rank 0 and merged field by field, each by the rule the
-field declares (``MERGE`` tables, ``bench/ranks.py``)."""
+field declares (``MERGE`` tables, ``bench/cell/ranks.py``)."""
 
 from __future__ import annotations
 
 import os
 
-from bench import dist
-from bench.cellrun import CellRun, dynamo_counts, process_wall_s
-from bench.envinfo import environment
-from bench.evaluation import evaluate_model
-from bench.machine import busy_verdict
+from bench.cell import dist
+from bench.cell.steps import CellRun, dynamo_counts, process_wall_s
+from bench.cell.envinfo import environment
+from bench.cell.evaluation import evaluate_model
+from bench.cell.load import busy_verdict
 from bench.meter import Diverged
-from bench.ranks import Over, merge
+from bench.cell.ranks import Over, merge
 from bench.records import Record
-from bench.settings import precision_mismatch, read_settings
-from bench.wallclock import utc_now
+from bench.cell.settings import precision_mismatch, read_settings
+from bench.cell.wallclock import utc_now
 
 # MFU's denominator is one device's peak (the slowest rank's measurement, or the datasheet's): MFU
 # multiplies it by the world size, so cells of any world size share one peak in a report.

@@ -7,7 +7,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from bench.celllog import kill_tree
+from bench.sweep.celllog import kill_tree
 
 
 # A cell's memory: its process tree's PSS, sampled this often, may not pass this share of the

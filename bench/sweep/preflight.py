@@ -11,7 +11,7 @@ OUT made and locked, the checks below run in ``CHECKS`` order, each one line and
    readable, its tokenizer its own (``bench/models.py``);
 3. the space: the temporary folder the cells write to and OUT each have room for a cell's files;
 4. OUT's records: a resumed or reused OUT holds runs of the same plan, data and code
-   (``bench/outdir.py``).
+   (``bench/sweep/outdir.py``).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def check_space(p: Preflight) -> None:
 
 
 def check_out(p: Preflight) -> None:
-    from bench.outdir import check_comparable
+    from bench.sweep.outdir import check_comparable
 
     if p.records is not None:
         check_comparable(p.out, p.cells, p.records, resume=p.resume)

@@ -75,7 +75,7 @@ class RunConfig:
     # Measurement and control.
     timing_warmup: int = 5  # first optimizer steps left out of the timing (not the LR warm-up)
     parity: bool = False  # deterministic kernels, for step-wise loss parity between the loops
-    phases: bool = True  # split each step into data/forward/backward/optimizer/other (bench/phases.py)
+    phases: bool = True  # split each step into data/forward/backward/optimizer/other (bench/meter/phase_clock.py)
     peak_tflops: float | None = None  # MFU's peak, one device's, given by the user (else measured or a datasheet's)
     # Whose defaults: "tutorial" (every loop set to the tutorial's settings) or "native" (each loop's
     # library's own, loops/native.py); loop_options: single machinery entries of loops/native.py

@@ -1,7 +1,7 @@
 """Where a sweep's cells run: one after another in this process's children (``sequential``, the
 default), or as Ray tasks, several at once, on this machine or a cluster (``ray``).
 
-Either way a cell runs exactly as ``bench/isolated.py`` runs it (its process tree, timeout, memory
+Either way a cell runs exactly as ``bench/sweep/launch.py`` runs it (its process tree, timeout, memory
 watch, failure record); only the records come back, and the driver alone appends them, so a
 results folder has one writer whatever the executor, and ``--resume`` reads it the same way."""
 
@@ -19,7 +19,7 @@ from bench.records import Record
 
 def add_flags(x) -> None:
     """``bench run``'s executor options (an argparse group)."""
-    from bench.argtypes import positive_int
+    from bench.config.argtypes import positive_int
 
     x.add_argument("--executor", choices=("sequential", "ray"), default="sequential",
                    help="run cells one after another (default), or as Ray tasks, several at once")
@@ -78,7 +78,7 @@ def where_it_ran(siblings: int) -> dict:
 def _run_in_task(cell_dict: dict, timeout_s, command: str, log_path: str | None, memory_limit,
                  siblings: int) -> dict:
     """A Ray task's body: the cell as ``run_isolated`` runs it; a record (as a dict) comes back."""
-    from bench.isolated import run_isolated
+    from bench.sweep.launch import run_isolated
 
     cell = Cell.from_dict(cell_dict)
     record = run_isolated(cell, timeout_s, False, command, log_path=Path(log_path) if log_path else None,
@@ -127,7 +127,7 @@ def run_with_ray(cells: list[Cell], *, timeout_s, command: str, log_dir: Path | 
 
 def _record_of(ray, ref, cell: Cell, command: str) -> Record:
     """The task's record, or a failed record saying what Ray said (a lost node, a killed worker)."""
-    from bench.cell import record_base
+    from bench.cell.main import record_base
 
     try:
         data = ray.get(ref)

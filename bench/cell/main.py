@@ -1,9 +1,9 @@
 """Run one cell (loop x device x precision) and turn it into a Record.
 
-``run_cell`` runs in the calling process (the tests use it directly); ``python -m bench.cell
+``run_cell`` runs in the calling process (the tests use it directly); ``python -m bench.cell.main
 CELL.json RESULT.json`` is how a sweep runs each cell in a fresh process of its own.  What the cell
-does between its start and its record is in two steps of their own: ``bench/cellrun.py`` (setup
-and the loop's run) and ``bench/cellrecord.py`` (the record, with DDP ranks merged).
+does between its start and its record is in two steps of their own: ``bench/cell/steps.py`` (setup
+and the loop's run) and ``bench/cell/record.py`` (the record, with DDP ranks merged).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import traceback
 from typing import TYPE_CHECKING
 
 from bench.config import Cell, ConfigError
-from bench.wallclock import utc_now
+from bench.cell.wallclock import utc_now
 
 if TYPE_CHECKING:  # records import nothing heavy, but the cell imports them where it makes one
     from bench.records import Record
@@ -62,7 +62,7 @@ def _reset_process_state(cell: Cell) -> None:
         late = [key for key, _ in needs if key not in os.environ and _device_in_use(cell.device)]
         if late:
             # cuBLAS reads its workspace configuration once, when this process first used it: set
-            # now, strict determinism would raise at the first matmul (bench.sweep sets it before
+            # now, strict determinism would raise at the first matmul (bench.sweep.driver sets it before
             # an --in-process sweep's first cell).
             raise ConfigError(f"--parity on {cell.device}: {', '.join(late)} must be set before this process first "
                               "uses the device, and an earlier cell in this process already has; run the cell in "
@@ -116,12 +116,12 @@ def run_cell(cell: Cell, progress: bool = True, command: str = "",
              peak: tuple[float, str] | None = None) -> "Record | None":
     """The cell's record (None on ranks other than 0 of a distributed cell).  ``budget``: the
     (perf_counter start, seconds) the cell has; see ``StepMeter``.  ``clock``: the process's
-    ``WallClock`` (``bench/wallclock.py``), started by ``main``; ``peak``: (TFLOP/s, where it comes
+    ``WallClock`` (``bench/cell/wallclock.py``), started by ``main``; ``peak``: (TFLOP/s, where it comes
     from) measured once for this sweep's device and precision, instead of probing again here."""
-    from bench import dist
-    from bench.envinfo import git_sha
+    from bench.cell import dist
+    from bench.cell.envinfo import git_sha
     from bench.records import Record
-    from bench.wallclock import WallClock
+    from bench.cell.wallclock import WallClock
 
     git_sha()  # the commit of the code this process imported, read now, recorded at the end
     clock = clock or WallClock()
@@ -154,11 +154,13 @@ def run_cell(cell: Cell, progress: bool = True, command: str = "",
 
 def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | None,
          process_started: float | None = None, clock=None, peak: tuple[float, str] | None = None):
-    """The cell's setup, its loop and its record, in that order (``bench/cellrun.py``,
-    ``bench/cellrecord.py``); None on ranks other than 0."""
+    """The cell's setup, its loop and its record, in that order (``bench/cell/steps.py``,
+    ``bench/cell/record.py``); None on ranks other than 0."""
     import time
 
-    from bench import cellrecord, cellrun, dist  # the harness's modules: counted with the imports
+    from bench.cell import record as cellrecord
+    from bench.cell import steps as cellrun
+    from bench.cell import dist
 
     clock.lap("imports_s")
     cell.run.validate()
@@ -187,22 +189,22 @@ def _run(cell: Cell, base: dict, progress: bool, budget: tuple[float, float] | N
 
 
 def _record_fields(summary: dict) -> dict:
-    """The meter's summary as Record fields (``bench.cellrun.record_fields``)."""
-    from bench.cellrun import record_fields
+    """The meter's summary as Record fields (``bench.cell.steps.record_fields``)."""
+    from bench.cell.steps import record_fields
 
     return record_fields(summary)
 
 
 def main(argv: list[str]) -> int:
-    """``python -m bench.cell CELL.json RESULT.json [--no-progress] [--command CMD] [--time-budget S]``"""
+    """``python -m bench.cell.main CELL.json RESULT.json [--no-progress] [--command CMD] [--time-budget S]``"""
     import os
     import time
 
-    from bench import dist
+    from bench.cell import dist
 
     started = time.perf_counter()
     entered = time.time()  # epoch seconds: the process's start time, from the kernel, is one too
-    from bench.wallclock import WallClock
+    from bench.cell.wallclock import WallClock
 
     clock = WallClock()
     dist.die_with_parent()  # under torchrun too: a worker never outlives its launcher
@@ -213,11 +215,11 @@ def main(argv: list[str]) -> int:
         cell = Cell.from_dict(json.load(f))
     budget = (started, float(argv[argv.index("--time-budget") + 1])) if "--time-budget" in argv else None
     peak = None
-    if "--peak-tflops" in argv:  # measured once for this sweep's device and precision (bench.sweep)
+    if "--peak-tflops" in argv:  # measured once for this sweep's device and precision (bench.sweep.driver)
         peak = (float(argv[argv.index("--peak-tflops") + 1]), argv[argv.index("--peak-source") + 1])
     clock.lap("harness_s")
     try:
-        from bench.wallclock import process_start_time
+        from bench.cell.wallclock import process_start_time
 
         process_started = process_start_time()  # epoch seconds the process began, to the clock tick
         clock.add("interpreter_s", entered - process_started)
@@ -243,7 +245,7 @@ def exit_now(code: int) -> None:
     every module of torch, transformers and datasets one by one takes 0.5-3 s and serves no one (the
     record is closed, the output flushed, and a DataLoader's worker processes are ended first).  Under
     torchrun the ordinary exit, so that the process group ends as torch expects."""
-    from bench import dist
+    from bench.cell import dist
 
     if dist.is_distributed():
         sys.exit(code)

@@ -31,7 +31,7 @@ def plan_cells(loops: list[str], devices: list[str], precisions: list[str], runs
     config's own seed)."""
     import dataclasses
 
-    from bench.presets import apply_preset
+    from bench.sweep.presets import apply_preset
 
     configs = []  # (device, run config) in device, preset, batch-size order; each validated once
     for device in devices:

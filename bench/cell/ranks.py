@@ -3,7 +3,7 @@
 Every rank sends rank 0 what it measured (``per_rank`` in the record); each record field that is
 measured per rank declares how the ranks' values make the record's, in a table ``MERGE = {field:
 how}`` beside the code that measures it (the meter's observers, ``bench/meter/``; the cell's MFU
-peak, ``bench/cellrecord.py``).  ``how`` is a reducer of the ranks' values of that field (``max``,
+peak, ``bench/cell/record.py``).  ``how`` is a reducer of the ranks' values of that field (``max``,
 ``min``, ``sum``), or a rule over the whole rank dicts (``Rate``, ``Over``) for a field made from
 other per-rank values.
 """

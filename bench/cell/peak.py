@@ -37,9 +37,6 @@ DATASHEET_SOURCE = {
 DATASHEET_SMS = {"H100 SXM": 132, "H100 PCIe": 114, "H100 NVL": 132, "H200 SXM": 132, "H200 NVL": 132,
                  "A100": 108, "L40S": 142, "L40": 142, "L4": 58}
 
-# How a record says its peak was measured once per sweep by another cell and handed on (bench/sweep.py).
-HANDED = ", handed from cell "
-
 
 def partial_device(gpu_name: str, key: str, sm_count: int | None) -> str | None:
     """Why this GPU is not the whole datasheet part, or None: a MIG instance ("... MIG 3g.40gb", as
@@ -136,9 +133,3 @@ def device_peak(device: str, precision: str) -> tuple[float, str]:
     # cell's peak_reserved_mib (the meter resets the peaks to what is reserved when training starts).
     kind.release_cached_memory()
     return tflops, f"measured {n}^3 GEMM on {where}, {precision}{why_measured}"
-
-
-def train_flops_per_sequence(n_params_non_embedding: int, num_layers: int, hidden: int, length: int) -> float:
-    """Model FLOPs to train on one sequence of ``length`` tokens: 6 N L for the weight matmuls
-    (forward 2, backward 4) plus 12 layers h L^2 for attention scores and values."""
-    return 6.0 * n_params_non_embedding * length + 12.0 * num_layers * hidden * length**2

@@ -1,4 +1,4 @@
-"""One cell in a process of its own: how it is launched (``python -m bench.cell``, or torchrun for
+"""One cell in a process of its own: how it is launched (``python -m bench.cell.main``, or torchrun for
 DDP), its temporary folder, and what becomes of it: its record, or a ``failed`` record saying why
 (a crash, a timeout, a kill, out of memory) with the child's last lines."""
 
@@ -16,18 +16,18 @@ import threading
 import time
 from pathlib import Path
 
-from bench.celllog import BANNER, TAIL_LINES, WORKER_SIGKILL, CellLog, kill_tree, rank_errors, relay
+from bench.sweep.celllog import BANNER, TAIL_LINES, WORKER_SIGKILL, CellLog, kill_tree, rank_errors, relay
 from bench.config import Cell
-from bench.memwatch import MemoryWatch, gib
+from bench.sweep.memwatch import MemoryWatch, gib
 from bench.records import Record
-from bench.wallclock import utc_now
+from bench.cell.wallclock import utc_now
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CELL_DIR_PREFIX = "bench-cell-"
 
 
 def launch_argv(cell: Cell, python: str, module: str, rendezvous: dict | None = None) -> list[str]:
-    """How a cell's process(es) start: ``python -m bench.cell`` alone, or under torchrun for DDP.
+    """How a cell's process(es) start: ``python -m bench.cell.main`` alone, or under torchrun for DDP.
     torchrun is the launcher for every loop: Accelerate and the Trainer read the same
     RANK / WORLD_SIZE / MASTER_ADDR environment that ``accelerate launch`` would set."""
     if cell.world_size == 1:
@@ -81,7 +81,7 @@ def single_process_devices(cell: Cell, env: dict) -> dict:
 
 
 def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: str,
-                 python: str = sys.executable, module: str = "bench.cell", rendezvous: dict | None = None,
+                 python: str = sys.executable, module: str = "bench.cell.main", rendezvous: dict | None = None,
                  log_path: Path | None = None, memory_limit: int | None = None,
                  peak: tuple[float, str] | None = None) -> Record | None:
     """Run one cell in its own process.  A crash, an out-of-memory kill or a timeout becomes a
@@ -89,7 +89,7 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
     ``log_path`` (appended: a cell run again keeps its earlier attempts' log); only its progress
     bar reaches the terminal, and only when there is one (``progress``).  ``memory_limit``: bytes of
     RSS the cell's process tree may hold before it is stopped and recorded out of memory."""
-    from bench.cell import record_base
+    from bench.cell.main import record_base
 
     base = record_base(cell, command)
     # Named after this sweep's PID so that a later sweep can clear it if this one is SIGKILLed; the
@@ -116,7 +116,7 @@ def run_isolated(cell: Cell, timeout_s: float | None, progress: bool, command: s
 
 
 def _cell_options(progress: bool, timeout_s: float | None, peak: tuple[float, str] | None) -> list[str]:
-    """``bench.cell``'s options beyond its two files and the command."""
+    """``bench.cell.main``'s options beyond its two files and the command."""
     argv = [] if progress else ["--no-progress"]
     if timeout_s:  # the cell stops early, and says why, once it cannot finish in time
         argv += ["--time-budget", f"{timeout_s:g}"]
@@ -140,7 +140,7 @@ class _Child:
 
     def __init__(self, cell: Cell, argv: list[str], env: dict, memory_limit: int | None,
                  log_path: Path | None, progress: bool):
-        from bench.dist import die_with_parent
+        from bench.cell.dist import die_with_parent
 
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True, preexec_fn=die_with_parent)
@@ -243,6 +243,6 @@ def _failure(base: dict, child: _Child, code: int, timed_out: bool, timeout_s: f
 
 def _create_time(pid: int) -> float | None:
     """Epoch seconds a process began (the kernel's figure, the one the cell's own clock starts from)."""
-    from bench.wallclock import process_start_time
+    from bench.cell.wallclock import process_start_time
 
     return process_start_time(pid)

@@ -1,9 +1,9 @@
 """The sweep: expand loops x devices x precisions (x repeats) into cells, run each cell in a fresh
 process with a timeout, append its record as it ends, and resume from what is already recorded.
 
-A cell's process is ``bench/isolated.py``'s (launch, temporary folder, the failure it ends in); its
-log, the relay of its output and the kill of its process tree ``bench/celllog.py``'s; the watch on
-its memory ``bench/memwatch.py``'s."""
+A cell's process is ``bench/sweep/launch.py``'s (launch, temporary folder, the failure it ends in); its
+log, the relay of its output and the kill of its process tree ``bench/sweep/celllog.py``'s; the watch on
+its memory ``bench/sweep/memwatch.py``'s."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bench.celllog import LOG_DIR, CellLog, kill_tree  # noqa: F401  (named here too: the sweep's parts)
+from loops import REFERENCE_LOOP
+from bench.sweep.celllog import LOG_DIR, CellLog, kill_tree  # noqa: F401  (named here too: the sweep's parts)
 from bench.config import Cell, ConfigError
-from bench.isolated import launch_argv, remove_stale_cell_dirs, run_isolated, single_process_devices  # noqa: F401
-from bench.memwatch import default_memory_limit_bytes
-from bench.peak import HANDED
+from bench.sweep.launch import launch_argv, remove_stale_cell_dirs, run_isolated, single_process_devices  # noqa: F401
+from bench.sweep.memwatch import default_memory_limit_bytes
+from bench.records.vocabulary import HANDED
 from bench.records import RESULTS_FILE, Record, append_record, read_records
 
 
@@ -46,7 +47,7 @@ def refuse_explicit(devices, precisions, devices_explicit: bool, precisions_expl
     if devices_explicit and precisions_explicit:
         for d in devices:
             for p in precisions:
-                why = skip_reason(Cell(loop="manual", device=d, precision=p))
+                why = skip_reason(Cell(loop=REFERENCE_LOOP, device=d, precision=p))
                 if why:
                     raise ConfigError(f"--device {d} --precision {p}: {why}")
 
@@ -125,7 +126,7 @@ def _prepare(cells: list[Cell], out_dir: Path, write: bool, isolate: bool, memor
     if not isolate:
         # Cells in this process share its libraries, which read some settings once (cuBLAS its
         # workspace): what a --parity cell needs is set before the first cell uses the device.
-        from bench.cell import deterministic_env_for
+        from bench.cell.main import deterministic_env_for
 
         for key, value in deterministic_env_for(cells).items():
             os.environ.setdefault(key, value)
@@ -143,7 +144,7 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
     ``memory_limit``: bytes a cell's process tree may hold (default: ``DEFAULT_MEMORY_SHARE`` of
     the machine's memory).  ``device_choice``: what ``--device auto`` chose, put on each record;
     ``after_record(record)``: called once it is appended, between cells (the trackers)."""
-    from bench.cell import run_cell, skipped_record
+    from bench.cell.main import run_cell, skipped_record
 
     memory_limit = _prepare(cells, out_dir, write, isolate, memory_limit)
     done = completed_ids(out_dir) if resume else set()
@@ -193,7 +194,7 @@ def _stop_on_full_disk(record: Record, head: str, out_dir: Path) -> None:
     import tempfile
 
     from bench.config import ConfigError
-    from bench.preflight import disk_full
+    from bench.sweep.preflight import disk_full
 
     message = getattr(record.failure, "message", "") if record.failure else ""
     if record.status == "failed" and disk_full(f"{record.reason} {message}"):
@@ -207,8 +208,8 @@ def _sweep_with_ray(cells, out_dir: Path, done: set, cell_timeout, command: str,
     """The sweep with its cells as Ray tasks: this process alone appends each record as its task
     ends (whole lines, as the sequential sweep), so a driver killed mid-sweep loses only the cells
     in flight and ``--resume`` runs those again."""
-    from bench.cell import skipped_record
-    from bench.executors import run_with_ray
+    from bench.cell.main import skipped_record
+    from bench.sweep.executors import run_with_ray
 
     made: list[Record] = []
     to_run = []

@@ -43,7 +43,7 @@ def kill_tree(proc: subprocess.Popen) -> None:
 
 
 def rank_errors(folder: str) -> list[str]:
-    """The error lines each failed rank of a DDP cell left (``bench.cell`` writes them), rank by rank."""
+    """The error lines each failed rank of a DDP cell left (``bench.cell.main`` writes them), rank by rank."""
     lines = []
     for path in sorted(Path(folder).glob("error-rank*.txt")):
         rank = path.stem[len("error-rank"):]
