@@ -1,7 +1,7 @@
 """What a cell costs beyond its training: the fixed cost per cell and the training share of a sweep.
 
 A cell's fixed cost is its ``process_wall_s`` less its warm-up and timed steps and its evaluation
-(``bench.cell.wallclock.fixed_cost_s``): the interpreter, imports, model and data, probes, the loop's own
+(``bench.records.vocabulary.fixed_cost_s``): the interpreter, imports, model and data, probes, the loop's own
 setup, the harness's bookkeeping.  Goals, on a 2-core CPU with MiniLM: at most 3 s per
 cell, median over the five loops; the README's main job at least 50% of its wall clock in timed steps.
 

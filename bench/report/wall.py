@@ -20,7 +20,7 @@ def lines(ctx: Context) -> list[str]:
     out = [f"## {HEADING}", "",
            "Seconds of each cell's process, from its start to its record (median over repeats): "
            + "; ".join(f"`{label}` is {' + '.join(f'`{k}`' for k in keys)}" for label, keys in GROUPS)
-           + " (the record's `wall_s`; `bench/cell/wallclock.py` says what each part holds). "
+           + " (the record's `wall_s`; `bench/records/vocabulary.py` says what each part holds). "
            "`named` is the share of the process's wall time the parts account for; `fixed` is what the cell "
            "costs beyond its steps and evaluations; `after record` is the record's writing and the process's "
            "exit, measured by the sweep.", "",
