@@ -95,3 +95,19 @@ def _number(s: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def test_a_long_device_string_gets_bounded_plot_names(tmp_path):
+    """A 300-character device: the report is written, its plots named within the file system's limit
+    (a bounded name with a hash), nothing blamed on the folder, no file left half-written."""
+    from bench.cli import main
+    from bench.records import append_record
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for loop in ("manual", "trainer"):
+        append_record(out, rec(loop, device="cpu" + "x" * 300))
+    assert main(["report", str(out)]) == 0
+    names = [p.name for p in out.iterdir()]
+    assert "report.md" in names and all(len(n) < 140 for n in names)
+    assert not [n for n in names if n.endswith(".tmp")]

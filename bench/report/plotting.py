@@ -31,9 +31,19 @@ def style_of(loop: str) -> tuple:
 def png(out_md: Path, *pieces: str) -> Path:
     """A plot's path beside the report: the pieces (record fields) in a safe character set, so a
     crafted ``device`` cannot put a file outside the report's folder."""
+    import hashlib
+
     from bench.safeio import inside, safe_name
 
-    return inside(out_md.parent, out_md.parent / f"{out_md.stem}-{'-'.join(safe_name(p) for p in pieces)}.png")
+    name = f"{out_md.stem}-{'-'.join(safe_name(p) for p in pieces)}"
+    if len(name) > MAX_NAME:  # a crafted or long device string: a bounded name, unique by its hash
+        name = name[:MAX_NAME - 17] + "-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    return inside(out_md.parent, out_md.parent / f"{name}.png")
+
+
+# File names stay well under the 255 bytes a file system takes, with room for the temporary suffix a
+# plot is written under before it is renamed into place.
+MAX_NAME = 120
 
 
 def save(plt, fig, path: Path) -> str:
