@@ -4,6 +4,7 @@ ran alone."""
 
 from __future__ import annotations
 
+from bench.report.format import head
 from bench.report import markdown as md
 from bench.records import latest_per_cell
 from bench.report.context import Context
@@ -23,8 +24,7 @@ def lines(ctx: Context) -> list[str]:
     out = [f"## {HEADING}", "",
            f"{len(together)} of {len(records)} ok cells ran beside other cells of this sweep. "
            "Their time figures are comparable with each other only on the same node and GPU model.", "",
-           "| loop | device | precision | rep | node | beside | CPU cores | GPUs | host shared |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           *head("| loop | device | precision | rep | node | beside | CPU cores | GPUs | host shared |")]
     for r in together:
         # A CPU cell whose cores overlap a sibling's on the same node shared them: its speed is not
         # its alone.  A GPU cell with its own GPUs still shares the host's CPUs, memory and PCIe.

@@ -7,7 +7,7 @@ from bench.analysis.cells import tutorial_baseline
 from bench.analysis.columns import EVAL_F1, SAMPLES_PER_S
 from bench.analysis.machines import same_machine
 from bench.report.context import Context
-from bench.report.format import f
+from bench.report.format import f, head
 
 HEADING = "How fast can each loop go?"
 KNOBS = ("batch_size", "group_by_length", "pad_to_multiple_of", "adamw", "compile", "attn", "num_workers", "pin_memory")
@@ -22,8 +22,7 @@ def lines(ctx: Context) -> list[str]:
            "Each loop at the tutorial's settings in fp32 beside the same loop under a preset (in every precision "
            "run); the ratio is samples/s over that loop's tutorial-fp32 cell, and `vs manual` over the manual "
            "loop's tutorial-fp32 cell on the same device.", "",
-           "| device | loop | preset | precision | fast-path settings | samples/s | × own tutorial fp32 | × manual tutorial fp32 | val F1 |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           *head("| device | loop | preset | precision | fast-path settings | samples/s | × own tutorial fp32 | × manual tutorial fp32 | val F1 |")]
     for c in fast:
         own = next((b for b in cells if b.ok and b.device == c.device and b.loop == c.loop and b.precision == "fp32"
                     and not b.run.preset), None)

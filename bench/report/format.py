@@ -21,9 +21,15 @@ def group_title(device: str, precision: str, variant: str) -> str:
     return f"{device} / {precision}" + (f" / {variant}" if variant else "")
 
 
+def head(header: str) -> list[str]:
+    """A table's header line and its rule, the rule made from the header's own columns: the one place
+    a Markdown table's shape is written (a header's cells are the report's own words, never a record's)."""
+    return [header, "|" + "---|" * (header.count("|") - 1)]
+
+
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     """A Markdown table: the header, its rule, one line per row."""
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    return head("| " + " | ".join(header) + " |") + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def seeds_shown(seeds: list, most: int = 10) -> str:

@@ -6,7 +6,7 @@ from bench.analysis.cells import comparison_groups
 from bench.analysis.gaps import gap_rows, phase_note
 from bench.analysis.verdicts import GAP_TOLERANCE
 from bench.report.context import Context
-from bench.report.format import f
+from bench.report.format import f, head
 
 HEADING = "Is each loop as fast as the manual loop?"
 
@@ -24,8 +24,7 @@ def lines(ctx: Context) -> list[str]:
            "with the per-step work the loop does beyond the manual loop.", "",
            "`where` is the change of the loop's mean step against the manual loop's and the phases that carry it "
            "(*Where the time goes*).", "",
-           "| device | precision | variant | loop | samples/s ÷ manual | step ratio | range over runs | manual CV | where | verdict |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           *head("| device | precision | variant | loop | samples/s ÷ manual | step ratio | range over runs | manual CV | where | verdict |")]
     for (device, precision, variant), row in rows:
         rng = row.step_ratio_range
         out.append(f"| {device} | {precision} | {variant or '-'} | {row.loop} | {f(row.sps_ratio, '{:.3f}')} | "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.report.format import head
 from bench.report import markdown as md
 from bench.records import latest_per_cell
 from bench.report.context import Context
@@ -14,7 +15,7 @@ def lines(ctx: Context) -> list[str]:
     out = [f"## {HEADING}", ""]
     if not bad:
         return out + ["None: every cell ran and is ok.", ""]
-    out += ["| loop | device | precision | status | reason |", "|---|---|---|---|---|"]
+    out += head("| loop | device | precision | status | reason |")
     for r in bad:
         out.append(f"| {md.text(r.loop)} | {md.text(r.device)} | {md.text(r.precision)} | "
                    f"{md.text(r.status)} | {md.text(r.reason or '')} |")

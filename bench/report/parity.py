@@ -14,7 +14,7 @@ from bench.analysis.parity import Parity, parity_rows
 from bench.analysis.verdicts import PARITY_TOLERANCE
 from bench.report import plotting
 from bench.report.context import Context
-from bench.report.format import f, group_title, seeds_shown
+from bench.report.format import f, group_title, head, seeds_shown
 
 HEADING = "Do the loops train the same thing?"
 
@@ -23,8 +23,7 @@ def _parity_table(group: list[CellStats]) -> list[str]:
     rows = parity_rows(group)
     if not rows:
         return []
-    lines = ["| loop vs manual | steps compared | largest relative loss difference | at step | same batches, same order |",
-             "|---|---|---|---|---|"]
+    lines = head("| loop vs manual | steps compared | largest relative loss difference | at step | same batches, same order |")
     for row in rows:
         differs = (" (settings differ: not expected to agree: " + md.text("; ".join(row.differs)) + ")"
                    if row.differs else "")
@@ -37,7 +36,7 @@ def _parity_table(group: list[CellStats]) -> list[str]:
 
 
 def _metrics(group: list[CellStats]) -> list[str]:
-    lines = ["| loop | val acc | val F1 | final loss |", "|---|---|---|---|"]
+    lines = head("| loop | val acc | val F1 | final loss |")
     lines += [f"| {c.loop} | {f(c.median(EVAL_ACCURACY), '{:.4f}')} | {f(c.median(EVAL_F1), '{:.4f}')} | "
               f"{f(c.median(TRAIN_LOSS_FINAL), '{:.4f}')} |" for c in group if c.ok]
     return lines + [""]
@@ -54,7 +53,7 @@ def _settings_rows(by_loop: OrderedDict, keys: list, specific: set) -> list[tupl
 
 
 def _settings_table(by_loop: OrderedDict, rows: list) -> list[str]:
-    lines = ["| setting | " + " | ".join(by_loop) + " | |", "|---|" + "---|" * len(by_loop) + "---|"]
+    lines = head("| setting | " + " | ".join(by_loop) + " | |")
     for k, mark, vals in rows:
         name = f"**{md.text(k)}**" if mark == "**differs**" else md.text(k)
         lines.append(f"| {name} | " + " | ".join(md.code(v) for v in vals) + f" | {mark} |")
@@ -156,8 +155,8 @@ def _over_seeds(members: list) -> list[str]:
     for _, group in members:
         for row in parity_rows(group):
             by_loop.setdefault(row.loop, []).append((_seed_of(group), row))
-    lines = ["| loop vs manual | seeds | largest relative loss difference | at seed | seeds within "
-             f"{PARITY_TOLERANCE:.0e} | same batches at every seed |", "|---|---|---|---|---|---|"]
+    lines = head("| loop vs manual | seeds | largest relative loss difference | at seed | seeds within "
+                 f"{PARITY_TOLERANCE:.0e} | same batches at every seed |")
     for loop, rows in by_loop.items():
         known = [(seed, row) for seed, row in rows if row.max_rel_diff is not None]
         seed, worst = max(known, key=lambda x: x[1].max_rel_diff) if known else (None, None)

@@ -8,7 +8,7 @@ from bench.records.vocabulary import PHASES
 from bench.records import Record
 from bench.report import plotting
 from bench.report.context import Context
-from bench.report.format import f
+from bench.report.format import f, head
 
 HEADING = "Where the time goes"
 COLORS = {"data": "#8c8c8c", "forward": "#4c72b0", "backward": "#55a868", "optimizer": "#dd8452", "other": "#c44e52"}
@@ -54,8 +54,7 @@ def lines(ctx: Context) -> list[str]:
            "loop's own machinery between those), measured the same way in every loop (`bench/meter/phase_clock.py` says "
            "where each boundary comes from). Milliseconds per step, mean over the timed steps (median over "
            "repeats); the five add up to the mean step. `split cost` is what the split itself adds per step.", "",
-           "| device | precision | variant | loop | " + " | ".join(PHASES) + " | step ms | split cost | steps adding up (±2%) |",
-           "|---|---|---|---|" + "---|" * len(PHASES) + "---|---|---|"]
+           *head("| device | precision | variant | loop | " + " | ".join(PHASES) + " | step ms | split cost | steps adding up (±2%) |")]
     out += [_row(c) for c in split] + [""]
     timeline = sorted({c.device for c in split for r in c.ok if phase_clock(r) == "device-timeline"})
     if timeline:

@@ -12,7 +12,7 @@ from bench.analysis.quality import (MIN_SEEDS, MLPERF_MIN_RUNS, QualityGroup, Ti
                                     seed_groups)
 from bench.report import plotting
 from bench.report.context import Context
-from bench.report.format import anchor, f
+from bench.report.format import anchor, f, head
 from bench.report.parity import HEADING as PARITY_HEADING
 
 HEADING = "Does any loop fine-tune better?"
@@ -75,8 +75,8 @@ INTRO = ("Each loop against the manual loop on the same validation pairs. A seed
 
 
 def _loop_table(q: QualityGroup) -> list[str]:
-    lines = ["| loop | seeds | val F1 mean ± seed sd | val acc mean | F1 − manual | 95% CI (seeds and pairs) | "
-             "acc − manual | 95% CI (seeds and pairs) | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = head("| loop | seeds | val F1 mean ± seed sd | val acc mean | F1 − manual | 95% CI (seeds and pairs) | "
+                 "acc − manual | 95% CI (seeds and pairs) | verdict |")
     for loop, v in q.loops.items():
         c = v.comparison
         if loop == REFERENCE_LOOP:
@@ -108,8 +108,7 @@ def _target_table(q: QualityGroup) -> list[str]:
              "validation F1 first reached the target; a seed that never reached it counts as slower than "
              f"every seed that did. The MLPerf mean drops the fastest and the slowest seed (from "
              f"{MLPERF_MIN_RUNS} seeds)." + _machines_said(q), "",
-             "| loop | target F1 | seeds reached | median s | median steps | MLPerf mean s | MLPerf mean steps |",
-             "|---|---|---|---|---|---|---|"]
+             *head("| loop | target F1 | seeds reached | median s | median steps | MLPerf mean s | MLPerf mean steps |")]
     for loop, t in targets.items():
         lines.append(f"| {loop} | {t.target_f1} | {t.reached}/{t.seeds} | {_n(t.median_s, '{:.1f}')} | "
                      f"{_n(t.median_step, '{:.0f}')} | {_n(t.mlperf_mean_s, '{:.1f}')} | {_n(t.mlperf_mean_step, '{:.0f}')} |")
@@ -132,9 +131,8 @@ def _per_seed_table(q: QualityGroup) -> list[str]:
     ref = q.loops.get(REFERENCE_LOOP)
     timed = bool(ref and ref.to_target_s)
     lines = ["Per seed, paired on the same validation pairs:", "",
-             "| loop | seed | val F1 | manual's val F1 | F1 − manual | 95% CI (pairs) | acc − manual | "
-             "95% CI (pairs) | pairs predicted differently |" + (" s to target | manual's |" if timed else ""),
-             "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if timed else "")]
+             *head("| loop | seed | val F1 | manual's val F1 | F1 − manual | 95% CI (pairs) | acc − manual | "
+                   "95% CI (pairs) | pairs predicted differently |" + (" s to target | manual's |" if timed else ""))]
     for loop, row in per_seed:
         line = (f"| {loop} | {row.seed} | {row.f1_b:.4f} | {row.f1_a:.4f} | {row.f1_diff:+.4f} | "
                 f"{ci_signed(row.f1_diff_ci95)} | {row.acc_diff:+.4f} | "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from bench.report.format import head as table_head
 from bench.report import markdown as md
 from bench.analysis.machines import environment_rows
 from bench.records import Record
@@ -11,7 +12,7 @@ from bench.report.context import Context
 
 
 def _environment(env: dict) -> list[str]:
-    return ["## Environment", "", "| | |", "|---|---|"] + [f"| {k} | {md.text(v)} |" for k, v in environment_rows(env)] + [""]
+    return ["## Environment", "", *table_head("| | |")] + [f"| {k} | {md.text(v)} |" for k, v in environment_rows(env)] + [""]
 
 
 def _where(runs: list[Record], every: list[str], seeded: bool) -> str:
@@ -44,7 +45,7 @@ def _environments(ctx: Context) -> list[str]:
             + ("a time figure compares only with one measured on the same machine; F1 does not depend on it. "
                if n > 1 else "the software differs, and time figures may move with it. ")
             + "The rows marked *differs* tell them apart.")
-    out = ["## Environment", "", head, "", "| | " + " | ".join(letters) + " | |", "|---|" + "---|" * len(letters) + "---|"]
+    out = ["## Environment", "", head, "", *table_head("| | " + " | ".join(letters) + " | |")]
     out.append("| runs | " + " | ".join(_where(envs.runs[e], every, seeded) for e in envs.seen) + " | |")
     for i, (key, _) in enumerate(cols[0]):
         mark = " *differs* |" if differ[i] else " |"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.report.context import Context
-from bench.report.format import f
+from bench.report.format import f, head
 
 HEADING = "Time to accuracy"
 
@@ -16,8 +16,7 @@ def lines(ctx: Context) -> list[str]:
     out = [f"## {HEADING}", "",
            f"Validation F1 every {timed[0].run.eval_every} optimizer steps; time to target is wall time from "
            f"the first step until F1 first reached {target}, evaluations included (they are excluded from samples/s).", "",
-           "| device | loop | precision | variant | time to target s | at step | best F1 | evaluations | evaluation s |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           *head("| device | loop | precision | variant | time to target s | at step | best F1 | evaluations | evaluation s |")]
     for c in timed:
         r = c.ok[0]
         step = c.median(lambda x: x.time_to_target_step)  # over repeats (and seeds, past SEED_DETAIL)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.analysis.wall import wall_summary
 from bench.report.context import Context
-from bench.report.format import f
+from bench.report.format import f, head
 
 HEADING = "Where a cell's wall time goes"
 
@@ -24,8 +24,7 @@ def lines(ctx: Context) -> list[str]:
            "`named` is the share of the process's wall time the parts account for; `fixed` is what the cell "
            "costs beyond its steps and evaluations; `after record` is the record's writing and the process's "
            "exit, measured by the sweep.", "",
-           "| device | precision | variant | loop | " + " | ".join(labels) + " | cell s | named | fixed s | after record s |",
-           "|---|---|---|---|" + "---|" * len(labels) + "---|---|---|---|"]
+           *head("| device | precision | variant | loop | " + " | ".join(labels) + " | cell s | named | fixed s | after record s |")]
     for c, w in rows:
         out.append(f"| {c.device} | {c.precision} | {c.variant or '-'} | {c.loop} | "
                    + " | ".join(f(w.parts_s[label], "{:.2f}") for label in labels)

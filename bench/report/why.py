@@ -6,7 +6,7 @@ from bench.report import markdown as md
 from bench.analysis.explain import ALL, Explained
 from bench.analysis.verdicts import PARITY_TOLERANCE
 from bench.report.context import Context
-from bench.report.format import f
+from bench.report.format import f, head
 
 HEADING = "Why do they differ?"
 INTRO = ("Each loop ran with its library's own defaults (`--defaults native`, declared in `loops/native.py`); "
@@ -33,8 +33,8 @@ def _effects(e: Explained, seed_said: str) -> list[str]:
              f"{f(e.step_b_s and e.step_b_s * 1000)} ms: {_ms(e.total_s)} ms to explain"
              + (" (their runs were measured on different machines: nothing to explain between them)"
                 if e.total_s is None and e.step_a_s and e.step_b_s else "") + ".", "",
-             "| difference | values (" + a + " → " + b + ") | flipped in | effect ms/step | runs | verdict | phase | "
-             "peak MiB | final loss | val F1 |", "|---|---|---|---|---|---|---|---|---|---|"]
+             *head("| difference | values (" + a + " → " + b + ") | flipped in | effect ms/step | runs | verdict | phase | "
+                   "peak MiB | final loss | val F1 |")]
     for r in e.effects:
         values = f"{md.code(r.values[0])} → {md.code(r.values[1])}" if r.values else "library machinery"
         lines.append(f"| `{r.setting}` | {values} | {r.how} | {_ms(r.effect_s)} | {r.runs} | {r.verdict} | "

@@ -15,6 +15,7 @@ import re
 import shutil
 from pathlib import Path
 
+from bench.report.format import head
 from bench.trackers.content import Session, TrackedRun
 
 FOLDER = "tensorboard"
@@ -42,7 +43,7 @@ def run_folder(root: Path, name: str) -> Path:
 def _params_table(params: dict) -> str:
     from bench.report import markdown as md
 
-    return "\n".join(["| parameter | value |", "|---|---|"] + [f"| {md.text(k)} | {md.text(v)} |" for k, v in params.items()])
+    return "\n".join(head("| parameter | value |") + [f"| {md.text(k)} | {md.text(v)} |" for k, v in params.items()])
 
 
 def log_run(session: Session, run: TrackedRun) -> str:
