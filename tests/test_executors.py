@@ -70,7 +70,7 @@ def test_four_cells_two_at_a_time_match_the_sequential_records(glue_dir, tmp_pat
     assert [r.cell_id for r in a] == [r.cell_id for r in b] and len(a) == 4
     for x, y in zip(a, b):
         assert _comparable(x) == _comparable(y)
-        assert x.final_loss == y.final_loss  # the same steps on the same data, whatever ran them
+        assert x.train_loss_final == y.train_loss_final  # the same steps on the same data, whatever ran them
         assert y.executor == "ray" and y.sibling_cells == 1 and y.node and y.cpu_cores
         assert x.executor == ""
 

@@ -9,7 +9,7 @@ OUT made and locked, the checks below run in ``CHECKS`` order, each one line and
    MRPC's columns and every label a run uses 0 or 1 (``bench/data.py``);
 2. the model: its config readable, an encoder architecture, a two-label head, its weights files
    readable, its tokenizer its own (``bench/models.py``);
-3. the space: the temporary folder the cells write to and OUT each have room for a cell's files;
+3. the space: the temporary folder the cells write to has room for a cell's files;
 4. OUT's records: a resumed or reused OUT holds runs of the same plan, data and code
    (``bench/sweep/outdir.py``).
 """
@@ -59,18 +59,17 @@ def free_bytes(path: Path) -> int:
 
 
 def check_space(p: Preflight) -> None:
-    folders = [("the temporary folder", Path(tempfile.gettempdir()))]
-    if p.records is not None:
-        folders.append(("OUT", p.out))
-    for what, folder in folders:
-        try:
-            free = free_bytes(folder)
-        except OSError as exc:
-            raise ConfigError(f"{folder}: {what} cannot be read ({exc.strerror or exc})") from None
-        if free < MIN_FREE_BYTES:
-            hint = "set TMPDIR to a folder with room" if what != "OUT" else "give --out a folder with room"
-            raise ConfigError(f"{folder}: {what} has {free / 2**20:.1f} MiB free, under the {MIN_FREE_BYTES // 2**20} MiB "
-                              f"a cell needs to write its files and its record; {hint}")
+    """Room where the cells write their files (their temporary folders: checkpoints, compiled kernels,
+    the libraries' own output).  OUT takes a record of some kilobytes a cell, and a disk that fills up
+    while it is written is handled there (the record whole or not at all, the sweep stopped)."""
+    folder = Path(tempfile.gettempdir())
+    try:
+        free = free_bytes(folder)
+    except OSError as exc:
+        raise ConfigError(f"{folder}: the temporary folder cannot be read ({exc.strerror or exc})") from None
+    if free < MIN_FREE_BYTES:
+        raise ConfigError(f"{folder}: the temporary folder has {free / 2**20:.1f} MiB free, under the "
+                          f"{MIN_FREE_BYTES // 2**20} MiB a cell needs to write its files; set TMPDIR to a folder with room")
 
 
 def check_out(p: Preflight) -> None:
