@@ -288,3 +288,13 @@ def test_the_t_table_is_students():
 
     for df, t in T_975.items():
         assert t == pytest.approx(stats.t.ppf(0.975, df), abs=1e-4)
+
+
+def test_a_busy_measurement_is_never_a_speed_claim():
+    """One run or many, same speed or not: a pair measured while the machine was busy is "busy" (the
+    report names it and claims nothing), never "80% faster, one run" or "within 5%"."""
+    from bench.analysis.verdicts import Kind, paired_kind
+
+    assert paired_kind(0.20, [0.20], busy=True) == Kind.BUSY
+    assert paired_kind(1.01, [1.01, 1.0], busy=True) == Kind.BUSY
+    assert paired_kind(0.20, [0.20]) == Kind.SINGLE and paired_kind(1.01, [1.01, 1.0]) == Kind.SAME

@@ -29,12 +29,12 @@ def paired_kind(ratio: float | None, pairs: list[float], busy: bool = False) -> 
     """The kind of a ratio and its pairs (see ``Kind``)."""
     if ratio is None:
         return Kind.NONE
+    if busy:  # a run measured while other processes took the cores: no claim, one run or many, same or not
+        return Kind.BUSY
     if abs(ratio - 1) <= GAP_TOLERANCE:
         return Kind.SAME
     if len(pairs) < 2:
         return Kind.SINGLE
-    if busy:
-        return Kind.BUSY
     beyond = all(p > 1 + GAP_TOLERANCE for p in pairs) or all(p < 1 - GAP_TOLERANCE for p in pairs)
     return Kind.REAL if beyond else Kind.NOISE
 
