@@ -103,14 +103,9 @@ def _check_files(folder: Path) -> None:
                 meta = pq.read_metadata(file)
             except Exception as exc:
                 raise DataUnavailable(f"could not read MRPC from {file}: {type(exc).__name__}: {_first_line(exc)}") from None
-            names = list(meta.schema.to_arrow_schema().names)
-            missing = [c for c in COLUMNS if c not in names]
-            extra = [c for c in names if c not in COLUMNS]
-            if missing or extra:
-                said = "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
-                                                    f"extra {', '.join(extra)}" if extra else "") if part)
-                raise DataUnavailable(f"{file}: the {split} split's columns are not MRPC's ({said}; expected "
-                                      f"{', '.join(COLUMNS)})")
+            said = _columns_differ(list(meta.schema.to_arrow_schema().names))
+            if said:
+                raise DataUnavailable(f"{file}: the {split} split's columns are not MRPC's ({said})")
             rows += meta.num_rows
         if rows == 0:
             raise DataUnavailable(f"{folder}: the {split} split is empty")
@@ -215,6 +210,16 @@ class PreparedData:
 COLUMNS = ("sentence1", "sentence2", "label", "idx")  # GLUE MRPC's, as the Hub repo has them
 
 
+def _columns_differ(names: list[str]) -> str:
+    """How a split's columns differ from MRPC's, in words ("" when they do not)."""
+    missing = [c for c in COLUMNS if c not in names]
+    extra = [c for c in names if c not in COLUMNS]
+    if not (missing or extra):
+        return ""
+    parts = [f"missing {', '.join(missing)}" if missing else "", f"extra {', '.join(extra)}" if extra else ""]
+    return "; ".join(p for p in parts if p) + f"; expected {', '.join(COLUMNS)}"
+
+
 def check_splits(raw, source: str, train_samples: int | None, eval_samples: int | None) -> None:
     """Refuse, in one line naming the split (and the row and the value), what no cell could train or
     score right: a split missing or empty, a column missing or extra, a label other than 0 or 1 in
@@ -224,13 +229,9 @@ def check_splits(raw, source: str, train_samples: int | None, eval_samples: int 
         if split not in raw:
             raise DataUnavailable(f"MRPC from {source}: no {split} split (found: {', '.join(raw) or 'none'})")
         ds = raw[split]
-        missing = [c for c in COLUMNS if c not in ds.column_names]
-        extra = [c for c in ds.column_names if c not in COLUMNS]
-        if missing or extra:
-            said = "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
-                                                f"extra {', '.join(extra)}" if extra else "") if part)
-            raise DataUnavailable(f"MRPC from {source}: the {split} split's columns are not MRPC's ({said}; "
-                                  f"expected {', '.join(COLUMNS)})")
+        said = _columns_differ(ds.column_names)
+        if said:
+            raise DataUnavailable(f"MRPC from {source}: the {split} split's columns are not MRPC's ({said})")
         used = min(limit or len(ds), len(ds))
         if used == 0:
             raise DataUnavailable(f"MRPC from {source}: the {split} split is empty")

@@ -38,6 +38,12 @@ class LinkRefused(ConfigError):
     """A symbolic link stands where bench writes a file."""
 
 
+def says_disk_full(text: str) -> bool:
+    """Does an error's text (a failed cell's reason) say the disk was full: one of ``NO_SPACE``'s
+    errors, as Python writes them ("[Errno 28] No space left on device", a quota's 122)?"""
+    return any(f"[Errno {n}]" in text or os.strerror(n) in text for n in NO_SPACE)
+
+
 def free_space(folder: Path) -> str:
     try:
         free = shutil.disk_usage(folder).free

@@ -194,10 +194,10 @@ def _stop_on_full_disk(record: Record, head: str, out_dir: Path) -> None:
     import tempfile
 
     from bench.config import ConfigError
-    from bench.sweep.preflight import disk_full
+    from bench.safeio import says_disk_full
 
     message = getattr(record.failure, "message", "") if record.failure else ""
-    if record.status == "failed" and disk_full(f"{record.reason} {message}"):
+    if record.status == "failed" and says_disk_full(f"{record.reason} {message}"):
         raise ConfigError(f"{head}: the disk is full ({record.reason}); the sweep stops here with every record "
                           f"whole: free space in {tempfile.gettempdir()} (the cells' temporary folder) or {out_dir}, "
                           f"then continue with --resume {out_dir}")

@@ -16,7 +16,6 @@ OUT made and locked, the checks below run in ``CHECKS`` order, each one line and
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -86,8 +85,3 @@ def run_checks(p: Preflight) -> None:
     """Each check in order; the first refusal is raised as one line (ConfigError: exit 2)."""
     for check in CHECKS:
         check(p)
-
-
-def disk_full(exc_text: str) -> bool:
-    """Does a cell's failure say the disk was full (errno 28)?"""
-    return "Errno 28" in exc_text or "No space left" in exc_text or os.strerror(28) in exc_text
