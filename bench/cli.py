@@ -13,11 +13,10 @@ import sys
 from pathlib import Path
 
 from bench.sweep import executors
-from bench.config.argtypes import (choice_list, int_in, positive_int, non_negative_int, positive_int_list, fraction, non_negative_float, positive_float)
-from bench.config.argtypes import device_list, seed_list
+from bench.config import flags
+from bench.config.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 from bench import __version__
-from bench.config import (ADAMW_IMPLS, ATTN_IMPLS, DEVICES, LOOP_NAMES, PRECISIONS, PRESETS, SCHEDULERS,
-                          ConfigError, RunConfig)
+from bench.config import LOOP_NAMES, ConfigError, RunConfig
 from bench.trackers import REPORT_TO_HELP, tracker_list
 from bench.commands.run import plan_from_args  # noqa: F401  (the command line up to its plan; tests use it here)
 
@@ -62,97 +61,15 @@ def _add_run(sub) -> None:
     d = RunConfig()
     run = sub.add_parser("run", help="train and measure a matrix of cells (loop x device x precision)",
                          formatter_class=_DefaultsOnce)
-    _run_matrix(run.add_argument_group("matrix"))
-    _run_model_and_data(run.add_argument_group("model and data"), d)
-    _run_hyperparameters(run.add_argument_group("hyperparameters (defaults: the tutorial's)"), d)
-    _run_fast_path(run.add_argument_group(
+    flags.run_matrix(run.add_argument_group("matrix"))
+    flags.run_model_and_data(run.add_argument_group("model and data"), d)
+    flags.run_hyperparameters(run.add_argument_group("hyperparameters (defaults: the tutorial's)"), d)
+    flags.run_finetune(run.add_argument_group("what is trained (full fine-tuning, LoRA)"))
+    flags.run_fast_path(run.add_argument_group(
         "fast path (each recorded in the cell config; default: the tutorial's settings)"), d)
-    _run_time_to_accuracy(run.add_argument_group("time to accuracy"))
+    flags.run_time_to_accuracy(run.add_argument_group("time to accuracy"))
     _run_measurement(run.add_argument_group("measurement and control"), d)
     _run_recipes(run.add_argument_group("recipes"))
-
-
-def _run_matrix(m) -> None:
-    """Which cells: loops x devices x precisions, repeats, processes and nodes."""
-    m.add_argument("--loops", type=choice_list(LOOP_NAMES, "loop"), default="all",
-                   help=f"all, or a comma list of: {', '.join(LOOP_NAMES)}")
-    m.add_argument("--device", type=device_list(DEVICES), default="auto",
-                   help=f"auto (the first of cuda, mps, cpu this machine has; the choice is recorded), all, or a comma "
-                        f"list of: {', '.join(DEVICES)}")
-    m.add_argument("--precision", type=choice_list(PRECISIONS, "precision"), default="fp32",
-                   help=f"all, or a comma list of: {', '.join(PRECISIONS)}")
-    m.add_argument("--repeats", type=positive_int, default=1, help="runs of each cell, each in a fresh process")
-    m.add_argument("--nproc", type=positive_int, default=1,
-                   help="processes per node: > 1 launches each cell with torchrun (DDP; nccl on GPUs, gloo on the CPU)")
-    m.add_argument("--nnodes", type=positive_int, default=1, help="nodes (run the same command on each, with --node-rank)")
-    m.add_argument("--node-rank", type=non_negative_int, default=0, help="this node's rank (multi-node)")
-    m.add_argument("--master-addr", default="127.0.0.1", help="address of node 0 (multi-node)")
-    m.add_argument("--master-port", type=positive_int, default=29500, help="port on node 0 (multi-node)")
-
-
-def _run_model_and_data(w, d: RunConfig) -> None:
-    """The model and the MRPC pairs it trains and is evaluated on."""
-    w.add_argument("--model", default=d.model,
-                   help="a Hub id, a local model folder, or an alias: minilm-l6 (packaged, offline), tiny (random, tests)")
-    w.add_argument("--no-weights", action="store_true", help="random weights from the model's config (throughput only)")
-    w.add_argument("--glue-dir", default=None,
-                   help="local copy of the Hub repo nyu-mll/glue (default: $BENCH_GLUE_DIR, else the Hub)")
-    w.add_argument("--train-samples", type=positive_int, default=None, help="use the first N training pairs")
-    w.add_argument("--eval-samples", type=positive_int, default=None, help="use the first N validation pairs")
-
-
-def _run_hyperparameters(h, d: RunConfig) -> None:
-    """The training hyperparameters, the tutorial's by default."""
-    h.add_argument("--batch-size", type=positive_int_list, default=None,
-                   help=f"per-process batch size, or a comma list to sweep (default {d.batch_size})")
-    h.add_argument("--lr", type=positive_float, default=d.lr, help="AdamW learning rate, peak of the schedule")
-    h.add_argument("--epochs", type=positive_int, default=d.epochs, help="passes over the training pairs")
-    h.add_argument("--max-steps", type=positive_int, default=None, help="stop after N optimizer steps (the schedule ends there)")
-    h.add_argument("--warmup-steps", type=non_negative_int, default=None,
-                   help=f"learning-rate warm-up steps (default {d.warmup_steps})")
-    h.add_argument("--scheduler", choices=SCHEDULERS, default=d.scheduler, help="learning-rate schedule over the steps")
-    h.add_argument("--weight-decay", type=non_negative_float, default=None,
-                   help=f"AdamW weight decay (default {d.weight_decay}; biases and LayerNorm weights exempt, as in the Trainer)")
-    h.add_argument("--defaults", choices=("tutorial", "native"), default=d.defaults,
-                   help="tutorial: every loop set to the tutorial's settings (compares the loops' machinery); "
-                        "native: each loop with its library's own defaults where no flag says otherwise "
-                        "(loops/native.py; `bench explain` then measures what each difference is worth)")
-    h.add_argument("--max-grad-norm", type=positive_float, default=None,
-                   help="clip gradients to this norm (default: no clipping, as in the tutorial; the Trainer's own default is 1.0)")
-    h.add_argument("--adamw", choices=ADAMW_IMPLS, default=None,
-                   help=f"AdamW update implementation (default {d.adamw}; the Trainer's own default is fused)")
-    h.add_argument("--grad-accum", type=positive_int, default=d.grad_accum,
-                   help="micro-batches per optimizer step (their losses averaged)")
-    seeds = h.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int_in(0, 2**32 - 1), default=d.seed,
-                       help="seed of the sample order, the classifier head and dropout")
-    seeds.add_argument("--seeds", type=seed_list, default=None,
-                       help="a comma list of seeds to sweep (e.g. 1,2,3): each seed is its own cell, with the same "
-                            "head, order and dropout in every loop; the report then compares the loops' quality "
-                            "across seeds (--repeats repeats one seed, for timing noise)")
-    h.add_argument("--eval-batch-size", type=positive_int, default=d.eval_batch_size,
-                   help="batch size of the validation pass")
-
-
-def _run_fast_path(f, d: RunConfig) -> None:
-    """The fast-path options, each recorded in the cell's config."""
-    f.add_argument("--preset", type=choice_list(("tutorial",) + PRESETS, "preset"), default=None,
-                   help=f"{', '.join(('tutorial',) + PRESETS)}, or a comma list of them to run side by side. fast: "
-                        "the fastest measured combination of the options below for each device (flags given win); "
-                        "tutorial: none of them (default)")
-    f.add_argument("--group-by-length", action="store_true", default=None, help="batches of pairs of similar length")
-    f.add_argument("--pad-to-multiple-of", type=positive_int, default=None, help="round each batch's length up")
-    f.add_argument("--compile", action="store_true", default=None, help="torch.compile, through each loop's own switch")
-    f.add_argument("--attn", choices=ATTN_IMPLS, default=None, help=f"attention kernel (default {d.attn})")
-    f.add_argument("--num-workers", type=non_negative_int, default=None, help="DataLoader workers (default 0)")
-    f.add_argument("--pin-memory", action="store_true", default=None, help="pinned host memory for batches")
-
-
-def _run_time_to_accuracy(t) -> None:
-    """Evaluation during training, and the F1 whose first reaching is timed."""
-    t.add_argument("--eval-every", type=positive_int, default=None,
-                   help="evaluate every K optimizer steps (excluded from throughput, included in time-to-accuracy)")
-    t.add_argument("--target-f1", type=fraction, default=None, help="record the wall time until validation F1 first reaches this")
 
 
 def _run_measurement(x, d: RunConfig) -> None:

@@ -11,9 +11,11 @@ from bench.loop_api import UnsupportedSetting
 def adamw_param_groups(model, weight_decay: float, exempt: bool = True):
     """With weight decay, the Trainer exempts biases and LayerNorm weights; do the same (``exempt``).
     Without it (the tutorial), or with ``exempt`` off (accelerate's example: decay on every
-    parameter), one group of all parameters, as ``AdamW(model.parameters(), weight_decay=...)``."""
+    parameter), one group of all the trained parameters, as ``AdamW(model.parameters(), weight_decay=...)``."""
     if weight_decay == 0 or not exempt:
-        return model.parameters()
+        # The parameters that train (all of them in full fine-tuning; under LoRA the adapters and the
+        # head), as the Trainer passes only those to its optimizer.
+        return [p for p in model.parameters() if p.requires_grad]
     from torch import nn
     from transformers.trainer_pt_utils import get_parameter_names
 

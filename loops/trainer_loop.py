@@ -218,6 +218,9 @@ def read_back(trainer, train_dataloader):
                              "trainer_grad_norm_each_step": bool(extra_work and "gradient norm" in extra_work[0]),
                              "trainer_average_tokens_across_devices": args.average_tokens_across_devices,
                              "trainer_model_accepts_loss_kwargs": trainer.model_accepts_loss_kwargs,
+                             # Where the labels are found: from the model's forward, the base model's
+                             # under a PeftModel (the Trainer unwraps it to look).
+                             "trainer_label_names": list(trainer.label_names),
                              "trainer_logging_strategy": str(getattr(args.logging_strategy, "value", args.logging_strategy)),
                              "trainer_save_strategy": str(getattr(args.save_strategy, "value", args.save_strategy)),
                              "trainer_disable_tqdm": args.disable_tqdm,

@@ -215,7 +215,7 @@ def test_the_top_of_bench_holds_few_modules_and_no_name_means_two_things():
     # One name, one thing: a module's name appears once across bench/, except where one concept's
     # analysis and its rendering (or its command) share it.
     shared_ok = {"__init__", "__main__", "compare", "explain", "quality", "parity", "gaps", "wall", "report", "run",
-                 "inspect", "env", "export", "table"}
+                 "inspect", "env", "export", "table", "finetune"}
     seen: dict[str, list[str]] = {}
     for path in (Path(ROOT) / "bench").rglob("*.py"):
         seen.setdefault(path.stem, []).append(path.relative_to(ROOT).as_posix())

@@ -3,7 +3,7 @@
 import pytest
 
 from bench.config import ConfigError, RunConfig
-from bench.model_checks import check_model
+from bench.models.checks import check_model
 from bench.models import load_model, packaged_model_path
 
 

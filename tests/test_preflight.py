@@ -84,7 +84,7 @@ def test_a_three_label_head_and_a_corrupt_weights_file_are_refused(tmp_path):
     from transformers import BertConfig
 
     from bench.config import ConfigError, RunConfig
-    from bench.model_checks import check_model
+    from bench.models.checks import check_model
 
     config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, num_labels=3)
     folder = _model_folder(tmp_path, config)

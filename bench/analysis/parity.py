@@ -110,7 +110,8 @@ def parity_lines(cells: list[CellStats]) -> tuple[bool, list[str]]:
     loop, one line each, and False when two loops that train the same thing disagree.  Loops whose
     settings differ (their native defaults) are not expected to agree: said, with the difference."""
     ok, lines = True, []
-    for (device, precision, _), group in comparison_groups(cells).items():
+    for (device, precision, variant), group in comparison_groups(cells).items():
+        place = f"{device}/{precision}" + (f" ({variant})" if variant else "")
         for row in parity_rows(group):
             ok &= row.verdict is not Parity.FAILS
             where = f" at step {row.at_step}" if row.at_step else ""
@@ -120,6 +121,6 @@ def parity_lines(cells: list[CellStats]) -> tuple[bool, list[str]]:
                     Parity.DIFFERS: "settings differ: not expected to agree (" + "; ".join(row.differs) + ")",
                     Parity.ELSEWHERE: "apart, but measured on another machine than manual's: no verdict (run both "
                                       "on one machine)"}[row.verdict]
-            lines.append(f"parity {device}/{precision}: {row.loop} vs manual over {row.steps} steps: largest relative "
+            lines.append(f"parity {place}: {row.loop} vs manual over {row.steps} steps: largest relative "
                          f"loss difference {diff}{where}{batches} -> {said}")
     return ok, lines

@@ -43,34 +43,40 @@ def paired_kind(ratio: float | None, pairs: list[float], busy: bool = False) -> 
 # {runs} the pairs, {lo}/{hi} the range of the paired ratios, {why}/{where} what the gap table adds.
 WORDS: dict[Kind, dict[str, str]] = {
     Kind.SAME: {
+        "finetune": "within {tol} of full fine-tuning",
         "bottom": "within {tol} of manual's speed",
         "gap": "within {tol} of manual",
         "compare": "same speed (within {tol})",
         "explain": "within {tol} of a step"},
     Kind.REAL: {
+        "finetune": "{pct} {dir} in every one of {runs} paired runs",
         "bottom": "{pct} {dir} than manual in every run",
         "gap": "{pct} {dir} in every one of {runs} runs: a real gap{where}. Per-step work beyond the manual loop: {why}",
         "compare": "{pct} {dir} in B in every one of {runs} paired runs: real",
         "explain": "real: beyond {tol} in every one of {runs} runs"},
     Kind.NOISE: {
+        "finetune": "{pct} {dir} at the median, not in every paired run: noise",
         "bottom": "{pct} {dir} at the median, not in every run: noise at this many repeats",
         "gap": ("{pct} {dir} at the median, but not beyond {tol} in every run (step ratio {lo:.2f}–{hi:.2f} across "
                 "{runs} runs): not separable from this machine's run-to-run noise at {runs} repeats"),
         "compare": "{pct} {dir} in B at the median, not in every paired run ({lo:.2f}–{hi:.2f}): noise",
         "explain": "noise: not beyond the tolerance in every run"},
     Kind.SINGLE: {
+        "finetune": "{pct} {dir} in one pair of runs: cannot be told from noise",
         "bottom": "{pct} {dir} in one run: cannot be told from noise",
         "gap": ("{pct} {dir} in a single run; one run cannot tell a gap from the machine's run-to-run noise: "
                 "rerun with `--repeats 3` or more"),
         "compare": "{pct} {dir} in B in one pair of runs: cannot be told from noise (use --repeats 3 in both)",
         "explain": "one run: cannot be told from noise"},
     Kind.BUSY: {
+        "finetune": "{pct} {dir}, measured on a busy machine: not called real",
         "bottom": "{pct} {dir}, measured on a busy machine",
         "gap": ("{pct} {dir} at the median, but not called real: the machine was busy while this loop or the manual "
                 "loop was measured (⚠ busy in the table above); rerun on a quiet machine"),
         "compare": "{pct} {dir} in B, but a run was measured on a busy machine: not called real",
         "explain": "measured on a busy machine: not called real"},
     Kind.NONE: {
+        "finetune": "no pair of runs on one machine",
         "bottom": "not comparable with manual (other batches)",
         "gap": "not comparable: no run saw the manual loop's batches in the same order",
         "compare": "no speed in one of them",
@@ -79,7 +85,7 @@ WORDS: dict[Kind, dict[str, str]] = {
 
 
 def say(kind: Kind, place: str, ratio: float | None = None, slower_above_1: bool = True, **facts) -> str:
-    """The sentence for ``kind`` in ``place`` (bottom, gap, compare, explain).  ``ratio``'s distance from 1
+    """The sentence for ``kind`` in ``place`` (bottom, gap, compare, explain, finetune).  ``ratio``'s distance from 1
     is the percentage; above 1 is slower (a step-time ratio) unless ``slower_above_1`` is False (a
     throughput ratio, where above 1 is faster)."""
     pct = f"{abs(ratio - 1):.0%}" if ratio else ""

@@ -15,7 +15,7 @@ from bench.cell.load import busy_verdict
 from bench.meter import Diverged
 from bench.cell.ranks import Over, merge
 from bench.records import Record
-from bench.cell.settings import precision_mismatch, read_settings
+from bench.cell.settings import optimizer_state_bytes, precision_mismatch, read_settings
 from bench.cell.wallclock import utc_now
 
 # MFU's denominator is one device's peak (the slowest rank's measurement, or the datasheet's): MFU
@@ -55,6 +55,7 @@ def read_back(r: CellRun, result) -> dict:
 
         settings.update({f"env_{k}": os.environ.get(k) for k, _ in device(cell.device).deterministic_env})
     r.settings = settings
+    r.extra["optimizer_state_bytes"] = optimizer_state_bytes(result.optimizer)
     r.clock.lap("settings_s")
     scores = evaluate_model(result.model, r.data, cell.device, r.precision.torch_dtype(), run.eval_batch_size)
     r.clock.lap("eval_s")

@@ -20,9 +20,12 @@ class PrecisionProbe:
         self._model = model
         # The output Linear: BERT's ``classifier`` is one; RoBERTa's and ELECTRA's ``classifier`` is a
         # head module (dense, dropout, out_proj) whose last Linear computes the logits.
+        # Under LoRA, PEFT keeps the head's original frozen beside the copy that trains and runs:
+        # the last Linear whose weight trains.
         head = getattr(model, "classifier", None)
         head = head if isinstance(head, torch.nn.Module) else model
-        layer = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1]
+        linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)]
+        layer = ([m for m in linears if m.weight.requires_grad] or linears)[-1]
         self._handle = layer.register_forward_hook(self._hook)
 
     def _hook(self, module, inputs, output):
@@ -148,6 +151,15 @@ def read_settings(result, meter, probe: PrecisionProbe, collator, model_info) ->
     settings["loop_specific_keys"] = sorted(result.extra)
     settings["extra_work_per_step"] = list(result.extra_work)
     return settings
+
+
+def optimizer_state_bytes(optimizer) -> int:
+    """Bytes the optimizer keeps beside the weights: every tensor of its state (AdamW's two moments
+    per trained parameter and its step counts), read from the live optimizer after training."""
+    import torch
+
+    return sum(value.numel() * value.element_size() for state in optimizer.state.values()
+               for value in state.values() if isinstance(value, torch.Tensor))
 
 
 def precision_mismatch(precision_plan, settings: dict) -> str | None:

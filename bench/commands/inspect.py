@@ -14,7 +14,7 @@ def cmd_inspect(args) -> int:
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     from bench.config import RunConfig
-    from bench.model_checks import check_model
+    from bench.models.checks import check_model
     from bench.models import is_tiny, packaged_model_path
 
     check_model(RunConfig(model=args.model))

@@ -28,7 +28,7 @@ def _run_configs(args) -> tuple[list[RunConfig], set[str]]:
     d = RunConfig()
     runs = []
     for batch_size in args.batch_size or [RunConfig.batch_size]:  # validated with the plan
-        run = RunConfig(
+        base = RunConfig(
             model=args.model, no_weights=args.no_weights, glue_dir=resolve_glue_dir(args.glue_dir),
             train_samples=args.train_samples, eval_samples=args.eval_samples,
             lr=args.lr, batch_size=batch_size, epochs=args.epochs, max_steps=args.max_steps,
@@ -38,8 +38,36 @@ def _run_configs(args) -> tuple[list[RunConfig], set[str]]:
             max_grad_norm=args.max_grad_norm, grad_accum=args.grad_accum, seed=args.seed,
             eval_batch_size=args.eval_batch_size, timing_warmup=args.timing_warmup, parity=args.parity, phases=args.phases,
             eval_every=args.eval_every, target_f1=args.target_f1, peak_tflops=args.peak_tflops, **fast)
-        runs.append(run)
+        runs += finetune_variants(base, args)
     return runs, explicit
+
+
+def finetune_variants(base: RunConfig, args) -> list[RunConfig]:
+    """The run config once per ``--finetune`` choice: a LoRA cell with the LoRA flags (and
+    ``--lora-lr``), a full one without them.  LoRA flags with no LoRA cell are refused."""
+    import dataclasses
+
+    from bench.config import LORA_FIELDS
+
+    choices = args.finetune[0] if isinstance(args.finetune, tuple) else args.finetune
+    lora = {name: getattr(args, name) for name in LORA_FIELDS}
+    if lora["lora_targets"] is not None:
+        lora["lora_targets"] = tuple(lora["lora_targets"])
+    given = [f"--{name.replace('_', '-')}" for name in (*LORA_FIELDS, "lora_lr") if getattr(args, name) is not None]
+    if given and "lora" not in choices:
+        raise ConfigError(f"{', '.join(given)} without a LoRA cell: add --finetune lora (or full,lora)")
+    if "lora" in choices:
+        import importlib.util
+
+        if importlib.util.find_spec("peft") is None:
+            raise ConfigError('--finetune lora needs the package peft: pip install -e ".[lora]"')
+    out = []
+    for finetune in choices:
+        if finetune == "lora":
+            out.append(dataclasses.replace(base, finetune="lora", lr=args.lora_lr or base.lr, **lora))
+        else:
+            out.append(dataclasses.replace(base, finetune="full"))
+    return out
 
 
 def plan_from_args(args) -> tuple[list[RunConfig], list]:

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
 from loops import LOOPS
@@ -26,10 +27,15 @@ PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 ADAMW_IMPLS = ("torch-default", "for-loop", "foreach", "fused")
 SCHEDULERS = ("linear", "constant", "cosine")
 ATTN_IMPLS = ("sdpa", "eager")
+FINETUNES = ("full", "lora")  # every weight trained, or LoRA adapters (PEFT) with the classifier head
+LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
 PRESETS = ("fast",)
 
 MRPC_TRAIN_PAIRS = 3668
 MRPC_VALIDATION_PAIRS = 408
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
 
 class ConfigError(ValueError):
@@ -77,6 +83,14 @@ class RunConfig:
     parity: bool = False  # deterministic kernels, for step-wise loss parity between the loops
     phases: bool = True  # split each step into data/forward/backward/optimizer/other (bench/meter/phase_clock.py)
     peak_tflops: float | None = None  # MFU's peak, one device's, given by the user (else measured or a datasheet's)
+    # What is trained: every weight ("full"), or LoRA adapters through PEFT ("lora") beside the
+    # classifier head (PEFT's modules_to_save for sequence classification).  A LoRA setting left None
+    # is PEFT's own default for the architecture, read back from the live model into the record.
+    finetune: str = "full"
+    lora_r: int | None = None
+    lora_alpha: float | None = None
+    lora_dropout: float | None = None
+    lora_targets: tuple | None = None  # module names; None: PEFT's list for the architecture (bench.models.lora)
     # Whose defaults: "tutorial" (every loop set to the tutorial's settings) or "native" (each loop's
     # library's own, loops/native.py); loop_options: single machinery entries of loops/native.py
     # overridden, as (name, value) pairs; flip: what `bench explain` changed in this cell, in words.
@@ -133,12 +147,33 @@ class RunConfig:
             raise ConfigError("--target-f1 needs --eval-every K (how often to evaluate)")
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        self._validate_finetune()
         total = self.total_steps()
         if self.timing_warmup >= total:
             raise ConfigError(
                 f"--timing-warmup {self.timing_warmup} leaves no timed step out of {total} optimizer steps; "
                 f"lower it or train longer"
             )
+
+    def _validate_finetune(self) -> None:
+        if self.finetune not in FINETUNES:
+            raise ConfigError(f"--finetune must be one of {', '.join(FINETUNES)}, got {self.finetune!r}")
+        if self.finetune == "full":
+            given = [f"--{name.replace('_', '-')}" for name in LORA_FIELDS if getattr(self, name) is not None]
+            if given:
+                raise ConfigError(f"{', '.join(given)} set for full fine-tuning: LoRA settings need --finetune lora")
+            return
+        if self.lora_r is not None and (not isinstance(self.lora_r, int) or self.lora_r < 1):
+            raise ConfigError(f"--lora-r must be an integer >= 1, got {self.lora_r}")
+        if self.lora_alpha is not None and not (math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
+            raise ConfigError(f"--lora-alpha must be a finite number > 0, got {self.lora_alpha}")
+        if self.lora_dropout is not None and not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.lora_targets is not None:
+            bad = [t for t in self.lora_targets if not isinstance(t, str) or not t or not _MODULE_NAME.fullmatch(t)]
+            if not self.lora_targets or bad:
+                raise ConfigError(f"--lora-targets must be module names such as query,value, got "
+                                  f"{','.join(map(str, self.lora_targets)) or 'nothing'}")
 
     def n_train(self) -> int:
         return min(self.train_samples or MRPC_TRAIN_PAIRS, MRPC_TRAIN_PAIRS)
@@ -168,7 +203,12 @@ def run_config_from_dict(d: dict) -> RunConfig:
     """A run config read back from JSON (its (name, value) pairs come back as lists)."""
     d = dict(d)
     d["loop_options"] = tuple(tuple(pair) for pair in d.get("loop_options") or ())
+    if d.get("lora_targets") is not None:
+        d["lora_targets"] = tuple(d["lora_targets"])
     return RunConfig(**d)
+
+
+_ADDED_LATER = {"finetune": "full", **{name: None for name in LORA_FIELDS}}
 
 
 @dataclass(frozen=True)
@@ -205,7 +245,11 @@ class Cell:
     @property
     def cell_id(self) -> str:
         """Stable key of the cell's full configuration (used to resume a sweep)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        d = self.to_dict()
+        # Fields added after records existed leave the id as it was while at their defaults, so a
+        # folder written before them resumes instead of running every cell again.
+        d["run"] = {k: v for k, v in d["run"].items() if not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
+        blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     @property

@@ -117,3 +117,21 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
+
+
+def dropout_rate(text: str) -> float:
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def module_names(text: str) -> list[str]:
+    """A comma list of module names (``query,value``), as PEFT's ``target_modules`` matches them."""
+    import re
+
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in items if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", t)]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"expected module names separated by commas (e.g. query,value), got {text!r}")
+    return list(dict.fromkeys(items))

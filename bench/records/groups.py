@@ -82,6 +82,26 @@ class Baseline(_Group):
 
 
 @dataclass
+class Adapter(_Group):
+    """A LoRA adapter as the live PEFT model held it (``bench/models/lora.py``): its settings in force,
+    where its target modules came from (``peft``'s table for the architecture, ``bench``'s fallback,
+    or ``--lora-targets``), the layers it adapted, what trained in full beside it, and PEFT's own
+    count of the parameters (trainable; total, the frozen base and the head's kept original included)."""
+    method: str = "lora"
+    r: int = 0
+    alpha: float = 0.0
+    dropout: float = 0.0
+    scaling: float = 0.0  # alpha / r, what multiplies the adapter's output
+    target_modules: list = field(default_factory=list)
+    targets_source: str = ""
+    bias: str = ""
+    modules_to_save: list = field(default_factory=list)
+    adapted_layers: int = 0
+    trainable_params: int = 0
+    total_params: int = 0
+
+
+@dataclass
 class Model(_Group):
     """The model a cell trained: as asked, where its weights and tokenizer came from, its size
     (built by bench.models when it loads the model)."""
@@ -97,6 +117,14 @@ class Model(_Group):
     # [a, b, c]: training FLOPs of one sequence of padded length L are a L + b L^2 + c, counted by
     # FlopCounterMode on this architecture at three lengths (empty in older records: 6 N L rule)
     train_flops_per_sequence_coeffs: list = field(default_factory=list)
+    # What was trained: "full" (every weight) or "lora" (the adapter below and the classifier head);
+    # the parameters that received gradients (None in records before it).
+    finetune: str = ""
+    n_params_trainable: int | None = None
+    adapter: Adapter | None = None
+
+    def __post_init__(self):
+        self.adapter = Adapter.coerce(self.adapter)
 
 
 @dataclass

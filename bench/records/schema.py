@@ -16,14 +16,15 @@ import math
 from dataclasses import dataclass, field
 
 from bench.config import RunConfig, run_config_from_dict
-from bench.records.groups import (GROUPS, Baseline, EvalPoint, Failure, MachineLoad, Model, Predictions,  # noqa: F401
+from bench.records.groups import (GROUPS, Adapter, Baseline, EvalPoint, Failure, MachineLoad, Model, Predictions,  # noqa: F401
                                   ResultsFileError, Setup)
 
 # 2: device_peak_tflops is one device's (1: summed over DDP ranks); strict JSON; machine_load; failure.
 # 3: seed and eval_predictions; wall_s; data_fingerprint; machine_busy may be null (too short to
 # judge); phase_clock, device_peak_override and the GPU facts (gpu_*, joules_per_sample).  Every new
 # field has a default, so records of schema 2 read as before.  4: device_choice (--device auto).
-SCHEMA = 4
+# 5: --finetune (model.finetune, model.n_params_trainable, model.adapter) and optimizer_state_bytes.
+SCHEMA = 5
 
 
 @dataclass
@@ -69,6 +70,9 @@ class Record:
     peak_alloc_mib: float | None = None
     peak_reserved_mib: float | None = None
     peak_rss_mib: float | None = None
+    # What the optimizer kept beside the weights after training (AdamW: two moments per trained
+    # parameter and its step counts), summed over its state's tensors; one process's under DDP.
+    optimizer_state_bytes: int | None = None
     # Quality, from the one shared evaluation after training.
     eval_accuracy: float | None = None
     eval_f1: float | None = None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bench.analysis.cells import SEED_DETAIL, CellStats, cells_of, cells_over_seeds, seed_count
 from bench.analysis.explain import Explained, explain_rows
+from bench.analysis.finetune import FinetunePair, finetune_pairs
 from bench.analysis.machines import Environments
 from bench.analysis.quality import QualityGroup, quality_rows
 from bench.records import Record
@@ -22,6 +23,7 @@ class Context:
     quality: list[QualityGroup]  # the paired quality comparison, where records hold per-pair predictions
     environments: Environments  # where each run was measured (one, unless gathered over sessions)
     out_md: Path
+    finetune: list[FinetunePair] = field(default_factory=list)  # LoRA beside full fine-tuning, per loop
     plots: dict = field(default_factory=dict)  # section module -> its plots' file names, by the section's keys
 
     @classmethod
@@ -32,7 +34,8 @@ class Context:
             cells = cells_over_seeds(records)
         main = [c for c in cells if not c.run.flip]
         return cls(records=records, cells=cells, main=main, seed_cells=seed_cells, explained=explain_rows(records),
-                   quality=quality_rows(seed_cells), environments=Environments.of(records), out_md=out_md)
+                   quality=quality_rows(seed_cells), environments=Environments.of(records), out_md=out_md,
+                   finetune=finetune_pairs(seed_cells))
 
     @property
     def over_seeds(self) -> bool:

@@ -3,7 +3,7 @@ draws, ``plots(ctx, plt)`` (its PNGs, by keys its ``lines`` reads back from ``ct
 
 from __future__ import annotations
 
-from bench.report import (bottom_line, concurrency, fast_path, gaps, not_run, parity, per_seed, phases, quality, setup, time_to_accuracy, title, wall, why)
+from bench.report import (bottom_line, concurrency, fast_path, finetune, gaps, not_run, parity, per_seed, phases, quality, setup, time_to_accuracy, title, wall, why)
 from bench.report import per_device as devices
 
 SECTIONS = (
@@ -12,6 +12,7 @@ SECTIONS = (
     setup,  # the command, the environment, what was trained
     devices,  # per device, every table column of the registry
     fast_path,  # each loop under a preset beside its tutorial settings
+    finetune,  # each loop's LoRA cells beside its full fine-tuning cells
     gaps,  # each loop's step time against the manual loop's
     phases,  # where a step's time goes
     wall,  # where a cell's wall time goes

@@ -88,14 +88,17 @@ def _trained(ok: list[Record]) -> list[str]:
         return fmt(runs[0].get(key)) if len(values) == 1 else "varies by cell"
 
     steps = f"{common('max_steps')} optimizer steps" if runs[0].get("max_steps") else f"{common('epochs')} epochs"
-    models = {json.dumps(r.model.to_dict() if r.model else {}, sort_keys=True) for r in ok}
+    # The base model, whatever was trained of it (full fine-tuning or LoRA: the fine-tuning line below).
+    recipe = {"finetune", "n_params_trainable", "adapter", "train_flops_per_sequence_coeffs"}
+    models = {json.dumps({k: v for k, v in (r.model.to_dict() if r.model else {}).items() if k not in recipe},
+                         sort_keys=True) for r in ok}
     if common("model") == "varies by cell" or len(models) > 1:
         model_line = "- model: varies by cell (each record names its model, weights and size)"
     else:
         model_line = (f"- model: {md.code(common('model'))} — weights {md.code(m.weights if m else None)}; "
                       f"tokenizer {md.code(m.tokenizer if m else None)}; {(m.n_params if m else 0) / 1e6:.1f} M "
                       f"parameters, {m.num_layers if m else None} layers, hidden {m.hidden_size if m else None}")
-    return ["## What was trained", "", model_line,
+    return ["## What was trained", "", model_line, *_finetune_line(ok),
             f"- data: {md.code(r0.data_source)}"
             + (f" (fingerprint {md.code(r0.data_fingerprint)})" if r0.data_fingerprint else "")
             + f" — {common('train_samples', lambda v: v or 3668)} training pairs, {r0.eval_examples} validation pairs",
@@ -105,6 +108,24 @@ def _trained(ok: list[Record]) -> list[str]:
             f"- timing: the first {common('timing_warmup')} optimizer steps of each run are left out; "
             "a step is wall time from the end of one optimizer step to the end of the next",
             *majority_line(ok), ""]
+
+
+def _finetune_line(ok: list[Record]) -> list[str]:
+    """What of the model trained: said when any cell trained LoRA adapters (full fine-tuning alone
+    is the tutorial's, said by nothing)."""
+    lora = [r for r in ok if r.model and r.model.adapter]
+    if not lora:
+        return []
+    settings = {json.dumps({k: v for k, v in r.model.adapter.to_dict().items() if k not in ("trainable_params",
+                                                                                            "total_params")},
+                           sort_keys=True) for r in lora}
+    a = lora[0].model.adapter
+    said = (f"LoRA r {a.r}, alpha {a.alpha:g}, dropout {a.dropout:g} on {md.code(','.join(a.target_modules))} "
+            f"({md.text(a.targets_source)}'s choice), {md.code(','.join(a.modules_to_save))} trained in full; "
+            f"{a.trainable_params:,} of {a.total_params:,} parameters trained"
+            if len(settings) == 1 else "LoRA settings vary by cell (each record's model.adapter names them)")
+    full = len(ok) - len(lora)
+    return [f"- fine-tuning: {said}, in {len(lora)} cells" + (f"; the other {full} fine-tune every weight" if full else "")]
 
 
 def lines(ctx: Context) -> list[str]:

@@ -1,14 +1,14 @@
 """The plan of a sweep: every axis of the matrix expanded in one place, each run config validated
 once.
 
-Axes: loops x devices x precisions x presets x batch sizes x seeds x repeats.  The run config depends on
-the device, the preset and the batch size (a preset fills the fast-path options per device; flags
+Axes: loops x devices x precisions x presets x batch sizes x fine-tunings (full, LoRA) x seeds x
+repeats.  The run config depends on the device, the preset, the batch size and the fine-tuning (a preset fills the fast-path options per device; flags
 given on the command line win), never on the loop or the precision, so the loops compared side by
 side train the same configuration -- except under ``--defaults native``, where each loop gets its
 own library's defaults (``loops/native.py``) on purpose.
 
 Order: a round of every cell (repeat 0), then the next round, ...; inside a round by seed, device,
-preset, batch size, precision, then loop.  Cells compared side by side thus run close together in time,
+preset, batch size, fine-tuning, precision, then loop.  Cells compared side by side thus run close together in time,
 and a slow spell of a shared machine lands on one repeat of each loop, not on one loop.
 
 Seeds (``--seeds``) are an axis of the run config, not repeats: a seed fixes the classifier head's
@@ -25,7 +25,7 @@ from bench.config import Cell, RunConfig
 def plan_cells(loops: list[str], devices: list[str], precisions: list[str], runs: list[RunConfig],
                presets: list[str | None] = (None,), repeats: int = 1, nproc: int = 1, nnodes: int = 1,
                explicit: set[str] = frozenset(), seeds: list[int] | None = None) -> list[Cell]:
-    """Every cell of the matrix, in the order above.  ``runs``: one base run config per batch size;
+    """Every cell of the matrix, in the order above.  ``runs``: one base run config per batch size and fine-tuning;
     ``presets``: preset names (None: the tutorial's settings); ``explicit``: the fast-path fields the
     user set by flag, which a preset leaves alone; ``seeds``: the seeds to sweep (None: each run
     config's own seed)."""

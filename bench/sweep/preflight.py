@@ -8,7 +8,8 @@ OUT made and locked, the checks below run in ``CHECKS`` order, each one line and
 1. the data: MRPC found and readable, its train and validation splits present, non-empty, with
    MRPC's columns and every label a run uses 0 or 1 (``bench/data.py``);
 2. the model: its config readable, an encoder architecture, a two-label head, its weights files
-   readable, its tokenizer its own (``bench/models.py``);
+   readable, its tokenizer its own (``bench/models/__init__.py``); under ``--finetune lora`` every
+   target module a layer of the model LoRA can adapt (``bench/models/checks.py``);
 3. the space: the temporary folder the cells write to has room for a cell's files;
 4. OUT's records: a resumed or reused OUT holds runs of the same plan, data and code
    (``bench/sweep/outdir.py``).
@@ -48,9 +49,16 @@ def check_data(p: Preflight) -> None:
 
 
 def check_model(p: Preflight) -> None:
-    from bench.model_checks import check_model as check
+    from bench.models.checks import check_model as check
 
     check(p.runs[0])
+    seen = set()
+    for run in p.runs:  # --finetune lora: its target modules, once per model and target list
+        if run.finetune == "lora" and (run.model, run.lora_targets) not in seen:
+            from bench.models.checks import check_lora
+
+            seen.add((run.model, run.lora_targets))
+            check_lora(run)
 
 
 def free_bytes(path: Path) -> int:

@@ -199,7 +199,8 @@ def _build(name: str, run: RunConfig, overrides: dict):
 
 def load_model(run: RunConfig, num_labels: int = 2):
     """(model, tokenizer, the record's Model facts) for the run, on the CPU; the loops move it where they train.
-    The classifier head is initialised right after seeding, so every loop starts from the same weights.
+    The classifier head is initialised right after seeding, so every loop starts from the same weights;
+    under ``--finetune lora`` the model is PEFT's, wrapped here (``bench/models/lora.py``).
 
     Float32 weights, always: transformers 5 loads a checkpoint in the dtype it was saved in, and
     builds a config that names a dtype in that dtype; an fp16 checkpoint would train fp16 weights
@@ -226,14 +227,25 @@ def load_model(run: RunConfig, num_labels: int = 2):
         # The collator pads, and every loop feeds, exactly the tokenizer's model inputs.
         tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
     facts = config_facts(cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_params_non_embedding = sum(p.numel() for n, p in model.named_parameters() if ".embeddings." not in f".{n}")
+    adapter = None
+    if run.finetune == "lora":
+        from bench.models.lora import adapter_facts, wrap
+
+        model, source = wrap(model, run)  # right after the head's initialisation: one draw for every loop
+        adapter = adapter_facts(model, source)
     info = Model(
         name=name, weights=weights, tokenizer=tok_source,
-        n_params=sum(p.numel() for p in model.parameters()),
-        n_params_non_embedding=sum(p.numel() for n, p in model.named_parameters() if ".embeddings." not in f".{n}"),
+        n_params=n_params, n_params_non_embedding=n_params_non_embedding,
         num_layers=facts["num_layers"], hidden_size=facts["hidden_size"],
         attn_implementation=str(getattr(cfg, "_attn_implementation", "")),
         dropout=facts["dropout"],
+        # Counted on the model as it trains: under LoRA no frozen weight gets a gradient, so its
+        # backward is about half of full fine-tuning's.
         train_flops_per_sequence_coeffs=counted_flops_coeffs(model, tokenizer),
+        finetune=run.finetune, n_params_trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        adapter=adapter,
     )
     return model, tokenizer, info
 

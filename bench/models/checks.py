@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.config import ConfigError, RunConfig
 from bench.models import (TINY_BERT, _KNOWN_BERT_CONFIGS, _first_line, check_architecture, check_vocabulary, is_tiny,
+                          tiny_config,
                           load_tokenizer, packaged_model_path)
 
 
@@ -98,3 +99,46 @@ def check_padding(run: RunConfig) -> None:
     if positions and run.pad_to_multiple_of > positions:
         raise ConfigError(f"--pad-to-multiple-of {run.pad_to_multiple_of}: longer than the model's {positions} "
                           f"positions, so no batch could run; give a multiple of 8 up to {positions}")
+
+
+def check_lora(run: RunConfig) -> None:
+    """Before any cell: every target module names a layer of the model that PEFT can adapt (a linear,
+    embedding or convolution layer), checked on the architecture built on the meta device (no
+    weights, no memory)."""
+    import torch
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_TARGETS
+    from transformers import AutoModelForSequenceClassification
+
+    from bench.models.lora import default_targets
+
+    config = _config_of(run)
+    targets, _ = (list(run.lora_targets), "") if run.lora_targets else default_targets(config.model_type)
+    targets = targets or list(PEFT_TARGETS[config.model_type])
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(config)
+    adaptable = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d)
+    modules = dict(model.named_modules())
+    for target in targets:
+        matched = [m for name, m in modules.items() if name == target or name.endswith("." + target)]
+        if not matched:
+            linears = sorted({name.rsplit(".", 1)[-1] for name, m in modules.items() if isinstance(m, torch.nn.Linear)})
+            raise ConfigError(f"--lora-targets {target}: no module of {run.model} ({config.model_type}) is named so; "
+                              f"its linear layers are named {', '.join(linears)}")
+        if not all(isinstance(m, adaptable) or type(m).__name__ == "Conv1D" for m in matched):
+            kind = next(type(m).__name__ for m in matched if not isinstance(m, adaptable))
+            raise ConfigError(f"--lora-targets {target}: names a {kind} in {run.model}, which LoRA cannot adapt; "
+                              "name linear layers (e.g. query,value)")
+
+
+def _config_of(run: RunConfig):
+    """The model's config as the cell will build it (the preflight has already read it once)."""
+    from pathlib import Path
+
+    from transformers import AutoConfig, BertConfig
+
+    if is_tiny(run.model):
+        return tiny_config(run.model, num_labels=2)
+    if run.no_weights and run.model in _KNOWN_BERT_CONFIGS and not Path(run.model).is_dir():
+        return BertConfig(**_KNOWN_BERT_CONFIGS[run.model], num_labels=2)
+    source = packaged_model_path() if run.model == "minilm-l6" else run.model
+    return AutoConfig.from_pretrained(source, num_labels=2)
