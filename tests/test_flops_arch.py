@@ -11,8 +11,13 @@ from bench.models import TINY_ARCHS, load_model
 
 @pytest.mark.parametrize("arch", sorted(TINY_ARCHS))
 @pytest.mark.parametrize("n,length", [(4, 48), (2, 100)])
-def test_flops_per_step_within_two_percent_of_flop_counter(arch, n, length):
-    model, tokenizer, info = load_model(RunConfig(model=f"tiny-{arch}"))
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_flops_per_step_within_two_percent_of_flop_counter(arch, n, length, finetune):
+    """Under LoRA too: no frozen weight gets a gradient, so the backward is smaller, and the count
+    is of the model as it trains."""
+    if finetune == "lora":
+        pytest.importorskip("peft")
+    model, tokenizer, info = load_model(RunConfig(model=f"tiny-{arch}", finetune=finetune))
     a, b, c = info.train_flops_per_sequence_coeffs
     predicted = n * (a * length + b * length**2 + c)
     ids = torch.randint(1000, 2000, (n, length))
@@ -44,3 +49,13 @@ def test_attention_term_is_counted_for_every_architecture(arch):
     counter does not see; its term is added by hand, the others' is measured."""
     _, _, info = load_model(RunConfig(model=f"tiny-{arch}"))
     assert info.train_flops_per_sequence_coeffs[1] == pytest.approx(12 * 2 * 64, rel=0.02)
+
+
+def test_lora_counts_fewer_flops_than_full_fine_tuning():
+    """The frozen weights' gradients are not computed: LoRA's per-token FLOPs are about 2/3 of full's
+    (forward 2N, input gradients 2N, against full's 6N), never the 6 N rule's."""
+    pytest.importorskip("peft")
+    _, _, full = load_model(RunConfig(model="tiny"))
+    _, _, lora = load_model(RunConfig(model="tiny", finetune="lora"))
+    ratio = lora.train_flops_per_sequence_coeffs[0] / full.train_flops_per_sequence_coeffs[0]
+    assert 0.6 < ratio < 0.72

@@ -111,3 +111,32 @@ def test_a_long_device_string_gets_bounded_plot_names(tmp_path):
     names = [p.name for p in out.iterdir()]
     assert "report.md" in names and all(len(n) < 140 for n in names)
     assert not [n for n in names if n.endswith(".tmp")]
+
+
+def test_hostile_adapter_settings_cannot_change_the_lora_section(tmp_path):
+    """The adapter's strings come from the live model (module names a model file chose): shown
+    escaped in the LoRA comparison and the fine-tuning line."""
+    import dataclasses
+
+    from bench.records.groups import Adapter
+    from bench.report import render
+
+    full = rec("manual", sps=10)
+    lora = rec("manual", sps=20)
+    lora.cell_id += "-lora"
+    lora.config["run"] = {**lora.config["run"], "finetune": "lora", "lr": 5e-4}
+    lora.model = dataclasses.replace(full.model, finetune="lora", adapter=Adapter(
+        r=8, alpha=8.0, target_modules=["q|uery</td>", "`v`"], targets_source="peft|<b>x</b>",
+        modules_to_save=["classifier\n## injected"], trainable_params=10, total_params=1000))
+    records = [Record.from_dict(json.loads(r.to_json())) for r in (full, lora)]
+    text = render(records, tmp_path / "report.md")
+    assert "## LoRA beside full fine-tuning" in text
+    section = text.split("## LoRA beside full fine-tuning")[1].split("\n## ")[0]
+    assert not any(line.startswith("## injected") for line in text.splitlines())
+    import re
+
+    for line in section.splitlines():
+        outside = re.sub(r"(`+)(.+?)\1", "", line)  # inline code shows its text as typed
+        assert not re.search(r"(?<!\\)<", outside), line  # every < from a record escaped
+        if line.startswith("| "):
+            assert len(re.findall(r"(?<!\\)\|", outside)) == 11, line  # the table's own 10 columns

@@ -9,10 +9,10 @@ from bench.report import per_device as devices
 SECTIONS = (
     title,  # what the report is made from
     bottom_line,  # the answer: speed and quality per loop, what the evidence supports and cannot tell
+    finetune,  # each loop's LoRA cells beside its full fine-tuning cells (--finetune full,lora)
     setup,  # the command, the environment, what was trained
     devices,  # per device, every table column of the registry
     fast_path,  # each loop under a preset beside its tutorial settings
-    finetune,  # each loop's LoRA cells beside its full fine-tuning cells
     gaps,  # each loop's step time against the manual loop's
     phases,  # where a step's time goes
     wall,  # where a cell's wall time goes
