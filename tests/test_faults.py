@@ -809,6 +809,32 @@ def test_a_cell_past_its_memory_limit_is_stopped_and_recorded_out_of_memory(glue
     assert r.reason.startswith("out of memory (peak ") and "limit 0.05 GiB" in r.reason, r.reason
 
 
+def test_the_memory_watch_reads_pss_only_past_the_limit(monkeypatch):
+    """Reading PSS walks the cell's page tables (milliseconds of CPU taken from the cell being timed);
+    RSS is an upper bound of it, so PSS is read only when the RSS sum passes the limit."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from bench.sweep import memwatch
+
+    reads = []
+    real = psutil.Process.memory_full_info
+    monkeypatch.setattr(psutil.Process, "memory_full_info", lambda self: reads.append(self.pid) or real(self))
+    code = "x = bytearray(64 * 2**20); import time; time.sleep(1.5)"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    watch = memwatch.MemoryWatch(proc, limit=64 * 2**30)
+    proc.wait()
+    watch.stop()
+    assert watch.peak > 64 * 2**20 and not watch.tripped and reads == []
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    watch = memwatch.MemoryWatch(proc, limit=32 * 2**20)
+    proc.wait()
+    watch.stop()
+    assert watch.tripped and proc.pid in reads
+
+
 def test_a_kernel_oom_kill_is_recorded_as_out_of_memory(monkeypatch, tiny_run):
     from bench.sweep import memwatch
     from bench.sweep import driver as sweep
