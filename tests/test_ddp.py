@@ -78,3 +78,17 @@ def test_a_failing_rank_fails_the_cell_without_hanging(failing_rank_cell):
     assert "rank 1 gives up" in " ".join(r.failure.rank_errors) and r.failure.kind == "exit"
     assert not r.reason.startswith("timed out"), r.reason
     assert seconds < 200
+
+
+@pytest.mark.parametrize("loop", loops.available())
+def test_every_loop_trains_lora_with_world_size_2(glue_dir, loop):
+    """A PeftModel under each library's DDP: the frozen weights and PEFT's kept original head take
+    no part in the all-reduce, and no loop needs to search for unused parameters."""
+    pytest.importorskip("peft")
+    run = RunConfig(model="tiny", glue_dir=glue_dir, train_samples=96, max_steps=4, timing_warmup=1, finetune="lora")
+    r = run_isolated(Cell(loop, "cpu", "fp32", run, nproc=2), timeout_s=300, progress=False, command="test")
+    assert r.status == "ok", (r.reason, r.failure)
+    assert r.world_size == 2 and all(p["steps"] == 4 for p in r.per_rank)
+    assert r.settings["ddp_find_unused_parameters"] is False
+    assert r.model.adapter and r.model.n_params_trainable == r.model.adapter.trainable_params
+    assert sum(g["n_params"] for g in r.settings["param_groups"]) == r.model.n_params_trainable
