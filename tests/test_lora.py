@@ -236,3 +236,16 @@ def test_lora_options_round_trip_through_a_config_file(tmp_path, capsys):
     assert again == 0 and capsys.readouterr().out == path.read_text()
     cells = plan_from_args(args)[1]
     assert [c.run.lora_targets for c in cells if c.run.finetune == "lora"] == [("query", "key")]
+
+
+def test_the_records_table_has_a_column_per_adapter_setting(lora_sweep):
+    import bench
+
+    _, out, records = lora_sweep
+    frame = bench.load(out)
+    lora = frame[frame["run.finetune"] == "lora"]
+    full = frame[frame["run.finetune"] == "full"]
+    assert set(lora["model.adapter.r"]) == {8} and set(lora["model.adapter.targets_source"]) == {"peft"}
+    assert full["model.adapter.r"].isna().all()
+    assert list(lora["optimizer_state_mib"]) == [r.optimizer_state_bytes / 2**20 for r in records
+                                                 if r.run.finetune == "lora"]

@@ -36,6 +36,7 @@ from bench.analysis.mfu import shared_peaks
 from bench.config import Cell, RunConfig
 from bench.records.vocabulary import PHASES
 from bench.records import GROUPS, RESULTS_FILE, EvalPoint, Record, ResultsFileError, read_records
+from bench.records.groups import NESTED
 from bench.records.vocabulary import AFTER_RECORD, WALL_PARTS as PARTS
 
 LEAD = ("results_line", "superseded")
@@ -66,13 +67,20 @@ def columns() -> list[str]:
     cols = [*LEAD, *IDENTITY, *(c.name for c in COLUMNS), *_scalar_fields()]
     cols += [f"run.{f.name}" for f in dataclasses.fields(RunConfig)]
     for name, group in GROUPS.items():
-        cols += [f"{name}.{f.name}" for f in dataclasses.fields(group)]
+        cols += [column for f in dataclasses.fields(group) for column in _group_columns(name, f.name)]
     cols += [f"eval_curve.{f.name}" for f in dataclasses.fields(EvalPoint)]
     for name, keys in KEYED.items():
         cols += [f"{name}.{k}" for k in keys]
     cols += [*WHOLE[:7], *(f"step_phase_s.{p}" for p in PHASES), *WHOLE[7:]]
     assert len(set(cols)) == len(cols), "two columns of one name"
     return cols
+
+
+def _group_columns(name: str, field_name: str) -> list[str]:
+    inner = NESTED.get((name, field_name))
+    if inner is None:
+        return [f"{name}.{field_name}"]
+    return [f"{name}.{field_name}.{g.name}" for g in dataclasses.fields(inner)]
 
 
 def label_of(record: Record) -> str:
@@ -111,7 +119,13 @@ def row_of(record: Record, line: int, superseded: bool, variant: str, ctx: Table
     row.update({f"run.{f.name}": recorded.get(f.name) for f in dataclasses.fields(RunConfig)})
     for name, group in GROUPS.items():
         values = as_dict.get(name) or {}
-        row.update({f"{name}.{f.name}": values.get(f.name) for f in dataclasses.fields(group)})
+        for f in dataclasses.fields(group):
+            inner = NESTED.get((name, f.name))
+            if inner is None:
+                row[f"{name}.{f.name}"] = values.get(f.name)
+            else:  # a group inside the group: a column per field (model.adapter.r)
+                nested = values.get(f.name) or {}
+                row.update({f"{name}.{f.name}.{g.name}": nested.get(g.name) for g in dataclasses.fields(inner)})
     points = record.eval_curve
     row.update({f"eval_curve.{f.name}": [getattr(p, f.name) for p in points] for f in dataclasses.fields(EvalPoint)})
     for name, keys in KEYED.items():

@@ -146,6 +146,9 @@ class EvalPoint(_Group):
     eval_accuracy: float = 0.0
 
 
+# A group inside a group: its fields are columns of their own in a table of records (model.adapter.r).
+NESTED = {("model", "adapter"): Adapter}
+
 # Each nested field and its type; eval_curve is a list of them.
 GROUPS = {"setup_s": Setup, "machine_load": MachineLoad, "failure": Failure, "eval_majority_baseline": Baseline,
            "model": Model, "eval_predictions": Predictions}
