@@ -14,7 +14,9 @@ ends by its own deadline, each part's records in OUT as soon as the part ends.
               target F1 0.85: accuracy and F1 with intervals and time to target;
      fast     --preset fast in bf16 (batch 32, length grouping, fused AdamW, DataLoader workers, pinned
               memory), bert-base;
-     paths    tf32 and fp16, bert-base, the tutorial's settings.
+     paths    tf32 and fp16, bert-base, the tutorial's settings;
+     lora     the quality part's cells under LoRA (PEFT, r 8 on query and value, lr 5e-4): reported
+              with the quality part's records, each loop's LoRA cell beside its full one.
    A part starts only if the deadline leaves it its minimum; the one running when the deadline
    comes is stopped (SIGTERM: what is recorded stays) and reported.  What did not fit is named in
    check.log; ``--resume`` (a second call on the same machine) continues each part from its
@@ -42,10 +44,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / ".data" / "gpu"
-CARRIED = ("datasets", "evaluate", "dill", "multiprocess", "fsspec")  # the wheels run.sh installs
+CARRIED = ("datasets", "evaluate", "dill", "multiprocess", "fsspec", "peft")  # the wheels run.sh installs
 VERSIONS = ("torch", "transformers", "accelerate", "lightning", "datasets", "evaluate", "pyarrow", "pandas",
             "fsspec", "huggingface_hub", "tokenizers", "safetensors", "numpy", "dill", "multiprocess", "psutil",
-            "nvidia-ml-py")
+            "nvidia-ml-py", "peft")
 REPORT_S = 60  # what a part's report and tarball may take
 MEMORY_GIB = 48  # a cell's memory limit: the machine starts with little and grows (its kind has 128 GiB)
 
@@ -167,6 +169,10 @@ def parts(dry: bool) -> list[dict]:
         # A CPU refuses tf32 and fp16 by name: the dry run asks for all four (two skipped with the reason).
         dict(name="paths", flags=[*every, "--precision", "all" if dry else "tf32,fp16", *bert, *short],
              cell_timeout=120, least_s=45, cells=20 if dry else 10),
+        # LoRA (PEFT) on the quality part's cells: reported together with them (both folders' records
+        # in one report), each loop's LoRA cell beside its full one.
+        dict(name="lora", flags=[*every, "--precision", "bf16", "--finetune", "lora", "--lora-lr", "5e-4", *minilm],
+             cell_timeout=300, least_s=90, cells=5),
     ]
 
 

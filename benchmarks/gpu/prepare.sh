@@ -2,7 +2,8 @@
 # Prepares, on this machine, what the GPU check (benchmarks/gpu/run.sh) carries to the device
 # machine, in two git-ignored folders of the repository root:
 #   .whl/      wheels of what bench imports and the device image lacks (datasets, evaluate, dill,
-#              multiprocess) and the fsspec that datasets accepts, for CPython 3.12 on x86-64;
+#              multiprocess, and peft for the LoRA part) and the fsspec that datasets accepts, for
+#              CPython 3.12 on x86-64;
 #   .data/gpu/ the MRPC mirror (mrpc/*.parquet and README.md only) and two model folders:
 #              bert-base-uncased/: the bert-base-uncased architecture (BertConfig() defaults, as
 #              bench's --no-weights uses offline) with the packaged uncased WordPiece tokenizer
@@ -21,7 +22,7 @@ cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python}
 GLUE=${1:-${BENCH_GLUE_DIR:-../shared/data/glue}}
 # The versions this project is tested with (its own environment has the same ones).
-WHEELS="datasets==5.2.0 evaluate==0.4.6 dill==0.4.1 multiprocess==0.70.19 fsspec==2026.9.0"
+WHEELS="datasets==5.2.0 evaluate==0.4.6 dill==0.4.1 multiprocess==0.70.19 fsspec==2026.9.0 peft==0.21.2"
 LIMIT_MIB=64
 
 mkdir -p .whl .data/gpu/glue/mrpc .data/gpu/bert-base-uncased .data/gpu/minilm-l6
@@ -37,7 +38,7 @@ if [ -n "$missing" ]; then
 fi
 # A second set for an image whose pyarrow is older than datasets 5.2 accepts (24): datasets 4.0
 # (pyarrow >= 15) with the dill, multiprocess and fsspec it accepts; run.sh picks the set there.
-FALLBACK="datasets==4.0.0 evaluate==0.4.6 dill==0.3.8 multiprocess==0.70.16 fsspec==2025.3.0"
+FALLBACK="datasets==4.0.0 evaluate==0.4.6 dill==0.3.8 multiprocess==0.70.16 fsspec==2025.3.0 peft==0.21.2"
 mkdir -p .whl/fallback
 for spec in $FALLBACK; do
     name=${spec%%==*}; version=${spec##*==}
