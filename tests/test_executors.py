@@ -168,3 +168,18 @@ def test_the_report_says_which_cells_ran_together_and_shared_cores():
     text = "\n".join(concurrency.lines(Context.of([rec("manual", 1, "0,1", "a"), rec("fabric", 1, "0,1", "b")],
                                                    Path("r.md"))))
     assert text.count("| no |") == 2
+
+
+@pytest.mark.parametrize("device,nproc,gpus", [("cuda", 2, 2), ("cuda:1", 1, 1), ("cpu", 2, 0), ("cpu", 1, 0)])
+def test_a_cells_task_asks_for_its_nproc_gpus_as_one_task(device, nproc, gpus):
+    """A CUDA cell of --nproc 2 is one task asking for 2 GPUs (one task's resources come from one
+    node), never two tasks or a group spread over nodes; a CPU cell asks for none.  Ray itself checks
+    the options (``.options`` validates without a running Ray)."""
+    ray = pytest.importorskip("ray")
+    from bench.config import Cell
+    from bench.sweep.executors import task_options
+
+    options = task_options(Cell(loop="manual", device=device, precision="fp32", nproc=nproc), cpus=3)
+    assert options == {"num_cpus": 3, "num_gpus": gpus, "max_retries": 0}
+    assert "scheduling_strategy" not in options and "placement_group" not in options
+    ray.remote(lambda: None).options(**options)  # valid for Ray: no error

@@ -68,6 +68,17 @@ def start_ray(address: str | None, num_cpus: int | None = None):
     return ray
 
 
+def task_options(cell: Cell, cpus: int) -> dict:
+    """What the Ray task of one cell asks for: its CPU share, and for a CUDA cell its ``--nproc`` GPUs
+    as one task's ``num_gpus``.  A single task's resources always come from one node (the task runs
+    in one worker process, which Ray places on a node that holds all of them; its GPU ids are that
+    node's, set as ``CUDA_VISIBLE_DEVICES`` in the worker), so torchrun's ranks inside the task find
+    their GPUs on their own node without a placement group.  No retry: a cell that fails is recorded
+    as failed, as it is sequentially."""
+    gpus = cell.nproc if cell.device.split(":")[0] == "cuda" else 0
+    return {"num_cpus": cpus, "num_gpus": gpus, "max_retries": 0}
+
+
 def where_it_ran(siblings: int) -> dict:
     """What the process that runs a cell had: its CPU cores, the GPUs it sees, its host."""
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
@@ -106,9 +117,8 @@ def run_with_ray(cells: list[Cell], *, timeout_s, command: str, log_dir: Path | 
     pending = {}
     try:
         for cell in cells:
-            gpus = cell.nproc if cell.device.split(":")[0] == "cuda" else 0
             log = str(log_dir / f"{cell.cell_id}.log") if log_dir else None
-            ref = remote.options(num_cpus=cpus, num_gpus=gpus, max_retries=0).remote(
+            ref = remote.options(**task_options(cell, cpus)).remote(
                 cell.to_dict(), timeout_s, command, log, memory_limit, min(len(cells), cells_at_once) - 1)
             pending[ref] = cell
         while pending:
