@@ -18,7 +18,7 @@ TINY = ["--device", "cpu", "--model", "tiny", "--max-steps", "4", "--timing-warm
         "--train-samples", "32", "--eval-samples", "16", "--no-progress"]
 
 # What differs between two runs of the same cell whatever runs it: the clock, and where it ran.
-TIME_AND_PLACE = {"started_at", "finished_at", "command", "env", "executor", "sibling_cells", "cpu_cores",
+TIME_AND_PLACE = {"started_at", "finished_at", "command", "env", "executor", "sibling_cells", "cells_at_once", "cpu_cores",
                   "cuda_visible_devices", "node", "machine_load", "setup", "phases", "eval_curve", "step_phase_s",
                   # the machine's load and the MFU peak's source (a Ray task measures its own peak: no
                   # cell runs before it to hand one over) are facts about the run, not the cell
@@ -71,7 +71,8 @@ def test_four_cells_two_at_a_time_match_the_sequential_records(glue_dir, tmp_pat
     for x, y in zip(a, b):
         assert _comparable(x) == _comparable(y)
         assert x.train_loss_final == y.train_loss_final  # the same steps on the same data, whatever ran them
-        assert y.executor == "ray" and y.sibling_cells == 1 and y.node and y.cpu_cores
+        assert y.executor == "ray" and y.cells_at_once == 2 and y.node and y.cpu_cores
+        assert y.machine_load.timed_start_unix_s < y.machine_load.timed_end_unix_s and y.machine_load.own_cpu_cores
         assert x.executor == ""
 
 
@@ -183,3 +184,42 @@ def test_a_cells_task_asks_for_its_nproc_gpus_as_one_task(device, nproc, gpus):
     assert options == {"num_cpus": 3, "num_gpus": gpus, "max_retries": 0}
     assert "scheduling_strategy" not in options and "placement_group" not in options
     ray.remote(lambda: None).options(**options)  # valid for Ray: no error
+
+
+def test_the_load_watch_places_its_window_on_the_wall_clock_and_says_its_own_cpu():
+    from bench.cell.load import LoadWatch
+
+    t0 = 1_700_000_000.0
+    watch = LoadWatch("cpu")
+    window = {"wall_s": 2.0, "own_cpu_s": 3.0, "machine_busy_s": 4.0, "host": "h", "start_unix_s": t0,
+              "end_unix_s": t0 + 2.0}
+    load = watch.finish([window, dict(window, own_cpu_s=1.0), dict(window, host="other", own_cpu_s=5.0)])
+    assert load["timed_start_unix_s"] == t0 and load["timed_end_unix_s"] == t0 + 2.0
+    assert load["own_cpu_cores"] == 2.0 and load["others_cpu_cores"] == 0.0  # ranks on its host: 4 s of 4
+    from bench.records.groups import MachineLoad
+
+    assert MachineLoad.coerce(load).own_cpu_cores == 2.0  # a field of the record's group
+
+
+def test_a_ray_record_says_its_host_and_the_cells_at_once_not_an_assumed_sibling_count():
+    from bench.config import Cell
+    from bench.sweep import executors
+
+    cell = Cell(loop="manual", device="cpu", precision="fp32")
+    from bench.records import Record
+
+    data = Record(loop="manual", device="cpu", precision="fp32", status="ok", cell_id="c").to_dict()
+    data["_where"] = {"cpu_cores": [0, 1], "cuda_visible_devices": "", "hostname": "box-1", "ray_node_id": "ab12"}
+
+    class FakeRay:
+        @staticmethod
+        def get(ref):
+            if ref == "lost":
+                raise RuntimeError("the node died")
+            return dict(data)
+
+    record = executors._record_of(FakeRay, "ref", cell, "cmd", 2)
+    assert (record.executor, record.cells_at_once, record.sibling_cells, record.node, record.cpu_cores) == \
+        ("ray", 2, 0, "box-1", "0,1")
+    failed = executors._record_of(FakeRay, "lost", cell, "cmd", 2)
+    assert failed.status == "failed" and failed.executor == "ray" and failed.cells_at_once == 2
