@@ -6,6 +6,7 @@ from bench.report import markdown as md
 from bench.analysis.cells import CellStats, tutorial_baseline
 from bench.analysis.columns import JOULES_PER_SAMPLE, PEAK_MIB, SAMPLES_PER_S, TABLE, TableContext, shown_in
 from bench.analysis.mfu import device_peak_of, shared_peaks
+from bench.analysis.siblings import FOREIGN, MARKS, SIBLINGS, mark
 from bench.report import plotting
 from bench.report.context import Context
 
@@ -57,21 +58,26 @@ def _table(dev_cells: list[CellStats], ctx: TableContext) -> list[str]:
     header = ["loop", "precision"] + (["variant"] if variant else []) + [col.label for col in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for c in dev_cells:
-        row = [c.loop + (" ⚠ busy" if c.busy else ""), c.precision] + ([c.variant or "tutorial"] if variant else [])
+        row = [c.loop + mark(c.busy_kind), c.precision] + ([c.variant or "tutorial"] if variant else [])
         lines.append("| " + " | ".join(row + [col.shown(c, ctx) for col in columns]) + " |")
     return lines + [""]
 
 
 def _busy(dev_cells: list[CellStats]) -> list[str]:
-    busy = [c for c in dev_cells if c.busy]
-    if not busy:
-        return []
+    """What ⚠ busy and ⚠ shared stand for, and each such cell's reasons."""
     from bench.records.vocabulary import BUSY_RULE
 
-    return [f"⚠ busy: {len(busy)} cell(s) had a run measured while the machine was busy ({BUSY_RULE}); "
-            "their speed says more about the machine than about the loop: "
-            + "; ".join(f"{c.loop} {c.precision}" + (f" {c.variant}" if c.variant else "") + ": " + md.text(", ".join(
-                w for r in c.ok for w in (r.machine_busy_why or []))) for c in busy) + ".", ""]
+    out = []
+    for kind, said in ((FOREIGN, f"had a run measured while the machine was busy ({BUSY_RULE}, other processes than "
+                                 "the sweep's own cells); their speed says more about the machine than about the loop"),
+                       (SIBLINGS, "had a run measured beside other cells of their sweep that shared their CPU cores "
+                                  "(a CPU cell) or their GPU; their speed measures the sharing as much as the loop")):
+        cells = [c for c in dev_cells if c.busy_kind == kind]
+        if cells:
+            out += [f"{MARKS[kind]}: {len(cells)} cell(s) {said}: " + "; ".join(
+                f"{c.loop} {c.precision}" + (f" {c.variant}" if c.variant else "") + ": " + md.text(", ".join(
+                    w for v in c.verdicts() if v.kind == kind for w in v.why)) for c in cells) + ".", ""]
+    return out
 
 
 def lines(ctx: Context) -> list[str]:
