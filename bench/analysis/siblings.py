@@ -174,12 +174,13 @@ def _siblings_cores(found: list[tuple[Record, float]], window_s: float) -> float
 def _judged(r: Record, found: list[tuple[Record, float]]) -> Busy | None:
     """The verdict with siblings told apart from other load; None where the record cannot split them
     (a sibling that recorded no CPU of its own beside a run none of them shares with)."""
-    load = r.machine_load.to_dict()
+    ml = r.machine_load
+    load = ml.to_dict()  # as the rule's words take it
     start, end = timed_window(r)
-    window_s, cores = max(end - start, 1e-9), load.get("cores") or 1
+    window_s, cores = max(end - start, 1e-9), ml.cores or 1
     shared = [s for s, _ in found if shares(r, s)]
     theirs = _siblings_cores(found, window_s)
-    others = load.get("others_cpu_cores")
+    others = ml.others_cpu_cores
     if (theirs is None or others is None) and not shared:
         return None
     foreign, with_them = [], []
@@ -188,7 +189,7 @@ def _judged(r: Record, found: list[tuple[Record, float]]) -> Busy | None:
         with_them.append(f"shared with {n} sibling cell{'s' if n != 1 else ''} ({', '.join(map(_named, shared))})"
                          + (f": about {theirs:.1f} of the {cores} cores were theirs during its timed steps"
                             if theirs is not None else ""))
-    long_enough = (load.get("timed_window_s") or window_s) >= min_window_s(cores)
+    long_enough = (ml.timed_window_s or window_s) >= min_window_s(cores)
     if theirs is not None and others is not None and long_enough:
         rest = max(0.0, others - theirs) / cores
         if rest > OTHERS_MAX_FRACTION:
