@@ -162,13 +162,16 @@ def test_the_report_says_which_cells_ran_together_and_shared_cores():
 
     from pathlib import Path
 
+    # Records of schema 4 (no timed window): the configured figure, said as such.
     assert concurrency.lines(Context.of([rec("manual", 0, "0,1")], Path("r.md"))) == []
     text = "\n".join(concurrency.lines(Context.of([rec("manual", 1, "0,1"), rec("fabric", 1, "1,2")], Path("r.md"))))
-    assert "Cells run at the same time" in text and text.count("| CPU cores |\n") == 2
+    assert "Cells run at the same time" in text and text.count("| up to 1 | ") == 2
+    assert text.count("| CPU cores | ⚠ busy |") == 0 and text.count("| CPU cores | quiet |") == 2
+    assert "say only how many cells could run at once" in text
     # on different nodes nothing is shared
     text = "\n".join(concurrency.lines(Context.of([rec("manual", 1, "0,1", "a"), rec("fabric", 1, "0,1", "b")],
                                                    Path("r.md"))))
-    assert text.count("| no |") == 2
+    assert text.count("| no | quiet |") == 2
 
 
 @pytest.mark.parametrize("device,nproc,gpus", [("cuda", 2, 2), ("cuda:1", 1, 1), ("cpu", 2, 0), ("cpu", 1, 0)])

@@ -141,3 +141,52 @@ def test_a_record_without_a_finish_time_has_no_span(text):
     r.finished_at = ""
     r.started_at = text
     assert run_span(r) is None
+
+
+def _gpu(loop, window, node, gpu, model="NVIDIA H100", sps=100.0, step=0.01, repeat=0):
+    r = rec(loop, window, device="cuda", gpus=gpu, node=node, cores=16, sps=sps, step=step, repeat=repeat)
+    r.env = {"torch": "2", "cpu_name": "x", "gpu_name": model}
+    return r
+
+
+def test_runs_of_two_nodes_are_two_machines_and_a_run_without_a_node_matches_either():
+    from bench.analysis.machines import machine_count, same_machine
+
+    a, b = _gpu("manual", (100, 110), "a", "0"), _gpu("manual", (100, 110), "b", "0")
+    sequential = _gpu("manual", (300, 310), "", "0")
+    assert not same_machine([a, b]) and machine_count([a, b]) == 2
+    assert same_machine([a, sequential]) and same_machine([b, sequential])
+
+
+def test_the_report_groups_time_figures_by_node_and_gpu_model(tmp_path):
+    from bench.report import render
+
+    # one cell per loop, two repeats: one on each node
+    records = [_gpu("manual", (100, 110), "node-a", "0"), _gpu("fabric", (100, 110), "node-a", "1", sps=90.0),
+               _gpu("manual", (100, 110), "node-b", "0", model="NVIDIA A100", sps=50.0, repeat=1),
+               _gpu("fabric", (100, 110), "node-b", "1", model="NVIDIA A100", sps=45.0, step=0.02, repeat=1)]
+    text = render(records, tmp_path / "report.md")
+    device = text.split("\n## cuda\n")[1].split("\n## ")[0]
+    assert "Runs from 2 nodes or GPU models" in device
+    a = device.split("### cuda, node node-a, NVIDIA H100")[1].split("###")[0]
+    b = device.split("### cuda, node node-b, NVIDIA A100")[1]
+    assert "| manual | fp32 | 100.0 |" in a.replace("**", "") and "| manual | fp32 | 50.0 |" in b.replace("**", "")
+    # no ratio across the nodes: fabric's repeats pair with manual's on its own node only
+    rows = gap_rows(next(iter(comparison_groups(cells_of(records)).values())))
+    assert rows[0].sps_ratio is None and rows[0].other_machine
+    concurrency = text.split("## Cells run at the same time")[1]
+    assert "| manual | cuda | fp32 | 0 | node-a | 1 | 0,1 | 0 | host | quiet |" in concurrency
+    assert "GPU cells on one node shared its host" in concurrency and "ran on several nodes" in concurrency
+
+
+def test_the_concurrency_section_counts_the_siblings_that_overlapped(tmp_path):
+    from bench.report import concurrency
+    from bench.report.context import Context
+
+    records = [rec("manual", (100, 110), others=1.0), rec("fabric", (95, 115), others=1.0),
+               rec("trainer", (300, 310), cores=2)]
+    text = "\n".join(concurrency.lines(Context.of(records, tmp_path / "r.md")))
+    assert "2 of 3 ok cells ran beside other cells" in text
+    assert "| manual | cpu | fp32 | 0 | n1 | 1 | 0,1 | - | CPU cores | ⚠ shared |" in text
+    assert "| trainer |" not in text  # alone in its time: configured 2 at once, but nothing beside it
+    assert "CPU cells that shared cores with other cells contended for them" in text
