@@ -121,6 +121,70 @@ def _marked(mark: str) -> list:
     return found
 
 
+def _cells_of(mark: str) -> list:
+    """The cell processes (``bench.cell.main``) of the sweep marked ``mark``."""
+    found = []
+    for p in _marked(mark):
+        try:
+            if "bench.cell.main" in p.cmdline():
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("to", ["group", "driver"])
+def test_ctrl_c_stops_the_ray_sweep_its_cells_in_flight_and_its_ray(glue_dir, tmp_path, to):
+    """Ctrl-C while cells run (a terminal's, to the foreground process group; or SIGINT to the driver
+    alone): the driver exits non-zero within seconds, the cells in flight are stopped, no process of
+    the sweep (Ray's, the tasks', the cells') is left, and results.jsonl holds only whole lines."""
+    import uuid
+
+    out = tmp_path / "out"
+    mark = uuid.uuid4().hex  # tells this sweep's processes (driver, Ray, tasks, cells) from any other's
+    argv = [sys.executable, "-m", "bench", "run", "--loops", "manual,fabric", "--repeats", "2", "--glue-dir",
+            glue_dir, *TINY, "--max-steps", "400", "--executor", "ray", "--cpus-per-cell", "1", "--out", str(out)]
+    driver = subprocess.Popen(argv, env=dict(os.environ, BENCH_TEST_MARK=mark), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        cells = []
+        while not cells and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.5)
+            cells = _cells_of(mark)
+        assert cells, "no cell started"
+        time.sleep(1.0)  # the cell under way, not just spawned
+        assert len(_marked(mark)) > len(cells) + 2  # the mark reaches Ray's processes: the check below sees them
+        if to == "group":
+            os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: its foreground process group
+        else:
+            os.kill(driver.pid, signal.SIGINT)
+        t0 = time.monotonic()
+        _, err = driver.communicate(timeout=90)
+        took = time.monotonic() - t0
+        assert driver.returncode != 0 and "interrupted" in err, err[-2000:]
+        assert took < 30, f"the driver took {took:.0f} s to stop"
+        gone, alive = psutil.wait_procs(cells, timeout=15)
+        assert not alive, f"cells still running after Ctrl-C: {[p.pid for p in alive]}"
+        deadline = time.monotonic() + 20  # Ray's own processes wind down once the driver has stopped it
+        while _marked(mark) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = [f"{p.pid} {' '.join(p.cmdline())[:120]}" for p in _marked(mark)]
+        assert not left, "processes of the sweep left running:\n" + "\n".join(left)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        for p in _marked(mark):
+            p.kill()
+    results = out / "results.jsonl"
+    text = results.read_text() if results.exists() else ""
+    assert not text or text.endswith("\n")
+    assert all(json.loads(line) for line in text.splitlines())  # every line whole
+    assert not text or len(read_records(out)) == len(text.splitlines())
+
+
 @pytest.mark.slow
 def test_a_cell_killed_inside_its_task_is_a_failed_record(glue_dir, tmp_path):
     import uuid
