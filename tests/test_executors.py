@@ -18,7 +18,7 @@ TINY = ["--device", "cpu", "--model", "tiny", "--max-steps", "4", "--timing-warm
         "--train-samples", "32", "--eval-samples", "16", "--no-progress"]
 
 # What differs between two runs of the same cell whatever runs it: the clock, and where it ran.
-TIME_AND_PLACE = {"started_at", "finished_at", "command", "env", "executor", "sibling_cells", "cpu_cores",
+TIME_AND_PLACE = {"started_at", "finished_at", "command", "env", "executor", "sibling_cells", "cells_at_once", "cpu_cores",
                   "cuda_visible_devices", "node", "machine_load", "setup", "phases", "eval_curve", "step_phase_s",
                   # the machine's load and the MFU peak's source (a Ray task measures its own peak: no
                   # cell runs before it to hand one over) are facts about the run, not the cell
@@ -71,7 +71,8 @@ def test_four_cells_two_at_a_time_match_the_sequential_records(glue_dir, tmp_pat
     for x, y in zip(a, b):
         assert _comparable(x) == _comparable(y)
         assert x.train_loss_final == y.train_loss_final  # the same steps on the same data, whatever ran them
-        assert y.executor == "ray" and y.sibling_cells == 1 and y.node and y.cpu_cores
+        assert y.executor == "ray" and y.cells_at_once == 2 and y.node and y.cpu_cores
+        assert y.machine_load.timed_start_unix_s < y.machine_load.timed_end_unix_s and y.machine_load.own_cpu_cores
         assert x.executor == ""
 
 
@@ -120,6 +121,70 @@ def _marked(mark: str) -> list:
     return found
 
 
+def _cells_of(mark: str) -> list:
+    """The cell processes (``bench.cell.main``) of the sweep marked ``mark``."""
+    found = []
+    for p in _marked(mark):
+        try:
+            if "bench.cell.main" in p.cmdline():
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("to", ["group", "driver"])
+def test_ctrl_c_stops_the_ray_sweep_its_cells_in_flight_and_its_ray(glue_dir, tmp_path, to):
+    """Ctrl-C while cells run (a terminal's, to the foreground process group; or SIGINT to the driver
+    alone): the driver exits non-zero within seconds, the cells in flight are stopped, no process of
+    the sweep (Ray's, the tasks', the cells') is left, and results.jsonl holds only whole lines."""
+    import uuid
+
+    out = tmp_path / "out"
+    mark = uuid.uuid4().hex  # tells this sweep's processes (driver, Ray, tasks, cells) from any other's
+    argv = [sys.executable, "-m", "bench", "run", "--loops", "manual,fabric", "--repeats", "2", "--glue-dir",
+            glue_dir, *TINY, "--max-steps", "400", "--executor", "ray", "--cpus-per-cell", "1", "--out", str(out)]
+    driver = subprocess.Popen(argv, env=dict(os.environ, BENCH_TEST_MARK=mark), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        cells = []
+        while not cells and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.5)
+            cells = _cells_of(mark)
+        assert cells, "no cell started"
+        time.sleep(1.0)  # the cell under way, not just spawned
+        assert len(_marked(mark)) > len(cells) + 2  # the mark reaches Ray's processes: the check below sees them
+        if to == "group":
+            os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: its foreground process group
+        else:
+            os.kill(driver.pid, signal.SIGINT)
+        t0 = time.monotonic()
+        _, err = driver.communicate(timeout=90)
+        took = time.monotonic() - t0
+        assert driver.returncode != 0 and "interrupted" in err, err[-2000:]
+        assert took < 30, f"the driver took {took:.0f} s to stop"
+        gone, alive = psutil.wait_procs(cells, timeout=15)
+        assert not alive, f"cells still running after Ctrl-C: {[p.pid for p in alive]}"
+        deadline = time.monotonic() + 20  # Ray's own processes wind down once the driver has stopped it
+        while _marked(mark) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = [f"{p.pid} {' '.join(p.cmdline())[:120]}" for p in _marked(mark)]
+        assert not left, "processes of the sweep left running:\n" + "\n".join(left)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        for p in _marked(mark):
+            p.kill()
+    results = out / "results.jsonl"
+    text = results.read_text() if results.exists() else ""
+    assert not text or text.endswith("\n")
+    assert all(json.loads(line) for line in text.splitlines())  # every line whole
+    assert not text or len(read_records(out)) == len(text.splitlines())
+
+
 @pytest.mark.slow
 def test_a_cell_killed_inside_its_task_is_a_failed_record(glue_dir, tmp_path):
     import uuid
@@ -161,10 +226,67 @@ def test_the_report_says_which_cells_ran_together_and_shared_cores():
 
     from pathlib import Path
 
+    # Records of schema 4 (no timed window): the configured figure, said as such.
     assert concurrency.lines(Context.of([rec("manual", 0, "0,1")], Path("r.md"))) == []
     text = "\n".join(concurrency.lines(Context.of([rec("manual", 1, "0,1"), rec("fabric", 1, "1,2")], Path("r.md"))))
-    assert "Cells run at the same time" in text and text.count("| CPU cores |\n") == 2
+    assert "Cells run at the same time" in text and text.count("| up to 1 | ") == 2
+    assert text.count("| CPU cores | ⚠ busy |") == 0 and text.count("| CPU cores | quiet |") == 2
+    assert "say only how many cells could run at once" in text
     # on different nodes nothing is shared
     text = "\n".join(concurrency.lines(Context.of([rec("manual", 1, "0,1", "a"), rec("fabric", 1, "0,1", "b")],
                                                    Path("r.md"))))
-    assert text.count("| no |") == 2
+    assert text.count("| no | quiet |") == 2
+
+
+@pytest.mark.parametrize("device,nproc,gpus", [("cuda", 2, 2), ("cuda:1", 1, 1), ("cpu", 2, 0), ("cpu", 1, 0)])
+def test_a_cells_task_asks_for_its_nproc_gpus_as_one_task(device, nproc, gpus):
+    """A CUDA cell of --nproc 2 is one task asking for 2 GPUs (one task's resources come from one
+    node), never two tasks or a group spread over nodes; a CPU cell asks for none.  Ray itself checks
+    the options (``.options`` validates without a running Ray)."""
+    ray = pytest.importorskip("ray")
+    from bench.config import Cell
+    from bench.sweep.executors import task_options
+
+    options = task_options(Cell(loop="manual", device=device, precision="fp32", nproc=nproc), cpus=3)
+    assert options == {"num_cpus": 3, "num_gpus": gpus, "max_retries": 0}
+    assert "scheduling_strategy" not in options and "placement_group" not in options
+    ray.remote(lambda: None).options(**options)  # valid for Ray: no error
+
+
+def test_the_load_watch_places_its_window_on_the_wall_clock_and_says_its_own_cpu():
+    from bench.cell.load import LoadWatch
+
+    t0 = 1_700_000_000.0
+    watch = LoadWatch("cpu")
+    window = {"wall_s": 2.0, "own_cpu_s": 3.0, "machine_busy_s": 4.0, "host": "h", "start_unix_s": t0,
+              "end_unix_s": t0 + 2.0}
+    load = watch.finish([window, dict(window, own_cpu_s=1.0), dict(window, host="other", own_cpu_s=5.0)])
+    assert load["timed_start_unix_s"] == t0 and load["timed_end_unix_s"] == t0 + 2.0
+    assert load["own_cpu_cores"] == 2.0 and load["others_cpu_cores"] == 0.0  # ranks on its host: 4 s of 4
+    from bench.records.groups import MachineLoad
+
+    assert MachineLoad.coerce(load).own_cpu_cores == 2.0  # a field of the record's group
+
+
+def test_a_ray_record_says_its_host_and_the_cells_at_once_not_an_assumed_sibling_count():
+    from bench.config import Cell
+    from bench.sweep import executors
+
+    cell = Cell(loop="manual", device="cpu", precision="fp32")
+    from bench.records import Record
+
+    data = Record(loop="manual", device="cpu", precision="fp32", status="ok", cell_id="c").to_dict()
+    data["_where"] = {"cpu_cores": [0, 1], "cuda_visible_devices": "", "hostname": "box-1", "ray_node_id": "ab12"}
+
+    class FakeRay:
+        @staticmethod
+        def get(ref):
+            if ref == "lost":
+                raise RuntimeError("the node died")
+            return dict(data)
+
+    record = executors._record_of(FakeRay, "ref", cell, "cmd", 2)
+    assert (record.executor, record.cells_at_once, record.sibling_cells, record.node, record.cpu_cores) == \
+        ("ray", 2, 0, "box-1", "0,1")
+    failed = executors._record_of(FakeRay, "lost", cell, "cmd", 2)
+    assert failed.status == "failed" and failed.executor == "ray" and failed.cells_at_once == 2

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from typing import Callable
 
 from bench.config import RunConfig
+from bench.analysis.siblings import Busy, Overlaps, worse
 from bench.records import Record, latest_per_cell
 from loops import LOOPS, REFERENCE_LOOP
 
@@ -111,8 +112,11 @@ class CellStats:
     """The repeats of one cell, summarised.  Values are read through getters
     (``c.median(columns.EVAL_F1)``, ``c.median(lambda r: r.timed_s)``), never by field name."""
 
-    def __init__(self, records: list[Record], varying: set[str]):
+    def __init__(self, records: list[Record], varying: set[str], overlaps: Overlaps | None = None):
         self.records = records
+        # The report's runs by node, where this cell's siblings are found (default: its own runs alone).
+        self.overlaps = overlaps
+        self._verdicts: list[Busy] | None = None
         self.ok = [r for r in records if r.status == "ok"]
         first = records[0]
         self.loop, self.device, self.precision = first.loop, first.device, first.precision
@@ -163,10 +167,31 @@ class CellStats:
         split = [r.phase_s_mean for r in self.ok if r.phase_s_mean]
         return {p: statistics.median(s[p] for s in split) for p in PHASES} if split else None
 
+    def verdicts(self) -> list[Busy]:
+        """Each ok run's busy verdict, sibling cells told apart from other load (bench/analysis/siblings.py)."""
+        if self._verdicts is None:
+            overlaps = self.overlaps or Overlaps(self.records)
+            self._verdicts = [overlaps.verdict(r) for r in self.ok]
+        return self._verdicts
+
     @property
     def busy(self) -> bool:
-        """Some run of this cell was measured while the machine was busy (bench.records.vocabulary.BUSY_RULE)."""
-        return any(r.machine_busy for r in self.ok)
+        """Some run of this cell was measured while the machine was busy (bench.records.vocabulary.BUSY_RULE)
+        or beside sibling cells sharing its cores or GPU: no clean speed figure either way."""
+        return any(v.busy for v in self.verdicts())
+
+    @property
+    def busy_kind(self) -> str:
+        """Which: ``siblings.FOREIGN`` (other load) over ``siblings.SIBLINGS``; '' when neither."""
+        return worse(*(v.kind for v in self.verdicts()))
+
+    def narrowed(self, records: list[Record]) -> "CellStats":
+        """The same cell over some of its runs (those of one node and GPU model)."""
+        import copy
+
+        twin = copy.copy(self)
+        twin.records, twin.ok, twin._verdicts = records, [r for r in records if r.status == "ok"], None
+        return twin
 
 
 
@@ -176,7 +201,8 @@ def cells_of(records: list[Record]) -> list[CellStats]:
     varying = varying_of(latest)
     for r in latest:
         groups.setdefault(group_key(r), []).append(r)
-    cells = [CellStats(rs, varying) for rs in groups.values()]
+    overlaps = Overlaps(records)  # every run, a superseded one too: it ran beside the others all the same
+    cells = [CellStats(rs, varying, overlaps) for rs in groups.values()]
     cells.sort(key=lambda c: (c.device, c.variant, order_of(c.precision, PRECISION_ORDER), order_of(c.loop, LOOP_ORDER)))
     return cells
 
@@ -199,7 +225,8 @@ def cells_over_seeds(records: list[Record]) -> list[CellStats]:
     for r in latest:
         run = {k: v for k, v in r.run.to_dict().items() if k != "seed"}
         groups.setdefault((r.loop, r.device, r.precision, json.dumps(run, sort_keys=True)), []).append(r)
-    cells = [CellStats(rs, varying) for rs in groups.values()]
+    overlaps = Overlaps(records)
+    cells = [CellStats(rs, varying, overlaps) for rs in groups.values()]
     cells.sort(key=lambda c: (c.device, c.variant, order_of(c.precision, PRECISION_ORDER), order_of(c.loop, LOOP_ORDER)))
     return cells
 

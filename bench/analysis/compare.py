@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from bench.analysis.cells import CellStats
 from bench.analysis.columns import COMPARE, EVAL_F1, SAMPLES_PER_S, Column, shown_in
 from bench.analysis.machines import same_machine
+from bench.analysis.siblings import worse
 from bench.analysis.verdicts import Kind, paired_kind, say
 from bench.config import ConfigError
 
@@ -100,7 +101,7 @@ class CompareRow:
     b: dict
     ratios: dict  # column name -> B over A (columns with a better direction, quality aside)
     paired: list  # samples/s B over A, repeats paired by index
-    busy: bool
+    busy: str  # siblings.FOREIGN / SIBLINGS: a run of either side was not measured alone; '' when none
     verdict: str
     # The sides ("A", "B") whose repeats of this cell were measured on more than one machine (a folder
     # continued with --resume elsewhere): a median over them mixes machines, so no ratio and no verdict.
@@ -128,7 +129,7 @@ def row(a: CellStats, b: CellStats) -> CompareRow:
     va = {c.name: c.value(a) for c in shown_in(COMPARE)}
     vb = {c.name: c.value(b) for c in shown_in(COMPARE)}
     ratios = {c.name: _ratio(va[c.name], vb[c.name]) for c in ratio_columns()}
-    busy = a.busy or b.busy
+    busy = worse(a.busy_kind, b.busy_kind)
     mixed = tuple(label for label, c in (("A", a), ("B", b)) if not same_machine(c.ok))
     if mixed:
         unjudged = CompareRow(loop=a.loop, device=a.device, precision=a.precision, seed=a.seed, a=va, b=vb,
@@ -139,10 +140,10 @@ def row(a: CellStats, b: CellStats) -> CompareRow:
                       busy=busy, verdict=verdict(ratios[SAMPLES_PER_S.name], paired, busy))
 
 
-def verdict(sps_ratio: float | None, paired: list[float], busy: bool) -> str:
+def verdict(sps_ratio: float | None, paired: list[float], busy: bool | str) -> str:
     kind = paired_kind(sps_ratio, paired)  # a busy machine is said first, even of a single pair
     if busy and kind not in (Kind.NONE, Kind.SAME):
-        kind = Kind.BUSY
+        kind = paired_kind(sps_ratio, paired, busy)  # which: beside its siblings, or a busy machine
     lo, hi = (min(paired), max(paired)) if paired else (None, None)
     return say(kind, "compare", sps_ratio, slower_above_1=False, runs=len(paired), lo=lo, hi=hi)
 

@@ -28,6 +28,7 @@ from bench.analysis.cells import LOOP_ORDER, CellStats, order_of, per_loop_field
 from bench.analysis.columns import EVAL_F1, PEAK_MIB, SAMPLES_PER_S
 from bench.analysis.machines import same_machine
 from bench.analysis.quality import predictions_of, time_to_target, verdict
+from bench.analysis.siblings import worse
 from bench.analysis.verdicts import Kind, paired_kind
 from bench.config import LORA_FIELDS
 
@@ -63,7 +64,7 @@ class FinetunePair:
     speed_ratio: float | None  # LoRA's samples/s over full's, median over the seeds run on one machine
     speed_pairs: list = field(default_factory=list)
     speed_kind: Kind = Kind.NONE
-    busy: bool = False
+    busy: str = ""  # a run not measured alone: siblings.FOREIGN (a busy machine) or SIBLINGS; '' when alone
     difference: AcrossSeeds | None = None  # LoRA minus full, paired on the validation pairs
     verdict: str = ""
     why: str = ""
@@ -118,15 +119,17 @@ def _quality(full: dict, lora: dict) -> tuple[AcrossSeeds | None, str, str]:
     return summary, word, why
 
 
-def _speed(full: dict, lora: dict) -> tuple[float | None, list, bool]:
-    ratios, busy = [], False
+def _speed(full: dict, lora: dict) -> tuple[float | None, list, str]:
+    """LoRA's samples/s over full's per seed measured on one machine, their median, and whether a run
+    was not measured alone (``siblings.worse`` of the runs' kinds: a busy machine, else siblings)."""
+    ratios, kinds = [], []
     for seed in set(full) & set(lora):
         a, b = full[seed], lora[seed]
         sa, sb = a.median(SAMPLES_PER_S), b.median(SAMPLES_PER_S)
-        busy |= a.busy or b.busy
+        kinds += [a.busy_kind, b.busy_kind]
         if sa and sb and same_machine(a.ok + b.ok):
             ratios.append(sb / sa)
-    return (statistics.median(ratios) if ratios else None), sorted(ratios), busy
+    return (statistics.median(ratios) if ratios else None), sorted(ratios), worse(*kinds)
 
 
 def finetune_pairs(cells: list[CellStats]) -> list[FinetunePair]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from bench.analysis.cells import CellStats, manual_cell
 from bench.analysis.machines import same_machine
+from bench.analysis.siblings import worse
 from bench.analysis.verdicts import Kind, paired_kind, say
 
 
@@ -17,7 +18,7 @@ class GapRow:
     sps_ratio: float | None  # median samples/s over manual's
     step_ratio: float | None  # median over runs of the median over steps of step time over manual's
     step_ratio_range: tuple | None
-    busy: bool
+    busy: bool | str  # siblings.FOREIGN / SIBLINGS (either side's worst), or '' / False: measured alone
     manual_cv: float | None
     phase_delta_s: dict | None  # per phase, this loop's mean seconds a step minus manual's
     extra_work: list = field(default_factory=list)  # the per-step work the loop declares beyond manual's
@@ -79,7 +80,7 @@ def gap_rows(group: list[CellStats]) -> list[GapRow]:
                           sps_ratio=sps / ref_sps if sps and ref_sps and one_machine else None,
                           step_ratio=statistics.median(per_run) if per_run else None,
                           step_ratio_range=(min(per_run), max(per_run)) if per_run else None,
-                          busy=c.busy or ref.busy,
+                          busy=worse(c.busy_kind, ref.busy_kind),
                           manual_cv=ref.cv(lambda r: r.samples_per_s) if same_machine(ref.ok) else None,
                           phase_delta_s=phase_delta(ref, c) if one_machine else None, other_machine=not one_machine,
                           extra_work=[f"{c.loop} {text}" for text in settings.get("extra_work_per_step") or ()]))

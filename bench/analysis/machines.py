@@ -9,6 +9,8 @@ it (beyond the last digits of fp32 arithmetic).  So a report says which runs ran
 
 A key a record lacks is unknown, not different: a CPU cell records no GPU (it runs on the same box
 as the sweep's CUDA cells), and a record from before a key was recorded matches any value of it.
+The node a cell ran on (``--executor ray``: its host's name) is a key too: two nodes of one cluster
+are two machines, whatever CPU and GPU model they share, and a sequential record (no node) is unknown.
 Only runs that measured something carry an environment: a cell skipped before its process started
 has none (``measured`` is false), and counts on no machine.
 """
@@ -46,18 +48,22 @@ def environment_rows(env: dict) -> list[tuple[str, str]]:
 class Machine:
     cpu: tuple  # values of CPU (None: not recorded)
     gpu: tuple  # values of GPU (None: not recorded; a CPU cell records none)
+    node: str | None = None  # the node it ran on (None: not recorded, as by the sequential executor)
 
     @classmethod
     def of(cls, record: Record) -> "Machine":
-        return cls.of_env(record.env or {})
+        return cls.of_env(record.env or {}, record.node or None)
 
     @classmethod
-    def of_env(cls, env: dict) -> "Machine":
-        return cls(cpu=tuple(env.get(k) for k in CPU), gpu=tuple(env.get(k) for k in GPU))
+    def of_env(cls, env: dict, node: str | None = None) -> "Machine":
+        return cls(cpu=tuple(env.get(k) for k in CPU), gpu=tuple(env.get(k) for k in GPU), node=node)
+
+    def _keys(self) -> tuple:
+        return self.cpu + self.gpu + (self.node,)
 
     def matches(self, other: "Machine") -> bool:
         """The same machine as far as both say: a key either lacks is unknown, not different."""
-        return all(a is None or b is None or a == b for a, b in zip(self.cpu + self.gpu, other.cpu + other.gpu))
+        return all(a is None or b is None or a == b for a, b in zip(self._keys(), other._keys()))
 
 
 def same_machine(records: list[Record]) -> bool:
@@ -86,13 +92,13 @@ def _letter(i: int) -> str:
 
 
 def _known(machine: Machine) -> int:
-    return sum(v is not None for v in machine.cpu + machine.gpu)
+    return sum(v is not None for v in machine._keys())
 
 
 def _merged(a: Machine, b: Machine) -> Machine:
     """What two matching machines say together: each key from whichever knows it."""
     pick = lambda x, y: tuple(u if u is not None else v for u, v in zip(x, y))
-    return Machine(cpu=pick(a.cpu, b.cpu), gpu=pick(a.gpu, b.gpu))
+    return Machine(cpu=pick(a.cpu, b.cpu), gpu=pick(a.gpu, b.gpu), node=a.node if a.node is not None else b.node)
 
 
 def cluster(machines: list[Machine]) -> list[Machine]:
@@ -165,3 +171,26 @@ def machine_count(records: list[Record]) -> int:
     runs = [r for r in records if measured(r)]
     n = len(cluster([Machine.of(r) for r in runs]))
     return max(n, 1 if same_machine(runs) else 2) if runs else 0
+
+
+def node_and_gpu(record: Record) -> tuple[str, str]:
+    """Where a run's time figures belong: its node and its GPU model ('' where not recorded)."""
+    return record.node or "", (record.env or {}).get("gpu_name") or ""
+
+
+def node_groups(cells: list) -> list[tuple[str, list]]:
+    """The cells' runs by node and GPU model, when they come from more than one node: per group its
+    name and the cells narrowed to its runs (``CellStats.narrowed``), so that a median, a spread or a
+    ratio is only ever taken within one group; one unnamed group of the cells as they are otherwise."""
+    runs = [r for c in cells for r in c.records]
+    if len({r.node for r in runs if r.node}) < 2:
+        return [("", cells)]
+    keys = sorted({node_and_gpu(r) for r in runs})
+    out = []
+    for key in keys:
+        narrowed = [c.narrowed([r for r in c.records if node_and_gpu(r) == key]) for c in cells]
+        narrowed = [c for c in narrowed if c.ok]
+        if narrowed:
+            node, gpu = key
+            out.append((f"node {node or 'not recorded'}" + (f", {gpu}" if gpu else ""), narrowed))
+    return out

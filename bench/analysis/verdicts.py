@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 
+from bench.analysis.siblings import SIBLINGS
+
 GAP_TOLERANCE = 0.05  # a ratio beyond 1 +- this, in every pair, is called real
 PARITY_TOLERANCE = 1e-5  # largest step-wise relative loss difference called parity (--parity)
 
@@ -17,6 +19,7 @@ class Kind(str, enum.Enum):
     SAME = "same"  # the median within GAP_TOLERANCE of 1
     SINGLE = "single"  # one pair cannot say
     BUSY = "busy"  # the machine was busy while a run was measured
+    SHARED = "shared"  # a run was measured beside sibling cells of its sweep sharing its cores or GPU
     REAL = "real"  # beyond the tolerance, on the same side, in every pair
     NOISE = "noise"  # beyond at the median, not in every pair
     NONE = "n/a"  # no ratio
@@ -25,12 +28,13 @@ class Kind(str, enum.Enum):
         return self.value
 
 
-def paired_kind(ratio: float | None, pairs: list[float], busy: bool = False) -> Kind:
-    """The kind of a ratio and its pairs (see ``Kind``)."""
+def paired_kind(ratio: float | None, pairs: list[float], busy: bool | str = False) -> Kind:
+    """The kind of a ratio and its pairs (see ``Kind``); ``busy``: a run of either side was not measured
+    alone (``siblings.SIBLINGS``: beside sibling cells; any other true value: on a busy machine)."""
     if ratio is None:
         return Kind.NONE
     if busy:  # a run measured while other processes took the cores: no claim, one run or many, same or not
-        return Kind.BUSY
+        return Kind.SHARED if busy == SIBLINGS else Kind.BUSY
     if abs(ratio - 1) <= GAP_TOLERANCE:
         return Kind.SAME
     if len(pairs) < 2:
@@ -75,6 +79,14 @@ WORDS: dict[Kind, dict[str, str]] = {
                 "loop was measured (⚠ busy in the table above); rerun on a quiet machine"),
         "compare": "{pct} {dir} in B, but a run was measured on a busy machine: not called real",
         "explain": "measured on a busy machine: not called real"},
+    Kind.SHARED: {
+        "finetune": "{pct} {dir}, measured beside other cells of its sweep: not called real",
+        "bottom": "{pct} {dir}, measured beside other cells of its sweep",
+        "gap": ("{pct} {dir} at the median, but not called real: this loop or the manual loop was measured beside "
+                "other cells of its sweep that shared its cores or GPU (⚠ shared in the table above); rerun them "
+                "one at a time (the sequential executor) for a clean comparison"),
+        "compare": "{pct} {dir} in B, but a run was measured beside other cells of its sweep: not called real",
+        "explain": "measured beside other cells of its sweep: not called real"},
     Kind.NONE: {
         "finetune": "no pair of runs on one machine",
         "bottom": "not comparable with manual (other batches)",

@@ -11,6 +11,10 @@ A throughput figure is only as good as the machine was quiet.  Each record carri
 - ``others_cpu_fraction``: the same over the machine's cores;
 - ``gemm_gflops_before`` / ``gemm_gflops_after``: a short fp32 GEMM probe just before and just after
   training (what the device could do then);
+- ``timed_start_unix_s`` / ``timed_end_unix_s``: when the timed window began and ended (epoch seconds),
+  and ``own_cpu_cores``: the cell's own CPU time over it, in cores (every rank on this host): what
+  the analysis needs to find the cells that ran beside it and to take their share out of the
+  others' (``bench/analysis/siblings.py``);
 
 and ``machine_busy`` is true by this rule (``BUSY_RULE``): other processes took more than 10% of the
 cores during the timed steps, or the two probes differ by more than 15%.  It is None ("could not
@@ -24,11 +28,9 @@ import os
 import resource
 import time
 
-from bench.records.vocabulary import MIN_TICKS_AT_THRESHOLD, OTHERS_MAX_FRACTION, PROBE_MAX_CHANGE, TICK_S
+# The rule and its words are the records' (the analysis judges by them too); named here as well.
+from bench.records.vocabulary import OTHERS_MAX_FRACTION, busy_verdict, min_window_s  # noqa: F401
 
-def min_window_s(cores: int | None) -> float:
-    """The shortest timed window over which other processes' share of ``cores`` is judged."""
-    return MIN_TICKS_AT_THRESHOLD * TICK_S / (max(1, cores or 1) * OTHERS_MAX_FRACTION)
 PROBE_SIZE = 256  # the CPU's; each device's size is in bench/devices.py
 
 
@@ -127,17 +129,18 @@ class LoadWatch:
 
     def timed_start(self) -> None:
         """Called by the meter when the timing warm-up ends."""
-        self._begin = (time.perf_counter(), busy_cpu_s(), _own_cpu_s())
+        self._begin = (time.perf_counter(), busy_cpu_s(), _own_cpu_s(), time.time())
 
     def timed_end(self) -> dict:
         """This process's share of the window: wall seconds, machine busy seconds, own CPU seconds."""
         if self._begin is None:
             return {}
-        t0, b0, c0 = self._begin
+        t0, b0, c0, unix0 = self._begin
         b1 = busy_cpu_s()
         return {"wall_s": time.perf_counter() - t0, "own_cpu_s": _own_cpu_s() - c0,
                 "machine_busy_s": b1 - b0 if b0 is not None and b1 is not None else None,
-                "host": os.uname().nodename if hasattr(os, "uname") else ""}
+                "host": os.uname().nodename if hasattr(os, "uname") else "",
+                "start_unix_s": unix0, "end_unix_s": time.time()}
 
     def finish(self, windows: list[dict]) -> dict:
         """``machine_load`` from the window of each rank (rank 0's first): other processes' CPU time is
@@ -146,41 +149,18 @@ class LoadWatch:
         load["loadavg_1m_end"] = loadavg_1m()
         mine = windows[0] if windows else {}
         busy = mine.get("machine_busy_s")
-        if mine.get("wall_s") and busy is not None:
+        if mine.get("start_unix_s") is not None:  # when, on the wall clock: the cells beside it are found by it
+            load["timed_start_unix_s"] = round(mine["start_unix_s"], 3)
+            load["timed_end_unix_s"] = round(mine["end_unix_s"], 3)
+        if mine.get("wall_s"):
             own = sum(w.get("own_cpu_s", 0.0) for w in windows if w.get("host") == mine.get("host"))
-            others = max(0.0, busy - own) / mine["wall_s"]
-            load["others_cpu_cores"] = round(others, 3)
-            load["others_cpu_fraction"] = round(others / self.cores, 3)
-            load["timed_window_s"] = round(mine["wall_s"], 3)
+            load["own_cpu_cores"] = round(own / mine["wall_s"], 3)
+            if busy is not None:
+                others = max(0.0, busy - own) / mine["wall_s"]
+                load["others_cpu_cores"] = round(others, 3)
+                load["others_cpu_fraction"] = round(others / self.cores, 3)
+                load["timed_window_s"] = round(mine["wall_s"], 3)
         return load
-
-
-def busy_verdict(load: dict) -> tuple[bool | None, list[str]]:
-    """(busy?, why) by ``BUSY_RULE``: True, False, or None when nothing says busy but the timed
-    window was too short (or not measured) to judge other processes' share ("could not judge" is
-    not "quiet")."""
-    why = []
-    frac = load.get("others_cpu_fraction")
-    least = min_window_s(load.get("cores"))
-    if frac is not None and frac > OTHERS_MAX_FRACTION and (load.get("timed_window_s") or 0) >= least:
-        why.append(f"other processes used {frac:.0%} of the {load.get('cores')} cores during the timed steps")
-    before, after = load.get("gemm_gflops_before"), load.get("gemm_gflops_after")
-    if before and after:
-        change = abs(after - before) / max(before, after)
-        if change > PROBE_MAX_CHANGE:
-            why.append(f"GEMM probe {before:.0f} GFLOP/s before training, {after:.0f} after ({change:.0%} apart)")
-    if why:
-        return True, why
-    window = load.get("timed_window_s")
-    if frac is None or window is None or window < least:
-        measured = f"{window:g} s of timed steps" if window is not None else "no timed steps measured"
-        return None, [f"window too short to judge: {measured} (under {least:g} s); "
-                      f"1-minute load {_fmt(load.get('loadavg_1m_end'))} on {load.get('cores')} cores"]
-    return False, why
-
-
-def _fmt(v) -> str:
-    return "unknown" if v is None else f"{v:.1f}"
 
 
 # The start-of-run warning also reads the 1-minute load: a window of half a second can miss work

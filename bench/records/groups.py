@@ -49,7 +49,8 @@ class Setup(_Group):
 @dataclass
 class MachineLoad(_Group):
     """Was the machine quiet (bench/cell/load.py)?  Other processes' CPU over the timed steps, load
-    averages, a GEMM probe before and after training."""
+    averages, a GEMM probe before and after training; when the timed steps ran (epoch seconds) and
+    the cell's own CPU over them (schema 5; absent before)."""
     cores: int | None = None
     loadavg_1m_start: float | None = None
     loadavg_1m_end: float | None = None
@@ -58,6 +59,9 @@ class MachineLoad(_Group):
     others_cpu_cores: float | None = None
     others_cpu_fraction: float | None = None
     timed_window_s: float | None = None
+    timed_start_unix_s: float | None = None
+    timed_end_unix_s: float | None = None
+    own_cpu_cores: float | None = None
 
 
 @dataclass

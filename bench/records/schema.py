@@ -23,7 +23,9 @@ from bench.records.groups import (GROUPS, Adapter, Baseline, EvalPoint, Failure,
 # 3: seed and eval_predictions; wall_s; data_fingerprint; machine_busy may be null (too short to
 # judge); phase_clock, device_peak_override and the GPU facts (gpu_*, joules_per_sample).  Every new
 # field has a default, so records of schema 2 read as before.  4: device_choice (--device auto).
-# 5: --finetune (model.finetune, model.n_params_trainable, model.adapter) and optimizer_state_bytes.
+# 5: --finetune (model.finetune, model.n_params_trainable, model.adapter) and optimizer_state_bytes;
+# cells_at_once; machine_load's timed window on the wall clock and own_cpu_cores; sibling_cells no
+# longer written (the siblings are measured from the records' timed windows: bench/analysis/siblings.py).
 SCHEMA = 5
 
 
@@ -144,9 +146,15 @@ class Record:
     device_choice: str = ""
     # Where the cell ran and beside what (--executor): the executor, cells of this sweep running at the
     # same time, the CPU cores and GPUs its process had (sched_getaffinity, CUDA_VISIBLE_DEVICES as seen
-    # in the cell's task) and its node (Ray node id, or hostname).  Empty/0 for the sequential executor.
+    # in the cell's task) and its node (its host's name; Ray's node id in schema 4).  Empty/0 for the
+    # sequential executor.  cells_at_once: the most cells the sweep let run at once on the Ray it started
+    # (0: a cluster's resources decide, or sequential).
+    # sibling_cells: schema 4 only, the configured cells at once less one (what could run beside it, not
+    # what did); from schema 5 cells_at_once says the configured figure, and the cells that did run
+    # beside it are found from the records' timed windows (bench/analysis/siblings.py).
     executor: str = ""
     sibling_cells: int = 0
+    cells_at_once: int = 0
     cpu_cores: str = ""
     cuda_visible_devices: str = ""
     node: str = ""

@@ -23,6 +23,58 @@ BUSY_RULE = (f"other processes used more than {OTHERS_MAX_FRACTION:.0%} of the c
              f"(judged once that share is {MIN_TICKS_AT_THRESHOLD} clock ticks or more: 1 s of timed steps on 2 "
              f"cores, less on more), or the GEMM probes before and after training differ by more than "
              f"{PROBE_MAX_CHANGE:.0%}")
+# How each reason of the rule begins, so that a reader can tell them apart in ``machine_busy_why``
+# (the analysis re-judges the first with a cell's siblings taken out: ``bench/analysis/siblings.py``).
+OTHERS_WHY = "other processes used"
+PROBE_WHY = "GEMM probe"
+SHORT_WHY = "window too short to judge"
+
+
+def min_window_s(cores: int | None) -> float:
+    """The shortest timed window over which other processes' share of ``cores`` is judged."""
+    return MIN_TICKS_AT_THRESHOLD * TICK_S / (max(1, cores or 1) * OTHERS_MAX_FRACTION)
+
+
+def others_why(fraction: float, cores, what: str = "other processes") -> str:
+    return f"{what} used {fraction:.0%} of the {cores} cores during the timed steps"
+
+
+def probe_why(load: dict) -> str | None:
+    """The GEMM probes before and after training, when they differ by more than PROBE_MAX_CHANGE."""
+    before, after = load.get("gemm_gflops_before"), load.get("gemm_gflops_after")
+    if before and after:
+        change = abs(after - before) / max(before, after)
+        if change > PROBE_MAX_CHANGE:
+            return f"{PROBE_WHY} {before:.0f} GFLOP/s before training, {after:.0f} after ({change:.0%} apart)"
+    return None
+
+
+def busy_verdict(load: dict) -> tuple[bool | None, list[str]]:
+    """(busy?, why) by ``BUSY_RULE`` from a record's ``machine_load`` (as a dict): True, False, or None
+    when nothing says busy but the timed window was too short (or not measured) to judge other
+    processes' share ("could not judge" is not "quiet")."""
+    why = []
+    frac = load.get("others_cpu_fraction")
+    least = min_window_s(load.get("cores"))
+    if frac is not None and frac > OTHERS_MAX_FRACTION and (load.get("timed_window_s") or 0) >= least:
+        why.append(others_why(frac, load.get("cores")))
+    probe = probe_why(load)
+    if probe:
+        why.append(probe)
+    if why:
+        return True, why
+    window = load.get("timed_window_s")
+    if frac is None or window is None or window < least:
+        return None, [too_short_why(load)]
+    return False, why
+
+
+def too_short_why(load: dict) -> str:
+    window, least = load.get("timed_window_s"), min_window_s(load.get("cores"))
+    measured = f"{window:g} s of timed steps" if window is not None else "no timed steps measured"
+    end = load.get("loadavg_1m_end")
+    return (f"{SHORT_WHY}: {measured} (under {least:g} s); "
+            f"1-minute load {'unknown' if end is None else f'{end:.1f}'} on {load.get('cores')} cores")
 
 
 

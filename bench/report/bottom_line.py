@@ -11,6 +11,7 @@ from bench.analysis.cells import CellStats, comparison_groups, manual_cell
 from bench.analysis.columns import EVAL_F1, PEAK_MIB, SAMPLES_PER_S
 from bench.analysis.gaps import GapRow, gap_rows, phase_note
 from bench.analysis.machines import machine_count
+from bench.analysis.siblings import mark
 from bench.analysis.quality import QualityGroup
 from bench.analysis.verdicts import GAP_TOLERANCE, Kind
 from bench.report import evidence, gaps, phases, quality
@@ -21,7 +22,7 @@ HEADING = "Bottom line"
 # The table's word for each kind of a step ratio (the gap table says it at length).
 SHORT = {Kind.SAME: f"within {GAP_TOLERANCE:.0%}", Kind.REAL: "{pct} {dir} in every run",
          Kind.NOISE: "{pct} {dir}: noise", Kind.SINGLE: "{pct} {dir}, one run", Kind.BUSY: "{pct} {dir}, ⚠ busy",
-         Kind.NONE: "other batches"}
+         Kind.SHARED: "{pct} {dir}, ⚠ shared", Kind.NONE: "other batches"}
 
 
 def _linked(value: str, link: str) -> str:
@@ -82,7 +83,7 @@ def group_table(ctx: Context, key: tuple, group: list[CellStats], base) -> list[
     body = []
     for c in group:
         p50 = c.median(lambda r: r.step_s_p50)
-        busy = " ⚠ busy" if c.busy else ""
+        busy = mark(c.busy_kind)
         body.append([f"**{md.text(c.loop)}**", _linked(f(c.median(SAMPLES_PER_S)), dev) + busy,
                      f(p50 and p50 * 1000), _ratio(rows.get(c.loop), c, ref), _f1(c, base),
                      _linked(f(c.median(PEAK_MIB), "{:.0f}"), dev), _linked(f(c.startup_s()), dev)])

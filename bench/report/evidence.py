@@ -8,6 +8,7 @@ from bench.analysis.cells import CellStats
 from bench.analysis.columns import EVAL_F1, PEAK_MIB
 from bench.analysis.gaps import gap_rows, phase_note
 from bench.analysis.machines import same_machine
+from bench.analysis.siblings import FOREIGN, SIBLINGS
 from bench.analysis.parity import Parity, parity_rows
 from bench.analysis.quality import QualityGroup
 from bench.analysis.verdicts import GAP_TOLERANCE, PARITY_TOLERANCE, Kind
@@ -159,8 +160,11 @@ def _general(ctx: Context, group: list[CellStats], rows: dict, title: str, acros
     cannot = []
     if min(len(c.ok) for c in group) < 2 and any(row.kind is Kind.SINGLE for row in rows.values()):
         cannot.append(("a step-time gap beyond 5% from one run per cell", "`--repeats 3`"))
-    if any(c.busy for c in group):
+    if any(c.busy_kind == FOREIGN for c in group):
         cannot.append(("the speed of runs measured on a busy machine (⚠ busy)", "rerun them on a quiet machine"))
+    if any(c.busy_kind == SIBLINGS for c in group):
+        cannot.append(("the speed of runs measured beside other cells of their sweep sharing their cores or GPU "
+                       "(⚠ shared)", "rerun them one at a time (the sequential executor)"))
     outliers = [c.loop for c in group if _outlier_steps(c) and not c.busy]  # a busy run is said as such
     if outliers:
         short = bool(group[0].run.max_steps)

@@ -1,11 +1,15 @@
-"""Per device, one row per cell: every column of the registry shown in tables, and its plots."""
+"""Per device, one row per cell: every column of the registry shown in tables, and its plots.  Runs
+from more than one node (``--executor ray`` on a cluster) are shown per node and GPU model, each
+group's medians, spreads and speed-ups over its own runs only."""
 
 from __future__ import annotations
 
 from bench.report import markdown as md
 from bench.analysis.cells import CellStats, tutorial_baseline
 from bench.analysis.columns import JOULES_PER_SAMPLE, PEAK_MIB, SAMPLES_PER_S, TABLE, TableContext, shown_in
+from bench.analysis.machines import node_groups
 from bench.analysis.mfu import device_peak_of, shared_peaks
+from bench.analysis.siblings import FOREIGN, MARKS, SIBLINGS, mark
 from bench.report import plotting
 from bench.report.context import Context
 
@@ -57,36 +61,49 @@ def _table(dev_cells: list[CellStats], ctx: TableContext) -> list[str]:
     header = ["loop", "precision"] + (["variant"] if variant else []) + [col.label for col in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for c in dev_cells:
-        row = [c.loop + (" ⚠ busy" if c.busy else ""), c.precision] + ([c.variant or "tutorial"] if variant else [])
+        row = [c.loop + mark(c.busy_kind), c.precision] + ([c.variant or "tutorial"] if variant else [])
         lines.append("| " + " | ".join(row + [col.shown(c, ctx) for col in columns]) + " |")
     return lines + [""]
 
 
 def _busy(dev_cells: list[CellStats]) -> list[str]:
-    busy = [c for c in dev_cells if c.busy]
-    if not busy:
-        return []
+    """What ⚠ busy and ⚠ shared stand for, and each such cell's reasons."""
     from bench.records.vocabulary import BUSY_RULE
 
-    return [f"⚠ busy: {len(busy)} cell(s) had a run measured while the machine was busy ({BUSY_RULE}); "
-            "their speed says more about the machine than about the loop: "
-            + "; ".join(f"{c.loop} {c.precision}" + (f" {c.variant}" if c.variant else "") + ": " + md.text(", ".join(
-                w for r in c.ok for w in (r.machine_busy_why or []))) for c in busy) + ".", ""]
+    out = []
+    for kind, said in ((FOREIGN, f"had a run measured while the machine was busy ({BUSY_RULE}); their speed says more "
+                                 "about the machine than about the loop"),
+                       (SIBLINGS, "had a run measured beside other cells of their sweep that shared their CPU cores "
+                                  "(a CPU cell) or their GPU; their speed measures the sharing as much as the loop")):
+        cells = [c for c in dev_cells if c.busy_kind == kind]
+        if cells:
+            out += [f"{MARKS[kind]}: {len(cells)} cell(s) {said}: " + "; ".join(
+                f"{c.loop} {c.precision}" + (f" {c.variant}" if c.variant else "") + ": " + md.text(", ".join(
+                    w for v in c.verdicts() if v.kind == kind for w in v.why)) for c in cells) + ".", ""]
+    return out
 
 
 def lines(ctx: Context) -> list[str]:
     out = []
     drawn = ctx.plots_of(__name__)
-    for device, dev_cells in device_cells(ctx.cells).items():
-        tctx = table_context(dev_cells)
-        out += [f"## {device}", "", _intro(device, dev_cells, tctx), ""] + _table(dev_cells, tctx) + _busy(dev_cells)
-        for name in ("throughput", "memory"):
-            if (device, name) in drawn:
-                out += [f"![{name} on {device}]({drawn[(device, name)]})", ""]
+    for device, all_cells in device_cells(ctx.cells).items():
+        out += [f"## {device}", ""]
+        groups = node_groups(all_cells)
+        if len(groups) > 1:
+            out += [f"Runs from {len(groups)} nodes or GPU models: each has its own table, and its figures are "
+                    "compared only within it.", ""]
+        for group, dev_cells in groups:
+            tctx = table_context(dev_cells)
+            out += ([f"### {device}, {md.text(group)}", ""] if group else [])
+            out += [_intro(device, dev_cells, tctx), ""] + _table(dev_cells, tctx) + _busy(dev_cells)
+            for name in ("throughput", "memory"):
+                if (device, group, name) in drawn:
+                    out += [f"![{name} on {md.text(' '.join(filter(None, (device, group))))}]"
+                            f"({drawn[(device, group, name)]})", ""]
     return out
 
 
-def _bars(plt, device: str, dev: list[CellStats], name: str, ylabel: str, get, out_md) -> str:
+def _bars(plt, device: str, dev: list[CellStats], name: str, ylabel: str, get, out_md, group: str = "") -> str:
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(dev) + 2), 4))
     ax.bar(range(len(dev)), [c.median(get) or 0 for c in dev], color=[plotting.color_of(c.loop) for c in dev])
     if name == "throughput":
@@ -97,18 +114,20 @@ def _bars(plt, device: str, dev: list[CellStats], name: str, ylabel: str, get, o
     ax.set_xticks(range(len(dev)))
     ax.set_xticklabels([plotting.cell_label(c) for c in dev], fontsize=8)
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{name} on {device}")
+    ax.set_title(f"{name} on {device}" + (f", {group}" if group else ""))
     fig.tight_layout()
-    return plotting.save(plt, fig, plotting.png(out_md, device, name))
+    return plotting.save(plt, fig, plotting.png(out_md, *filter(None, (device, group)), name))
 
 
 def plots(ctx: Context, plt) -> dict:
-    """Per device: samples/s (with the spread over repeats) and peak memory, one bar per cell."""
+    """Per device (and node, where there are several): samples/s (with the spread over repeats) and
+    peak memory, one bar per cell."""
     made = {}
-    for device, dev in device_cells(ctx.cells).items():
-        counters = table_context(dev).counters
-        made[(device, "throughput")] = _bars(plt, device, dev, "throughput", "samples/s (median)", SAMPLES_PER_S,
-                                             ctx.out_md)
-        made[(device, "memory")] = _bars(plt, device, dev, "memory", "peak MiB" + (
-            f" ({device} allocated)" if counters else " (process RSS)"), PEAK_MIB, ctx.out_md)
+    for device, all_cells in device_cells(ctx.cells).items():
+        for group, dev in node_groups(all_cells):
+            counters = table_context(dev).counters
+            made[(device, group, "throughput")] = _bars(plt, device, dev, "throughput", "samples/s (median)",
+                                                        SAMPLES_PER_S, ctx.out_md, group)
+            made[(device, group, "memory")] = _bars(plt, device, dev, "memory", "peak MiB" + (
+                f" ({device} allocated)" if counters else " (process RSS)"), PEAK_MIB, ctx.out_md, group)
     return made

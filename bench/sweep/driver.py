@@ -235,7 +235,7 @@ def _sweep_with_ray(cells, out_dir: Path, done: set, cell_timeout, command: str,
         record.device_choice = device_choice
         append_or_record_failure(out_dir, record)
         made.append(record)
-        line = f"{record.status}, {time.monotonic() - t0:.0f} s into the sweep, beside {record.sibling_cells} other cells"
+        line = f"{record.status}, {time.monotonic() - t0:.0f} s into the sweep"
         if record.reason:
             line += f" ({record.reason})"
         line += after_record(record) if after_record is not None else ""

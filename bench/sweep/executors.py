@@ -68,15 +68,25 @@ def start_ray(address: str | None, num_cpus: int | None = None):
     return ray
 
 
-def where_it_ran(siblings: int) -> dict:
+def task_options(cell: Cell, cpus: int) -> dict:
+    """What the Ray task of one cell asks for: its CPU share, and for a CUDA cell its ``--nproc`` GPUs
+    as one task's ``num_gpus``.  A single task's resources always come from one node (the task runs
+    in one worker process, which Ray places on a node that holds all of them; its GPU ids are that
+    node's, set as ``CUDA_VISIBLE_DEVICES`` in the worker), so torchrun's ranks inside the task find
+    their GPUs on their own node without a placement group.  No retry: a cell that fails is recorded
+    as failed, as it is sequentially."""
+    gpus = cell.nproc if cell.device.split(":")[0] == "cuda" else 0
+    return {"num_cpus": cpus, "num_gpus": gpus, "max_retries": 0}
+
+
+def where_it_ran() -> dict:
     """What the process that runs a cell had: its CPU cores, the GPUs it sees, its host."""
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     return {"cpu_cores": cores, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-            "hostname": socket.gethostname(), "sibling_cells": siblings}
+            "hostname": socket.gethostname()}
 
 
-def _run_in_task(cell_dict: dict, timeout_s, command: str, log_path: str | None, memory_limit,
-                 siblings: int) -> dict:
+def _run_in_task(cell_dict: dict, timeout_s, command: str, log_path: str | None, memory_limit) -> dict:
     """A Ray task's body: the cell as ``run_isolated`` runs it; a record (as a dict) comes back."""
     from bench.sweep.launch import run_isolated
 
@@ -84,7 +94,7 @@ def _run_in_task(cell_dict: dict, timeout_s, command: str, log_path: str | None,
     record = run_isolated(cell, timeout_s, False, command, log_path=Path(log_path) if log_path else None,
                           memory_limit=memory_limit)
     out = record.to_dict()
-    out["_where"] = where_it_ran(siblings)
+    out["_where"] = where_it_ran()
     try:
         import ray
 
@@ -102,20 +112,21 @@ def run_with_ray(cells: list[Cell], *, timeout_s, command: str, log_dir: Path | 
     (Ctrl-C, the generator closed): the tasks in flight are cancelled, their process trees killed."""
     cpus = cpus_per_cell or default_cpus_per_cell(cells_at_once)
     ray = start_ray(address, None if address else cpus * cells_at_once)
+    # At most this many at once on the Ray started here; on a cluster its resources decide (0: unknown).
+    at_once = 0 if address else min(len(cells), cells_at_once)
     remote = ray.remote(_run_in_task)
     pending = {}
     try:
         for cell in cells:
-            gpus = cell.nproc if cell.device.split(":")[0] == "cuda" else 0
             log = str(log_dir / f"{cell.cell_id}.log") if log_dir else None
-            ref = remote.options(num_cpus=cpus, num_gpus=gpus, max_retries=0).remote(
-                cell.to_dict(), timeout_s, command, log, memory_limit, min(len(cells), cells_at_once) - 1)
+            ref = remote.options(**task_options(cell, cpus)).remote(cell.to_dict(), timeout_s, command, log,
+                                                                    memory_limit)
             pending[ref] = cell
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             ref = done[0]
             cell = pending.pop(ref)
-            yield _record_of(ray, ref, cell, command)
+            yield _record_of(ray, ref, cell, command, at_once)
     finally:
         for ref in pending:
             try:
@@ -125,8 +136,11 @@ def run_with_ray(cells: list[Cell], *, timeout_s, command: str, log_dir: Path | 
         ray.shutdown()
 
 
-def _record_of(ray, ref, cell: Cell, command: str) -> Record:
-    """The task's record, or a failed record saying what Ray said (a lost node, a killed worker)."""
+def _record_of(ray, ref, cell: Cell, command: str, at_once: int) -> Record:
+    """The task's record, or a failed record saying what Ray said (a lost node, a killed worker); either
+    says it ran under Ray, beside up to ``at_once - 1`` others, and (where the task said) where.  Its
+    node is the host's name: one machine whatever Ray session ran on it (a resumed sweep starts
+    another, with another node id), and two Ray nodes on one host share its cores."""
     from bench.cell.main import record_base
 
     try:
@@ -135,12 +149,13 @@ def _record_of(ray, ref, cell: Cell, command: str) -> Record:
         base = record_base(cell, command)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return Record(**{**base, "status": "failed", "reason": f"Ray: {type(exc).__name__}: {first}",
-                         "failure": {"kind": "executor", "message": str(exc)[:2000], "last_lines": []}})
+                         "failure": {"kind": "executor", "message": str(exc)[:2000], "last_lines": []},
+                         "executor": "ray", "cells_at_once": at_once})
     where = data.pop("_where", {})
     record = Record.from_dict(data)
     record.executor = "ray"
-    record.sibling_cells = where.get("sibling_cells", 0)
+    record.cells_at_once = at_once
     record.cpu_cores = ",".join(map(str, where.get("cpu_cores", [])))
     record.cuda_visible_devices = where.get("cuda_visible_devices", "")
-    record.node = where.get("ray_node_id") or where.get("hostname", "")
+    record.node = where.get("hostname") or where.get("ray_node_id", "")
     return record
