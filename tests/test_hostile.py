@@ -140,3 +140,18 @@ def test_hostile_adapter_settings_cannot_change_the_lora_section(tmp_path):
         assert not re.search(r"(?<!\\)<", outside), line  # every < from a record escaped
         if line.startswith("| "):
             assert len(re.findall(r"(?<!\\)\|", outside)) == 11, line  # the table's own 10 columns
+
+
+def test_an_adapter_of_the_wrong_types_is_not_a_bench_record():
+    """The report formats the adapter's numbers as numbers: a record holding text there is refused as
+    it is read, in one line, never half-rendered."""
+    import pytest
+
+    from bench.records import ResultsFileError
+
+    for bad in ({"r": "8|<b>x</b>"}, {"alpha": "8"}, {"adapted_layers": True}, {"target_modules": "query"},
+                {"modules_to_save": [1]}):
+        d = json.loads(rec("manual").to_json())
+        d["model"]["adapter"] = {"r": 8, "alpha": 8.0, **bad}
+        with pytest.raises(ResultsFileError, match="model.adapter's"):
+            Record.from_dict(d)

@@ -105,7 +105,10 @@ def test_the_adapter_is_read_back_from_the_live_model(arch):
     assert (a.r, a.alpha, a.dropout) == (8, 8.0, 0.0)  # PEFT's LoraConfig defaults, read back
     assert a.targets_source == ("bench" if arch in ("distilbert", "modernbert") else "peft")
     assert a.adapted_layers == sum(1 for n, m in model.named_modules() if hasattr(m, "lora_A"))
-    assert "classifier" in a.modules_to_save
+    # Read from the live model: the modules trained in full are those PEFT wrapped (its config also
+    # names "score", which no encoder here has; DistilBERT's pre_classifier ends with "classifier").
+    assert a.modules_to_save == (["classifier", "pre_classifier"] if arch == "distilbert" else ["classifier"])
+    assert a.target_modules == sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if hasattr(m, "lora_A")})
     # The head that runs trains; the adapters' B start at zero (LoRA starts as the base model).
     assert any("classifier" in n and "modules_to_save" in n for n, p in model.named_parameters() if p.requires_grad)
     assert all(torch.count_nonzero(p) == 0 for n, p in model.named_parameters() if "lora_B" in n)
@@ -129,7 +132,8 @@ def test_given_lora_settings_are_the_ones_in_force():
     assert a.target_modules == ["dense", "key", "query", "value"] and a.targets_source == "--lora-targets"
 
 
-@pytest.mark.parametrize("targets,said", [("query,nosuch", "no module of tiny (bert) is named so"),
+@pytest.mark.parametrize("targets,said", [("query,nosuch", "no module of tiny (bert) outside its classifier head"),
+                                          ("classifier", "no module of tiny (bert) outside its classifier head"),
                                           ("attention", "names a BertAttention")])
 def test_a_target_the_model_lacks_is_refused_before_any_cell(targets, said, glue_dir, tmp_path, capsys):
     out = tmp_path / "o"
@@ -206,7 +210,7 @@ def test_the_report_compares_lora_with_full_per_loop_from_the_records(lora_sweep
         assert p.lora.optimizer_state_mib == pytest.approx(lora.optimizer_state_bytes / 2**20)
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "## LoRA beside full fine-tuning" in report
-    assert "- fine-tuning: LoRA r 8, alpha 8, dropout 0 on `query,value` (peft's choice)" in report
+    assert "- fine-tuning: LoRA r 8, alpha 8, dropout 0 on `query,value` (peft's choice), `classifier` trained" in report
     section = report.split("## LoRA beside full fine-tuning")[1].split("\n## ")[0]
     assert sum(line.startswith("| cpu / fp32 | ") for line in section.splitlines()) == len(pairs)
 
@@ -249,3 +253,22 @@ def test_the_records_table_has_a_column_per_adapter_setting(lora_sweep):
     assert full["model.adapter.r"].isna().all()
     assert list(lora["optimizer_state_mib"]) == [r.optimizer_state_bytes / 2**20 for r in records
                                                  if r.run.finetune == "lora"]
+
+
+def test_lora_speed_pairs_each_round_of_repeats():
+    """--repeats 3 at one seed is three pairs of runs (round by round), not one pair of medians."""
+    from bench.analysis import cells_of
+    from bench.analysis.finetune import finetune_pairs
+    from bench.analysis.verdicts import Kind
+    from bench.records import Record
+    from tests.test_report import rec
+
+    records = []
+    for repeat, (full_sps, lora_sps) in enumerate([(10, 20), (11, 21), (12, 23)]):
+        full, lora = rec("manual", sps=full_sps, repeat=repeat), rec("manual", sps=lora_sps, repeat=repeat)
+        lora.config["run"] = {**lora.config["run"], "finetune": "lora", "lr": 5e-4}
+        lora.cell_id += "-lora"
+        records += [Record.from_dict(json.loads(r.to_json())) for r in (full, lora)]
+    [pair] = finetune_pairs(cells_of(records))
+    assert pair.speed_pairs == sorted([20 / 10, 21 / 11, 23 / 12])
+    assert pair.speed_kind is Kind.REAL

@@ -120,15 +120,18 @@ def _quality(full: dict, lora: dict) -> tuple[AcrossSeeds | None, str, str]:
 
 
 def _speed(full: dict, lora: dict) -> tuple[float | None, list, str]:
-    """LoRA's samples/s over full's per seed measured on one machine, their median, and whether a run
-    was not measured alone (``siblings.worse`` of the runs' kinds: a busy machine, else siblings)."""
+    """LoRA's samples/s over full's, one ratio per pair of runs: at each seed both ran, the runs of one
+    round of the plan (``--repeats``: the same repeat index) measured on one machine; their median,
+    and whether a run was not measured alone (``siblings.worse`` of the runs' kinds)."""
     ratios, kinds = [], []
     for seed in set(full) & set(lora):
         a, b = full[seed], lora[seed]
-        sa, sb = a.median(SAMPLES_PER_S), b.median(SAMPLES_PER_S)
         kinds += [a.busy_kind, b.busy_kind]
-        if sa and sb and same_machine(a.ok + b.ok):
-            ratios.append(sb / sa)
+        by_repeat = {r.repeat: r for r in a.ok}
+        for rb in b.ok:
+            ra = by_repeat.get(rb.repeat)
+            if ra is not None and ra.samples_per_s and rb.samples_per_s and same_machine([ra, rb]):
+                ratios.append(rb.samples_per_s / ra.samples_per_s)
     return (statistics.median(ratios) if ratios else None), sorted(ratios), worse(*kinds)
 
 

@@ -88,7 +88,8 @@ class LoopQuality:
     # seed -> its runs and the reference's at that seed were measured on one machine
     beside_reference: dict = field(default_factory=dict)
     machines: int = 1  # the machines its own runs were measured on
-    busy_seeds: tuple = ()  # the seeds whose run of this loop was measured on a busy machine (bench/cell/load.py)
+    busy_seeds: tuple = ()  # the seeds whose run of this loop was not measured alone (a busy machine, or siblings)
+    busy_kinds: dict = field(default_factory=dict)  # those seeds -> siblings.FOREIGN or siblings.SIBLINGS
     comparison: LoopComparison | None = None  # against the reference loop; None for it, or without shared pairs
     time_to_target: TimeToTarget | None = None
 
@@ -264,6 +265,7 @@ def quality_rows(cells: list[CellStats]) -> list[QualityGroup]:
                                             if seed in ref}
             loops[loop].machines = max(machine_count([r for c in by_seed.values() for r in c.ok]), 1)
             loops[loop].busy_seeds = tuple(sorted((seed for seed, c in by_seed.items() if c.busy), key=str))
+            loops[loop].busy_kinds = {seed: c.busy_kind for seed, c in by_seed.items() if c.busy}
             loops[loop].time_to_target = time_to_target(runs) if any(r.eval_curve for r in runs) else None
             if loops[loop].time_to_target:
                 loops[loop].to_target_s = {seed: c.ok[0].time_to_target_s for seed, c in by_seed.items()}

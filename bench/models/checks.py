@@ -117,17 +117,21 @@ def check_lora(run: RunConfig) -> None:
     with torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(config)
     adaptable = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d)
-    modules = dict(model.named_modules())
+    # PEFT trains in full every module whose name ends with classifier or score (modules_to_save;
+    # DistilBERT's pre_classifier too) and adapts nothing inside them: a target there adapts nothing.
+    modules = {name: m for name, m in model.named_modules()
+               if not any(part.endswith(("classifier", "score")) for part in name.split("."))}
+    linears = sorted({name.rsplit(".", 1)[-1] for name, m in modules.items() if isinstance(m, torch.nn.Linear)})
     for target in targets:
         matched = [m for name, m in modules.items() if name == target or name.endswith("." + target)]
         if not matched:
-            linears = sorted({name.rsplit(".", 1)[-1] for name, m in modules.items() if isinstance(m, torch.nn.Linear)})
-            raise ConfigError(f"--lora-targets {target}: no module of {run.model} ({config.model_type}) is named so; "
-                              f"its linear layers are named {', '.join(linears)}")
+            raise ConfigError(f"--lora-targets {target}: no module of {run.model} ({config.model_type}) outside its "
+                              f"classifier head (trained in full) is named so; its linear layers are named "
+                              f"{', '.join(linears)}")
         if not all(isinstance(m, adaptable) or type(m).__name__ == "Conv1D" for m in matched):
             kind = next(type(m).__name__ for m in matched if not isinstance(m, adaptable))
             raise ConfigError(f"--lora-targets {target}: names a {kind} in {run.model}, which LoRA cannot adapt; "
-                              "name linear layers (e.g. query,value)")
+                              f"name linear layers: {', '.join(linears)}")
 
 
 def _config_of(run: RunConfig):

@@ -66,18 +66,20 @@ def wrap(model, run: RunConfig):
 
 
 def adapter_facts(model, source: str) -> dict:
-    """The adapter as the live model holds it: PEFT's settings in force, how many layers it adapted,
-    what trains in full beside it, and the parameters trained (PEFT's own count)."""
+    """The adapter as the live model holds it: PEFT's settings in force, the modules it adapted and
+    those trained in full beside it (by their names in the model, not the config's lists: PEFT names
+    ``classifier`` and ``score`` for every classifier, and a target may match nothing), and the
+    parameters trained (PEFT's own count)."""
     from peft.tuners.lora import LoraLayer
+    from peft.utils import ModulesToSaveWrapper
 
     config = model.peft_config[model.active_adapter]
     trainable, total = model.get_nb_trainable_parameters()
-    targets = config.target_modules
+    adapted = [name for name, m in model.named_modules() if isinstance(m, LoraLayer)]
+    saved = [name for name, m in model.named_modules() if isinstance(m, ModulesToSaveWrapper)]
     return dict(method="lora", r=int(config.r), alpha=float(config.lora_alpha), dropout=float(config.lora_dropout),
                 scaling=float(config.lora_alpha) / int(config.r),
-                target_modules=sorted(targets) if isinstance(targets, (set, list, tuple)) else [str(targets)],
+                target_modules=sorted({name.rsplit(".", 1)[-1] for name in adapted}),
                 targets_source=source, bias=str(config.bias),
-                modules_to_save=sorted(config.modules_to_save or []),
-                adapted_layers=sum(1 for m in model.modules() if isinstance(m, LoraLayer)),
-                trainable_params=int(trainable), total_params=int(total))
-
+                modules_to_save=sorted({name.rsplit(".", 1)[-1] for name in saved}),
+                adapted_layers=len(adapted), trainable_params=int(trainable), total_params=int(total))

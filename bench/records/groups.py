@@ -104,6 +104,18 @@ class Adapter(_Group):
     trainable_params: int = 0
     total_params: int = 0
 
+    def __post_init__(self):
+        # The report formats these as numbers and names: a record holding anything else is not a
+        # bench record (refused as it is read, never half-shown).
+        numbers = ("r", "alpha", "dropout", "scaling", "adapted_layers", "trainable_params", "total_params")
+        lists = ("target_modules", "modules_to_save")
+        bad = [n for n in numbers if isinstance(getattr(self, n), bool) or not isinstance(getattr(self, n), (int, float))]
+        bad += [n for n in lists if not isinstance(getattr(self, n), list)
+                or not all(isinstance(v, str) for v in getattr(self, n))]
+        bad += [n for n in ("method", "targets_source", "bias") if not isinstance(getattr(self, n), str)]
+        if bad:
+            raise ResultsFileError(f"not a bench record: model.adapter's {', '.join(bad)} of the wrong type")
+
 
 @dataclass
 class Model(_Group):

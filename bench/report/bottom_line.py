@@ -5,6 +5,8 @@ run to tell it.  Every figure links to the section it comes from; each seed's ow
 
 from __future__ import annotations
 
+from bench.analysis.siblings import FOREIGN, MARKS, worse
+
 from loops import REFERENCE_LOOP
 from bench.report import markdown as md
 from bench.analysis.cells import CellStats, comparison_groups, manual_cell
@@ -102,7 +104,8 @@ def seeds_table(q: QualityGroup) -> list[str]:
     body = []
     for loop, v in q.loops.items():
         busy = sorted(set(v.busy_seeds) | set(ref.busy_seeds if ref else ()), key=str)
-        mark = f" ⚠ busy at {', '.join(str(s) for s in busy)}" if busy else ""
+        kind = worse(*v.busy_kinds.values(), *(ref.busy_kinds.values() if ref else ()))  # a busy machine, or siblings
+        mark = f" {MARKS.get(kind, MARKS[FOREIGN])} at {', '.join(str(s) for s in busy)}" if busy else ""
         t = quality.to_target_short(v.time_to_target)
         if loop == REFERENCE_LOOP:
             name = "**manual** (the tutorial's loop)" if q.reference_is_tutorial else "**manual**"

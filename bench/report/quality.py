@@ -3,6 +3,8 @@ manual loop's on the same validation pairs, its time to target, and its F1 over 
 
 from __future__ import annotations
 
+from bench.analysis.siblings import mark
+
 import math
 
 from loops import REFERENCE_LOOP
@@ -140,18 +142,18 @@ def _per_seed_table(q: QualityGroup) -> list[str]:
         if timed and not q.loops[loop].beside_reference.get(row.seed, True):
             line += " another machine than manual's | - |"
         elif timed:
-            line += (f" {_seconds(q.loops[loop].to_target_s, row.seed, q.loops[loop].busy_seeds)} | "
-                     f"{_seconds(ref.to_target_s, row.seed, ref.busy_seeds)} |")
+            line += (f" {_seconds(q.loops[loop].to_target_s, row.seed, q.loops[loop].busy_kinds)} | "
+                     f"{_seconds(ref.to_target_s, row.seed, ref.busy_kinds)} |")
         lines.append(line)
     return lines + [""]
 
 
-def _seconds(times: dict, seed, busy=()) -> str:
-    """A seed's seconds to the target ('⚠ busy' when its run was measured on a busy machine); '-'
-    where the loop evaluated toward none."""
+def _seconds(times: dict, seed, busy: dict) -> str:
+    """A seed's seconds to the target ('⚠ busy' when its run was measured on a busy machine, '⚠ shared'
+    beside sibling cells); '-' where the loop evaluated toward none."""
     if seed not in times:
         return "-"
-    return ("not reached" if times[seed] is None else f"{times[seed]:.0f}") + (" ⚠ busy" if seed in busy else "")
+    return ("not reached" if times[seed] is None else f"{times[seed]:.0f}") + mark(busy.get(seed, ""))
 
 
 def lines(ctx: Context) -> list[str]:

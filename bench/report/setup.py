@@ -124,8 +124,14 @@ def _finetune_line(ok: list[Record]) -> list[str]:
             f"({md.text(a.targets_source)}'s choice), {md.code(','.join(a.modules_to_save))} trained in full; "
             f"{a.trainable_params:,} of {a.total_params:,} parameters trained"
             if len(settings) == 1 else "LoRA settings vary by cell (each record's model.adapter names them)")
-    full = len(ok) - len(lora)
-    return [f"- fine-tuning: {said}, in {len(lora)} cells" + (f"; the other {full} fine-tune every weight" if full else "")]
+    def cell(r):  # a cell over its repeats (bench.analysis.cells.group_key), not each run
+        return r.loop, r.device, r.precision, json.dumps(r.run.to_dict(), sort_keys=True)
+
+    cells = {cell(r) for r in ok}
+    lora_cells = {cell(r) for r in lora}
+    full = len(cells - lora_cells)
+    return [f"- fine-tuning: {said}, in {len(lora_cells)} cell{'s' if len(lora_cells) != 1 else ''}"
+            + (f"; the other {full} fine-tune every weight" if full else "")]
 
 
 def lines(ctx: Context) -> list[str]:
