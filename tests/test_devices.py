@@ -12,6 +12,7 @@ from loops import available
 def test_a_new_device_entry_runs_every_loop_and_reaches_the_report(glue_dir, tmp_path, monkeypatch):
     import bench.cli
     import bench.config
+    import bench.config.flags
     import bench.devices
     from bench.cli import main
 
@@ -20,7 +21,7 @@ def test_a_new_device_entry_runs_every_loop_and_reaches_the_report(glue_dir, tmp
     monkeypatch.setitem(bench.devices.DEVICES, "fakecpu", fake)
     names = tuple(bench.devices.DEVICES)
     monkeypatch.setattr(bench.config, "DEVICES", names)  # what the parser offers, as at import
-    monkeypatch.setattr(bench.cli, "DEVICES", names)
+    monkeypatch.setattr(bench.config.flags, "DEVICES", names)
 
     out = tmp_path / "out"
     assert main(["run", "--loops", "all", "--device", "fakecpu", "--model", "tiny", "--glue-dir", glue_dir,
