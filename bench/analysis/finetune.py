@@ -21,13 +21,11 @@ import statistics
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from bench.analysis.bootstrap import AcrossSeeds, across_seeds
+from bench.analysis.bootstrap import AcrossSeeds
 from bench.analysis.cells import LOOP_ORDER, CellStats, order_of, per_loop_fields, variant_of, varying_of
 from bench.analysis.columns import EVAL_F1, PEAK_MIB, SAMPLES_PER_S
 from bench.analysis.machines import same_machine
-from bench.analysis.quality import predictions_of, time_to_target, verdict
+from bench.analysis.quality import compare_seeds, time_to_target
 from bench.analysis.siblings import worse
 from bench.analysis.verdicts import Kind, paired_kind
 from bench.config import LORA_FIELDS
@@ -101,24 +99,6 @@ def _side(by_seed: dict) -> Side:
                 adapter=model.adapter if model else None)
 
 
-def _quality(full: dict, lora: dict) -> tuple[AcrossSeeds | None, str, str]:
-    """LoRA minus full on the same validation pairs, across the seeds both ran, and the verdict."""
-    inputs, identical = [], True
-    for seed in sorted(set(full) & set(lora), key=lambda s: (s is None, s)):
-        ra = next((r for r in full[seed].ok if r.eval_predictions), None)
-        rb = next((r for r in lora[seed].ok if r.eval_predictions), None)
-        pa, pb = (predictions_of(r) if r else None for r in (ra, rb))
-        if pa is None or pb is None or not (np.array_equal(pa[0], pb[0]) and np.array_equal(pa[2], pb[2])):
-            continue  # not the same pairs: no paired comparison
-        inputs.append((pa[1], pb[1], pa[2]))
-        identical &= bool(np.array_equal(pa[1], pb[1]))
-    if not inputs or len({len(x[2]) for x in inputs}) > 1:
-        return None, "", "no seed at which both recorded predictions on the same validation pairs"
-    summary = across_seeds(inputs)
-    word, why = verdict(summary, identical)
-    return summary, word, why
-
-
 def _speed(full: dict, lora: dict) -> tuple[float | None, list, str]:
     """LoRA's samples/s over full's, one ratio per pair of runs: at each seed both ran, the runs of one
     round of the plan (``--repeats``: the same repeat index) measured on one machine; their median,
@@ -150,7 +130,7 @@ def finetune_pairs(cells: list[CellStats]) -> list[FinetunePair]:
         if not full or not lora:
             continue
         ratio, pairs, busy = _speed(full, lora)
-        difference, word, why = _quality(full, lora)
+        _, difference, word, why = compare_seeds(full, lora)  # LoRA minus full
         variant = variant_of(next(iter(full.values())).run, varying, flip=False)
         out.append(FinetunePair(loop=loop, device=device, precision=precision, variant=variant,
                                 full=_side(full), lora=_side(lora), speed_ratio=ratio, speed_pairs=pairs,

@@ -37,9 +37,7 @@ MIN_SEEDS = 3  # fewer seeds give no interval across seeds worth a verdict
 MLPERF_MIN_RUNS = 5  # MLPerf Training drops the fastest and the slowest run from 5 or more
 
 
-# ---------------------------------------------------------------------------------------------
-# Per-pair predictions (the bootstrap over them: bench/analysis/bootstrap.py)
-# ---------------------------------------------------------------------------------------------
+# -- Per-pair predictions (the bootstrap over them: bench/analysis/bootstrap.py) --------------------
 
 def predictions_of(record: Record) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(index, predicted, reference) of a record's validation pairs, sorted by index; None when the
@@ -128,9 +126,7 @@ def verdict(summary: AcrossSeeds, identical: bool) -> tuple[str, str]:
     return "not told apart", f"the F1 difference's {ci} across {n} seeds and the pairs includes 0"
 
 
-# ---------------------------------------------------------------------------------------------
-# Time to target across seeds
-# ---------------------------------------------------------------------------------------------
+# -- Time to target across seeds --------------------------------------------------------------------
 
 def _mlperf_mean(values: np.ndarray) -> float | None:
     """Mean without the fastest and the slowest run (MLPerf Training), from MLPERF_MIN_RUNS runs."""
@@ -154,9 +150,7 @@ def time_to_target(records: list[Record]) -> TimeToTarget | None:
                         mlperf_mean_s=_mlperf_mean(secs), mlperf_mean_step=_mlperf_mean(steps))
 
 
-# ---------------------------------------------------------------------------------------------
-# The comparison of a report: groups, rows, curves
-# ---------------------------------------------------------------------------------------------
+# -- The comparison of a report: groups, rows, curves -----------------------------------------------
 
 def _first_with_predictions(c: CellStats) -> Record | None:
     """The cell's first ok run holding per-pair predictions (repeats of one seed repeat its timing)."""
@@ -215,35 +209,37 @@ def speed_ratio(by_seed: dict, ref: dict | None) -> float | None:
     return statistics.median(ratios) if ratios else None
 
 
+def compare_seeds(ref: dict, by_seed: dict) -> tuple[list, AcrossSeeds | None, str, str]:
+    """B (``by_seed``) against A (``ref``), each seed -> cell: per seed the paired difference, across
+    the seeds both ran the mean difference, its interval and the verdict (None and no verdict when no
+    seed compares).  Only seeds at which both recorded predictions on the same pairs with the same
+    labels are compared."""
+    per_seed, inputs = [], []
+    for seed in sorted(set(by_seed) & set(ref), key=lambda s: (s is None, s)):
+        ra, rb = _first_with_predictions(ref[seed]), _first_with_predictions(by_seed[seed])
+        pa, pb = (predictions_of(r) if r else None for r in (ra, rb))
+        if pa is None or pb is None or not (np.array_equal(pa[0], pb[0]) and np.array_equal(pa[2], pb[2])):
+            continue  # not the same pairs: no paired comparison
+        row = paired_difference(pa[1], pb[1], pa[2])
+        row.seed = seed
+        per_seed.append(row)
+        inputs.append((pa[1], pb[1], pa[2]))
+    if not per_seed or len({len(x[2]) for x in inputs}) > 1:
+        return per_seed, None, "", "no seed at which both recorded predictions on the same validation pairs"
+    summary = across_seeds(inputs)
+    identical = all(row.pairs_differing == 0 for row in per_seed)
+    word, why = verdict(summary, identical)
+    return per_seed, summary, word, why
+
+
 def compare_loops(by_loop: dict, reference: str = REFERENCE_LOOP) -> list[LoopComparison]:
-    """Each loop of one seed group against the reference loop: per seed the paired difference, across
-    the seeds both ran the mean difference, its interval and the verdict.  Only seeds at which both
-    recorded predictions on the same pairs with the same labels are compared."""
+    """Each loop of one seed group against the reference loop (``compare_seeds``)."""
     ref = by_loop.get(reference)
-    rows = []
     if ref is None:
-        return rows
-    for loop, by_seed in by_loop.items():
-        if loop == reference:
-            continue
-        per_seed, inputs = [], []
-        for seed in sorted(set(by_seed) & set(ref), key=lambda s: (s is None, s)):
-            ra, rb = _first_with_predictions(ref[seed]), _first_with_predictions(by_seed[seed])
-            pa, pb = (predictions_of(r) if r else None for r in (ra, rb))
-            if pa is None or pb is None or not (np.array_equal(pa[0], pb[0]) and np.array_equal(pa[2], pb[2])):
-                continue  # not the same pairs: no paired comparison
-            row = paired_difference(pa[1], pb[1], pa[2])
-            row.seed = seed
-            per_seed.append(row)
-            inputs.append((pa[1], pb[1], pa[2]))
-        if not per_seed or len({len(x[2]) for x in inputs}) > 1:
-            continue
-        summary = across_seeds(inputs)
-        identical = all(row.pairs_differing == 0 for row in per_seed)
-        word, why = verdict(summary, identical)
-        rows.append(LoopComparison(loop=loop, reference=reference, per_seed=per_seed, across=summary, verdict=word,
-                                   why=why))
-    return rows
+        return []
+    return [LoopComparison(loop=loop, reference=reference, per_seed=per_seed, across=summary, verdict=word, why=why)
+            for loop, by_seed in by_loop.items() if loop != reference
+            for per_seed, summary, word, why in [compare_seeds(ref, by_seed)] if summary is not None]
 
 
 def quality_rows(cells: list[CellStats]) -> list[QualityGroup]:

@@ -7,6 +7,7 @@ import json
 from bench.report.format import head as table_head
 from bench.report import markdown as md
 from bench.analysis.machines import environment_rows
+from bench.analysis.cells import group_key
 from bench.records import Record
 from bench.report.context import Context
 
@@ -124,11 +125,8 @@ def _finetune_line(ok: list[Record]) -> list[str]:
             f"({md.text(a.targets_source)}'s choice), {md.code(','.join(a.modules_to_save))} trained in full; "
             f"{a.trainable_params:,} of {a.total_params:,} parameters trained"
             if len(settings) == 1 else "LoRA settings vary by cell (each record's model.adapter names them)")
-    def cell(r):  # a cell over its repeats (bench.analysis.cells.group_key), not each run
-        return r.loop, r.device, r.precision, json.dumps(r.run.to_dict(), sort_keys=True)
-
-    cells = {cell(r) for r in ok}
-    lora_cells = {cell(r) for r in lora}
+    cells = {group_key(r) for r in ok}  # cells over their repeats, not each run
+    lora_cells = {group_key(r) for r in lora}
     full = len(cells - lora_cells)
     return [f"- fine-tuning: {said}, in {len(lora_cells)} cell{'s' if len(lora_cells) != 1 else ''}"
             + (f"; the other {full} fine-tune every weight" if full else "")]
