@@ -272,3 +272,32 @@ def test_lora_speed_pairs_each_round_of_repeats():
     [pair] = finetune_pairs(cells_of(records))
     assert pair.speed_pairs == sorted([20 / 10, 21 / 11, 23 / 12])
     assert pair.speed_kind is Kind.REAL
+
+
+def test_a_seed_ok_in_one_recipe_only_is_left_out_of_both_sides():
+    """Full ran seeds 1-3, LoRA's seed 3 failed: both sides' F1 are means over seeds 1 and 2, and the
+    report names the seed left out, instead of full's mean taking in a seed LoRA never had."""
+    from bench.analysis import cells_of
+    from bench.analysis.finetune import finetune_pairs
+    from bench.records import Record
+    from bench.report.finetune import lines
+    from tests.test_report import rec
+
+    records = []
+    for seed, full_f1, lora_f1 in [(1, 0.80, 0.70), (2, 0.82, 0.72), (3, 0.90, None)]:
+        full = rec("manual", f1=full_f1)
+        lora = rec("manual", f1=lora_f1 or 0.0, status="ok" if lora_f1 else "failed", reason="" if lora_f1 else "boom")
+        for r, finetune, lr in ((full, "full", 5e-5), (lora, "lora", 5e-4)):
+            r.config["run"] = {**r.config["run"], "seed": seed, "finetune": finetune, "lr": lr}
+            r.cell_id += f"-{finetune}-{seed}"
+            records.append(Record.from_dict(json.loads(r.to_json())))
+    [pair] = finetune_pairs(cells_of(records))
+    assert pair.full.seeds == pair.lora.seeds == 2
+    assert pair.full.f1_mean == pytest.approx(0.81) and pair.lora.f1_mean == pytest.approx(0.71)
+    assert pair.unpaired == "seed 3 ok in full only"
+
+    class Ctx:
+        finetune = [pair]
+    [row] = [line for line in lines(Ctx()) if line.startswith("| cpu / fp32 | manual |")]
+    assert "(seed 3 ok in full only: left out) |" in row
+    assert "0.810 (2 seeds) → 0.710 (2 seeds)" in row

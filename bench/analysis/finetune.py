@@ -8,7 +8,8 @@ the LoRA settings and the learning rate, which ``--lora-lr`` sets for LoRA cells
 - **speed**: LoRA's samples/s over full's, per seed, judged by ``verdicts.paired_kind`` (measured on
   one machine only, never when either ran on a busy one);
 - **memory**: each one's peak, and the optimizer's state (AdamW's moments of the trained parameters);
-- **quality**: each one's F1 (the mean over seeds, with the cell's bootstrap interval at one seed),
+- **quality**: each one's F1 (the mean over the seeds both ran, with the cell's bootstrap interval at
+  one seed; a seed ok in one recipe only is left out of both sides and named),
   and LoRA minus full as a paired difference on the same validation pairs: per seed the paired
   bootstrap, across seeds the two-level one (``bootstrap.across_seeds``), with ``quality.verdict``;
 - **time to target** (``--eval-every K --target-f1 F``): the median over seeds of each.
@@ -66,6 +67,7 @@ class FinetunePair:
     difference: AcrossSeeds | None = None  # LoRA minus full, paired on the validation pairs
     verdict: str = ""
     why: str = ""
+    unpaired: str = ""  # seeds one recipe ran (ok) and the other did not: left out of both sides' figures
 
 
 def _pairing_key(c: CellStats) -> str:
@@ -115,6 +117,13 @@ def _speed(full: dict, lora: dict) -> tuple[float | None, list, str]:
     return (statistics.median(ratios) if ratios else None), sorted(ratios), worse(*kinds)
 
 
+def _unpaired(full: dict, lora: dict, common: set) -> str:
+    """Which seeds ran ok in one recipe only, said as such ('' when every seed ran in both)."""
+    parts = [f"seed {', '.join(str(s) for s in sorted(set(side) - common))} ok in {name} only"
+             for name, side in (("full", full), ("LoRA", lora)) if set(side) - common]
+    return "; ".join(parts)
+
+
 def finetune_pairs(cells: list[CellStats]) -> list[FinetunePair]:
     """Every loop's LoRA cells beside its full cells, in the report's loop order; empty when the
     records hold only one of the two."""
@@ -129,12 +138,19 @@ def finetune_pairs(cells: list[CellStats]) -> list[FinetunePair]:
         full, lora = sides["full"], sides["lora"]
         if not full or not lora:
             continue
+        # Both sides' figures over the seeds both ran: a seed that failed on one side would otherwise
+        # move that side's mean F1 (and medians) by a seed the other side never saw.
+        common = set(full) & set(lora)
+        unpaired = _unpaired(full, lora, common)
+        if common:
+            full = {s: c for s, c in full.items() if s in common}
+            lora = {s: c for s, c in lora.items() if s in common}
         ratio, pairs, busy = _speed(full, lora)
         _, difference, word, why = compare_seeds(full, lora)  # LoRA minus full
         variant = variant_of(next(iter(full.values())).run, varying, flip=False)
         out.append(FinetunePair(loop=loop, device=device, precision=precision, variant=variant,
                                 full=_side(full), lora=_side(lora), speed_ratio=ratio, speed_pairs=pairs,
                                 speed_kind=paired_kind(ratio, pairs, busy), busy=busy, difference=difference,
-                                verdict=word, why=why))
+                                verdict=word, why=why, unpaired=unpaired))
     out.sort(key=lambda p: (p.device, p.variant, p.precision, order_of(p.loop, LOOP_ORDER)))
     return out

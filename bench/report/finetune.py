@@ -35,6 +35,10 @@ def _difference(p: FinetunePair) -> str:
     return f"{d.f1_diff:+.3f} [{d.f1_diff_ci95[0]:+.3f}, {d.f1_diff_ci95[1]:+.3f}]"
 
 
+def _unpaired(p: FinetunePair) -> str:
+    return f" ({md.text(p.unpaired)}: left out)" if p.unpaired else ""
+
+
 def _adapter(p: FinetunePair) -> str:
     a = p.lora.adapter
     if a is None:
@@ -67,7 +71,7 @@ def lines(ctx: Context) -> list[str]:
                f"{_arrow(p.full.peak_mib, p.lora.peak_mib, '{:.0f}')} | "
                f"{_arrow(p.full.optimizer_state_mib, p.lora.optimizer_state_mib, '{:.2f}')} | "
                f"{_params(p.full)} → {_params(p.lora)} | {_f1(p.full)} → {_f1(p.lora)} | {_difference(p)} | "
-               f"{p.verdict or 'not compared'} |")
+               f"{p.verdict or 'not compared'}{_unpaired(p)} |")
         if targets:
             row += (f" {f(p.full.time_to_target_s)} ({p.full.target_reached or '-'}) → "
                     f"{f(p.lora.time_to_target_s)} ({p.lora.target_reached or '-'}) |")
