@@ -126,6 +126,17 @@ def test_the_gap_and_the_report_say_the_runs_were_shared_not_busy(tmp_path):
     assert "ok (shared with 1 sibling cell)" in summary_table(records)
 
 
+def test_the_csv_says_which_load_a_busy_cell_had():
+    from bench.report.cells_csv import csv_rows
+
+    shared = [rec("manual", (100, 110), others=1.0), rec("fabric", (95, 115), others=1.0)]
+    assert {(r["loop"], r["busy"], r["busy_kind"]) for r in csv_rows(shared)} == {
+        ("manual", True, SIBLINGS), ("fabric", True, SIBLINGS)}
+    loaded = [rec("manual", (100, 110), others=1.8), rec("trainer", (200, 210), others=0.0)]
+    assert {(r["loop"], r["busy"], r["busy_kind"]) for r in csv_rows(loaded)} == {
+        ("manual", True, FOREIGN), ("trainer", False, "")}
+
+
 def test_compare_says_which_kind_of_busy():
     from bench.analysis.compare import verdict
 
@@ -190,3 +201,19 @@ def test_the_concurrency_section_counts_the_siblings_that_overlapped(tmp_path):
     assert "| manual | cpu | fp32 | 0 | n1 | 1 | 0,1 | - | CPU cores | ⚠ shared |" in text
     assert "| trainer |" not in text  # alone in its time: configured 2 at once, but nothing beside it
     assert "CPU cells that shared cores with other cells contended for them" in text
+
+
+def test_the_concurrency_rows_name_the_seed_and_recipe_that_tell_cells_apart(tmp_path):
+    """Two seeds of one loop ran side by side: the rows say which seed each is, as the device tables do."""
+    from bench.report import concurrency
+    from bench.report.context import Context
+
+    a, b = rec("manual", (100, 110), others=1.0), rec("manual", (95, 115), others=1.0)
+    for r, seed in ((a, 1), (b, 2)):
+        r.config["run"] = {**r.config["run"], "seed": seed}
+        r.cell_id += f"-seed{seed}"
+    a, b = (Record.from_dict(__import__("json").loads(r.to_json())) for r in (a, b))
+    text = "\n".join(concurrency.lines(Context.of([a, b], tmp_path / "r.md")))
+    assert "| loop | device | precision | variant | rep |" in text
+    assert "| manual | cpu | fp32 | seed 1 | 0 | n1 | 1 | 0,1 | - | CPU cores | ⚠ shared |" in text
+    assert "| manual | cpu | fp32 | seed 2 | 0 | n1 | 1 | 0,1 | - | CPU cores | ⚠ shared |" in text

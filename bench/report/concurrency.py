@@ -4,6 +4,7 @@ shared and whether they may have contended for the host.  Nothing when every cel
 
 from __future__ import annotations
 
+from bench.analysis.cells import variant_of, varying_of
 from bench.analysis.siblings import MARKS, Overlaps, shares
 from bench.report.format import head
 from bench.report import markdown as md
@@ -50,15 +51,22 @@ def lines(ctx: Context) -> list[str]:
     rows = _rows(ctx)
     if not rows:
         return []
-    ok = sum(r.status == "ok" for r in latest_per_cell(ctx.records))
+    latest = latest_per_cell(ctx.records)
+    ok = sum(r.status == "ok" for r in latest)
+    # What else tells the cells apart (seed, fine-tuning, batch size, ...), as the device tables name it:
+    # a column only when the report holds more than one.
+    varying = varying_of(latest)
+    variants = {id(r): variant_of(r.run, varying) for r, _, _, _ in rows}
+    variant_head = " variant |" if any(variants.values()) else ""
     out = [f"## {HEADING}", "",
            f"{len(rows)} of {ok} ok cells ran beside other cells: another cell's process overlapped their timed "
            "steps on their node (found from each record's timed window on the wall clock; *beside* counts those "
            "cells). *shared*: what they shared with them.", "",
-           *head("| loop | device | precision | rep | node | beside | CPU cores | GPUs | shared | verdict |")]
+           *head(f"| loop | device | precision |{variant_head} rep | node | beside | CPU cores | GPUs | shared | verdict |")]
     legacy = [r for r, found, _, _ in rows if found is None]
     for r, found, beside, kind in rows:
-        out.append(f"| {md.text(r.loop)} | {md.text(r.device)} | {md.text(r.precision)} | {r.repeat} | "
+        variant = f" {md.text(variants[id(r)])} |" if variant_head else ""
+        out.append(f"| {md.text(r.loop)} | {md.text(r.device)} | {md.text(r.precision)} |{variant} {r.repeat} | "
                    f"{md.text((r.node or '')[:32])} | {beside} | {md.text(r.cpu_cores or '')} | "
                    f"{md.text(r.cuda_visible_devices or '-')} | {_shared(r, found, legacy)} | {MARKS.get(kind, kind)} |")
     return out + [""] + _contention(rows, legacy) + [""]
