@@ -147,13 +147,13 @@ def test_a_process_start_is_read_to_the_clock_tick():
     the start read from the process's own start tick agrees with the parent's stamp at Popen."""
     import time
 
-    from bench.sweep.launch import _create_time
+    from bench.cell.wallclock import process_start_time
 
     for _ in range(3):
         stamp = time.time()
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
         try:
-            assert abs(_create_time(child.pid) - stamp) < 0.05
+            assert abs(process_start_time(child.pid) - stamp) < 0.05
         finally:
             child.wait()
 

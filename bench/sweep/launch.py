@@ -20,7 +20,7 @@ from bench.sweep.celllog import BANNER, TAIL_LINES, WORKER_SIGKILL, CellLog, kil
 from bench.config import Cell
 from bench.sweep.memwatch import MemoryWatch, gib
 from bench.records import Record
-from bench.cell.wallclock import utc_now
+from bench.cell.wallclock import process_start_time, utc_now
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CELL_DIR_PREFIX = "bench-cell-"
@@ -144,7 +144,7 @@ class _Child:
 
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True, preexec_fn=die_with_parent)
-        self.created = _create_time(self.proc.pid)
+        self.created = process_start_time(self.proc.pid)  # the kernel's figure, the one the cell's own clock starts from
         self.tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
         self.watch = MemoryWatch(self.proc, memory_limit)
         self.log = None
@@ -240,9 +240,3 @@ def _failure(base: dict, child: _Child, code: int, timed_out: bool, timeout_s: f
         reason += f": {said[-1][:300]}"
     return _failed(base, kind, reason, last, rank_errors=errors)
 
-
-def _create_time(pid: int) -> float | None:
-    """Epoch seconds a process began (the kernel's figure, the one the cell's own clock starts from)."""
-    from bench.cell.wallclock import process_start_time
-
-    return process_start_time(pid)
