@@ -215,6 +215,31 @@ def test_the_report_compares_lora_with_full_per_loop_from_the_records(lora_sweep
     assert sum(line.startswith("| cpu / fp32 | ") for line in section.splitlines()) == len(pairs)
 
 
+def test_a_full_and_lora_sweep_resumes_and_grows_by_a_loop(glue_dir, tmp_path, capsys):
+    """Resume matches each recipe to its own recorded cells: the LoRA cells' learning rate and
+    adapter settings are not the full cells', and that is no reason to refuse (it was, for every
+    resume of a --finetune full,lora sweep); another LoRA learning rate still is."""
+    out = tmp_path / "o"
+    base = ["run", "--device", "cpu", "--model", "tiny", "--glue-dir", glue_dir, "--finetune", "full,lora",
+            "--max-steps", "2", "--timing-warmup", "1", "--train-samples", "16", "--eval-samples", "16",
+            "--in-process", "--no-progress"]
+    assert main([*base, "--loops", "manual", "--lora-lr", "5e-4", "--out", str(out)]) == 0
+    # The progress lines tell the two recipes apart.
+    assert [line.split(": ok")[0] for line in capsys.readouterr().err.splitlines() if ": ok " in line] == \
+        ["[1/2] manual/cpu/fp32", "[2/2] manual/cpu/fp32 lora"]
+    assert main([*base, "--loops", "manual", "--lora-lr", "5e-4", "--resume", str(out)]) == 0
+    assert "already recorded" in capsys.readouterr().err
+    assert main([*base, "--loops", "manual,accelerate", "--lora-lr", "5e-4", "--resume", str(out)]) == 0
+    records = read_records(out / "results.jsonl")
+    assert sorted((r.loop, r.run.finetune, r.run.lr) for r in records) == [
+        ("accelerate", "full", 5e-5), ("accelerate", "lora", 5e-4), ("manual", "full", 5e-5), ("manual", "lora", 5e-4)]
+    assert all(r.status == "ok" for r in records)
+    capsys.readouterr()
+    assert main([*base, "--loops", "trainer", "--lora-lr", "1e-3", "--resume", str(out)]) == 2
+    assert "run.lr (0.0005 recorded, 0.001 now)" in capsys.readouterr().err
+    assert len(read_records(out / "results.jsonl")) == 4  # nothing ran, nothing was rewritten
+
+
 @pytest.mark.slow
 def test_minilm_thirty_steps_full_and_lora_in_every_loop(glue_dir, tmp_path):
     """What a user types first: ten ok cells, LoRA a small fraction of the weights, its step losses

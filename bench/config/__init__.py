@@ -256,5 +256,6 @@ class Cell:
     def label(self) -> str:
         flip = f" [{self.run.flip.split(':', 1)[-1]} flipped]" if self.run.flip else ""
         seed = f" seed {self.run.seed}" if self.run.seed != RunConfig.seed else ""  # a --seeds sweep's cells apart
+        recipe = f" {self.run.finetune}" if self.run.finetune != RunConfig.finetune else ""  # LoRA beside full
         return (f"{self.loop}/{self.device}/{self.precision}" + (f"x{self.world_size}" if self.world_size > 1 else "")
-                + (f"#{self.repeat}" if self.repeat else "") + seed + flip)
+                + (f"#{self.repeat}" if self.repeat else "") + seed + recipe + flip)

@@ -153,9 +153,11 @@ def recorded(out: Path) -> list[Record]:
 
 def _axes(run: dict, device: str, loop: str = "") -> tuple:
     """What varies inside one sweep's matrix besides loop / precision / repeat: the run config is
-    per device, preset, batch size and seed (and loop under ``--defaults native``, where each loop's
-    run config has its own library's defaults on purpose)."""
-    return device, run.get("preset"), run.get("batch_size"), run.get("seed"), run.get("defaults") == "native" and loop
+    per device, preset, batch size, seed and recipe (full or LoRA: each has its own learning rate
+    and adapter settings), and per loop under ``--defaults native``, where each loop's run config has
+    its own library's defaults on purpose."""
+    return (device, run.get("preset"), run.get("batch_size"), run.get("seed"), run.get("finetune", "full"),
+            run.get("defaults") == "native" and loop)
 
 
 def _differing(a: dict, b: dict, prefix: str = "") -> list[str]:
