@@ -137,6 +137,12 @@ def test_run_with_seeds_records_each_seed_and_resume_adds_a_seed(glue_dir, tmp_p
     # Resume with one more seed: only the new seed runs; the recorded ones are not run again.
     assert main([*base, "--seeds", "1,2,3", "--resume", str(out)]) == 0
     assert [r.seed for r in read_records(out)] == [1, 2, 3]
+    # One loop has nothing to pair across seeds with: its seeds share one table in the bottom line,
+    # a row per seed, instead of a table per seed.
+    bottom = (out / "report.md").read_text(encoding="utf-8").split("## Bottom line")[1].split("\n## ")[0]
+    assert bottom.count("| seed | loop | samples/s |") == 1 and "/ fp32, seeds 1, 2, 3**" in bottom
+    assert [row.split(" | ")[:2] for row in bottom.splitlines() if "**manual**" in row] == \
+        [["| 1", "**manual**"], ["| 2", "**manual**"], ["| 3", "**manual**"]]
 
 
 def test_resume_of_a_native_seed_sweep_matches_each_loop_to_its_own_config(tmp_path):

@@ -1,5 +1,6 @@
 """The answer first: a table per device x precision (x variant), or, under ``--seeds``, one per
-seed group over its seeds; then at most three sentences: what holds, what cannot be told, what to
+seed group over its seeds (or, where no other loop ran two of the manual loop's seeds, one table
+with a row per seed and loop); then at most three sentences: what holds, what cannot be told, what to
 run to tell it.  Every figure links to the section it comes from; each seed's own table is in
 *Each seed's runs* (``bench/report/per_seed.py``)."""
 
@@ -71,17 +72,11 @@ def _where(ctx: Context, device: str, runs: list) -> str:
     return where
 
 
-def group_table(ctx: Context, key: tuple, group: list[CellStats], base) -> list[str]:
-    """One comparison group's table: a line naming what ran where, then a row per loop."""
-    device, precision, variant = key
-    runs = [r for c in group for r in c.ok]
-    run = group[0].run
-    repeats = min(len(c.ok) for c in group)
-    length = f"{run.max_steps} steps" if run.max_steps else f"{run.epochs} epochs"
-    counters = any(c.median(lambda r: r.peak_alloc_mib) is not None for c in group)
+def _group_rows(ctx: Context, group: list[CellStats], base) -> list[list[str]]:
+    """A row per loop of one comparison group, its step time against that group's manual loop."""
     rows = {row.loop: row for row in gap_rows(group) if row.runs or not row.other_machine}
     ref = manual_cell(group)
-    dev = anchor(device)
+    dev = anchor(group[0].device)
     body = []
     for c in group:
         p50 = c.median(lambda r: r.step_s_p50)
@@ -89,11 +84,41 @@ def group_table(ctx: Context, key: tuple, group: list[CellStats], base) -> list[
         body.append([f"**{md.text(c.loop)}**", _linked(f(c.median(SAMPLES_PER_S)), dev) + busy,
                      f(p50 and p50 * 1000), _ratio(rows.get(c.loop), c, ref), _f1(c, base),
                      _linked(f(c.median(PEAK_MIB), "{:.0f}"), dev), _linked(f(c.startup_s()), dev)])
+    return body
+
+
+def _header(ctx: Context, title: str, groups: list[list[CellStats]]) -> tuple[str, list[str]]:
+    """The line naming what ran where, and the table's columns, for one or more comparison groups."""
+    cells = [c for group in groups for c in group]
+    runs = [r for c in cells for r in c.ok]
+    run = cells[0].run
+    length = f"{run.max_steps} steps" if run.max_steps else f"{run.epochs} epochs"
+    counters = any(c.median(lambda r: r.peak_alloc_mib) is not None for c in cells)
+    line = (f"**{title}**: {md.text(_where(ctx, cells[0].device, runs))}; {length} of {md.code(run.model)}, "
+            f"{min(len(c.ok) for c in cells)} run(s) per cell")
+    return line, ["loop", "samples/s", "step p50 ms", "step time vs manual", "val F1 [95% CI]",
+                  f"peak MiB {'allocated' if counters else 'RSS'}", "startup s"]
+
+
+def group_table(ctx: Context, key: tuple, group: list[CellStats], base) -> list[str]:
+    """One comparison group's table: a line naming what ran where, then a row per loop."""
+    device, precision, variant = key
     title = f"{md.text(device)} / {md.text(precision)}" + (f" / {md.text(variant)}" if variant else "")
-    header = ["loop", "samples/s", "step p50 ms", "step time vs manual", "val F1 [95% CI]",
-              f"peak MiB {'allocated' if counters else 'RSS'}", "startup s"]
-    return [f"**{title}**: {md.text(_where(ctx, device, runs))}; {length} of {md.code(run.model)}, "
-            f"{repeats} run(s) per cell", "", *table(header, body), ""]
+    line, header = _header(ctx, title, [group])
+    return [line, "", *table(header, _group_rows(ctx, group, base)), ""]
+
+
+def seeds_folded(ctx: Context, key: tuple, groups: list[list[CellStats]], base) -> list[str]:
+    """Comparison groups that differ only by seed and that no across-seed table answers (one loop
+    ran every seed, the others fewer): one table, a row per seed and loop, each loop's step time
+    against the manual loop of its own seed, instead of a table per seed."""
+    device, precision, seedless = key
+    seeds = seeds_shown([str(group[0].seed) for group in groups])
+    title = (f"{md.text(device)} / {md.text(precision)}" + (f" / {md.text(seedless)}" if seedless else "")
+             + f", {seeds}")
+    line, header = _header(ctx, title, groups)
+    body = [[md.text(str(group[0].seed)), *row] for group in groups for row in _group_rows(ctx, group, base)]
+    return [line, "", *table(["seed", *header], body), ""]
 
 
 def seeds_table(q: QualityGroup) -> list[str]:
@@ -160,8 +185,19 @@ def lines(ctx: Context) -> list[str]:
         h, c = evidence.seed_picks(q)
         holds += h
         cannot += c
+    # Groups apart only by their seed share one table, a row per seed and loop.
+    by_seedless: dict[tuple, list[list[CellStats]]] = {}
     for key, group in groups:
         if key not in answered:
+            by_seedless.setdefault((key[0], key[1], group[0].seedless_variant), []).append(group)
+    for key, group in groups:
+        if key in answered:
+            pass
+        elif len(folded := by_seedless[(key[0], key[1], group[0].seedless_variant)]) > 1 and \
+                len({g[0].seed for g in folded}) == len(folded):
+            if group is folded[0]:
+                out += seeds_folded(ctx, (key[0], key[1], group[0].seedless_variant), folded, base)
+        else:
             out += group_table(ctx, key, group, base)
         h, c = evidence.picks(ctx, key, group, base, detail=key not in answered)
         holds += h
