@@ -1,7 +1,10 @@
 """Seeds as a sweep axis, per-pair predictions in the record, and the paired quality comparison
 across seeds (bench/analysis/quality.py) with its report section."""
 
+import json
+
 import numpy as np
+
 import pytest
 
 import loops
@@ -143,6 +146,23 @@ def test_run_with_seeds_records_each_seed_and_resume_adds_a_seed(glue_dir, tmp_p
     assert bottom.count("| seed | loop | samples/s |") == 1 and "/ fp32, seeds 1, 2, 3**" in bottom
     assert [row.split(" | ")[:2] for row in bottom.splitlines() if "**manual**" in row] == \
         [["| 1", "**manual**"], ["| 2", "**manual**"], ["| 3", "**manual**"]]
+    # Another loop at seed 1 only: what would tell them apart is that loop at the other seeds, not
+    # "--seeds 1,2,3", which the sweep already ran.
+    assert main([*base[:2], "accelerate", *base[3:], "--seeds", "1", "--resume", str(out)]) == 0
+    assert "| 1 | **accelerate** |" in (out / "report.md").read_text(encoding="utf-8")
+    # 3 steps of the tiny model score the majority floor; lift every F1 off it (the intervals overlapping)
+    # in a copy of the records, so the report weighs the loops' quality at seed 1.
+    lifted = tmp_path / "lifted"
+    lifted.mkdir()
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    for r in lines:
+        r["eval_f1"], r["eval_f1_ci95"] = 0.9, [0.85, 0.95]
+    (lifted / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    assert main(["report", str(lifted)]) == 0
+    bottom = (lifted / "report.md").read_text(encoding="utf-8").split("## Bottom line")[1].split("\n## ")[0]
+    assert "quality at one seed: every loop's F1 interval overlaps every other's" in bottom
+    assert "every loop at the seeds the sweep ran (`--resume` with `--loops all` and the same `--seeds`)" in bottom
+    assert "`--seeds 1,2,3` for" not in bottom  # the sweep ran them already
 
 
 def test_resume_of_a_native_seed_sweep_matches_each_loop_to_its_own_config(tmp_path):

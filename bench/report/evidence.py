@@ -148,7 +148,11 @@ def picks(ctx: Context, key: tuple, group: list[CellStats], base, detail: bool =
                        f"loop scores exactly the majority-class floor (F1 {base.f1:.4f})",
                        "train longer (`--epochs 3`) for F1 that ranks the loops"))
     elif len(cis) > 1 and max(lo for lo, _ in cis.values()) <= min(hi for _, hi in cis.values()):
+        # Under --seeds some loop already ran other seeds: what is missing is the others at those seeds.
+        some_seeds = group[0].variant != group[0].seedless_variant
         cannot.append(("quality at one seed: every loop's F1 interval overlaps every other's",
+                       "every loop at the seeds the sweep ran (`--resume` with `--loops all` and the same `--seeds`) "
+                       "for a paired verdict across seeds" if some_seeds else
                        "`--seeds 1,2,3` for a paired verdict across seeds"))
     train_holds, train_cannot = _training(group, title, ctx.explained_any)
     holds += ([] if across else _extremes(group, title)) + train_holds
