@@ -145,8 +145,11 @@ def test_ctrl_c_stops_the_ray_sweep_its_cells_in_flight_and_its_ray(glue_dir, tm
     mark = uuid.uuid4().hex  # tells this sweep's processes (driver, Ray, tasks, cells) from any other's
     argv = [sys.executable, "-m", "bench", "run", "--loops", "manual,fabric", "--repeats", "2", "--glue-dir",
             glue_dir, *TINY, "--max-steps", "400", "--executor", "ray", "--cpus-per-cell", "1", "--out", str(out)]
+    # A terminal's foreground job takes SIGINT; a test run started in the background (`cmd &`, nohup)
+    # inherits it ignored, and so would the driver: give the driver the terminal's disposition.
     driver = subprocess.Popen(argv, env=dict(os.environ, BENCH_TEST_MARK=mark), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+                              stderr=subprocess.PIPE, text=True, start_new_session=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         cells = []
