@@ -135,8 +135,10 @@ tree = sum(size(p) for p in sys.stdin.buffer.read().split(b"\0") if p)
 carried = folder(".whl") + folder(".data")
 mib = lambda b: f"{b / 2**20:.1f} MiB"
 total = tree + carried
-print(f"prepare: .whl/ and .data/ hold {mib(carried)}, the tree beside them {mib(tree)}: {mib(total)} "
-      f"of the {mib(limit)} a device call carries ({mib(limit - total)} to spare)")
+said = (f"prepare: .whl/ and .data/ hold {mib(carried)}, the tree beside them {mib(tree)}: {mib(total)} "
+        f"of the {mib(limit)} a device call carries")
 if total >= limit:
-    sys.exit(f"prepare: {mib(total - limit)} over the limit: carry less or make the tree smaller")
+    print(f"{said}: {mib(total - limit)} over; carry less or make the tree smaller", file=sys.stderr)
+    sys.exit(2)
+print(f"{said} ({mib(limit - total)} to spare)")
 ' "$LIMIT_MIB"
