@@ -81,7 +81,7 @@ def test_verdict_worse_better_and_too_few_seeds():
     assert verdict(better, identical=False)[0] == "better"
     few = across_seeds([(b, a, ref) for ref, a, b in seeds[:MIN_SEEDS - 1]])
     word, why = verdict(few, identical=False)
-    assert word == "not told apart" and "too few seeds" in why
+    assert word == "no verdict" and "too few seeds" in why  # not "not told apart": nothing was weighed
     # A difference the pairs cannot resolve: one pair in 200 at each seed.
     close = across_seeds([(a, b, ref) for ref, a, b in (_seed_case(1, seed=s) for s in range(MIN_SEEDS))])
     word, why = verdict(close, identical=False)
@@ -163,6 +163,25 @@ def test_run_with_seeds_records_each_seed_and_resume_adds_a_seed(glue_dir, tmp_p
     assert "quality at one seed: every loop's F1 interval overlaps every other's" in bottom
     assert "every loop at the seeds the sweep ran (`--resume` with `--loops all` and the same `--seeds`)" in bottom
     assert "`--seeds 1,2,3` for" not in bottom  # the sweep ran them already
+    # accelerate predicting otherwise than manual on some pairs at its one seed, and a copy of manual's
+    # three records as the Trainer's (an across-seed table, two loops at every seed): accelerate gets
+    # no verdict (no interval across seeds), said as such, not "not told apart" nor "its interval
+    # across 3 seeds includes 0"; what would tell is accelerate at the sweep's seeds.
+    trainer = []
+    for r in lines:
+        if r["loop"] == "accelerate":
+            predicted = r["eval_predictions"]["predicted"]
+            predicted[:4] = [1 - label for label in predicted[:4]]
+        if r["loop"] == "manual":
+            trainer.append({**r, "loop": "trainer", "cell_id": r["cell_id"] + "-trainer"})
+    (lifted / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines + trainer), encoding="utf-8")
+    assert main(["report", str(lifted)]) == 0
+    bottom = (lifted / "report.md").read_text(encoding="utf-8").split("## Bottom line")[1].split("\n## ")[0]
+    assert "| **accelerate** | " in bottom and "| **no verdict**: too few seeds (1;" in bottom
+    assert "whether accelerate fine-tunes better or worse than manual (fewer than 3 seeds of it: no interval " \
+           "across seeds)" in bottom and "(each F1 interval" not in bottom
+    assert "**To tell:** every loop at the seeds the sweep ran (`--resume` with `--loops all` and the same " \
+           "`--seeds`)" in bottom
 
 
 def test_resume_of_a_native_seed_sweep_matches_each_loop_to_its_own_config(tmp_path):

@@ -9,7 +9,9 @@ quality comparisons across seeds; nothing here writes Markdown or draws.
   gets a two-level bootstrap interval: resample the seeds, then the pairs inside each drawn seed
   (``across_seeds``), so it holds both sources of doubt.  Each loop's seed spread is the sd of its F1.
 - **Verdict.** ``better`` / ``worse`` when the across-seed interval of the F1 difference lies wholly
-  above / below 0 with at least ``MIN_SEEDS`` seeds; else ``not told apart``, with the reason.
+  above / below 0 with at least ``MIN_SEEDS`` seeds; ``no verdict`` with fewer (one seed's interval
+  holds the pairs' doubt, not the draw's: it can lie far from 0 and still say nothing); else ``not
+  told apart``; each with the reason.
 - **Time to target** over seeds (``--eval-every K --target-f1 F``): the median, and MLPerf Training's
   mean without the fastest and the slowest run when there are at least 5; a seed that never reaches
   the target counts as slower than every seed that does (infinite), so it is never dropped silently.
@@ -56,7 +58,7 @@ class LoopComparison:
     reference: str
     per_seed: list  # PairedDifference per seed both ran
     across: AcrossSeeds
-    verdict: str  # better / worse / not told apart
+    verdict: str  # better / worse / not told apart / no verdict (too few seeds)
     why: str
 
 
@@ -108,7 +110,7 @@ class QualityGroup:
 
 
 def verdict(summary: AcrossSeeds, identical: bool) -> tuple[str, str]:
-    """(``better`` / ``worse`` / ``not told apart``, why) of a loop's F1 against the reference's,
+    """(``better`` / ``worse`` / ``not told apart`` / ``no verdict``, why) of a loop's F1 against the reference's,
     from ``across_seeds``'s summary; ``identical``: the two predicted the same label on every pair
     at every seed."""
     n = summary.seeds
@@ -117,7 +119,7 @@ def verdict(summary: AcrossSeeds, identical: bool) -> tuple[str, str]:
     if identical:
         return "not told apart", f"the same prediction on every pair at every seed ({n}): difference 0"
     if n < MIN_SEEDS:
-        return "not told apart", (f"too few seeds ({n}; a verdict needs an interval across at least {MIN_SEEDS}: "
+        return "no verdict", (f"too few seeds ({n}; a verdict needs an interval across at least {MIN_SEEDS}: "
                                   f"`--seeds 1,2,3`)")
     if lo > 0:
         return "better", f"the F1 difference's {ci} across {n} seeds and the pairs lies wholly above 0"

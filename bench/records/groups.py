@@ -89,8 +89,10 @@ class Baseline(_Group):
 class Adapter(_Group):
     """A LoRA adapter as the live PEFT model held it (``bench/models/lora.py``): its settings in force,
     where its target modules came from (``peft``'s table for the architecture, ``bench``'s fallback,
-    or ``--lora-targets``), the layers it adapted, what trained in full beside it, and PEFT's own
-    count of the parameters (trainable; total, the frozen base and the head's kept original included)."""
+    or ``--lora-targets``), how many modules it adapted (``adapted_layers``: PEFT's LoRA layers, one
+    per adapted linear module, so two a transformer layer for query and value), what trained in full
+    beside it, and PEFT's own count of the parameters (trainable; total, the frozen base and the
+    head's kept original included)."""
     method: str = "lora"
     r: int = 0
     alpha: float = 0.0

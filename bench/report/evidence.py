@@ -10,7 +10,7 @@ from bench.analysis.gaps import gap_rows, phase_note
 from bench.analysis.machines import same_machine
 from bench.analysis.siblings import FOREIGN, SIBLINGS
 from bench.analysis.parity import Parity, parity_rows
-from bench.analysis.quality import QualityGroup
+from bench.analysis.quality import MIN_SEEDS, QualityGroup
 from bench.analysis.verdicts import GAP_TOLERANCE, PARITY_TOLERANCE, Kind
 from bench.report import parity, quality, why
 from bench.report.context import Context
@@ -42,6 +42,14 @@ def seed_picks(q: QualityGroup) -> tuple[list[str], list[tuple]]:
                        f"or worse than manual (each F1 interval across {seeds} seeds includes 0)",
                        "more seeds narrow the intervals (`--seeds` with 10 or more)" if seeds < 10 else
                        "a difference this small needs more seeds or validation pairs than these"))
+    # Run at fewer seeds than a verdict needs (a sweep grown by a loop at one seed, say): no interval
+    # across seeds exists for it, so it is named apart from the loops whose interval includes 0.
+    unjudged = [md.text(loop) for loop, c in compared.items() if c.verdict == "no verdict" and md.text(loop) not in same]
+    if unjudged:
+        cannot.append((f"{title}: whether " + ", ".join(unjudged) + f" fine-tune{'s' if len(unjudged) == 1 else ''} "
+                       f"better or worse than manual (fewer than {MIN_SEEDS} seeds of "
+                       f"{'it' if len(unjudged) == 1 else 'each'}: no interval across seeds)",
+                       "every loop at the seeds the sweep ran (`--resume` with `--loops all` and the same `--seeds`)"))
     return holds, cannot
 
 

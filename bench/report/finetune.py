@@ -44,7 +44,7 @@ def _adapter(p: FinetunePair) -> str:
     if a is None:
         return "LoRA settings not recorded"
     return (f"r {a.r}, alpha {a.alpha:g}, dropout {a.dropout:g} on {md.code(','.join(a.target_modules))} "
-            f"({md.text(a.targets_source)}'s choice, {a.adapted_layers} layers), trained in full beside it: "
+            f"({md.text(a.targets_source)}'s choice; {a.adapted_layers} modules adapted), trained in full beside it: "
             f"{md.code(','.join(a.modules_to_save)) if a.modules_to_save else 'nothing'}")
 
 
