@@ -177,7 +177,8 @@ def test_run_with_seeds_records_each_seed_and_resume_adds_a_seed(glue_dir, tmp_p
     (lifted / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines + trainer), encoding="utf-8")
     assert main(["report", str(lifted)]) == 0
     bottom = (lifted / "report.md").read_text(encoding="utf-8").split("## Bottom line")[1].split("\n## ")[0]
-    assert "| **accelerate** | " in bottom and "| **no verdict**: too few seeds (1;" in bottom
+    assert "| **accelerate** | " in bottom and "| **no verdict**: too few seeds (1; a verdict needs an interval " \
+        "across at least 3: each side at the seeds the sweep ran (1, 2, 3; `--resume` with the same `--seeds`))" in bottom
     assert "whether accelerate fine-tunes better or worse than manual (fewer than 3 seeds of it: no interval " \
            "across seeds)" in bottom and "(each F1 interval" not in bottom
     assert "**To tell:** every loop at the seeds the sweep ran (`--resume` with `--loops all` and the same " \

@@ -109,18 +109,20 @@ class QualityGroup:
     reference_is_tutorial: bool = False
 
 
-def verdict(summary: AcrossSeeds, identical: bool) -> tuple[str, str]:
-    """(``better`` / ``worse`` / ``not told apart`` / ``no verdict``, why) of a loop's F1 against the reference's,
-    from ``across_seeds``'s summary; ``identical``: the two predicted the same label on every pair
-    at every seed."""
+def verdict(summary: AcrossSeeds, identical: bool, ran: tuple = ()) -> tuple[str, str]:
+    """(``better`` / ``worse`` / ``not told apart`` / ``no verdict``, why) of a loop's F1 against the
+    reference's, from ``across_seeds``'s summary; ``identical``: the two predicted the same label on
+    every pair at every seed; ``ran``: the seeds either side ran (with enough of them, what would tell
+    is each side at those seeds, not a new sweep)."""
     n = summary.seeds
     lo, hi = summary.f1_diff_ci95
     ci = f"95% CI {lo:+.3f} to {hi:+.3f}"
     if identical:
         return "not told apart", f"the same prediction on every pair at every seed ({n}): difference 0"
     if n < MIN_SEEDS:
-        return "no verdict", (f"too few seeds ({n}; a verdict needs an interval across at least {MIN_SEEDS}: "
-                                  f"`--seeds 1,2,3`)")
+        how = (f"each side at the seeds the sweep ran ({', '.join(map(str, ran))}; `--resume` with the same "
+               f"`--seeds`)" if len(ran) >= MIN_SEEDS else "`--seeds 1,2,3`")
+        return "no verdict", f"too few seeds ({n}; a verdict needs an interval across at least {MIN_SEEDS}: {how})"
     if lo > 0:
         return "better", f"the F1 difference's {ci} across {n} seeds and the pairs lies wholly above 0"
     if hi < 0:
@@ -230,7 +232,8 @@ def compare_seeds(ref: dict, by_seed: dict) -> tuple[list, AcrossSeeds | None, s
         return per_seed, None, "", "no seed at which both recorded predictions on the same validation pairs"
     summary = across_seeds(inputs)
     identical = all(row.pairs_differing == 0 for row in per_seed)
-    word, why = verdict(summary, identical)
+    ran = tuple(sorted(seed for seed in set(by_seed) | set(ref) if seed is not None))
+    word, why = verdict(summary, identical, ran)
     return per_seed, summary, word, why
 
 
