@@ -35,11 +35,22 @@ from pathlib import Path
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "baselines"
 
 
-def machine_class() -> str:
-    """Baselines are per machine class: CPU vector capability and core count."""
+def machine_class(cpuinfo: str | None = None) -> str:
+    """Baselines are per machine class: CPU vector capability, Intel's AMX, and core count.  torch
+    calls an AMX Xeon and an AMD Zen 4/5 both AVX512, but their cores run these benchmarks 1.5-2x
+    apart (a 2-core Xeon here: every loop 1.5-2.0x the Zen 5 baseline's medians, the 2x limit spent
+    on the class alone), so a CPU with AMX tiles is a class of its own.  ``cpuinfo``: the text of
+    /proc/cpuinfo (read here when not given; no AMX where it cannot be read)."""
     import torch
 
-    return f"cpu-{torch.backends.cpu.get_cpu_capability().lower()}-{os.cpu_count()}core"
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            cpuinfo = ""
+    amx = any(line.split(":", 1)[0].strip() == "flags" and "amx_tile" in line.split(":", 1)[-1].split()
+              for line in cpuinfo.splitlines())
+    return f"cpu-{torch.backends.cpu.get_cpu_capability().lower()}{'-amx' if amx else ''}-{os.cpu_count()}core"
 
 
 BASELINE_FORMAT = "bench-baseline/1"

@@ -434,6 +434,24 @@ def _bench_json(path, trainer_ratio, accelerate_ratio):
     return path
 
 
+def test_an_amx_xeon_is_a_machine_class_of_its_own_with_its_committed_baseline():
+    """torch calls an AMX Xeon and a Zen 4/5 both AVX512; their cores run the benchmarks 1.5-2x apart,
+    so the class names AMX, read from /proc/cpuinfo's flags, and each class has a committed baseline."""
+    import torch
+
+    from bench.regress import DEFAULT_DIR, machine_class
+
+    cap, cores = torch.backends.cpu.get_cpu_capability().lower(), os.cpu_count()
+    xeon = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+    zen = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx512f avx512_bf16\n"
+    assert machine_class(xeon) == f"cpu-{cap}-amx-{cores}core"
+    assert machine_class(zen) == machine_class("") == f"cpu-{cap}-{cores}core"
+    # A word that only contains the flag's name is not the flag.
+    assert machine_class("flags\t\t: amx_tile_not\nmodel name\t: amx_tile\n") == f"cpu-{cap}-{cores}core"
+    assert {"cpu-avx2-2core.json", "cpu-avx512-2core.json", "cpu-avx512-amx-2core.json"} <= \
+        {path.name for path in DEFAULT_DIR.glob("*.json")}
+
+
 def test_the_gate_gates_ratios_on_a_machine_class_without_a_baseline(tmp_path, capsys):
     from bench.regress import load_ratio_baseline, main
 
