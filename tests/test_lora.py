@@ -330,3 +330,26 @@ def test_a_seed_ok_in_one_recipe_only_is_left_out_of_both_sides():
     [row] = [line for line in lines(Ctx()) if line.startswith("| cpu / fp32 | manual |")]
     assert "(seed 3 ok in full only: left out) |" in row
     assert "0.810 (2 seeds) → 0.710 (2 seeds)" in row
+
+
+def test_a_loop_at_fewer_seeds_than_the_sweep_is_advised_the_sweeps_seeds_in_code():
+    """The committed seed sweep ran manual at seeds 1, 2, 3 and the Trainer at 1: the Trainer's
+    LoRA-against-full line advises the seeds the sweep ran (not '--seeds 1,2,3', which it ran), and
+    its command shows as code, not as escaped backticks."""
+    from pathlib import Path
+
+    from bench.analysis import cells_of
+    from bench.analysis.finetune import finetune_pairs
+    from bench.report.finetune import lines
+
+    records = read_records(Path(__file__).parent.parent / "reports" / "cpu-minilm-lora-seeds" / "results.jsonl")
+    pairs = finetune_pairs(cells_of(records))
+    trainer = next(p for p in pairs if p.loop == "trainer")
+    assert trainer.verdict == "no verdict"
+    assert trainer.why.endswith("each side at the seeds the sweep ran (1, 2, 3; `--resume` with the same `--seeds`))")
+
+    class Ctx:
+        finetune = pairs
+    [quality] = [line for line in lines(Ctx()) if line.startswith("Quality: ")]
+    assert "\\`" not in quality and "`--resume` with the same `--seeds`" in quality
+    assert "`--seeds 1,2,3`" not in quality

@@ -133,8 +133,12 @@ def finetune_pairs(cells: list[CellStats]) -> list[FinetunePair]:
         if c.ok and not c.run.flip:
             key = (c.device, c.precision, c.loop, _pairing_key(c))
             groups.setdefault(key, {"full": {}, "lora": {}, "variant": ""})[c.run.finetune][c.seed] = c
+    # The seeds each setting ran in any loop or recipe: a loop that ran fewer is advised those seeds.
+    swept: dict = {}
+    for (device, precision, _, pairing), sides in groups.items():
+        swept.setdefault((device, precision, pairing), set()).update(*(set(sides[k]) for k in ("full", "lora")))
     out = []
-    for (device, precision, loop, _), sides in groups.items():
+    for (device, precision, loop, pairing), sides in groups.items():
         full, lora = sides["full"], sides["lora"]
         if not full or not lora:
             continue
@@ -146,7 +150,7 @@ def finetune_pairs(cells: list[CellStats]) -> list[FinetunePair]:
             full = {s: c for s, c in full.items() if s in common}
             lora = {s: c for s, c in lora.items() if s in common}
         ratio, pairs, busy = _speed(full, lora)
-        _, difference, word, why = compare_seeds(full, lora)  # LoRA minus full
+        _, difference, word, why = compare_seeds(full, lora, tuple(swept[device, precision, pairing]))  # LoRA - full
         variant = variant_of(next(iter(full.values())).run, varying, flip=False)
         out.append(FinetunePair(loop=loop, device=device, precision=precision, variant=variant,
                                 full=_side(full), lora=_side(lora), speed_ratio=ratio, speed_pairs=pairs,

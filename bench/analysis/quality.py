@@ -213,11 +213,12 @@ def speed_ratio(by_seed: dict, ref: dict | None) -> float | None:
     return statistics.median(ratios) if ratios else None
 
 
-def compare_seeds(ref: dict, by_seed: dict) -> tuple[list, AcrossSeeds | None, str, str]:
+def compare_seeds(ref: dict, by_seed: dict, ran: tuple = ()) -> tuple[list, AcrossSeeds | None, str, str]:
     """B (``by_seed``) against A (``ref``), each seed -> cell: per seed the paired difference, across
     the seeds both ran the mean difference, its interval and the verdict (None and no verdict when no
     seed compares).  Only seeds at which both recorded predictions on the same pairs with the same
-    labels are compared."""
+    labels are compared.  ``ran``: the seeds the sweep ran around them (default: either side's), which
+    is what the verdict advises when these two ran too few."""
     per_seed, inputs = [], []
     for seed in sorted(set(by_seed) & set(ref), key=lambda s: (s is None, s)):
         ra, rb = _first_with_predictions(ref[seed]), _first_with_predictions(by_seed[seed])
@@ -232,7 +233,7 @@ def compare_seeds(ref: dict, by_seed: dict) -> tuple[list, AcrossSeeds | None, s
         return per_seed, None, "", "no seed at which both recorded predictions on the same validation pairs"
     summary = across_seeds(inputs)
     identical = all(row.pairs_differing == 0 for row in per_seed)
-    ran = tuple(sorted(seed for seed in set(by_seed) | set(ref) if seed is not None))
+    ran = tuple(sorted(seed for seed in set(ran) | set(by_seed) | set(ref) if seed is not None))
     word, why = verdict(summary, identical, ran)
     return per_seed, summary, word, why
 

@@ -77,5 +77,5 @@ def lines(ctx: Context) -> list[str]:
                     f"{f(p.lora.time_to_target_s)} ({p.lora.target_reached or '-'}) |")
         out.append(row)
     whys = sorted({p.why for p in pairs if p.why})
-    out += ["", "Quality: " + "; ".join(md.text(w) for w in whys) + "." if whys else ""]
+    out += ["", "Quality: " + "; ".join(whys) + "." if whys else ""]
     return out + [""]
