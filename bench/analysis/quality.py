@@ -217,8 +217,7 @@ def compare_seeds(ref: dict, by_seed: dict, ran: tuple = ()) -> tuple[list, Acro
     """B (``by_seed``) against A (``ref``), each seed -> cell: per seed the paired difference, across
     the seeds both ran the mean difference, its interval and the verdict (None and no verdict when no
     seed compares).  Only seeds at which both recorded predictions on the same pairs with the same
-    labels are compared.  ``ran``: the seeds the sweep ran around them (default: either side's), which
-    is what the verdict advises when these two ran too few."""
+    labels are compared.  ``ran``: the sweep's seeds (default: either side's), advised when too few."""
     per_seed, inputs = [], []
     for seed in sorted(set(by_seed) & set(ref), key=lambda s: (s is None, s)):
         ra, rb = _first_with_predictions(ref[seed]), _first_with_predictions(by_seed[seed])
