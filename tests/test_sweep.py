@@ -142,6 +142,7 @@ def test_a_failing_cell_does_not_stop_the_sweep_but_fails_the_exit_code(glue_dir
 
     import shutil
     from pathlib import Path
+    from pathlib import Path
 
     from bench.models import TINY_BERT, packaged_model_path
 
@@ -211,6 +212,53 @@ def test_resume_reruns_a_failed_cell_and_keeps_the_failure(glue_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     records = read_records(out)
     assert [r.status for r in records] == ["failed", "ok"] and records[0].cell_id == records[1].cell_id
+
+
+def test_a_committed_folder_resumes_from_a_clone_where_the_data_lies_elsewhere(glue_dir, tmp_path):
+    """A committed report's records are made portable (``bench.records.paths``): they name the data
+    and the model, not where they lay.  Resumed from a clone where the data lies elsewhere, its cells
+    are the same cells: a recorded one is not run again, a failed one run again supersedes it, and a
+    setting that differs is still refused."""
+    import shutil
+    from pathlib import Path
+
+    from bench.records import Record, append_record, latest_per_cell
+    from bench.records.paths import main as make_portable
+
+    made = tmp_path / "made"
+    args = _sweep_args(glue_dir, made, loops="manual")
+    assert run_cli(*args).returncode == 0
+    trainer = Cell("trainer", "cpu", "fp32", read_records(made)[0].run)
+    append_record(made, Record(loop="trainer", device="cpu", precision="fp32", status="failed", reason="earlier crash",
+                               cell_id=trainer.cell_id, config=trainer.to_dict()))
+    committed = tmp_path / "clone" / "reports" / "committed"
+    committed.mkdir(parents=True)
+    assert make_portable([str(made), str(committed / "results.jsonl")]) == 0
+    recorded = (committed / "results.jsonl").read_text()
+    assert str(Path(glue_dir)) not in recorded and '"glue_dir": "' + Path(glue_dir).name + '"' in recorded
+    elsewhere = tmp_path / "clone" / "shared" / Path(glue_dir).name
+    shutil.copytree(glue_dir, elsewhere)
+
+    resume = [*_sweep_args(str(elsewhere), committed, loops="manual,trainer")[:-2], "--resume", str(committed)]
+    result = run_cli(*resume)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "manual/cpu/fp32: already recorded" in result.stderr and "trainer/cpu/fp32: running" in result.stderr
+    records = read_records(committed)
+    assert (committed / "results.jsonl").read_text().startswith(recorded)  # nothing recorded is rewritten
+    assert [(r.loop, r.status) for r in records] == [("manual", "ok"), ("trainer", "failed"), ("trainer", "ok")]
+    assert records[1].cell_id != records[2].cell_id and records[1].cell_key == records[2].cell_key
+    assert sorted((r.loop, r.status) for r in latest_per_cell(records)) == [("manual", "ok"), ("trainer", "ok")]
+    # One cell per loop in the report, compared as one group: the data's two locations are not a variant.
+    report = (committed / "report.md").read_text()
+    assert "2 ok, 0 skipped, 1 failed" in report.split("## Bottom line")[0] and "glue_dir" not in report
+    bottom = report.split("## Bottom line")[1].split("\n## ")[0]
+    assert bottom.count("| **manual** |") == 1 and bottom.count("| **trainer** |") == 1
+    # Resumed again: nothing left to run.  Another learning rate is another cell: refused by name.
+    again = run_cli(*resume)
+    assert again.returncode == 0 and "running" not in again.stderr
+    other = run_cli(*resume, "--lr", "1e-4")
+    assert other.returncode == 2 and "run.lr (5e-05 recorded, 0.0001 now)" in other.stderr
+    assert len(read_records(committed)) == 3
 
 
 # ---- corrupt results ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Callable
 from bench.config import RunConfig
 from bench.analysis.siblings import Busy, Overlaps, worse
 from bench.records import Record, latest_per_cell
+from bench.records.portable import portable_tree
 from loops import LOOPS, REFERENCE_LOOP
 
 LOOP_ORDER = tuple(LOOPS)
@@ -44,8 +45,15 @@ def order_of(value, order):
     return order.index(value) if value in order else len(order)
 
 
+def settings_of(run: RunConfig) -> dict:
+    """The run config as cells are compared by: its paths by their portable names.  A committed
+    folder's records name what was used, not where it lay (``bench.records.portable``); a run added to it
+    from a clone elsewhere names the same data by another absolute path, and is the same cell."""
+    return portable_tree(run.to_dict())
+
+
 def run_json(run: RunConfig) -> str:
-    return json.dumps(run.to_dict(), sort_keys=True)
+    return json.dumps(settings_of(run), sort_keys=True)
 
 
 def group_key(r: Record) -> tuple:
@@ -105,7 +113,8 @@ def variant_of(run: RunConfig, varying: set[str], flip: bool = True) -> str:
 def varying_of(records: list[Record]) -> set[str]:
     """The run-config fields the records differ in, the per-loop ones apart."""
     fields = set(records[0].run.to_dict()) - per_loop_fields() if records else set()
-    return {key for key in fields if len({json.dumps(getattr(r.run, key), sort_keys=True) for r in records}) > 1}
+    settings = [settings_of(r.run) for r in records]
+    return {key for key in fields if len({json.dumps(s.get(key), sort_keys=True) for s in settings}) > 1}
 
 
 class CellStats:
@@ -128,7 +137,8 @@ class CellStats:
         self.seedless_variant = variant_of(self.run, varying - {"seed"})
         # Every field of the plan but the loop's own: what pairs this cell with another loop's (and a
         # flip with the cell it flips); and its name.
-        self.pairing = json.dumps({key: getattr(self.run, key) for key in sorted(varying)}, sort_keys=True)
+        settings = settings_of(self.run)
+        self.pairing = json.dumps({key: settings.get(key) for key in sorted(varying)}, sort_keys=True)
         self.pairing_name = variant_of(self.run, varying, flip=False)
 
     @property
@@ -223,7 +233,7 @@ def cells_over_seeds(records: list[Record]) -> list[CellStats]:
     latest = latest_per_cell(records)
     varying = varying_of(latest) - {"seed"}
     for r in latest:
-        run = {k: v for k, v in r.run.to_dict().items() if k != "seed"}
+        run = {k: v for k, v in settings_of(r.run).items() if k != "seed"}
         groups.setdefault((r.loop, r.device, r.precision, json.dumps(run, sort_keys=True)), []).append(r)
     overlaps = Overlaps(records)
     cells = [CellStats(rs, varying, overlaps) for rs in groups.values()]

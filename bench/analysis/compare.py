@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from bench.analysis.cells import CellStats
+from bench.analysis.cells import CellStats, settings_of
 from bench.analysis.columns import COMPARE, EVAL_F1, SAMPLES_PER_S, Column, shown_in
 from bench.analysis.machines import same_machine
 from bench.analysis.siblings import worse
@@ -25,7 +25,7 @@ DATA = "data_fingerprint"  # what --differ names to compare runs on different da
 
 
 def _config(c: CellStats, named: set[str]) -> dict:
-    return {k: v for k, v in c.run.to_dict().items() if k not in NOT_TRAINING | named}
+    return {k: v for k, v in settings_of(c.run).items() if k not in NOT_TRAINING | named}
 
 
 def _differing(a: dict, b: dict) -> list[str]:

@@ -15,7 +15,7 @@ import json
 import statistics
 from dataclasses import dataclass, field
 
-from bench.analysis.cells import CellStats, cells_of, loop_specific
+from bench.analysis.cells import CellStats, cells_of, loop_specific, settings_of
 from bench.analysis.gaps import phase_delta, phase_note
 from bench.analysis.machines import same_machine
 from bench.analysis.parity import loss_difference
@@ -148,7 +148,7 @@ def differences(ca: CellStats, cb: CellStats) -> Differences:
     (flippable in that loop, unless inert here), settings read back that no declaration explains."""
     from loops.native import held
 
-    run_a, run_b = ca.run.to_dict(), cb.run.to_dict()
+    run_a, run_b = settings_of(ca.run), settings_of(cb.run)
     settings = {k: (run_a.get(k), run_b.get(k)) for k in sorted(set(run_a) | set(run_b) - NOT_A_SETTING)
                 if k not in NOT_A_SETTING and json.dumps(run_a.get(k)) != json.dumps(run_b.get(k))}
     mach, inert_list = _machinery(ca, cb)
@@ -220,7 +220,7 @@ def _effect(c: CellStats, ca: CellStats, cb: CellStats, a: str, b: str, step_a: 
     # The effect is over A's step: only when A, B and the flip were measured on one machine.
     deltas = [sign * d for d in _paired_s(base, c)] if same_machine(ca.ok + cb.ok + c.ok) else []
     failed = next((r.reason for r in reversed(c.records) if r.status != "ok"), "") if not c.ok else ""
-    run_a, run_b = ca.run.to_dict(), cb.run.to_dict()
+    run_a, run_b = settings_of(ca.run), settings_of(cb.run)
     row = Effect(setting=setting, loop=c.loop, how=how, deltas_s=deltas,
                  effect_s=statistics.median(deltas) if deltas else None,
                  verdict=f"could not be flipped in {c.loop}: {failed}" if failed else _verdict(deltas, step_a or 0),

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from bench.analysis.bootstrap import AcrossSeeds
-from bench.analysis.cells import LOOP_ORDER, CellStats, order_of, per_loop_fields, variant_of, varying_of
+from bench.analysis.cells import LOOP_ORDER, CellStats, order_of, per_loop_fields, settings_of, variant_of, varying_of
 from bench.analysis.columns import EVAL_F1, PEAK_MIB, SAMPLES_PER_S
 from bench.analysis.machines import same_machine
 from bench.analysis.quality import compare_seeds, time_to_target
@@ -73,7 +73,7 @@ class FinetunePair:
 def _pairing_key(c: CellStats) -> str:
     """Everything that must match for a LoRA cell and a full cell to be compared, but the seed."""
     skip = RECIPE_FIELDS | per_loop_fields() | {"seed"}
-    return json.dumps({k: v for k, v in c.run.to_dict().items() if k not in skip}, sort_keys=True)
+    return json.dumps({k: v for k, v in settings_of(c.run).items() if k not in skip}, sort_keys=True)
 
 
 def _side(by_seed: dict) -> Side:

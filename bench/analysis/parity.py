@@ -7,7 +7,7 @@ import enum
 import json
 from dataclasses import dataclass, field
 
-from bench.analysis.cells import CellStats, comparison_groups, manual_cell
+from bench.analysis.cells import CellStats, comparison_groups, manual_cell, settings_of
 from bench.analysis.machines import same_machine
 from bench.analysis.verdicts import PARITY_TOLERANCE
 
@@ -71,7 +71,7 @@ def training_differences(c: CellStats, ref: CellStats) -> list[str]:
     train the same thing, so their step losses are expected to agree."""
     from loops.native import MACHINERY, TRAINING_MACHINERY, inert, machinery
 
-    mine, theirs = c.run.to_dict(), ref.run.to_dict()
+    mine, theirs = settings_of(c.run), settings_of(ref.run)
     out = [f"{k} ({theirs.get(k)!r} in {ref.loop}, {mine.get(k)!r} in {c.loop})"
            for k in sorted(set(mine) | set(theirs) - NOT_IN_THE_LOSSES)
            if k not in NOT_IN_THE_LOSSES and json.dumps(mine.get(k)) != json.dumps(theirs.get(k))]

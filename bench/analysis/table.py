@@ -171,8 +171,8 @@ def records_and_rows(path: str | Path, superseded: bool = False) -> list[tuple[R
     numbered = numbered_records(path)
     latest_line = {}
     for line, r in numbered:
-        latest_line[r.cell_id or f"line {line}"] = line
-    kept = [(line, r, latest_line[r.cell_id or f"line {line}"] != line) for line, r in numbered]
+        latest_line[r.cell_key or f"line {line}"] = line
+    kept = [(line, r, latest_line[r.cell_key or f"line {line}"] != line) for line, r in numbered]
     if not superseded:
         kept = [k for k in kept if not k[2]]
     contexts, varying = _contexts([r for _, r, replaced in kept if not replaced])

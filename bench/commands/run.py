@@ -178,6 +178,7 @@ def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list | 
     from bench.sweep.preflight import Preflight, run_checks
     from bench.records import read_records
     from bench.records import latest_per_cell
+    from bench.records.portable import cell_key
     from bench.report.summary import summary_table
     from bench.sweep.driver import run_sweep, training_share_line
 
@@ -220,10 +221,10 @@ def _sweep(args, runs: list[RunConfig], cells: list, out: Path, records: list | 
     print(f"report: {out / 'report.md'}", file=sys.stderr)
     say(log_pending(trackers) + log_report(trackers, out / "report.md"))
     print(f"bench: {training_share_line(made, _process_age_s())}", file=sys.stderr)
-    wanted = {c.cell_id for c in cells}
-    latest = [r for r in latest_per_cell(records) if r.cell_id in wanted]
+    wanted = {cell_key(c.to_dict()) for c in cells}
+    latest = [r for r in latest_per_cell(records) if r.cell_key in wanted]
     bad = [r for r in latest if r.status == "failed"]
-    missing = wanted - {r.cell_id for r in latest}
+    missing = wanted - {r.cell_key for r in latest}
     if run.parity and not parity_holds(latest):
         return 1
     return 1 if bad or missing else 0

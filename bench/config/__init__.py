@@ -211,6 +211,15 @@ def run_config_from_dict(d: dict) -> RunConfig:
 _ADDED_LATER = {"finetune": "full", **{name: None for name in LORA_FIELDS}}
 
 
+def config_id(cell: dict) -> str:
+    """The key of a cell's configuration: ``Cell.to_dict()``, or a record's ``config``."""
+    d = dict(cell)
+    # Fields added after records existed leave the id as it was while at their defaults, so a
+    # folder written before them resumes instead of running every cell again.
+    d["run"] = {k: v for k, v in d["run"].items() if not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Cell:
     """One point of the matrix: a loop on a device at a precision, with the shared run config."""
@@ -245,12 +254,7 @@ class Cell:
     @property
     def cell_id(self) -> str:
         """Stable key of the cell's full configuration (used to resume a sweep)."""
-        d = self.to_dict()
-        # Fields added after records existed leave the id as it was while at their defaults, so a
-        # folder written before them resumes instead of running every cell again.
-        d["run"] = {k: v for k, v in d["run"].items() if not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
-        blob = json.dumps(d, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return config_id(self.to_dict())
 
     @property
     def label(self) -> str:

@@ -124,5 +124,5 @@ def latest_per_cell(records: list[Record]) -> list[Record]:
     latest one."""
     latest: dict = {}
     for r in records:
-        latest[r.cell_id or id(r)] = r
+        latest[r.cell_key or id(r)] = r
     return list(latest.values())

@@ -205,6 +205,14 @@ class Record:
         return (self.config or {}).get("run") or {}
 
     @property
+    def cell_key(self) -> str:
+        """Which cell this is a run of (``bench.records.portable.cell_key``); the recorded ``cell_id``
+        where no configuration was recorded."""
+        from bench.records.portable import cell_key
+
+        return cell_key(self.config) if "run" in (self.config or {}) else self.cell_id
+
+    @property
     def ok(self) -> bool:
         return self.status == "ok"
 

@@ -1,12 +1,12 @@
 """Putting strings that come from users or the environment (model paths, commands, reasons,
 settings) into Markdown without letting them change its structure: no closed code fence, no
-injected heading, no broken table; and without the machine's paths (``bench/records/paths.py``)."""
+injected heading, no broken table; and without the machine's paths (``bench/records/portable.py``)."""
 
 from __future__ import annotations
 
 import re
 
-from bench.records.paths import portable
+from bench.records.portable import portable
 
 _SPECIAL = re.compile(r"([\\`\[\]<>|])")
 

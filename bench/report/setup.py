@@ -9,6 +9,7 @@ from bench.report import markdown as md
 from bench.analysis.machines import environment_rows
 from bench.analysis.cells import group_key
 from bench.records import Record
+from bench.records.portable import portable_tree
 from bench.report.context import Context
 
 
@@ -81,7 +82,7 @@ def majority_line(records: list[Record]) -> list[str]:
 def _trained(ok: list[Record]) -> list[str]:
     r0 = ok[0]
     m = r0.model
-    runs = [r.run_as_recorded for r in ok]
+    runs = [portable_tree(r.run_as_recorded) for r in ok]  # what was used, not where it lay
 
     def common(key, fmt=str):
         """The setting if every ok cell shares it; the variant columns say what differs."""

@@ -20,6 +20,7 @@ from bench.sweep.launch import launch_argv, remove_stale_cell_dirs, run_isolated
 from bench.sweep.memwatch import default_memory_limit_bytes
 from bench.records.vocabulary import HANDED
 from bench.records import RESULTS_FILE, Record, append_record, read_records
+from bench.records.portable import cell_key
 
 
 def refuse_nproc(devices, nproc: int) -> None:
@@ -53,11 +54,11 @@ def refuse_explicit(devices, precisions, devices_explicit: bool, precisions_expl
 
 
 def completed_ids(out_dir: Path) -> set[str]:
-    """Cells already ``ok`` or ``skipped`` in OUT (a failed cell is run again on resume)."""
+    """Cells already ``ok`` or ``skipped`` in OUT, by ``cell_key`` (a failed cell is run again on resume)."""
     path = out_dir / RESULTS_FILE
     if not path.exists():
         return set()
-    return {r.cell_id for r in read_records(path, allow_empty=True) if r.status in ("ok", "skipped")}
+    return {r.cell_key for r in read_records(path, allow_empty=True) if r.status in ("ok", "skipped")}
 
 
 def _cell_line(record: Record, seconds: float, ran_s: list, left: int) -> str:
@@ -156,7 +157,7 @@ def run_sweep(cells: list[Cell], out_dir: Path, cell_timeout: float | None = Non
     peaks: dict[tuple[str, str], tuple[float, str]] = {}
     for i, cell in enumerate(cells, 1):
         head = f"[{i}/{len(cells)}] {cell.label}"
-        if cell.cell_id in done:
+        if cell_key(cell.to_dict()) in done:
             print(f"{head}: already recorded in {out_dir / RESULTS_FILE}, not run again", file=sys.stderr)
             continue
         record = skipped_record(cell, command)  # decided here, without starting a process
@@ -215,7 +216,7 @@ def _sweep_with_ray(cells, out_dir: Path, done: set, cell_timeout, command: str,
     to_run = []
     for i, cell in enumerate(cells, 1):
         head = f"[{i}/{len(cells)}] {cell.label}"
-        if cell.cell_id in done:
+        if cell_key(cell.to_dict()) in done:
             print(f"{head}: already recorded in {out_dir / RESULTS_FILE}, not run again", file=sys.stderr)
             continue
         record = skipped_record(cell, command)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench.config import Cell, ConfigError
 from bench.records import RESULTS_FILE, Record, read_records
+from bench.records.portable import portable_tree
 
 LOCK_FILE = ".bench.lock"
 
@@ -186,8 +187,9 @@ def check_comparable(out: Path, cells: list[Cell], records: list, resume: bool) 
         old = by_axes.get(_axes(planned["run"], cell.device, cell.loop))
         if old is None:
             continue
-        diffs = _differing({"run": planned["run"], "nproc": cell.nproc, "nnodes": cell.nnodes},
-                           {"run": old["run"], "nproc": old.get("nproc", 1), "nnodes": old.get("nnodes", 1)})
+        # Paths by their portable names: a committed folder's records name what was used, not where.
+        diffs = _differing(portable_tree({"run": planned["run"], "nproc": cell.nproc, "nnodes": cell.nnodes}),
+                           portable_tree({"run": old["run"], "nproc": old.get("nproc", 1), "nnodes": old.get("nnodes", 1)}))
         if diffs:
             raise ConfigError(f"--resume {out}: this sweep's cells differ from what {out} recorded for "
                               f"{cell.device}: {'; '.join(diffs)}. Resume with the same settings, or give a new --out")
