@@ -173,7 +173,8 @@ def test_run_with_seeds_records_each_seed_and_resume_adds_a_seed(glue_dir, tmp_p
             predicted = r["eval_predictions"]["predicted"]
             predicted[:4] = [1 - label for label in predicted[:4]]
         if r["loop"] == "manual":
-            trainer.append({**r, "loop": "trainer", "cell_id": r["cell_id"] + "-trainer"})
+            trainer.append({**r, "loop": "trainer", "cell_id": r["cell_id"] + "-trainer",
+                            "config": {**r["config"], "loop": "trainer"}})  # a record names its loop twice
     (lifted / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines + trainer), encoding="utf-8")
     assert main(["report", str(lifted)]) == 0
     bottom = (lifted / "report.md").read_text(encoding="utf-8").split("## Bottom line")[1].split("\n## ")[0]
