@@ -169,10 +169,9 @@ def records_and_rows(path: str | Path, superseded: bool = False) -> list[tuple[R
     """Each record kept with its row: one per cell (its latest record, as the report's tables use),
     or with ``superseded`` every record, the replaced ones marked."""
     numbered = numbered_records(path)
-    latest_line = {}
-    for line, r in numbered:
-        latest_line[r.cell_key or f"line {line}"] = line
-    kept = [(line, r, latest_line[r.cell_key or f"line {line}"] != line) for line, r in numbered]
+    keys = [r.cell_key or f"line {line}" for line, r in numbered]  # each record's key, computed once
+    latest_line = {key: line for key, (line, _) in zip(keys, numbered)}
+    kept = [(line, r, latest_line[key] != line) for key, (line, r) in zip(keys, numbered)]
     if not superseded:
         kept = [k for k in kept if not k[2]]
     contexts, varying = _contexts([r for _, r, replaced in kept if not replaced])
