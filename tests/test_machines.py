@@ -134,7 +134,7 @@ def test_quality_compares_speed_and_time_to_target_within_a_seeds_machine(traine
     assert row.endswith("| another machine than manual's | - |")  # no time set beside manual's across machines
     manual = next(line for line in bottom.splitlines() if line.startswith("| **manual** (the tutorial's loop) |"))
     assert "machines" not in manual  # manual's own runs are all on one machine
-    assert "| **trainer** | -× manual's |" in bottom
+    assert "| **trainer** | no ratio: never on manual's machine |" in bottom
 
     (q,) = quality_rows(cells_of(seed3_elsewhere))
     # Per seed on its own machine: 1.2, 1.36, 0.65 -> 1.2 (the ratio of the medians would be 15/11).
@@ -149,6 +149,19 @@ def test_quality_compares_speed_and_time_to_target_within_a_seeds_machine(traine
     bottom = _section(text, "Bottom line")
     assert "| **trainer** | 1.20× manual's |" in bottom
     assert "| **manual** (the tutorial's loop) | 11.0 samples/s (median over 2 machines) |" in bottom
+
+
+def test_a_loop_resumed_elsewhere_at_some_seeds_is_paired_with_manual_at_the_others(tmp_path):
+    """accelerate's seeds 2 and 3 resumed on Zen 5, the rest on Zen 3: its speed beside manual's is
+    seed 1's alone (9 / 10), and the bottom line names the seeds it leaves out."""
+    records = _sweep(tmp_path / "run", lambda loop, seed: ZEN5 if loop == "accelerate" and seed > 1 else ZEN3)
+    (q,) = quality_rows(cells_of(records))
+    assert q.loops["accelerate"].beside_reference == {1: True, 2: False, 3: False}
+    assert q.loops["accelerate"].speed_ratio == pytest.approx(0.9)
+    bottom = _section(render(records, tmp_path / "report.md"), "Bottom line")
+    assert "| **accelerate** | 0.90× manual's (seed 1; 2, 3 on another machine) |" in bottom
+    trainer = next(line for line in bottom.splitlines() if line.startswith("| **trainer** |"))
+    assert "× manual's |" in trainer and "another machine" not in trainer  # every seed beside manual's
 
 
 def test_a_cpu_cell_and_a_cuda_cell_of_one_box_are_one_machine_and_old_records_match_any(seed3_elsewhere):
@@ -320,3 +333,33 @@ def test_compare_gives_no_ratio_or_gate_pass_for_a_cell_whose_repeats_span_machi
     assert "trainer/cpu/fp32: B's runs of this cell were measured on more than one machine" in result.stderr
     assert "B's runs were measured on 2 machines" in result.stdout
     assert run_cli("compare", str(a), str(b)).returncode == 0  # without a gate, a comparison is a comparison
+
+
+def test_the_lora_section_names_each_loops_evidence_and_warns_of_machines(tmp_path):
+    """The committed full-vs-LoRA records: one machine, then accelerate's runs moved to another CPU.
+    The quality line says which loop each reason is said of, and the section says when its rows span
+    machines (its samples/s and peaks are each loop's own)."""
+    from pathlib import Path
+
+    from bench.report.finetune import HEADING as LORA_HEADING
+    records = read_records(Path(__file__).parents[1] / "reports" / "cpu-minilm-lora-seeds" / "results.jsonl")
+    machines = {r.env["cpu_family_model"] for r in records}
+    if len(machines) > 1:  # the folder itself spans machines: keep one machine's runs for the first half
+        keep = sorted(machines)[0]
+        records = [r for r in records if r.env["cpu_family_model"] == keep]
+    section = _section(render(records, tmp_path / "one.md"), LORA_HEADING)
+    assert "These runs were measured on" not in section
+    moved = []
+    for r in records:
+        if r.loop == "accelerate" and r.seed != 1:
+            continue  # accelerate at one seed: its verdict rests on other evidence than the others'
+        r = dataclasses.replace(r)
+        if r.loop == "accelerate":
+            r.env = {**r.env, "cpu_family_model": "99/9"}
+        moved.append(r)
+    section = _section(render(moved, tmp_path / "two.md"), LORA_HEADING)
+    assert "These runs were measured on 2 machines ([Environment](#environment)" in section
+    quality = next(line for line in section.splitlines() if line.startswith("Quality: "))
+    assert "; accelerate: too few seeds (1;" in quality
+    first = quality.split("; accelerate:")[0]  # the loops at three seeds, then their one reason
+    assert first.startswith("Quality: manual, trainer, ") and "lightning: the F1 difference's 95% CI" in first

@@ -121,6 +121,22 @@ def seeds_folded(ctx: Context, key: tuple, groups: list[list[CellStats]], base) 
     return [line, "", *table(["seed", *header], body), ""]
 
 
+def speed_beside_manual(v) -> str:
+    """A loop's samples/s over manual's, median over the seeds at which both ran on one machine; the
+    seeds left out are named, and a loop never run beside manual says so instead of a ratio."""
+    beside = [seed for seed, same in v.beside_reference.items() if same]
+    if v.speed_ratio is None:
+        if v.beside_reference and not beside:
+            return "no ratio: never on manual's machine"
+        return "-"
+    apart = sorted((seed for seed, same in v.beside_reference.items() if not same), key=str)
+    if not apart:
+        return f"{v.speed_ratio:.2f}× manual's"
+    seeds = ", ".join(str(s) for s in sorted(beside, key=str))
+    return (f"{v.speed_ratio:.2f}× manual's (seed{'s' if len(beside) > 1 else ''} {seeds}; "
+            f"{', '.join(str(s) for s in apart)} on another machine)")
+
+
 def seeds_table(q: QualityGroup) -> list[str]:
     """A seed group's answer: per loop over its seeds, the speed ratio, F1 and the paired verdict."""
     ref = q.loops.get(REFERENCE_LOOP)
@@ -141,7 +157,7 @@ def seeds_table(q: QualityGroup) -> list[str]:
         c = v.comparison
         diff = "-" if c is None else f"{c.across.f1_diff:+.4f} [{quality.ci_signed(c.across.f1_diff_ci95)}]"
         verdict = "no paired predictions" if c is None else f"**{c.verdict}**: {c.why}"
-        body.append([f"**{md.text(loop)}**", f"{f(v.speed_ratio, '{:.2f}')}× manual's{mark}",
+        body.append([f"**{md.text(loop)}**", f"{speed_beside_manual(v)}{mark}",
                      quality.pm(v.f1_mean, v.f1_sd), diff, verdict, t])
     header = ["loop", "speed (median over seeds)", "val F1 mean ± seed sd", "F1 − manual [95% CI]", "verdict",
               "time to target"]

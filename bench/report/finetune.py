@@ -76,6 +76,18 @@ def lines(ctx: Context) -> list[str]:
             row += (f" {f(p.full.time_to_target_s)} ({p.full.target_reached or '-'}) → "
                     f"{f(p.lora.time_to_target_s)} ({p.lora.target_reached or '-'}) |")
         out.append(row)
-    whys = sorted({p.why for p in pairs if p.why})
-    out += ["", "Quality: " + "; ".join(whys) + "." if whys else ""]
+    # Each reason once, with the loops it is said of: the loops' verdicts can rest on different evidence.
+    whys: dict[str, list[str]] = {}
+    for p in pairs:
+        if p.why and p.loop not in whys.setdefault(p.why, []):
+            whys[p.why].append(p.loop)
+    if whys:
+        said = "; ".join(f"{', '.join(md.text(loop) for loop in loops)}: {why}" if len(whys) > 1 else why
+                         for why, loops in whys.items())
+        out += ["", f"Quality: {said}."]
+    if ctx.environments.mixed_machines:
+        out += ["", f"These runs were measured on {ctx.environments.machine_total} machines ([Environment](#environment) "
+                    "says which ran where): LoRA's speed pairs a seed's two runs only where both ran on one machine, "
+                    "and the samples/s, peaks and times to target of loops measured on different machines do not "
+                    "compare with each other."]
     return out + [""]
