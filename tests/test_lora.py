@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import loops
+from bench.analysis.machines import Environments
 from bench.cli import build_parser, main
 from bench.commands.run import plan_from_args
 from bench.config import Cell, ConfigError, RunConfig
@@ -327,6 +328,7 @@ def test_a_seed_ok_in_one_recipe_only_is_left_out_of_both_sides():
 
     class Ctx:
         finetune = [pair]
+        environments = Environments.of([])
     [row] = [line for line in lines(Ctx()) if line.startswith("| cpu / fp32 | manual |")]
     assert "(seed 3 ok in full only: left out) |" in row
     assert "0.810 (2 seeds) → 0.710 (2 seeds)" in row
@@ -352,6 +354,7 @@ def test_a_loop_at_fewer_seeds_than_the_sweep_is_advised_the_sweeps_seeds_in_cod
 
     class Ctx:
         finetune = pairs
+        environments = Environments.of(records)
     [quality] = [line for line in lines(Ctx()) if line.startswith("Quality: ")]
     assert "\\`" not in quality and "`--resume` with the same `--seeds`" in quality
     assert "`--seeds 1,2,3`" not in quality
