@@ -132,8 +132,7 @@ def speed_beside_manual(v) -> str:
     apart = sorted((seed for seed, same in v.beside_reference.items() if not same), key=str)
     if not apart:
         return f"{v.speed_ratio:.2f}× manual's"
-    seeds = ", ".join(str(s) for s in sorted(beside, key=str))
-    return (f"{v.speed_ratio:.2f}× manual's (seed{'s' if len(beside) > 1 else ''} {seeds}; "
+    return (f"{v.speed_ratio:.2f}× manual's ({seeds_shown(sorted(beside, key=str))}; "
             f"{', '.join(str(s) for s in apart)} on another machine)")
 
 
